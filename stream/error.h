@@ -1,0 +1,25 @@
+#ifndef STREAM_ERROR_H
+#define STREAM_ERROR_H
+
+/* Return codes used everywhere in shopstream: 0 is success, a negative
+ * SP_ERR_* is failure. Keep the three families apart: RETRY (Kafka or Redis
+ * unavailable: back off and try again), FATAL (bad config, programming error:
+ * stop) and BADINPUT (this event goes to the dead-letter topic). */
+#define SP_OK            0
+#define SP_ERR_RETRY    -1  /* a dependency is unavailable; try again later */
+#define SP_ERR_FATAL    -2  /* cannot go on: bad config, broken invariant */
+#define SP_ERR_BADINPUT -3  /* malformed or invalid input */
+#define SP_ERR_FENCED   -4  /* another instance owns the partition now */
+#define SP_ERR_NOTFOUND -5
+#define SP_ERR_IO       -6
+
+/* Allocation failure aborts the process (sp_xmalloc and friends): callers do
+ * not check for NULL after them. */
+#include <stddef.h>
+void *sp_xmalloc(size_t n);
+void *sp_xcalloc(size_t n, size_t sz);
+void *sp_xrealloc(void *p, size_t n);
+char *sp_xstrdup(const char *s);
+char *sp_xstrndup(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,63 @@
+#ifndef STREAM_EVENT_H
+#define STREAM_EVENT_H
+
+/* Input events: decoding (protobuf or its JSON rendering), validation and
+ * encoding. The decoded event is protobuf-c's generated struct; operators read
+ * it through the sp_event typedef and borrow it for one process() call. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/shopstream.pb-c.h"
+
+typedef Shopstream__V1__Event sp_event;
+
+/* Limits applied by sp_event_validate (bytes / counts). */
+#define SP_EVENT_MAX_BYTES   (64 * 1024)
+#define SP_EVENT_MAX_ID      128   /* event_id, user_id, session_id, item ids ... */
+#define SP_EVENT_MAX_TEXT    8192  /* review text, search query */
+#define SP_EVENT_MAX_ITEMS   256   /* order line items */
+
+enum sp_event_kind {
+    SP_KIND_VIEW = 0,
+    SP_KIND_CLICK,
+    SP_KIND_ADD_TO_CART,
+    SP_KIND_REMOVE_FROM_CART,
+    SP_KIND_SEARCH,
+    SP_KIND_ORDER,
+    SP_KIND_REVIEW,
+    SP_KIND__COUNT
+};
+
+/* Stable lower-case names: "view", "click", "add_to_cart",
+ * "remove_from_cart", "search", "order", "review". Used as Redis field names
+ * and in JSON. */
+const char *sp_event_kind_name(enum sp_event_kind k);
+
+/* Kind of a validated event. */
+enum sp_event_kind sp_event_kind_of(const sp_event *ev);
+
+/* Decodes one Kafka message value. JSON is chosen when content_type contains
+ * "json" or, with no content type, when the first non-space byte is '{';
+ * protobuf otherwise. On success *out owns a new event, freed with
+ * sp_event_free(). On failure returns SP_ERR_BADINPUT and writes a short
+ * reason ("protobuf: truncated", "json: field 'user_id' must be a string",
+ * ...) into err. Does not validate: call sp_event_validate() next. */
+int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_event **out,
+                    char *err, size_t errlen);
+
+void sp_event_free(sp_event *ev);
+
+/* Checks what the schema cannot: required fields present (event_id, user_id,
+ * ts_ms > 0, exactly one body), valid UTF-8 in every string, size limits,
+ * finite non-negative amounts and prices, quantity >= 1, rating 1..5, known
+ * click kind. Returns 0 or SP_ERR_BADINPUT with the reason in err. */
+int sp_event_validate(const sp_event *ev, char *err, size_t errlen);
+
+/* Renders an event as one line of JSON (no newline), the same rendering that
+ * sp_event_decode accepts. Caller frees with free(). */
+char *sp_event_to_json(const sp_event *ev);
+
+/* Encodes to protobuf into a new buffer; caller frees with free(). */
+uint8_t *sp_event_pack(const sp_event *ev, size_t *len);
+
+#endif

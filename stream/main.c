@@ -1,0 +1,43 @@
+/* shopstream: entry point. Dispatches to one subcommand per table row; adding
+ * a subcommand is a function in its module and one line here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "stream/cli.h"
+
+struct sp_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct sp_command commands[] = {
+    {"run", sp_cmd_run, "run the stream processor (Kafka in -> Redis state -> Kafka out)"},
+    {"gen", sp_cmd_gen, "generate a deterministic synthetic shop event stream"},
+    {"replay", sp_cmd_replay, "produce a file of events into the input topics"},
+    {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
+    {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: shopstream <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'shopstream <command> --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "shopstream: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,75 @@
+/* Small process-wide helpers: aborting allocators and the logger. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "stream/error.h"
+#include "stream/log.h"
+
+static void oom(size_t n) {
+    fprintf(stderr, "shopstream: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *sp_xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+void *sp_xcalloc(size_t n, size_t sz) {
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) oom(n * sz);
+    return p;
+}
+
+void *sp_xrealloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+char *sp_xstrdup(const char *s) {
+    return sp_xstrndup(s, strlen(s));
+}
+
+char *sp_xstrndup(const char *s, size_t n) {
+    char *p = sp_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static enum sp_log_level log_level = SP_LOG_INFO;
+
+void sp_log_set_level(enum sp_log_level lvl) { log_level = lvl; }
+
+int sp_log_parse_level(const char *s, enum sp_log_level *out) {
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(s, names[i])) {
+            *out = (enum sp_log_level)i;
+            return SP_OK;
+        }
+    return SP_ERR_FATAL;
+}
+
+void sp_log(enum sp_log_level lvl, const char *fmt, ...) {
+    static const char *tags[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    if (lvl < log_level) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s\n", tm.tm_year + 1900,
+            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+            tags[lvl], msg);
+}
