@@ -1,0 +1,83 @@
+#ifndef OPERATORS_OPERATOR_H
+#define OPERATORS_OPERATOR_H
+
+/* The operator interface. An operator is one struct of callbacks filled by
+ * field name, in one file, registered by one line in operators/registry.c.
+ *
+ * Per batch the runtime calls, for each event in partition order:
+ *   prefetch(ev)  declare the state keys the event will touch (sp_store_want),
+ *                 so a batch loads its misses in one Redis round trip;
+ * then, after one sp_store_prefetch(), for each event:
+ *   process(ev)   update cached state, queue outputs; return SP_OP_DROP to
+ *                 stop the event here (later operators don't see it);
+ * then for each partition touched:
+ *   flush(part)   add non-hash state to the partition's commit
+ *                 (sp_store_tx_cmd); the runtime then commits the partition.
+ * assign/revoke bracket a partition's ownership; assign runs after the store
+ * has bumped the partition's epoch.
+ *
+ * process() borrows the event for the duration of the call. Every callback
+ * but process is optional (NULL). Return 0 or a negative SP_ERR_*;
+ * SP_ERR_RETRY from any callback means "Redis is gone and we are stopping". */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state/store.h"
+#include "stream/config.h"
+#include "stream/event.h"
+
+#define SP_OP_DROP 1
+
+typedef struct sp_sink sp_sink;
+typedef struct sp_metrics sp_metrics;
+
+/* What operators may use, handed to init(). */
+typedef struct sp_op_env {
+    sp_store *store;
+    sp_sink *sink;
+    const sp_config *cfg;
+    sp_metrics *metrics;
+} sp_op_env;
+
+/* One event as operators see it. */
+typedef struct sp_op_event {
+    const sp_event *ev;
+    enum sp_event_kind kind;
+    int32_t partition;
+    const char *topic;
+    int64_t offset;
+} sp_op_event;
+
+typedef struct sp_op {
+    const char *name;
+    const char *help;
+    int (*init)(void **priv, const sp_op_env *env, char *err, size_t errlen);
+    void (*prefetch)(void *priv, const sp_op_event *e);
+    int (*process)(void *priv, const sp_op_event *e);
+    int (*flush)(void *priv, int32_t part);
+    int (*assign)(void *priv, int32_t part);
+    void (*revoke)(void *priv, int32_t part);
+    void (*destroy)(void *priv);
+} sp_op;
+
+/* The registry: every operator the binary knows. */
+const sp_op *sp_op_find(const char *name);
+void sp_op_list(void (*fn)(const sp_op *op, void *ctx), void *ctx);
+
+/* A configured chain of operators. */
+typedef struct sp_pipeline sp_pipeline;
+
+/* Builds the chain named in `names` (comma-separated). An unknown name or a
+ * failing init is an error naming it. */
+sp_pipeline *sp_pipeline_new(const char *names, const sp_op_env *env, char *err,
+                             size_t errlen);
+void sp_pipeline_destroy(sp_pipeline *pl);
+void sp_pipeline_prefetch(sp_pipeline *pl, const sp_op_event *e);
+/* Returns SP_OK, SP_OP_DROP (the event was dropped, e.g. a duplicate, and by
+ * which operator: *dropped_by) or an error. */
+int sp_pipeline_process(sp_pipeline *pl, const sp_op_event *e, const char **dropped_by);
+int sp_pipeline_flush(sp_pipeline *pl, int32_t part);
+int sp_pipeline_assign(sp_pipeline *pl, int32_t part);
+void sp_pipeline_revoke(sp_pipeline *pl, int32_t part);
+
+#endif

@@ -1,0 +1,97 @@
+/* A configured chain of operators: each callback of the runtime fans out to
+ * the operators in their configured order. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "operators/operator.h"
+#include "stream/error.h"
+
+struct stage {
+    const sp_op *op;
+    void *priv;
+};
+
+struct sp_pipeline {
+    struct stage *stages;
+    size_t n;
+};
+
+sp_pipeline *sp_pipeline_new(const char *names, const sp_op_env *env, char *err,
+                             size_t errlen) {
+    sp_pipeline *pl = sp_xcalloc(1, sizeof *pl);
+    char *list = sp_xstrdup(names), *save = NULL;
+    for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        const sp_op *op = sp_op_find(tok);
+        if (!op) {
+            snprintf(err, errlen, "key 'operators': unknown operator '%s'", tok);
+            goto fail;
+        }
+        pl->stages = sp_xrealloc(pl->stages, (pl->n + 1) * sizeof *pl->stages);
+        struct stage *s = &pl->stages[pl->n];
+        s->op = op;
+        s->priv = NULL;
+        if (op->init) {
+            char sub[256] = "";
+            if (op->init(&s->priv, env, sub, sizeof sub) != SP_OK) {
+                snprintf(err, errlen, "operator '%s': %s", tok, sub);
+                goto fail;
+            }
+        }
+        pl->n++;
+    }
+    free(list);
+    return pl;
+fail:
+    free(list);
+    sp_pipeline_destroy(pl);
+    return NULL;
+}
+
+void sp_pipeline_destroy(sp_pipeline *pl) {
+    if (!pl) return;
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->destroy) pl->stages[i].op->destroy(pl->stages[i].priv);
+    free(pl->stages);
+    free(pl);
+}
+
+void sp_pipeline_prefetch(sp_pipeline *pl, const sp_op_event *e) {
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->prefetch) pl->stages[i].op->prefetch(pl->stages[i].priv, e);
+}
+
+int sp_pipeline_process(sp_pipeline *pl, const sp_op_event *e, const char **dropped_by) {
+    for (size_t i = 0; i < pl->n; i++) {
+        int rc = pl->stages[i].op->process(pl->stages[i].priv, e);
+        if (rc == SP_OP_DROP) {
+            if (dropped_by) *dropped_by = pl->stages[i].op->name;
+            return SP_OP_DROP;
+        }
+        if (rc != SP_OK) return rc;
+    }
+    return SP_OK;
+}
+
+int sp_pipeline_flush(sp_pipeline *pl, int32_t part) {
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->flush) {
+            int rc = pl->stages[i].op->flush(pl->stages[i].priv, part);
+            if (rc != SP_OK) return rc;
+        }
+    return SP_OK;
+}
+
+int sp_pipeline_assign(sp_pipeline *pl, int32_t part) {
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->assign) {
+            int rc = pl->stages[i].op->assign(pl->stages[i].priv, part);
+            if (rc != SP_OK) return rc;
+        }
+    return SP_OK;
+}
+
+void sp_pipeline_revoke(sp_pipeline *pl, int32_t part) {
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->revoke) pl->stages[i].op->revoke(pl->stages[i].priv, part);
+}

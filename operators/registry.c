@@ -1,0 +1,22 @@
+/* Every operator the binary knows: adding one is a file and a line here. */
+#include <string.h>
+
+#include "operators/operator.h"
+
+extern const sp_op sp_op_dedupe;
+extern const sp_op sp_op_counts;
+
+static const sp_op *const registry[] = {
+    &sp_op_dedupe,
+    &sp_op_counts,
+};
+
+const sp_op *sp_op_find(const char *name) {
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (!strcmp(registry[i]->name, name)) return registry[i];
+    return NULL;
+}
+
+void sp_op_list(void (*fn)(const sp_op *op, void *ctx), void *ctx) {
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) fn(registry[i], ctx);
+}

@@ -1,0 +1,748 @@
+/* The Redis state store: connection with retry, read-through cache of hashes,
+ * and the fenced per-partition commit. See state/store.h for the contract. */
+#include <errno.h>
+#include <hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "state/store.h"
+#include "stream/error.h"
+#include "stream/log.h"
+
+/* One field of a cached hash. Values are kept as text, the way Redis holds
+ * them; numeric updates parse and format, which costs far less than the
+ * round trip they save. */
+struct field {
+    char *name;
+    char *value;
+    int dirty;
+};
+
+struct sp_obj {
+    char *key;            /* full key, "{p7}:u:u000123" */
+    int32_t part;
+    uint64_t hash;
+    struct field *fields;
+    size_t nfields, cap;
+    int dirty;            /* some field changed since the last commit */
+    int loaded;           /* read from Redis (or known absent) */
+    sp_obj *next;         /* hash chain */
+    sp_obj *dirty_next;   /* partition's dirty list */
+    sp_store *st;
+};
+
+struct cmd {
+    int argc;
+    char **argv;
+    size_t *lens;
+};
+
+struct part {
+    int owned;
+    long long epoch;
+    sp_obj *dirty;        /* objects changed in this batch */
+    struct cmd *cmds;
+    size_t ncmds, capcmds;
+};
+
+struct sp_store {
+    sp_store_conf conf;
+    sp_redis_url url;
+    redisContext *c;
+    sp_obj **buckets;
+    size_t nbuckets, nobjs;
+    struct part *parts;
+    size_t nparts;
+    sp_obj **want;        /* queued by sp_store_want, not yet loaded */
+    size_t nwant, capwant;
+    uint64_t reconnects;
+};
+
+/* ---------------------------------------------------------------- URL */
+
+int sp_redis_url_parse(const char *url, sp_redis_url *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    snprintf(out->host, sizeof out->host, "127.0.0.1");
+    if (!strncmp(url, "unix://", 7)) {
+        const char *p = url + 7, *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == 0 || n >= sizeof out->unix_path) {
+            snprintf(err, errlen, "key 'redis.url': bad unix socket path");
+            return SP_ERR_FATAL;
+        }
+        memcpy(out->unix_path, p, n);
+        if (q && !strncmp(q, "?db=", 4)) out->db = atoi(q + 4);
+        return SP_OK;
+    }
+    if (strncmp(url, "redis://", 8)) {
+        snprintf(err, errlen, "key 'redis.url': must start with redis:// or unix://");
+        return SP_ERR_FATAL;
+    }
+    const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            snprintf(out->user, sizeof out->user, "%.*s", (int)(colon - p), p);
+            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - colon - 1),
+                     colon + 1);
+        } else {
+            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - p), p);
+        }
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    size_t hp = slash ? (size_t)(slash - p) : strlen(p);
+    const char *colon = memchr(p, ':', hp);
+    if (colon) {
+        if (colon > p) snprintf(out->host, sizeof out->host, "%.*s", (int)(colon - p), p);
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != p + hp || port <= 0 || port > 65535) {
+            snprintf(err, errlen, "key 'redis.url': bad port");
+            return SP_ERR_FATAL;
+        }
+        out->port = (int)port;
+    } else if (hp > 0) {
+        snprintf(out->host, sizeof out->host, "%.*s", (int)hp, p);
+    }
+    if (slash && slash[1]) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0) {
+            snprintf(err, errlen, "key 'redis.url': bad database number");
+            return SP_ERR_FATAL;
+        }
+        out->db = (int)db;
+    }
+    return SP_OK;
+}
+
+/* ---------------------------------------------------------- connection */
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int aborted(const sp_store *st) {
+    return st->conf.abort_flag && *st->conf.abort_flag;
+}
+
+static void disconnect(sp_store *st) {
+    if (st->c) redisFree(st->c);
+    st->c = NULL;
+}
+
+/* One attempt to connect, authenticate and select the database. The reason
+ * for a failure goes to err; the password never does. */
+static int connect_once(sp_store *st, char *err, size_t errlen) {
+    struct timeval tv = {st->conf.timeout_ms / 1000, (st->conf.timeout_ms % 1000) * 1000};
+    redisContext *c = st->url.unix_path[0]
+                          ? redisConnectUnixWithTimeout(st->url.unix_path, tv)
+                          : redisConnectWithTimeout(st->url.host, st->url.port, tv);
+    if (!c || c->err) {
+        snprintf(err, errlen, "%s", c ? c->errstr : "cannot allocate redis context");
+        if (c) redisFree(c);
+        return SP_ERR_RETRY;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = NULL;
+    if (st->url.password[0]) {
+        r = st->url.user[0] ? redisCommand(c, "AUTH %s %s", st->url.user, st->url.password)
+                            : redisCommand(c, "AUTH %s", st->url.password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "AUTH failed: %s",
+                     r ? r->str : (c->err ? c->errstr : "no reply"));
+            int fatal = r != NULL;
+            if (r) freeReplyObject(r);
+            redisFree(c);
+            return fatal ? SP_ERR_FATAL : SP_ERR_RETRY;
+        }
+        freeReplyObject(r);
+    }
+    if (st->url.db) {
+        r = redisCommand(c, "SELECT %d", st->url.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "SELECT %d failed", st->url.db);
+            if (r) freeReplyObject(r);
+            redisFree(c);
+            return SP_ERR_FATAL;
+        }
+        freeReplyObject(r);
+    }
+    st->c = c;
+    return SP_OK;
+}
+
+/* Connects, retrying with backoff while Redis is unreachable. */
+static int ensure_connected(sp_store *st) {
+    int backoff = 50, warned = 0;
+    char err[256];
+    while (!st->c) {
+        int rc = connect_once(st, err, sizeof err);
+        if (rc == SP_OK) {
+            if (warned) sp_info("redis: reconnected");
+            st->reconnects++;
+            return SP_OK;
+        }
+        if (rc == SP_ERR_FATAL) {
+            sp_error("redis: %s", err);
+            return SP_ERR_FATAL;
+        }
+        if (!warned++ || backoff >= 2000) sp_warn("redis: unavailable (%s); retrying", err);
+        if (aborted(st)) return SP_ERR_RETRY;
+        sleep_ms(backoff);
+        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+    return SP_OK;
+}
+
+/* Sends `n` pipelined commands and reads their replies into replies[]. On a
+ * connection error all replies are freed, the connection dropped, and
+ * SP_ERR_RETRY returned: the caller retries the whole pipeline, which is why
+ * every pipeline the store sends is idempotent. */
+static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
+                         size_t **lens, redisReply **replies) {
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommandArgv(st->c, argcs[i], argvs[i], lens[i]);
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(st->c, &r) != REDIS_OK) {
+            sp_warn("redis: %s", st->c->errstr[0] ? st->c->errstr : "connection lost");
+            for (size_t j = 0; j < i; j++) freeReplyObject(replies[j]);
+            disconnect(st);
+            return SP_ERR_RETRY;
+        }
+        replies[i] = r;
+    }
+    return SP_OK;
+}
+
+static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                    redisReply **replies) {
+    int backoff = 50;
+    for (;;) {
+        int rc = ensure_connected(st);
+        if (rc != SP_OK) return rc;
+        if (pipeline_once(st, n, argcs, argvs, lens, replies) == SP_OK) return SP_OK;
+        if (aborted(st)) return SP_ERR_RETRY;
+        sleep_ms(backoff);
+        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+}
+
+/* One command with retry. */
+static int command(sp_store *st, redisReply **out, int argc, const char **argv) {
+    size_t lens[64];
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    size_t *lp = lens;
+    return pipeline(st, 1, &argc, &argv, &lp, out);
+}
+
+/* -------------------------------------------------------------- cache */
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+static struct part *part_get(sp_store *st, int32_t p) {
+    if ((size_t)p >= st->nparts) {
+        size_t n = st->nparts ? st->nparts : 16;
+        while (n <= (size_t)p) n *= 2;
+        st->parts = sp_xrealloc(st->parts, n * sizeof *st->parts);
+        memset(st->parts + st->nparts, 0, (n - st->nparts) * sizeof *st->parts);
+        st->nparts = n;
+    }
+    return &st->parts[p];
+}
+
+static void obj_free(sp_obj *o) {
+    for (size_t i = 0; i < o->nfields; i++) {
+        free(o->fields[i].name);
+        free(o->fields[i].value);
+    }
+    free(o->fields);
+    free(o->key);
+    free(o);
+}
+
+static void rehash(sp_store *st) {
+    size_t n = st->nbuckets * 2;
+    sp_obj **b = sp_xcalloc(n, sizeof *b);
+    for (size_t i = 0; i < st->nbuckets; i++)
+        for (sp_obj *o = st->buckets[i], *next; o; o = next) {
+            next = o->next;
+            o->next = b[o->hash & (n - 1)];
+            b[o->hash & (n - 1)] = o;
+        }
+    free(st->buckets);
+    st->buckets = b;
+    st->nbuckets = n;
+}
+
+/* Finds or creates (unloaded) the cache entry for a full key. */
+static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, int create) {
+    uint64_t h = fnv1a(key);
+    for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
+        if (o->hash == h && !strcmp(o->key, key)) return o;
+    if (!create) return NULL;
+    sp_obj *o = sp_xcalloc(1, sizeof *o);
+    o->key = sp_xstrdup(key);
+    o->part = part;
+    o->hash = h;
+    o->st = st;
+    o->next = st->buckets[h & (st->nbuckets - 1)];
+    st->buckets[h & (st->nbuckets - 1)] = o;
+    if (++st->nobjs > st->nbuckets) rehash(st);
+    return o;
+}
+
+static void cache_remove_if(sp_store *st, int (*pred)(const sp_obj *, const void *),
+                            const void *arg) {
+    for (size_t i = 0; i < st->nbuckets; i++) {
+        sp_obj **pp = &st->buckets[i];
+        while (*pp) {
+            sp_obj *o = *pp;
+            if (pred(o, arg)) {
+                *pp = o->next;
+                obj_free(o);
+                st->nobjs--;
+            } else {
+                pp = &o->next;
+            }
+        }
+    }
+}
+
+static void make_key(char *buf, size_t len, int32_t part, const char *suffix) {
+    snprintf(buf, len, "{p%d}:%s", (int)part, suffix);
+}
+
+static struct field *field_find(const sp_obj *o, const char *name) {
+    for (size_t i = 0; i < o->nfields; i++)
+        if (!strcmp(o->fields[i].name, name)) return &o->fields[i];
+    return NULL;
+}
+
+static struct field *field_put(sp_obj *o, const char *name, const char *value, size_t vlen) {
+    struct field *f = field_find(o, name);
+    if (!f) {
+        if (o->nfields == o->cap) {
+            o->cap = o->cap ? o->cap * 2 : 8;
+            o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
+        }
+        f = &o->fields[o->nfields++];
+        f->name = sp_xstrdup(name);
+        f->value = NULL;
+        f->dirty = 0;
+    }
+    free(f->value);
+    f->value = sp_xstrndup(value, vlen);
+    return f;
+}
+
+/* Fills an entry from an HGETALL reply. */
+static void obj_load(sp_obj *o, const redisReply *r) {
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            field_put(o, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
+    o->loaded = 1;
+}
+
+/* --------------------------------------------------------- public API */
+
+sp_store *sp_store_new(const sp_store_conf *conf, char *err, size_t errlen) {
+    sp_store *st = sp_xcalloc(1, sizeof *st);
+    st->conf = *conf;
+    if (st->conf.timeout_ms <= 0) st->conf.timeout_ms = 2000;
+    if (st->conf.max_entries <= 0) st->conf.max_entries = 200000;
+    st->nbuckets = 1024;
+    st->buckets = sp_xcalloc(st->nbuckets, sizeof *st->buckets);
+    if (sp_redis_url_parse(conf->url, &st->url, err, errlen) != SP_OK) goto fail;
+    int rc = ensure_connected(st);
+    if (rc != SP_OK) {
+        snprintf(err, errlen, rc == SP_ERR_FATAL ? "redis: cannot connect (see log)"
+                                                 : "redis: gave up connecting (stopping)");
+        goto fail;
+    }
+    st->reconnects = 0;
+    return st;
+fail:
+    sp_store_destroy(st);
+    return NULL;
+}
+
+static void part_clear_cmds(struct part *p) {
+    for (size_t i = 0; i < p->ncmds; i++) {
+        for (int j = 0; j < p->cmds[i].argc; j++) free(p->cmds[i].argv[j]);
+        free(p->cmds[i].argv);
+        free(p->cmds[i].lens);
+    }
+    p->ncmds = 0;
+}
+
+void sp_store_destroy(sp_store *st) {
+    if (!st) return;
+    disconnect(st);
+    for (size_t i = 0; i < st->nbuckets; i++)
+        for (sp_obj *o = st->buckets[i], *next; o; o = next) {
+            next = o->next;
+            obj_free(o);
+        }
+    free(st->buckets);
+    for (size_t i = 0; i < st->nparts; i++) {
+        part_clear_cmds(&st->parts[i]);
+        free(st->parts[i].cmds);
+    }
+    free(st->parts);
+    free(st->want);
+    free(st);
+}
+
+int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int ntopics,
+                    int64_t *offsets) {
+    char meta[64];
+    make_key(meta, sizeof meta, part, "meta");
+    redisReply *r = NULL;
+    const char *incr[] = {"HINCRBY", meta, "epoch", "1"};
+    int rc = command(st, &r, 4, incr);
+    if (rc != SP_OK) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        sp_error("redis: HINCRBY %s epoch: %s", meta, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        freeReplyObject(r);
+        return SP_ERR_FATAL;
+    }
+    struct part *p = part_get(st, part);
+    p->epoch = r->integer;
+    p->owned = 1;
+    p->dirty = NULL;
+    part_clear_cmds(p);
+    freeReplyObject(r);
+    for (int i = 0; i < ntopics; i++) {
+        char field[300];
+        snprintf(field, sizeof field, "off:%s", topics[i]);
+        const char *get[] = {"HGET", meta, field};
+        if ((rc = command(st, &r, 3, get)) != SP_OK) return rc;
+        offsets[i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+        freeReplyObject(r);
+    }
+    return SP_OK;
+}
+
+static int in_part(const sp_obj *o, const void *arg) {
+    return o->part == *(const int32_t *)arg;
+}
+
+void sp_store_revoke(sp_store *st, int32_t part) {
+    struct part *p = part_get(st, part);
+    p->owned = 0;
+    p->dirty = NULL;
+    part_clear_cmds(p);
+    st->nwant = 0;
+    cache_remove_if(st, in_part, &part);
+}
+
+int sp_store_owns(const sp_store *st, int32_t part) {
+    return (size_t)part < st->nparts && st->parts[part].owned;
+}
+
+void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    sp_obj *o = cache_lookup(st, part, key, 1);
+    if (o->loaded) return;
+    for (size_t i = 0; i < st->nwant; i++)
+        if (st->want[i] == o) return;
+    if (st->nwant == st->capwant) {
+        st->capwant = st->capwant ? st->capwant * 2 : 256;
+        st->want = sp_xrealloc(st->want, st->capwant * sizeof *st->want);
+    }
+    st->want[st->nwant++] = o;
+}
+
+int sp_store_prefetch(sp_store *st) {
+    size_t n = st->nwant;
+    if (!n) return SP_OK;
+    int *argcs = sp_xmalloc(n * sizeof *argcs);
+    const char ***argvs = sp_xmalloc(n * sizeof *argvs);
+    size_t **lens = sp_xmalloc(n * sizeof *lens);
+    const char **argv = sp_xmalloc(2 * n * sizeof *argv);
+    size_t *lv = sp_xmalloc(2 * n * sizeof *lv);
+    redisReply **replies = sp_xmalloc(n * sizeof *replies);
+    for (size_t i = 0; i < n; i++) {
+        argcs[i] = 2;
+        argv[2 * i] = "HGETALL";
+        argv[2 * i + 1] = st->want[i]->key;
+        lv[2 * i] = 7;
+        lv[2 * i + 1] = strlen(st->want[i]->key);
+        argvs[i] = &argv[2 * i];
+        lens[i] = &lv[2 * i];
+    }
+    int rc = pipeline(st, n, argcs, argvs, lens, replies);
+    if (rc == SP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (!st->want[i]->loaded) obj_load(st->want[i], replies[i]);
+            freeReplyObject(replies[i]);
+        }
+        st->nwant = 0;
+    }
+    free(argcs);
+    free(argvs);
+    free(lens);
+    free(argv);
+    free(lv);
+    free(replies);
+    return rc;
+}
+
+int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    sp_obj *o = cache_lookup(st, part, key, 1);
+    if (!o->loaded) {
+        redisReply *r = NULL;
+        const char *argv[] = {"HGETALL", key};
+        int rc = command(st, &r, 2, argv);
+        if (rc != SP_OK) return rc;
+        obj_load(o, r);
+        freeReplyObject(r);
+    }
+    *out = o;
+    return SP_OK;
+}
+
+/* Marks a field changed: the object joins its partition's dirty list once. */
+static void obj_mark(sp_obj *o, struct field *f) {
+    f->dirty = 1;
+    if (o->dirty) return;
+    o->dirty = 1;
+    struct part *p = part_get(o->st, o->part);
+    o->dirty_next = p->dirty;
+    p->dirty = o;
+}
+
+int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
+    const struct field *f = field_find(o, field);
+    return f ? strtoll(f->value, NULL, 10) : def;
+}
+
+double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
+    const struct field *f = field_find(o, field);
+    return f ? strtod(f->value, NULL) : def;
+}
+
+const char *sp_obj_get_str(const sp_obj *o, const char *field) {
+    const struct field *f = field_find(o, field);
+    return f ? f->value : NULL;
+}
+
+void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
+    obj_mark(o, field_put(o, field, v, strlen(v)));
+}
+
+void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    obj_mark(o, field_put(o, field, buf, (size_t)n));
+}
+
+void sp_obj_set_double(sp_obj *o, const char *field, double v) {
+    char buf[40];
+    int n = snprintf(buf, sizeof buf, "%.17g", v);
+    obj_mark(o, field_put(o, field, buf, (size_t)n));
+}
+
+void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
+    sp_obj_set_int(o, field, sp_obj_get_int(o, field, 0) + by);
+}
+
+void sp_obj_incrf(sp_obj *o, const char *field, double by) {
+    sp_obj_set_double(o, field, sp_obj_get_double(o, field, 0) + by);
+}
+
+size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
+const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
+const char *sp_obj_field_value(const sp_obj *o, size_t i) { return o->fields[i].value; }
+
+void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv) {
+    struct part *p = part_get(st, part);
+    if (p->ncmds == p->capcmds) {
+        p->capcmds = p->capcmds ? p->capcmds * 2 : 16;
+        p->cmds = sp_xrealloc(p->cmds, p->capcmds * sizeof *p->cmds);
+    }
+    struct cmd *c = &p->cmds[p->ncmds++];
+    c->argc = argc;
+    c->argv = sp_xmalloc((size_t)argc * sizeof *c->argv);
+    c->lens = sp_xmalloc((size_t)argc * sizeof *c->lens);
+    for (int i = 0; i < argc; i++) {
+        c->lens[i] = strlen(argv[i]);
+        c->argv[i] = sp_xstrndup(argv[i], c->lens[i]);
+    }
+}
+
+/* The commit script. KEYS[1] is the partition's meta hash; the other KEYS are
+ * listed for Redis Cluster's benefit (all share the partition's slot).
+ * ARGV: epoch, n, n pairs (topic, next offset), then commands, each as its
+ * argument count followed by its arguments. The epoch check comes first, so a
+ * fenced instance writes nothing. */
+static const char commit_lua[] =
+    "local e = redis.call('HGET', KEYS[1], 'epoch')\n"
+    "if e ~= ARGV[1] then\n"
+    "  return redis.error_reply('FENCED epoch is ' .. tostring(e) .. ', ours ' .. ARGV[1])\n"
+    "end\n"
+    "local n = tonumber(ARGV[2])\n"
+    "local i = 3\n"
+    "for j = 1, n do\n"
+    "  redis.call('HSET', KEYS[1], 'off:' .. ARGV[i], ARGV[i + 1])\n"
+    "  i = i + 2\n"
+    "end\n"
+    "while i <= #ARGV do\n"
+    "  local c = tonumber(ARGV[i])\n"
+    "  redis.call(unpack(ARGV, i + 1, i + c))\n"
+    "  i = i + c + 1\n"
+    "end\n"
+    "return 1\n";
+
+/* A growable argv for building one EVAL. */
+struct argbuf {
+    const char **v;
+    size_t *l;
+    char **owned;
+    size_t n, cap, nowned;
+};
+
+static void arg_push(struct argbuf *a, const char *s, size_t len) {
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 64;
+        a->v = sp_xrealloc(a->v, a->cap * sizeof *a->v);
+        a->l = sp_xrealloc(a->l, a->cap * sizeof *a->l);
+        a->owned = sp_xrealloc(a->owned, a->cap * sizeof *a->owned);
+    }
+    a->v[a->n] = s;
+    a->l[a->n++] = len;
+}
+
+static void arg_pushf(struct argbuf *a, const char *fmt, long long v) {
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, fmt, v);
+    char *s = sp_xstrndup(buf, (size_t)n);
+    arg_push(a, s, (size_t)n);
+    a->owned[a->nowned++] = s;
+}
+
+static void arg_free(struct argbuf *a) {
+    for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
+    free(a->v);
+    free(a->l);
+    free(a->owned);
+}
+
+int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
+                    const int64_t *offsets, int n) {
+    struct part *p = part_get(st, part);
+    if (!p->owned) return SP_ERR_FENCED;
+    char meta[64];
+    make_key(meta, sizeof meta, part, "meta");
+    size_t nkeys = 1;
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) nkeys++;
+    for (size_t i = 0; i < p->ncmds; i++) nkeys++;
+
+    struct argbuf a = {0};
+    arg_push(&a, "EVAL", 4);
+    arg_push(&a, commit_lua, sizeof commit_lua - 1);
+    arg_pushf(&a, "%lld", (long long)nkeys);
+    arg_push(&a, meta, strlen(meta));
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(&a, o->key, strlen(o->key));
+    for (size_t i = 0; i < p->ncmds; i++) arg_push(&a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
+    arg_pushf(&a, "%lld", p->epoch);
+    arg_pushf(&a, "%lld", (long long)n);
+    for (int i = 0; i < n; i++) {
+        arg_push(&a, topics[i], strlen(topics[i]));
+        arg_pushf(&a, "%lld", (long long)offsets[i]);
+    }
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
+        size_t nd = 0;
+        for (size_t i = 0; i < o->nfields; i++) nd += o->fields[i].dirty;
+        arg_pushf(&a, "%lld", (long long)(2 + 2 * nd));
+        arg_push(&a, "HSET", 4);
+        arg_push(&a, o->key, strlen(o->key));
+        for (size_t i = 0; i < o->nfields; i++)
+            if (o->fields[i].dirty) {
+                arg_push(&a, o->fields[i].name, strlen(o->fields[i].name));
+                arg_push(&a, o->fields[i].value, strlen(o->fields[i].value));
+            }
+    }
+    for (size_t i = 0; i < p->ncmds; i++) {
+        arg_pushf(&a, "%lld", (long long)p->cmds[i].argc);
+        for (int j = 0; j < p->cmds[i].argc; j++)
+            arg_push(&a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
+    }
+
+    int argc = (int)a.n;
+    const char **argv = a.v;
+    size_t *lens = a.l;
+    redisReply *r = NULL;
+    int rc = pipeline(st, 1, &argc, &argv, &lens, &r);
+    arg_free(&a);
+    if (rc != SP_OK) return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        int fenced = strstr(r->str, "FENCED") != NULL;
+        if (fenced)
+            sp_warn("partition %d: fenced (%s); dropping its state", (int)part, r->str);
+        else
+            sp_error("partition %d: commit failed: %s", (int)part, r->str);
+        freeReplyObject(r);
+        sp_store_revoke(st, part);
+        return fenced ? SP_ERR_FENCED : SP_ERR_FATAL;
+    }
+    freeReplyObject(r);
+    for (sp_obj *o = p->dirty, *next; o; o = next) {
+        next = o->dirty_next;
+        o->dirty = 0;
+        o->dirty_next = NULL;
+        for (size_t i = 0; i < o->nfields; i++) o->fields[i].dirty = 0;
+    }
+    p->dirty = NULL;
+    part_clear_cmds(p);
+    return SP_OK;
+}
+
+static int is_clean(const sp_obj *o, const void *arg) {
+    (void)arg;
+    return !o->dirty;
+}
+
+void sp_store_end_batch(sp_store *st) {
+    st->nwant = 0;
+    if ((int64_t)st->nobjs > st->conf.max_entries) {
+        size_t before = st->nobjs;
+        cache_remove_if(st, is_clean, NULL);
+        sp_debug("state cache: evicted %zu clean entries", before - st->nobjs);
+    }
+}
+
+int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
+                   void (*fn)(void *ctx, const char *member, size_t len, double score),
+                   void *ctx) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    redisReply *r = NULL;
+    const char *argv[] = {"ZRANGE", key, "0", "-1", "WITHSCORES"};
+    int rc = command(st, &r, 5, argv);
+    if (rc != SP_OK) return rc;
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            fn(ctx, r->element[i]->str, r->element[i]->len, strtod(r->element[i + 1]->str, NULL));
+    freeReplyObject(r);
+    return SP_OK;
+}
+
+size_t sp_store_cached(const sp_store *st) { return st->nobjs; }
+uint64_t sp_store_reconnects(const sp_store *st) { return st->reconnects; }

@@ -1,0 +1,112 @@
+#ifndef STATE_STORE_H
+#define STATE_STORE_H
+
+/* The Redis state store of DESIGN.md.
+ *
+ * Every per-user key lives under its Kafka partition's hash tag, "{p<n>}:",
+ * so one partition's state is one Redis Cluster slot and one atomic script can
+ * write it. The store keeps a read-through cache of Redis hashes (sp_obj);
+ * operators change cached objects during a batch, and sp_store_commit() writes
+ * the dirty fields of one partition together with that partition's next input
+ * offsets in one Lua script that first checks the partition's epoch (fencing).
+ * A state change and the offset that produced it therefore land together or
+ * not at all.
+ *
+ * Values written are absolute (HSET of the new value, never HINCRBY), so
+ * running the same commit twice -- as happens when a reply is lost and the
+ * call is retried -- changes nothing.
+ *
+ * Redis being unreachable is not an error here: every call retries with
+ * exponential backoff (capped at 2 s) until it succeeds or the abort flag
+ * given to sp_store_new() is set, in which case it returns SP_ERR_RETRY and
+ * the caller must stop without committing.
+ *
+ * @locality one thread: a store belongs to one consumer loop. */
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_store sp_store;
+typedef struct sp_obj sp_obj;
+
+typedef struct sp_store_conf {
+    const char *url;          /* redis://[user:pass@]host:port[/db] | unix:///path[?db=N] */
+    int timeout_ms;
+    int64_t max_entries;      /* cache bound; clean entries are evicted above it */
+    volatile int *abort_flag; /* set by a signal handler: stop retrying */
+} sp_store_conf;
+
+/* Parses the URL and connects (retrying as described above; returns NULL
+ * with the reason in err only for a bad URL or when aborted). */
+sp_store *sp_store_new(const sp_store_conf *conf, char *err, size_t errlen);
+void sp_store_destroy(sp_store *st);
+
+/* Takes ownership of partition `part`: bumps {p<n>}:meta epoch (fencing any
+ * earlier owner) and reads the next offset of each topic; offsets[i] is -1
+ * when nothing was ever committed for topics[i]. */
+int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int ntopics,
+                    int64_t *offsets);
+
+/* Gives up partition `part`: drops its cached objects and pending commands.
+ * Call after its last commit. */
+void sp_store_revoke(sp_store *st, int32_t part);
+int sp_store_owns(const sp_store *st, int32_t part);
+
+/* Queues the object "{p<part>}:<suffix>" for sp_store_prefetch(). */
+void sp_store_want(sp_store *st, int32_t part, const char *suffix);
+
+/* Loads every queued object that is not cached, in one pipelined round trip. */
+int sp_store_prefetch(sp_store *st);
+
+/* The object "{p<part>}:<suffix>", loaded from Redis on a cache miss. The
+ * pointer stays valid until the end of the batch (sp_store_end_batch). */
+int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out);
+
+int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def);
+double sp_obj_get_double(const sp_obj *o, const char *field, double def);
+const char *sp_obj_get_str(const sp_obj *o, const char *field); /* NULL if absent */
+void sp_obj_incr(sp_obj *o, const char *field, int64_t by);
+void sp_obj_incrf(sp_obj *o, const char *field, double by);
+void sp_obj_set_int(sp_obj *o, const char *field, int64_t v);
+void sp_obj_set_double(sp_obj *o, const char *field, double v);
+void sp_obj_set_str(sp_obj *o, const char *field, const char *v);
+size_t sp_obj_nfields(const sp_obj *o);
+const char *sp_obj_field_name(const sp_obj *o, size_t i);
+const char *sp_obj_field_value(const sp_obj *o, size_t i);
+
+/* Appends a raw command to partition `part`'s next commit; argv[1] must be a
+ * key of that partition ("{p<n>}:..."). Strings are copied. For state that is
+ * not a hash (sorted sets of recent event ids, ...). */
+void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv);
+
+/* Writes partition `part`'s dirty objects, queued commands and the next
+ * offsets atomically, if and only if its epoch is still ours. Returns 0,
+ * SP_ERR_FENCED (another instance took the partition: its cache is dropped),
+ * or SP_ERR_RETRY (aborted while Redis was unreachable). */
+int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
+                    const int64_t *offsets, int n);
+
+/* Ends a batch: evicts clean objects while the cache is over its bound. */
+void sp_store_end_batch(sp_store *st);
+
+/* Calls fn for each member of the sorted set "{p<part>}:<suffix>". */
+int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
+                   void (*fn)(void *ctx, const char *member, size_t len, double score),
+                   void *ctx);
+
+/* Statistics. */
+size_t sp_store_cached(const sp_store *st);
+uint64_t sp_store_reconnects(const sp_store *st);
+
+/* Parses a Redis URL into its parts (exported for tests). Returns 0 or
+ * SP_ERR_FATAL with the reason in err; never copies the password into err. */
+typedef struct sp_redis_url {
+    char host[256];
+    int port;
+    char unix_path[512];
+    char user[128];
+    char password[256];
+    int db;
+} sp_redis_url;
+int sp_redis_url_parse(const char *url, sp_redis_url *out, char *err, size_t errlen);
+
+#endif

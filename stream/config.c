@@ -1,0 +1,312 @@
+/* Processor configuration: one table describes every key (type, default,
+ * help), and the file, environment and flag parsers all go through it, so a
+ * key cannot be documented in one place and parsed differently in another. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "stream/config.h"
+#include "stream/error.h"
+
+extern char **environ;
+
+enum opt_type { OPT_STR, OPT_INT, OPT_I64 };
+
+struct opt {
+    const char *key;
+    enum opt_type type;
+    size_t offset;
+    const char *def;
+    int64_t min, max;
+    const char *help;
+};
+
+#define O(f) offsetof(sp_config, f)
+static const struct opt opts[] = {
+    {"brokers", OPT_STR, O(brokers), "127.0.0.1:9092", 0, 0,
+     "Kafka bootstrap servers (host:port,...); same as kafka.bootstrap.servers"},
+    {"group.id", OPT_STR, O(group_id), "shopstream", 0, 0,
+     "consumer group; every instance of one deployment uses the same id"},
+    {"topics.input", OPT_STR, O(input_topics), "shop.clicks,shop.orders,shop.reviews", 0, 0,
+     "input topics, comma-separated; all must have the same partition count"},
+    {"topics.deadletter", OPT_STR, O(deadletter_topic), "shop.deadletter", 0, 0,
+     "where malformed or invalid events go, with headers naming the reason"},
+    {"operators", OPT_STR, O(operators), "dedupe,counts", 0, 0,
+     "operators to run, in order (dedupe first drops producer retries)"},
+    {"redis.url", OPT_STR, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
+     "state store: redis://[user:password@]host:port[/db] or unix:///path/to.sock[?db=N]"},
+    {"redis.timeout_ms", OPT_INT, O(redis_timeout_ms), "2000", 1, 600000,
+     "connect and command timeout for Redis"},
+    {"batch.max_messages", OPT_INT, O(batch_max_messages), "2000", 1, 1000000,
+     "a batch closes after this many messages ..."},
+    {"batch.max_ms", OPT_INT, O(batch_max_ms), "100", 1, 600000,
+     "... or after this many milliseconds, whichever comes first"},
+    {"cache.max_entries", OPT_I64, O(cache_max_entries), "200000", 16, INT64_MAX,
+     "state cache bound: clean entries are evicted above it"},
+    {"dedupe.window_ms", OPT_I64, O(dedupe_window_ms), "600000", 0, INT64_MAX,
+     "event-time window in which a repeated event_id is dropped"},
+    {"dedupe.max_ids", OPT_I64, O(dedupe_max_ids), "100000", 1, INT64_MAX,
+     "at most this many recent event_ids remembered per partition"},
+    {"run.stop_when_idle_ms", OPT_INT, O(stop_when_idle_ms), "0", 0, INT_MAX,
+     "exit once every assigned partition is at its end and idle this long (0 = never)"},
+    {"log.level", OPT_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"instance.id", OPT_STR, O(instance_id), "", 0, 0,
+     "name of this instance in logs (default: hostname-pid)"},
+};
+#undef O
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const struct opt *opt_find(const char *key) {
+    for (size_t i = 0; i < NOPTS; i++)
+        if (!strcmp(opts[i].key, key)) return &opts[i];
+    return NULL;
+}
+
+static int set_opt(sp_config *cfg, const struct opt *o, const char *value, char *err,
+                   size_t errlen) {
+    void *field = (char *)cfg + o->offset;
+    if (o->type == OPT_STR) {
+        char **s = field;
+        free(*s);
+        *s = sp_xstrdup(value);
+        return SP_OK;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end != '\0') {
+        snprintf(err, errlen, "key '%s': '%s' is not an integer", o->key, value);
+        return SP_ERR_FATAL;
+    }
+    if (v < o->min || v > o->max) {
+        snprintf(err, errlen, "key '%s': %lld is out of range [%lld, %lld]", o->key, v,
+                 (long long)o->min, (long long)o->max);
+        return SP_ERR_FATAL;
+    }
+    if (o->type == OPT_INT)
+        *(int *)field = (int)v;
+    else
+        *(int64_t *)field = v;
+    return SP_OK;
+}
+
+void sp_config_init(sp_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    char err[256];
+    for (size_t i = 0; i < NOPTS; i++) set_opt(cfg, &opts[i], opts[i].def, err, sizeof err);
+}
+
+void sp_config_release(sp_config *cfg) {
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == OPT_STR) free(*(char **)((char *)cfg + opts[i].offset));
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        free(cfg->kafka_keys[i]);
+        free(cfg->kafka_values[i]);
+    }
+    free(cfg->kafka_keys);
+    free(cfg->kafka_values);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int sp_config_is_secret(const char *key) {
+    static const char *words[] = {"password", "secret", "token", "key.pem", "ssl.key",
+                                  "sasl.jaas", "credential"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcasestr(key, words[i])) return 1;
+    return 0;
+}
+
+int sp_config_set(sp_config *cfg, const char *key, const char *value, char *err,
+                  size_t errlen) {
+    if (!strncmp(key, "kafka.", 6)) {
+        const char *prop = key + 6;
+        if (!*prop) {
+            snprintf(err, errlen, "key '%s': missing librdkafka property name", key);
+            return SP_ERR_FATAL;
+        }
+        for (size_t i = 0; i < cfg->nkafka; i++)
+            if (!strcmp(cfg->kafka_keys[i], prop)) {
+                free(cfg->kafka_values[i]);
+                cfg->kafka_values[i] = sp_xstrdup(value);
+                return SP_OK;
+            }
+        cfg->kafka_keys = sp_xrealloc(cfg->kafka_keys, (cfg->nkafka + 1) * sizeof(char *));
+        cfg->kafka_values = sp_xrealloc(cfg->kafka_values, (cfg->nkafka + 1) * sizeof(char *));
+        cfg->kafka_keys[cfg->nkafka] = sp_xstrdup(prop);
+        cfg->kafka_values[cfg->nkafka] = sp_xstrdup(value);
+        cfg->nkafka++;
+        return SP_OK;
+    }
+    const struct opt *o = opt_find(key);
+    if (!o) {
+        snprintf(err, errlen, "unknown config key '%s' (see 'shopstream run --help')", key);
+        return SP_ERR_FATAL;
+    }
+    return set_opt(cfg, o, value, err, errlen);
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+int sp_config_load_file(sp_config *cfg, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "config file '%s': %s", path, strerror(errno));
+        return SP_ERR_FATAL;
+    }
+    char line[4096], sub[512];
+    int lineno = 0, rc = SP_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+            rc = SP_ERR_FATAL;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        if (sp_config_set(cfg, key, val, sub, sizeof sub) != SP_OK) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+            rc = SP_ERR_FATAL;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* SHOPSTREAM_REDIS_URL -> redis.url: each known key has exactly one variable
+ * name (dots and dashes become underscores, upper case). Variables under
+ * SHOPSTREAM_KAFKA_ map to kafka.<prop> with underscores turned into dots,
+ * since librdkafka property names contain no underscores. */
+static void env_name(const char *key, char *out, size_t outlen) {
+    size_t n = (size_t)snprintf(out, outlen, "SHOPSTREAM_");
+    for (const char *k = key; *k && n + 1 < outlen; k++)
+        out[n++] = (*k == '.' || *k == '-') ? '_' : (char)toupper((unsigned char)*k);
+    out[n] = '\0';
+}
+
+int sp_config_load_env(sp_config *cfg, char *err, size_t errlen) {
+    char name[256], sub[512];
+    for (size_t i = 0; i < NOPTS; i++) {
+        env_name(opts[i].key, name, sizeof name);
+        const char *v = getenv(name);
+        if (v && set_opt(cfg, &opts[i], v, sub, sizeof sub) != SP_OK) {
+            snprintf(err, errlen, "environment %s: %s", name, sub);
+            return SP_ERR_FATAL;
+        }
+    }
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "SHOPSTREAM_KAFKA_", 17)) continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq) continue;
+        char key[256] = "kafka.";
+        size_t n = 6;
+        for (const char *k = *e + 17; k < eq && n + 1 < sizeof key; k++)
+            key[n++] = (*k == '_') ? '.' : (char)tolower((unsigned char)*k);
+        key[n] = '\0';
+        sp_config_set(cfg, key, eq + 1, sub, sizeof sub);
+    }
+    return SP_OK;
+}
+
+int sp_config_from_args(sp_config *cfg, int argc, char **argv, int *help, char *err,
+                        size_t errlen) {
+    *help = 0;
+    /* The file comes first whatever its position, so flags override it. */
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        if (path && sp_config_load_file(cfg, path, err, errlen) != SP_OK) return SP_ERR_FATAL;
+    }
+    if (sp_config_load_env(cfg, err, errlen) != SP_OK) return SP_ERR_FATAL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char key[256];
+        const char *val = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = 1;
+            continue;
+        }
+        if (!strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9)) continue;
+        if (!strcmp(a, "-X")) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "-X needs prop=value");
+                return SP_ERR_FATAL;
+            }
+            const char *kv = argv[++i], *eq = strchr(kv, '=');
+            if (!eq) {
+                snprintf(err, errlen, "-X %s: expected prop=value", kv);
+                return SP_ERR_FATAL;
+            }
+            snprintf(key, sizeof key, "kafka.%.*s", (int)(eq - kv), kv);
+            val = eq + 1;
+        } else if (!strncmp(a, "--", 2)) {
+            const char *eq = strchr(a, '=');
+            if (eq) {
+                snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+                val = eq + 1;
+            } else {
+                snprintf(key, sizeof key, "%s", a + 2);
+                if (i + 1 >= argc) {
+                    snprintf(err, errlen, "option '%s' needs a value", a);
+                    return SP_ERR_FATAL;
+                }
+                val = argv[++i];
+            }
+        } else {
+            snprintf(err, errlen, "unexpected argument '%s'", a);
+            return SP_ERR_FATAL;
+        }
+        if (sp_config_set(cfg, key, val, err, errlen) != SP_OK) return SP_ERR_FATAL;
+    }
+    return SP_OK;
+}
+
+void sp_config_print_help(FILE *f) {
+    fprintf(f, "config keys (file 'key = value', env SHOPSTREAM_KEY, flag --key=value):\n");
+    for (size_t i = 0; i < NOPTS; i++)
+        fprintf(f, "  %-22s %s\n  %-22s default: %s\n", opts[i].key, opts[i].help, "",
+                *opts[i].def ? opts[i].def : "(empty)");
+    fprintf(f, "  %-22s %s\n", "kafka.<prop>",
+            "any librdkafka property, e.g. kafka.security.protocol=SASL_SSL,");
+    fprintf(f, "  %-22s %s\n", "", "kafka.sasl.username, kafka.sasl.password (or -X prop=value)");
+}
+
+void sp_config_print(const sp_config *cfg, FILE *f) {
+    for (size_t i = 0; i < NOPTS; i++) {
+        const void *field = (const char *)cfg + opts[i].offset;
+        if (opts[i].type == OPT_STR) {
+            const char *v = *(char *const *)field;
+            if (!strcmp(opts[i].key, "redis.url") && strchr(v, '@'))
+                fprintf(f, "%s = redis://***@%s\n", opts[i].key, strrchr(v, '@') + 1);
+            else
+                fprintf(f, "%s = %s\n", opts[i].key, v);
+        } else if (opts[i].type == OPT_INT)
+            fprintf(f, "%s = %d\n", opts[i].key, *(const int *)field);
+        else
+            fprintf(f, "%s = %lld\n", opts[i].key, (long long)*(const int64_t *)field);
+    }
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        fprintf(f, "kafka.%s = %s\n", cfg->kafka_keys[i],
+                sp_config_is_secret(cfg->kafka_keys[i]) ? "***" : cfg->kafka_values[i]);
+}

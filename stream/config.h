@@ -1,0 +1,65 @@
+#ifndef STREAM_CONFIG_H
+#define STREAM_CONFIG_H
+
+/* Processor configuration. Sources, later ones overriding earlier ones:
+ * built-in defaults, a `key = value` file (--config FILE), SHOPSTREAM_*
+ * environment variables (SHOPSTREAM_REDIS_URL for redis.url, and
+ * SHOPSTREAM_KAFKA_SASL_PASSWORD for kafka.sasl.password), then command-line
+ * flags (--key=value, --key value, or -X kafka-prop=value). An unknown key or
+ * a bad value is a startup error that names the key. Every kafka.<prop> key is
+ * handed to librdkafka as <prop> (consumer and producer alike). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct sp_config {
+    char *brokers;             /* bootstrap servers */
+    char *group_id;
+    char *input_topics;        /* comma-separated, co-partitioned */
+    char *deadletter_topic;
+    char *operators;           /* comma-separated operator names, in order */
+    char *redis_url;
+    int redis_timeout_ms;
+    int batch_max_messages;
+    int batch_max_ms;
+    int64_t cache_max_entries;
+    int64_t dedupe_window_ms;
+    int64_t dedupe_max_ids;
+    int stop_when_idle_ms;     /* 0: run until signalled */
+    char *log_level;
+    char *instance_id;
+    /* kafka.<prop> pairs, in the order given; the last value of a key wins. */
+    size_t nkafka;
+    char **kafka_keys;
+    char **kafka_values;
+} sp_config;
+
+/* Fills cfg with defaults. */
+void sp_config_init(sp_config *cfg);
+void sp_config_release(sp_config *cfg);
+
+/* Sets one key. Returns 0, or SP_ERR_FATAL with "key 'x': reason" in err. */
+int sp_config_set(sp_config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* Reads a `key = value` file; '#' starts a comment. The error names the file,
+ * line and key. */
+int sp_config_load_file(sp_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Applies SHOPSTREAM_* variables from environ. */
+int sp_config_load_env(sp_config *cfg, char *err, size_t errlen);
+
+/* Parses argv (after the subcommand): --config FILE first, then env, then
+ * the remaining flags. Sets *help when --help was given. */
+int sp_config_from_args(sp_config *cfg, int argc, char **argv, int *help, char *err,
+                        size_t errlen);
+
+/* Prints the reference of every key: name, default, help. */
+void sp_config_print_help(FILE *f);
+
+/* Prints the effective config; secrets (passwords, tokens, keys) masked. */
+void sp_config_print(const sp_config *cfg, FILE *f);
+
+/* True for keys whose values must never be logged. */
+int sp_config_is_secret(const char *key);
+
+#endif

@@ -1,0 +1,133 @@
+/* librdkafka configuration and the output sink. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream/error.h"
+#include "stream/kafka.h"
+#include "stream/log.h"
+
+rd_kafka_conf_t *sp_kafka_conf_new(const sp_config *cfg, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char sub[512];
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, sub, sizeof sub) !=
+        RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "key 'brokers': %s", sub);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        if (rd_kafka_conf_set(conf, cfg->kafka_keys[i], cfg->kafka_values[i], sub, sizeof sub) !=
+            RD_KAFKA_CONF_OK) {
+            if (sp_config_is_secret(cfg->kafka_keys[i]))
+                snprintf(err, errlen, "key 'kafka.%s': invalid value", cfg->kafka_keys[i]);
+            else
+                snprintf(err, errlen, "key 'kafka.%s': %s", cfg->kafka_keys[i], sub);
+            goto fail;
+        }
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+struct sp_sink {
+    rd_kafka_t *rk;
+    sp_metrics *metrics;
+};
+
+/* Delivery report: a final failure is produced again (the retry count rides
+ * in the message opaque) up to SP_SINK_MAX_RETRIES, then counted. */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    sp_sink *sk = opaque;
+    if (!m->err) {
+        sk->metrics->produced++;
+        return;
+    }
+    intptr_t tries = (intptr_t)m->_private;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (tries < SP_SINK_MAX_RETRIES) {
+        rd_kafka_headers_t *hdrs = NULL, *copy = NULL;
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            copy = rd_kafka_headers_copy(hdrs);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_OPAQUE((void *)(tries + 1)), RD_KAFKA_V_END);
+        if (!e) {
+            sp_warn("sink: delivery to %s failed (%s); retry %d", topic, rd_kafka_err2str(m->err),
+                    (int)tries + 1);
+            return;
+        }
+        if (copy) rd_kafka_headers_destroy(copy);
+    }
+    sk->metrics->produce_failed++;
+    sp_error("sink: message to %s lost after %d retries: %s", topic, (int)tries,
+             rd_kafka_err2str(m->err));
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    if (level <= 3)
+        sp_error("kafka: %s: %s", fac, buf);
+    else if (level <= 4)
+        sp_warn("kafka: %s: %s", fac, buf);
+    else
+        sp_debug("kafka: %s: %s", fac, buf);
+}
+
+sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = sp_kafka_conf_new(cfg, err, errlen);
+    if (!conf) return NULL;
+    sp_sink *sk = sp_xcalloc(1, sizeof *sk);
+    sk->metrics = metrics;
+    char sub[256];
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", sub, sizeof sub);
+    rd_kafka_conf_set(conf, "linger.ms", "5", sub, sizeof sub);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_opaque(conf, sk);
+    sk->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, sub, sizeof sub);
+    if (!sk->rk) {
+        snprintf(err, errlen, "kafka producer: %s", sub);
+        rd_kafka_conf_destroy(conf);
+        free(sk);
+        return NULL;
+    }
+    return sk;
+}
+
+void sp_sink_destroy(sp_sink *sk) {
+    if (!sk) return;
+    sp_sink_flush(sk, 10000);
+    rd_kafka_destroy(sk->rk);
+    free(sk);
+}
+
+int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
+                    const void *value, size_t len, const sp_header *hdrs, size_t nhdrs) {
+    rd_kafka_headers_t *h = nhdrs ? rd_kafka_headers_new(nhdrs) : NULL;
+    for (size_t i = 0; i < nhdrs; i++)
+        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            sk->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)0), RD_KAFKA_V_END);
+        if (!e) return SP_OK;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(sk->rk, 50);
+            continue;
+        }
+        if (h) rd_kafka_headers_destroy(h);
+        sk->metrics->produce_failed++;
+        sp_error("sink: cannot produce to %s: %s", topic, rd_kafka_err2str(e));
+        return SP_ERR_RETRY;
+    }
+}
+
+int sp_sink_flush(sp_sink *sk, int timeout_ms) {
+    rd_kafka_resp_err_t e = rd_kafka_flush(sk->rk, timeout_ms);
+    rd_kafka_poll(sk->rk, 0);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? SP_OK : SP_ERR_RETRY;
+}

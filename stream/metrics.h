@@ -1,0 +1,44 @@
+#ifndef STREAM_METRICS_H
+#define STREAM_METRICS_H
+
+/* Pipeline counters and latency histograms. Updated by the consumer loop's
+ * thread; read by the SIGUSR1 printer and at exit (and later by /metrics).
+ * Counters are plain 64-bit integers written by one thread: a reader on
+ * another thread may see a value one update old, never a torn one on the
+ * 64-bit targets we build for. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "stream/event.h"
+
+#define SP_HIST_BUCKETS 64
+
+typedef struct sp_hist {
+    uint64_t count;
+    double sum;
+    uint64_t buckets[SP_HIST_BUCKETS]; /* bucket i: up to 2^(i/4) microseconds */
+} sp_hist;
+
+typedef struct sp_metrics {
+    uint64_t events[SP_KIND__COUNT];   /* processed, by kind */
+    uint64_t messages;                 /* consumed from Kafka */
+    uint64_t deadletter;
+    uint64_t duplicates;
+    uint64_t batches;
+    uint64_t commits;
+    uint64_t fenced;
+    uint64_t produce_failed;           /* deliveries that failed after retries */
+    uint64_t produced;
+    int64_t lag;                       /* sum over assigned partitions */
+    sp_hist commit_latency;            /* Redis commit, microseconds */
+    sp_hist batch_latency;             /* whole batch, microseconds */
+} sp_metrics;
+
+void sp_hist_add(sp_hist *h, double us);
+/* The q-quantile (0..1) in microseconds, from the bucket bounds. */
+double sp_hist_quantile(const sp_hist *h, double q);
+uint64_t sp_metrics_events_total(const sp_metrics *m);
+/* One line: "counters: events=... clicks=... deadletter=..." */
+void sp_metrics_print(const sp_metrics *m, FILE *f);
+
+#endif

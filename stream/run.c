@@ -1,0 +1,568 @@
+/* `shopstream run`: the consumer loop.
+ *
+ * One batch: poll up to batch.max_messages or batch.max_ms; decode and
+ * validate every message (bad ones go to the dead-letter topic); let every
+ * operator declare the keys it will touch and load the misses in one Redis
+ * round trip; run the events through the operators in partition order;
+ * flush the producer (outputs and dead letters are durable before the state
+ * that produced them is); then per partition commit the dirty state and the
+ * next input offsets in one fenced Redis script. Kafka's own committed
+ * offsets are written afterwards, asynchronously, for lag monitoring only:
+ * on assignment the next offset comes from Redis.
+ *
+ * A rebalance is served inside rd_kafka_consumer_poll(): on revocation the
+ * batch in hand is processed and committed before the partitions are handed
+ * over; on assignment each partition's epoch is bumped (fencing the previous
+ * owner) and consumption starts at the offsets stored with the state. */
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "operators/operator.h"
+#include "state/store.h"
+#include "stream/cli.h"
+#include "stream/config.h"
+#include "stream/error.h"
+#include "stream/event.h"
+#include "stream/kafka.h"
+#include "stream/log.h"
+#include "stream/metrics.h"
+
+#define MAX_TOPICS 8
+
+struct rpart {
+    int owned;
+    int touched;                  /* has messages in the current batch */
+    int64_t next[MAX_TOPICS];     /* next offset to commit, -1 = none yet */
+    int dirty_off[MAX_TOPICS];    /* next[] changed in this batch */
+    int eof[MAX_TOPICS];
+};
+
+struct runner {
+    sp_config cfg;
+    sp_metrics metrics;
+    rd_kafka_t *rk;
+    sp_sink *sink;
+    sp_store *store;
+    sp_pipeline *pl;
+    char *topics[MAX_TOPICS];
+    int ntopics;
+    rd_kafka_message_t **msgs;
+    sp_event **evs;
+    size_t nmsgs, capmsgs;
+    struct rpart *parts;
+    size_t nparts;
+    int assigned;                 /* number of partitions owned */
+    int failed;                   /* a fatal error: stop and exit 1 */
+    int64_t last_msg_ms;
+};
+
+static volatile sig_atomic_t stop_flag;
+static volatile int abort_flag;
+static volatile sig_atomic_t usr1_flag;
+
+static void on_stop(int sig) {
+    (void)sig;
+    stop_flag = 1;
+    abort_flag = 1;
+}
+
+static void on_usr1(int sig) {
+    (void)sig;
+    usr1_flag = 1;
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int topic_index(const struct runner *r, const char *topic) {
+    for (int i = 0; i < r->ntopics; i++)
+        if (!strcmp(r->topics[i], topic)) return i;
+    return -1;
+}
+
+static struct rpart *rpart_get(struct runner *r, int32_t p) {
+    if ((size_t)p >= r->nparts) {
+        size_t n = r->nparts ? r->nparts : 16;
+        while (n <= (size_t)p) n *= 2;
+        r->parts = sp_xrealloc(r->parts, n * sizeof *r->parts);
+        memset(r->parts + r->nparts, 0, (n - r->nparts) * sizeof *r->parts);
+        r->nparts = n;
+    }
+    return &r->parts[p];
+}
+
+/* Sends a message that failed decoding or validation to the dead-letter
+ * topic: original key and bytes, the reason and where it came from. */
+static int dead_letter(struct runner *r, const rd_kafka_message_t *m, const char *reason) {
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", (int)m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    sp_header h[] = {
+        {"error", reason, strlen(reason)},
+        {"source.topic", topic, strlen(topic)},
+        {"source.partition", part, strlen(part)},
+        {"source.offset", off, strlen(off)},
+    };
+    r->metrics.deadletter++;
+    sp_debug("dead letter %s/%d@%lld: %s", topic, (int)m->partition, (long long)m->offset,
+             reason);
+    return sp_sink_produce(r->sink, r->cfg.deadletter_topic, m->key, m->key_len, m->payload,
+                           m->len, h, 4);
+}
+
+static const char *content_type(const rd_kafka_message_t *m, char *buf, size_t len) {
+    rd_kafka_headers_t *hdrs;
+    const void *val;
+    size_t size;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
+    if (rd_kafka_header_get_last(hdrs, "content-type", &val, &size) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    snprintf(buf, len, "%.*s", (int)size, (const char *)val);
+    return buf;
+}
+
+static void free_batch(struct runner *r) {
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        if (r->evs[i]) sp_event_free(r->evs[i]);
+        rd_kafka_message_destroy(r->msgs[i]);
+    }
+    r->nmsgs = 0;
+}
+
+/* Commits one partition: operator flush, then the fenced Redis script. */
+static int commit_partition(struct runner *r, int32_t p) {
+    struct rpart *rp = rpart_get(r, p);
+    const char *topics[MAX_TOPICS];
+    int64_t offs[MAX_TOPICS];
+    int n = 0;
+    for (int t = 0; t < r->ntopics; t++)
+        if (rp->dirty_off[t]) {
+            topics[n] = r->topics[t];
+            offs[n++] = rp->next[t];
+        }
+    int rc = sp_pipeline_flush(r->pl, p);
+    if (rc != SP_OK) return rc;
+    double t0 = now_us();
+    rc = sp_store_commit(r->store, p, topics, offs, n);
+    sp_hist_add(&r->metrics.commit_latency, now_us() - t0);
+    if (rc == SP_ERR_FENCED) {
+        r->metrics.fenced++;
+        sp_pipeline_revoke(r->pl, p);
+        rp->owned = 0;
+        return SP_OK;
+    }
+    if (rc != SP_OK) return rc;
+    r->metrics.commits++;
+    for (int t = 0; t < r->ntopics; t++) rp->dirty_off[t] = 0;
+    rp->touched = 0;
+    return SP_OK;
+}
+
+/* Records the committed offsets with Kafka too (asynchronously), so that
+ * standard lag tools see the group's progress. Not used for recovery. */
+static void commit_kafka(struct runner *r) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (size_t p = 0; p < r->nparts; p++)
+        for (int t = 0; t < r->ntopics && r->parts[p].owned; t++)
+            if (r->parts[p].next[t] >= 0)
+                rd_kafka_topic_partition_list_add(l, r->topics[t], (int32_t)p)->offset =
+                    r->parts[p].next[t];
+    if (l->cnt) rd_kafka_commit(r->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Processes and commits the batch in hand (see the top of the file). */
+static int process_batch(struct runner *r) {
+    if (!r->nmsgs) return SP_OK;
+    double t0 = now_us();
+    char err[256], ctbuf[64];
+    int rc = SP_OK;
+    sp_op_event *oes = sp_xmalloc(r->nmsgs * sizeof *oes);
+
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        rd_kafka_message_t *m = r->msgs[i];
+        struct rpart *rp = rpart_get(r, m->partition);
+        int t = topic_index(r, rd_kafka_topic_name(m->rkt));
+        r->evs[i] = NULL;
+        if (!rp->owned || t < 0) continue; /* lost before we got to it */
+        rp->touched = 1;
+        rp->next[t] = m->offset + 1;
+        rp->dirty_off[t] = 1;
+        sp_event *ev = NULL;
+        err[0] = '\0';
+        if (sp_event_decode(m->payload, m->len, content_type(m, ctbuf, sizeof ctbuf), &ev, err,
+                            sizeof err) != SP_OK ||
+            sp_event_validate(ev, err, sizeof err) != SP_OK) {
+            if (ev) sp_event_free(ev);
+            if ((rc = dead_letter(r, m, err[0] ? err : "invalid event")) != SP_OK) goto out;
+            continue;
+        }
+        r->evs[i] = ev;
+        oes[i] = (sp_op_event){ev, sp_event_kind_of(ev), m->partition, rd_kafka_topic_name(m->rkt),
+                               m->offset};
+        sp_pipeline_prefetch(r->pl, &oes[i]);
+    }
+    if ((rc = sp_store_prefetch(r->store)) != SP_OK) goto out;
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        if (!r->evs[i] || !rpart_get(r, oes[i].partition)->owned) continue;
+        const char *by = NULL;
+        rc = sp_pipeline_process(r->pl, &oes[i], &by);
+        if (rc == SP_OP_DROP) {
+            r->metrics.duplicates++;
+            rc = SP_OK;
+            continue;
+        }
+        if (rc != SP_OK) goto out;
+        r->metrics.events[oes[i].kind]++;
+    }
+    /* Outputs first: a crash after this point repeats them, never loses them. */
+    while (sp_sink_flush(r->sink, 1000) != SP_OK) {
+        sp_warn("sink: outputs still in flight; waiting before commit");
+        if (abort_flag) {
+            rc = SP_ERR_RETRY;
+            goto out;
+        }
+    }
+    for (size_t p = 0; p < r->nparts; p++)
+        if (r->parts[p].touched && r->parts[p].owned)
+            if ((rc = commit_partition(r, (int32_t)p)) != SP_OK) goto out;
+    commit_kafka(r);
+    r->metrics.batches++;
+    sp_hist_add(&r->metrics.batch_latency, now_us() - t0);
+out:
+    free(oes);
+    free_batch(r);
+    sp_store_end_batch(r->store);
+    if (rc != SP_OK) {
+        r->failed = 1;
+        if (rc == SP_ERR_RETRY)
+            sp_warn("stopping with the batch uncommitted; it will be processed again");
+        else
+            sp_error("batch failed (%d); stopping without commit", rc);
+    }
+    return rc;
+}
+
+/* Distinct partition numbers in a list (input topics are co-partitioned). */
+static size_t distinct_partitions(const rd_kafka_topic_partition_list_t *l, int32_t *out) {
+    size_t n = 0;
+    for (int i = 0; i < l->cnt; i++) {
+        size_t j = 0;
+        while (j < n && out[j] != l->elems[i].partition) j++;
+        if (j == n) out[n++] = l->elems[i].partition;
+    }
+    return n;
+}
+
+static void on_assign(struct runner *r, rd_kafka_topic_partition_list_t *l) {
+    int32_t *ps = sp_xmalloc((size_t)(l->cnt ? l->cnt : 1) * sizeof *ps);
+    size_t n = distinct_partitions(l, ps);
+    const char *topics[MAX_TOPICS];
+    for (int t = 0; t < r->ntopics; t++) topics[t] = r->topics[t];
+    for (size_t k = 0; k < n && !r->failed; k++) {
+        int64_t offs[MAX_TOPICS];
+        if (sp_store_assign(r->store, ps[k], topics, r->ntopics, offs) != SP_OK ||
+            sp_pipeline_assign(r->pl, ps[k]) != SP_OK) {
+            r->failed = 1;
+            break;
+        }
+        struct rpart *rp = rpart_get(r, ps[k]);
+        memset(rp, 0, sizeof *rp);
+        rp->owned = 1;
+        r->assigned++;
+        for (int t = 0; t < r->ntopics; t++) rp->next[t] = offs[t];
+        for (int i = 0; i < l->cnt; i++) {
+            if (l->elems[i].partition != ps[k]) continue;
+            int t = topic_index(r, l->elems[i].topic);
+            l->elems[i].offset = t >= 0 && offs[t] >= 0 ? offs[t] : RD_KAFKA_OFFSET_BEGINNING;
+        }
+        sp_info("assigned partition %d (offsets from Redis)", (int)ps[k]);
+    }
+    free(ps);
+    rd_kafka_assign(r->rk, r->failed ? NULL : l);
+}
+
+static void on_revoke(struct runner *r, rd_kafka_topic_partition_list_t *l) {
+    if (!r->failed) process_batch(r);
+    else free_batch(r);
+    int32_t *ps = sp_xmalloc((size_t)(l->cnt ? l->cnt : 1) * sizeof *ps);
+    size_t n = distinct_partitions(l, ps);
+    for (size_t k = 0; k < n; k++) {
+        sp_pipeline_revoke(r->pl, ps[k]);
+        sp_store_revoke(r->store, ps[k]);
+        struct rpart *rp = rpart_get(r, ps[k]);
+        if (rp->owned) r->assigned--;
+        memset(rp, 0, sizeof *rp);
+    }
+    free(ps);
+    sp_info("revoked %zu partitions", n);
+    rd_kafka_assign(r->rk, NULL);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *l, void *opaque) {
+    (void)rk;
+    struct runner *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(r, l);
+    else
+        on_revoke(r, l);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    if (level <= 3)
+        sp_error("kafka: %s: %s", fac, buf);
+    else if (level <= 4)
+        sp_warn("kafka: %s: %s", fac, buf);
+    else
+        sp_debug("kafka: %s: %s", fac, buf);
+}
+
+static void update_lag(struct runner *r) {
+    int64_t lag = 0;
+    for (size_t p = 0; p < r->nparts; p++) {
+        if (!r->parts[p].owned) continue;
+        for (int t = 0; t < r->ntopics; t++) {
+            int64_t lo, hi;
+            if (rd_kafka_get_watermark_offsets(r->rk, r->topics[t], (int32_t)p, &lo, &hi) ||
+                hi < 0)
+                continue;
+            int64_t pos = r->parts[p].next[t] >= 0 ? r->parts[p].next[t] : lo;
+            if (hi > pos) lag += hi - pos;
+        }
+    }
+    r->metrics.lag = lag;
+}
+
+/* True when every owned partition of every topic has reached its end. */
+static int all_at_eof(const struct runner *r) {
+    if (!r->assigned) return 0;
+    for (size_t p = 0; p < r->nparts; p++)
+        for (int t = 0; t < r->ntopics && r->parts[p].owned; t++)
+            if (!r->parts[p].eof[t]) return 0;
+    return 1;
+}
+
+static void handle_consumer_error(struct runner *r, rd_kafka_message_t *m) {
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        int t = m->rkt ? topic_index(r, rd_kafka_topic_name(m->rkt)) : -1;
+        if (t >= 0) rpart_get(r, m->partition)->eof[t] = 1;
+        return;
+    }
+    if (m->err == RD_KAFKA_RESP_ERR__AUTHENTICATION || m->err == RD_KAFKA_RESP_ERR__FATAL ||
+        m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+        m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        sp_error("kafka: %s; stopping", rd_kafka_message_errstr(m));
+        r->failed = 1;
+        return;
+    }
+    sp_warn("kafka: %s", rd_kafka_message_errstr(m));
+}
+
+static rd_kafka_t *consumer_new(struct runner *r, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = sp_kafka_conf_new(&r->cfg, err, errlen);
+    if (!conf) return NULL;
+    char sub[256];
+    static const char *fixed[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "true"},
+        {"partition.assignment.strategy", "range"},
+    };
+    if (rd_kafka_conf_set(conf, "group.id", r->cfg.group_id, sub, sizeof sub) != RD_KAFKA_CONF_OK)
+        goto bad;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], sub, sizeof sub) != RD_KAFKA_CONF_OK)
+            goto bad;
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_opaque(conf, r);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, sub, sizeof sub);
+    if (!rk) {
+        snprintf(err, errlen, "kafka consumer: %s", sub);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+bad:
+    snprintf(err, errlen, "kafka consumer config: %s", sub);
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static void run_usage(FILE *f) {
+    fprintf(f,
+            "usage: shopstream run [--config FILE] [--key=value ...] [-X kafka-prop=value ...]\n\n"
+            "Consumes the input topics as a member of the consumer group, keeps state in Redis\n"
+            "with exactly-once offsets, and writes outputs and dead letters to Kafka.\n"
+            "SIGINT/SIGTERM: finish the batch, commit, leave the group, exit 0.\n"
+            "SIGUSR1: print the counters.\n\n");
+    sp_config_print_help(f);
+    fprintf(f, "\noperators:");
+}
+
+static void print_op(const sp_op *op, void *ctx) {
+    fprintf(ctx, "\n  %-22s %s", op->name, op->help);
+}
+
+int sp_cmd_run(int argc, char **argv) {
+    struct runner r;
+    memset(&r, 0, sizeof r);
+    char err[512];
+    int help = 0, status = 1;
+    sp_config_init(&r.cfg);
+    if (sp_config_from_args(&r.cfg, argc, argv, &help, err, sizeof err) != SP_OK) {
+        fprintf(stderr, "shopstream run: %s\n", err);
+        sp_config_release(&r.cfg);
+        return 2;
+    }
+    if (help) {
+        run_usage(stdout);
+        sp_op_list(print_op, stdout);
+        fprintf(stdout, "\n");
+        sp_config_release(&r.cfg);
+        return 0;
+    }
+    enum sp_log_level lvl;
+    if (sp_log_parse_level(r.cfg.log_level, &lvl) != SP_OK) {
+        fprintf(stderr, "shopstream run: key 'log.level': '%s' is not debug|info|warn|error\n",
+                r.cfg.log_level);
+        sp_config_release(&r.cfg);
+        return 2;
+    }
+    sp_log_set_level(lvl);
+
+    char *list = sp_xstrdup(r.cfg.input_topics), *save = NULL;
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (r.ntopics == MAX_TOPICS) {
+            fprintf(stderr, "shopstream run: key 'topics.input': at most %d topics\n", MAX_TOPICS);
+            free(list);
+            goto done;
+        }
+        r.topics[r.ntopics++] = sp_xstrdup(t);
+    }
+    free(list);
+    if (!r.ntopics) {
+        fprintf(stderr, "shopstream run: key 'topics.input': no topics\n");
+        status = 2;
+        goto done;
+    }
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Config errors first (they exit 2), then the services. */
+    if (!(r.sink = sp_sink_new(&r.cfg, &r.metrics, err, sizeof err)) ||
+        !(r.rk = consumer_new(&r, err, sizeof err))) {
+        fprintf(stderr, "shopstream run: %s\n", err);
+        status = 2;
+        goto done;
+    }
+    sp_store_conf sc = {r.cfg.redis_url, r.cfg.redis_timeout_ms, r.cfg.cache_max_entries,
+                        &abort_flag};
+    if (!(r.store = sp_store_new(&sc, err, sizeof err))) {
+        fprintf(stderr, "shopstream run: %s\n", err);
+        goto done;
+    }
+    sp_op_env env = {r.store, r.sink, &r.cfg, &r.metrics};
+    if (!(r.pl = sp_pipeline_new(r.cfg.operators, &env, err, sizeof err))) {
+        fprintf(stderr, "shopstream run: %s\n", err);
+        status = 2;
+        goto done;
+    }
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(r.ntopics);
+    for (int t = 0; t < r.ntopics; t++)
+        rd_kafka_topic_partition_list_add(sub, r.topics[t], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(r.rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        fprintf(stderr, "shopstream run: subscribe: %s\n", rd_kafka_err2str(e));
+        goto done;
+    }
+    sp_info("running: group '%s', topics %s, operators %s", r.cfg.group_id, r.cfg.input_topics,
+            r.cfg.operators);
+
+    r.capmsgs = (size_t)r.cfg.batch_max_messages;
+    r.msgs = sp_xmalloc(r.capmsgs * sizeof *r.msgs);
+    r.evs = sp_xcalloc(r.capmsgs, sizeof *r.evs);
+    r.last_msg_ms = now_ms();
+    while (!stop_flag && !r.failed) {
+        int64_t deadline = now_ms() + r.cfg.batch_max_ms;
+        while (r.nmsgs < r.capmsgs && !stop_flag && !r.failed) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) break;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, (int)left);
+            if (!m) continue;
+            if (m->err) {
+                handle_consumer_error(&r, m);
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            r.metrics.messages++;
+            r.last_msg_ms = now_ms();
+            int t = topic_index(&r, rd_kafka_topic_name(m->rkt));
+            if (t >= 0) rpart_get(&r, m->partition)->eof[t] = 0;
+            r.msgs[r.nmsgs++] = m;
+        }
+        if (r.failed) break;
+        if (process_batch(&r) != SP_OK) break;
+        update_lag(&r);
+        if (usr1_flag) {
+            usr1_flag = 0;
+            sp_metrics_print(&r.metrics, stderr);
+        }
+        if (r.cfg.stop_when_idle_ms && all_at_eof(&r) &&
+            now_ms() - r.last_msg_ms >= r.cfg.stop_when_idle_ms) {
+            sp_info("all partitions consumed and idle for %d ms: stopping",
+                    r.cfg.stop_when_idle_ms);
+            break;
+        }
+    }
+    if (!r.failed) {
+        /* Leaves the group; the revoke callback commits what is in hand. */
+        abort_flag = 0;
+        process_batch(&r);
+        rd_kafka_consumer_close(r.rk);
+    }
+    status = r.failed ? 1 : 0;
+done:
+    if (r.rk) {
+        if (r.failed) rd_kafka_consumer_close(r.rk);
+        rd_kafka_destroy(r.rk);
+    }
+    free_batch(&r);
+    sp_pipeline_destroy(r.pl);
+    sp_sink_destroy(r.sink);
+    sp_store_destroy(r.store);
+    sp_metrics_print(&r.metrics, stdout);
+    for (int t = 0; t < r.ntopics; t++) free(r.topics[t]);
+    free(r.msgs);
+    free(r.evs);
+    free(r.parts);
+    sp_config_release(&r.cfg);
+    return status;
+}

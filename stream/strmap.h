@@ -1,0 +1,24 @@
+#ifndef STREAM_STRMAP_H
+#define STREAM_STRMAP_H
+
+/* A string -> int64 hash map with open addressing (linear probing, tombstone
+ * free deletion by backward shift). Keys are copied. Used for small hot sets:
+ * recent event ids, distinct devices. */
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_strmap sp_strmap;
+
+sp_strmap *sp_strmap_new(size_t hint);
+void sp_strmap_destroy(sp_strmap *m);
+/* Inserts or overwrites. Returns 1 if the key was new. */
+int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value);
+/* Returns 1 and sets *value (if non-NULL) when present. */
+int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value);
+int sp_strmap_del(sp_strmap *m, const char *key, size_t len);
+size_t sp_strmap_size(const sp_strmap *m);
+/* Iteration: idx from 0 while it returns 1. Do not modify during iteration. */
+int sp_strmap_next(const sp_strmap *m, size_t *idx, const char **key, size_t *len,
+                   int64_t *value);
+
+#endif
