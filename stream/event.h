@@ -60,4 +60,24 @@ char *sp_event_to_json(const sp_event *ev);
 /* Encodes to protobuf into a new buffer; caller frees with free(). */
 uint8_t *sp_event_pack(const sp_event *ev, size_t *len);
 
+/* What routing needs from a message that may not decode: the body's field
+ * number and the user_id, found without a full decode. */
+typedef struct sp_event_peek_info {
+    int body;            /* 10 click, 11 order, 12 review (the oneof field numbers), 0 none */
+    const char *user_id; /* NOT NUL-terminated: user_id_len bytes, borrowed from the
+                          * message (protobuf) or from user_id_buf (JSON) */
+    size_t user_id_len;
+    char user_id_buf[SP_EVENT_MAX_ID + 1];
+} sp_event_peek_info;
+
+/* Finds the body kind and user_id of a message as far as it can be read: a
+ * truncated protobuf still yields the fields before the cut. Returns 0 if
+ * anything was found, SP_ERR_BADINPUT if nothing (then route it anywhere with
+ * an empty key). Same format choice as sp_event_decode. */
+int sp_event_peek(const void *buf, size_t len, const char *content_type,
+                  sp_event_peek_info *info);
+
+/* 1 if s[0..len) is well-formed UTF-8 (RFC 3629), 0 otherwise. */
+int sp_utf8_valid(const char *s, size_t len);
+
 #endif
