@@ -66,8 +66,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
              rd_kafka_err2str(m->err));
 }
 
+/* The producer shares the kafka.* properties with the consumer, so its
+ * warnings about consumer-only properties are expected and dropped. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
+    if (!strcmp(fac, "CONFWARN") && strstr(buf, "consumer property")) return;
     if (level <= 3)
         sp_error("kafka: %s: %s", fac, buf);
     else if (level <= 4)

@@ -1,0 +1,137 @@
+/* Config: defaults, file, environment, flags, and errors that name the key. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream/config.h"
+#include "stream/error.h"
+#include "tests/support/harness.h"
+
+static const char *write_tmp(const char *text) {
+    static char path[300];
+    snprintf(path, sizeof path, "%s/shopstream.conf", sp_t_tmpdir());
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+Test(config, defaults_are_documented_values) {
+    sp_config c;
+    sp_config_init(&c);
+    cr_assert_str_eq(c.input_topics, "shop.clicks,shop.orders,shop.reviews");
+    cr_assert_str_eq(c.deadletter_topic, "shop.deadletter");
+    cr_assert_eq(c.batch_max_messages, 2000);
+    sp_config_release(&c);
+}
+
+Test(config, file_then_env_then_flags) {
+    const char *path = write_tmp("# comment\nbrokers = file:1\ngroup.id = from-file\n"
+                                 "batch.max_ms = 7  # trailing\nkafka.linger.ms = 3\n");
+    setenv("SHOPSTREAM_GROUP_ID", "from-env", 1);
+    setenv("SHOPSTREAM_KAFKA_SASL_USERNAME", "alice", 1);
+    char *argv[] = {"run", "--group.id=from-flag", "--config", (char *)path, "-X",
+                    "client.id=x", "--batch.max_messages", "5", NULL};
+    sp_config c;
+    sp_config_init(&c);
+    char err[256];
+    int help;
+    cr_assert_eq(sp_config_from_args(&c, 8, argv, &help, err, sizeof err), SP_OK, "%s", err);
+    cr_assert_str_eq(c.brokers, "file:1");
+    cr_assert_str_eq(c.group_id, "from-flag");
+    cr_assert_eq(c.batch_max_ms, 7);
+    cr_assert_eq(c.batch_max_messages, 5);
+    int seen = 0;
+    for (size_t i = 0; i < c.nkafka; i++) {
+        if (!strcmp(c.kafka_keys[i], "linger.ms")) {
+            seen |= 1;
+            cr_assert_str_eq(c.kafka_values[i], "3");
+        }
+        if (!strcmp(c.kafka_keys[i], "client.id")) seen |= 2;
+        if (!strcmp(c.kafka_keys[i], "sasl.username")) {
+            seen |= 4;
+            cr_assert_str_eq(c.kafka_values[i], "alice");
+        }
+    }
+    cr_assert_eq(seen, 7);
+    unsetenv("SHOPSTREAM_GROUP_ID");
+    unsetenv("SHOPSTREAM_KAFKA_SASL_USERNAME");
+    sp_config_release(&c);
+}
+
+struct bad_case {
+    const char *key, *value, *must_contain;
+};
+
+Test(config, bad_keys_and_values_name_the_key) {
+    static const struct bad_case cases[] = {
+        {"no.such.key", "1", "'no.such.key'"},
+        {"batch.max_messages", "abc", "'batch.max_messages'"},
+        {"batch.max_messages", "0", "'batch.max_messages'"},
+        {"batch.max_ms", "12x", "'batch.max_ms'"},
+        {"kafka.", "1", "'kafka.'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sp_config c;
+        sp_config_init(&c);
+        char err[256] = "";
+        cr_assert_neq(sp_config_set(&c, cases[i].key, cases[i].value, err, sizeof err), SP_OK);
+        cr_assert(strstr(err, cases[i].must_contain), "case %zu: '%s'", i, err);
+        sp_config_release(&c);
+    }
+}
+
+Test(config, file_error_names_line_and_key) {
+    const char *path = write_tmp("brokers = a\n\nbogus.key = 1\n");
+    sp_config c;
+    sp_config_init(&c);
+    char err[512];
+    cr_assert_neq(sp_config_load_file(&c, path, err, sizeof err), SP_OK);
+    cr_assert(strstr(err, ":3:") && strstr(err, "bogus.key"), "%s", err);
+    sp_config_release(&c);
+}
+
+Test(config, secrets_are_masked_when_printed) {
+    sp_config c;
+    sp_config_init(&c);
+    char err[256];
+    sp_config_set(&c, "kafka.sasl.password", "hunter2-secret", err, sizeof err);
+    sp_config_set(&c, "redis.url", "redis://user:topsecretpw@host:1/0", err, sizeof err);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    sp_config_print(&c, f);
+    fclose(f);
+    cr_assert_null(strstr(buf, "hunter2-secret"));
+    cr_assert_null(strstr(buf, "topsecretpw"));
+    cr_assert(strstr(buf, "kafka.sasl.password = ***"));
+    free(buf);
+    sp_config_release(&c);
+}
+
+Test(config, unknown_kafka_property_stops_startup_naming_it) {
+    char *argv[] = {(char *)sp_t_bin(), "run", "-X", "no.such.prop=1", "--redis.url",
+                    "redis://127.0.0.1:1", NULL};
+    const char *dir = sp_t_tmpdir();
+    char log[300];
+    snprintf(log, sizeof log, "%s/out", dir);
+    pid_t pid = sp_t_spawn(argv, log);
+    cr_assert_eq(sp_t_wait(pid, 20000), 2);
+    char *out = sp_t_read_file(log, NULL);
+    cr_assert(strstr(out, "kafka.no.such.prop"), "%s", out);
+    free(out);
+}
+
+Test(config, run_help_documents_every_key) {
+    char *argv[] = {(char *)sp_t_bin(), "run", "--help", NULL};
+    int st;
+    char *out = sp_t_capture(argv, &st);
+    cr_assert_eq(st, 0);
+    const char *keys[] = {"brokers", "group.id", "topics.input", "topics.deadletter", "operators",
+                          "redis.url", "batch.max_messages", "batch.max_ms", "cache.max_entries",
+                          "dedupe.window_ms", "dedupe.max_ids", "kafka.<prop>"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_assert(strstr(out, keys[i]), "missing %s", keys[i]);
+    free(out);
+}
