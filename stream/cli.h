@@ -9,6 +9,7 @@ int sp_cmd_gen(int argc, char **argv);        /* stream/gen.c */
 int sp_cmd_replay(int argc, char **argv);     /* stream/replay.c */
 int sp_cmd_dump_state(int argc, char **argv); /* state/dump.c */
 int sp_cmd_mock_kafka(int argc, char **argv); /* stream/mock_kafka.c */
+int sp_cmd_bench_consume(int argc, char **argv); /* stream/bench_consume.c */
 int sp_cmd_train(int argc, char **argv);      /* models/cli.c */
 int sp_cmd_eval(int argc, char **argv);       /* models/cli.c */
 

@@ -17,6 +17,7 @@ static const struct sp_command commands[] = {
     {"replay", sp_cmd_replay, "produce a file of events into the input topics"},
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
+    {"bench-consume", sp_cmd_bench_consume, "raw consume rate of the input topics (no processing)"},
 };
 
 static void usage(FILE *f) {

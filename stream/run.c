@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,8 @@ struct runner {
     int assigned;                 /* number of partitions owned */
     int failed;                   /* a fatal error: stop and exit 1 */
     int64_t last_msg_ms;
+    double first_msg_us;          /* rate: first message to last commit */
+    double last_commit_us;
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -244,6 +247,7 @@ static int process_batch(struct runner *r) {
             if ((rc = commit_partition(r, (int32_t)p)) != SP_OK) goto out;
     commit_kafka(r);
     r->metrics.batches++;
+    r->last_commit_us = now_us();
     sp_hist_add(&r->metrics.batch_latency, now_us() - t0);
 out:
     free(oes);
@@ -522,7 +526,7 @@ int sp_cmd_run(int argc, char **argv) {
                 rd_kafka_message_destroy(m);
                 continue;
             }
-            r.metrics.messages++;
+            if (!r.metrics.messages++) r.first_msg_us = now_us();
             r.last_msg_ms = now_ms();
             int t = topic_index(&r, rd_kafka_topic_name(m->rkt));
             if (t >= 0) rpart_get(&r, m->partition)->eof[t] = 0;
@@ -559,6 +563,14 @@ done:
     sp_sink_destroy(r.sink);
     sp_store_destroy(r.store);
     sp_metrics_print(&r.metrics, stdout);
+    if (r.last_commit_us > r.first_msg_us && r.first_msg_us > 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double s = (r.last_commit_us - r.first_msg_us) / 1e6;
+        printf("throughput: messages=%llu seconds=%.3f rate=%.0f max_rss_kb=%ld\n",
+               (unsigned long long)r.metrics.messages, s, (double)r.metrics.messages / s,
+               ru.ru_maxrss);
+    }
     for (int t = 0; t < r.ntopics; t++) free(r.topics[t]);
     free(r.msgs);
     free(r.evs);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make bench: gen -> replay -> process on the mock cluster, with the raw
+# consume rate of the same topics measured in the same run (alternating
+# rounds, so machine noise hits both alike). Figures go to stdout and into
+# the "spine" section of bench/RESULTS.md, with the command that made them.
+#   BENCH_EVENTS (default 200000)  BENCH_ROUNDS (default 2)  BENCH_PARTITIONS (12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${SHOPSTREAM_BIN:-bin/shopstream}
+EVENTS=${BENCH_EVENTS:-200000}
+ROUNDS=${BENCH_ROUNDS:-2}
+PARTITIONS=${BENCH_PARTITIONS:-12}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-bench.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
+  done
+  exit 1
+}
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
+  --logfile "$tmp/redis.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do [ -s "$tmp/bootstrap" ] && break; sleep 0.05; done
+brokers=$(cat "$tmp/bootstrap")
+
+"$BIN" gen --events "$EVENTS" --seed 1 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"
+"$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log" || { cat "$tmp/replay.log"; exit 1; }
+msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
+echo "bench: $msgs messages in $PARTITIONS partitions x 3 topics (mock cluster)"
+
+raw_rates=(); proc_rates=(); p50s=(); p99s=(); rss=()
+for r in $(seq "$ROUNDS"); do
+  out=$("$BIN" bench-consume --brokers "$brokers" --messages "$msgs")
+  raw_rates+=("$(sed -nE 's/.* rate=([0-9]+).*/\1/p' <<<"$out")")
+  redis-cli -p "$rport" flushall >/dev/null
+  "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" --group.id "bench-$r-$$" \
+    --run.stop_when_idle_ms 1500 --log.level warn >"$tmp/run.out" 2>"$tmp/run.log"
+  c=$(grep '^counters:' "$tmp/run.out"); t=$(grep '^throughput:' "$tmp/run.out")
+  proc_rates+=("$(sed -nE 's/.* rate=([0-9]+).*/\1/p' <<<"$t")")
+  rss+=("$(sed -nE 's/.* max_rss_kb=([0-9]+).*/\1/p' <<<"$t")")
+  p50s+=("$(sed -nE 's/.* commit_p50_ms=([0-9.]+).*/\1/p' <<<"$c")")
+  p99s+=("$(sed -nE 's/.* commit_p99_ms=([0-9.]+).*/\1/p' <<<"$c")")
+  echo "round $r: raw ${raw_rates[-1]} msg/s, shopstream ${proc_rates[-1]} msg/s, commit p50 ${p50s[-1]} ms p99 ${p99s[-1]} ms, peak RSS ${rss[-1]} KiB"
+done
+
+table=$(for i in $(seq 0 $((ROUNDS - 1))); do
+  ratio=$(awk -v a="${proc_rates[$i]}" -v b="${raw_rates[$i]}" 'BEGIN{printf "%.0f%%", 100*a/b}')
+  echo "| $((i + 1)) | ${raw_rates[$i]} | ${proc_rates[$i]} | $ratio | ${p50s[$i]} | ${p99s[$i]} | $((${rss[$i]} / 1024)) |"
+done)
+section=$(cat <<MD
+<!-- spine:begin -->
+## Spine: Kafka -> operators (dedupe, counts) -> Redis, mock cluster
+
+Command: \`make bench\` (BENCH_EVENTS=$EVENTS BENCH_ROUNDS=$ROUNDS BENCH_PARTITIONS=$PARTITIONS), $(date -u +%Y-%m-%d),
+$(nproc) cores, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1).
+$msgs messages (protobuf) over $PARTITIONS partitions x 3 topics in librdkafka's mock cluster; one
+processor with the default operators (dedupe,counts) and batches of up to 2000 messages / 100 ms;
+a local redis-server. Raw = \`shopstream bench-consume\`, the same consumer settings with no processing,
+run just before each processor round. Rates run from the first message to the last one (raw) or the
+last commit (shopstream).
+
+| round | raw consume msg/s | shopstream msg/s | ratio | commit p50 ms | commit p99 ms | peak RSS MiB |
+|---|---|---|---|---|---|---|
+$table
+<!-- spine:end -->
+MD
+)
+f=bench/RESULTS.md
+[ -f "$f" ] || printf '# Benchmark results\n\nFigures from `make bench` and the scripts under bench/, each with the command that produced it.\n' > "$f"
+if grep -q '<!-- spine:begin -->' "$f"; then
+  awk -v repl="$section" '/<!-- spine:begin -->/{print repl; skip=1} /<!-- spine:end -->/{skip=0; next} !skip' "$f" > "$tmp/r.md"
+  cp "$tmp/r.md" "$f"
+else
+  printf '\n%s\n' "$section" >> "$f"
+fi
+echo "bench: results written to $f"
