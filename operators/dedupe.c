@@ -1,14 +1,28 @@
-/* dedupe: drops an event whose event_id was seen recently in its partition
- * (producer retries, replays by an upstream).
+/* dedupe: drops an event whose event_id was seen recently in its
+ * topic-partition (producer retries, replays by an upstream).
  *
- * Per partition the recent ids live in the sorted set "{p<n>}:dd" (member
- * event_id, score ts_ms), written in the partition's commit, so the set and
- * the offsets move together: after a crash the restarted instance sees
- * exactly the ids the committed offsets imply. In memory the same set is a
- * hash map (membership) plus a min-heap ordered like the sorted set (score,
- * then member bytes), so trimming memory and Redis with the same rule --
- * first everything older than the newest ts minus dedupe.window_ms, then the
- * lowest entries beyond dedupe.max_ids -- leaves both holding the same ids. */
+ * A retry lands in the same topic-partition as its original, so ids are kept
+ * per topic-partition, in the sorted set "{p<n>}:dd:<topic>" (member
+ * event_id, score ts_ms), written in the partition's commit: the set and the
+ * offsets move together, and after a crash the restarted instance sees
+ * exactly the ids the committed offsets imply.
+ *
+ * "Recent" is measured in event time against the newest event seen so far in
+ * the same topic-partition (maxts): an event is a duplicate when an earlier
+ * one with its id has ts >= maxts - dedupe.window_ms. Keeping the window per
+ * topic-partition matters: the three input topics are fetched independently,
+ * so a partition's orders can run hours of event time ahead of its clicks.
+ * The rule is checked at lookup, and trimming only drops ids that can never
+ * match again, so whether an event counts as a duplicate does not depend on
+ * where batch boundaries fall -- which is what lets a crashed and restarted
+ * run end in exactly the state of an uninterrupted one.
+ *
+ * In memory the set is a hash map (membership, ts) plus a min-heap ordered
+ * like the sorted set (score, then member bytes), so trimming memory and
+ * Redis by the same rules -- everything older than maxts minus the window,
+ * then the lowest entries beyond dedupe.max_ids -- leaves both holding the
+ * same ids. (Only the max_ids bound, a memory guard, can make the outcome
+ * depend on batch boundaries.) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +47,14 @@ struct dd_part {
     int64_t maxts;
 };
 
+#define DD_MAX_TOPICS 8
+
 struct dedupe {
     sp_store *store;
     int64_t window_ms, max_ids;
-    struct dd_part *parts;
+    char *topics[DD_MAX_TOPICS];
+    int ntopics;
+    struct dd_part *parts;  /* [partition * DD_MAX_TOPICS + topic] */
     size_t nparts;
 };
 
@@ -78,15 +96,22 @@ static struct entry heap_pop(struct dd_part *p) {
     return top;
 }
 
-static struct dd_part *part_of(struct dedupe *d, int32_t part) {
-    if ((size_t)part >= d->nparts) {
-        size_t n = d->nparts ? d->nparts : 16;
-        while (n <= (size_t)part) n *= 2;
+static struct dd_part *part_of(struct dedupe *d, int32_t part, int topic) {
+    size_t i = (size_t)part * DD_MAX_TOPICS + (size_t)topic;
+    if (i >= d->nparts) {
+        size_t n = d->nparts ? d->nparts : 16 * DD_MAX_TOPICS;
+        while (n <= i) n *= 2;
         d->parts = sp_xrealloc(d->parts, n * sizeof *d->parts);
         memset(d->parts + d->nparts, 0, (n - d->nparts) * sizeof *d->parts);
         d->nparts = n;
     }
-    return &d->parts[part];
+    return &d->parts[i];
+}
+
+static int topic_of(const struct dedupe *d, const char *topic) {
+    for (int t = 0; t < d->ntopics; t++)
+        if (!strcmp(d->topics[t], topic)) return t;
+    return -1;
 }
 
 static void part_release(struct dd_part *p) {
@@ -105,13 +130,24 @@ static void remember(struct dd_part *p, const char *id, size_t len, int64_t ts) 
     if (ts > p->maxts) p->maxts = ts;
 }
 
+static void dedupe_destroy(void *priv);
+
 static int dedupe_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
-    (void)err;
-    (void)errlen;
     struct dedupe *d = sp_xcalloc(1, sizeof *d);
     d->store = env->store;
     d->window_ms = env->cfg->dedupe_window_ms;
     d->max_ids = env->cfg->dedupe_max_ids;
+    char *list = sp_xstrdup(env->cfg->input_topics), *save = NULL;
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (d->ntopics == DD_MAX_TOPICS) {
+            snprintf(err, errlen, "at most %d input topics", DD_MAX_TOPICS);
+            free(list);
+            dedupe_destroy(d);
+            return SP_ERR_FATAL;
+        }
+        d->topics[d->ntopics++] = sp_xstrdup(t);
+    }
+    free(list);
     *priv = d;
     return SP_OK;
 }
@@ -122,25 +158,37 @@ static void load_one(void *ctx, const char *member, size_t len, double score) {
 
 static int dedupe_assign(void *priv, int32_t part) {
     struct dedupe *d = priv;
-    struct dd_part *p = part_of(d, part);
-    part_release(p);
-    p->ids = sp_strmap_new(1024);
-    p->active = 1;
-    return sp_store_zscan(d->store, part, "dd", load_one, p);
+    for (int t = 0; t < d->ntopics; t++) {
+        struct dd_part *p = part_of(d, part, t);
+        part_release(p);
+        p->ids = sp_strmap_new(1024);
+        p->active = 1;
+        char suffix[300];
+        snprintf(suffix, sizeof suffix, "dd:%s", d->topics[t]);
+        int rc = sp_store_zscan(d->store, part, suffix, load_one, p);
+        if (rc != SP_OK) return rc;
+    }
+    return SP_OK;
 }
 
 static void dedupe_revoke(void *priv, int32_t part) {
     struct dedupe *d = priv;
-    if ((size_t)part < d->nparts) part_release(&d->parts[part]);
+    for (int t = 0; t < d->ntopics; t++) part_release(part_of(d, part, t));
 }
 
 static int dedupe_process(void *priv, const sp_op_event *e) {
     struct dedupe *d = priv;
-    struct dd_part *p = part_of(d, e->partition);
+    int t = topic_of(d, e->topic);
+    if (t < 0) return SP_ERR_FATAL;
+    struct dd_part *p = part_of(d, e->partition, t);
     if (!p->active) return SP_ERR_FATAL; /* an event of a partition we never assigned */
     const char *id = e->ev->event_id;
     size_t len = strlen(id);
-    if (sp_strmap_get(p->ids, id, len, NULL)) return SP_OP_DROP;
+    int64_t seen_ts;
+    if (sp_strmap_get(p->ids, id, len, &seen_ts)) {
+        if (seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
+        return SP_OK; /* outside the window: new again, and already remembered */
+    }
     remember(p, id, len, e->ev->ts_ms);
     if (p->npending == p->cappending) {
         p->cappending = p->cappending ? p->cappending * 2 : 256;
@@ -150,14 +198,20 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
     return SP_OK;
 }
 
+static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, const char *topic);
+
 /* Writes the ids added since the last flush into the partition's commit, then
  * trims memory and Redis by the same two rules (see the top of the file). */
 static int dedupe_flush(void *priv, int32_t part) {
     struct dedupe *d = priv;
-    struct dd_part *p = part_of(d, part);
-    if (!p->active || !p->npending) return SP_OK;
-    char key[64], buf[64];
-    snprintf(key, sizeof key, "{p%d}:dd", (int)part);
+    for (int t = 0; t < d->ntopics; t++) flush_stream(d, part_of(d, part, t), part, d->topics[t]);
+    return SP_OK;
+}
+
+static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, const char *topic) {
+    if (!p->active || !p->npending) return;
+    char key[320], buf[64];
+    snprintf(key, sizeof key, "{p%d}:dd:%s", (int)part, topic);
     size_t argc = 2 + 2 * p->npending;
     const char **argv = sp_xmalloc(argc * sizeof *argv);
     char (*scores)[24] = sp_xmalloc(p->npending * sizeof *scores);
@@ -193,13 +247,13 @@ static int dedupe_flush(void *priv, int32_t part) {
             free(e.id);
         }
     }
-    return SP_OK;
 }
 
 static void dedupe_destroy(void *priv) {
     struct dedupe *d = priv;
     if (!d) return;
     for (size_t i = 0; i < d->nparts; i++) part_release(&d->parts[i]);
+    for (int t = 0; t < d->ntopics; t++) free(d->topics[t]);
     free(d->parts);
     free(d);
 }

@@ -46,7 +46,7 @@ static const struct opt opts[] = {
      "... or after this many milliseconds, whichever comes first"},
     {"cache.max_entries", OPT_I64, O(cache_max_entries), "200000", 16, INT64_MAX,
      "state cache bound: clean entries are evicted above it"},
-    {"dedupe.window_ms", OPT_I64, O(dedupe_window_ms), "600000", 0, INT64_MAX,
+    {"dedupe.window_ms", OPT_I64, O(dedupe_window_ms), "3600000", 0, INT64_MAX,
      "event-time window in which a repeated event_id is dropped"},
     {"dedupe.max_ids", OPT_I64, O(dedupe_max_ids), "100000", 1, INT64_MAX,
      "at most this many recent event_ids remembered per partition"},

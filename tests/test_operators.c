@@ -25,6 +25,8 @@ static void rig_open(struct rig *r, int64_t window, int64_t max_ids) {
     sp_config_init(&r->cfg);
     r->cfg.dedupe_window_ms = window;
     r->cfg.dedupe_max_ids = max_ids;
+    free(r->cfg.input_topics);
+    r->cfg.input_topics = strdup("t,u");
     sp_store_conf sc = {redis.url, 1000, 1000, NULL};
     char err[256];
     r->store = sp_store_new(&sc, err, sizeof err);
@@ -45,7 +47,10 @@ static void rig_close(struct rig *r) {
 }
 
 /* Runs one event; returns SP_OK or SP_OP_DROP. */
-static int feed(struct rig *r, const char *id, int64_t ts) {
+static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t ts);
+static int feed(struct rig *r, const char *id, int64_t ts) { return feed_topic(r, "t", id, ts); }
+
+static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t ts) {
     Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
     Shopstream__V1__Click click = SHOPSTREAM__V1__CLICK__INIT;
     click.kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
@@ -55,7 +60,7 @@ static int feed(struct rig *r, const char *id, int64_t ts) {
     ev.user_id = "u1";
     ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
     ev.click = &click;
-    sp_op_event e = {&ev, SP_KIND_VIEW, 0, "t", 0};
+    sp_op_event e = {&ev, SP_KIND_VIEW, 0, topic, 0};
     sp_pipeline_prefetch(r->pl, &e);
     cr_assert_eq(sp_store_prefetch(r->store), SP_OK);
     return sp_pipeline_process(r->pl, &e, NULL);
@@ -70,7 +75,7 @@ static void commit(struct rig *r, int64_t off) {
 
 static long long zcard(void) {
     redisContext *c = redisConnect("127.0.0.1", redis.port);
-    redisReply *rep = redisCommand(c, "ZCARD {p0}:dd");
+    redisReply *rep = redisCommand(c, "ZCARD {p0}:dd:t");
     long long n = rep->integer;
     freeReplyObject(rep);
     redisFree(c);
@@ -148,4 +153,20 @@ Test(pipeline_config, unknown_operator_is_an_error_naming_it, .init = start, .fi
     cr_assert(strstr(err, "'nosuch'"), "%s", err);
     sp_store_destroy(st);
     sp_config_release(&cfg);
+}
+
+/* Topics are fetched independently: one running hours of event time ahead
+ * must not push another's recent ids out of the window. */
+Test(dedupe, window_is_per_topic_partition, .init = start, .fini = stop) {
+    struct rig r;
+    rig_open(&r, 1000, 100);
+    cr_assert_eq(feed_topic(&r, "t", "x", 5000), SP_OK);
+    cr_assert_eq(feed_topic(&r, "u", "y", 9999999), SP_OK);
+    commit(&r, 2);
+    cr_assert_eq(feed_topic(&r, "t", "x", 5000), SP_OP_DROP);
+    /* Within one topic-partition the window applies at lookup, whether or
+     * not a commit (and its trimming) came in between. */
+    cr_assert_eq(feed_topic(&r, "t", "z", 7000), SP_OK);
+    cr_assert_eq(feed_topic(&r, "t", "x", 5000), SP_OK, "x is 2000 ms behind: outside the window");
+    rig_close(&r);
 }
