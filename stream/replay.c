@@ -126,6 +126,8 @@ int sp_replay_sink_send(sp_replay_sink *s, const uint8_t *data, size_t len, int 
 
 void sp_replay_sink_poll(sp_replay_sink *s) { rd_kafka_poll(s->rk, 0); }
 
+const char *sp_replay_sink_first_error(const sp_replay_sink *s) { return s->first_error; }
+
 void sp_replay_sink_stats(const sp_replay_sink *s, uint64_t *queued, uint64_t *delivered,
                           uint64_t *failed, int *topics) {
     if (queued) *queued = s->queued;
@@ -144,8 +146,6 @@ uint64_t sp_replay_sink_close(sp_replay_sink *s) {
     if (!s) return 0;
     sp_replay_sink_flush(s);
     uint64_t failed = s->failed;
-    if (failed) sp_error("replay: %" PRIu64 " records failed delivery (first: %s)", failed,
-                         s->first_error);
     rd_kafka_destroy(s->rk);
     free(s);
     return failed;
@@ -484,13 +484,12 @@ int sp_cmd_replay(int argc, char **argv) {
     int topics;
     sp_replay_sink_flush(sink);
     sp_replay_sink_stats(sink, NULL, &delivered, &failed, &topics);
-    sp_replay_sink_close(sink);
-    sink = NULL;
     double secs = now_s() - t0;
     fprintf(stderr, "replay: %" PRIu64 " records produced to %d topics in %.2f s (%.0f/s)\n",
             delivered, topics, secs, secs > 0 ? delivered / secs : 0.0);
     if (failed) {
-        fprintf(stderr, "replay: %" PRIu64 " records failed delivery\n", failed);
+        fprintf(stderr, "replay: %" PRIu64 " records failed delivery (first error: %s)\n", failed,
+                sp_replay_sink_first_error(sink));
         goto fail;
     }
     rc = r < 0 ? 1 : 0;
