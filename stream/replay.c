@@ -96,6 +96,9 @@ fail:
     return NULL;
 }
 
+/* Routing uses sp_event_peek, not a full decode: a record the processor will
+ * reject (bad amount, truncated body) still belongs on its body's topic and
+ * its user's partition, where the processor dead-letters it in order. */
 int sp_replay_sink_send(sp_replay_sink *s, const uint8_t *data, size_t len, int is_json) {
     sp_event_peek_info info;
     sp_event_peek(data, len, is_json ? "application/json" : "application/x-protobuf", &info);
@@ -369,6 +372,12 @@ static void replay_usage(FILE *f) {
             "Waits for every delivery; exits 1 if any record failed.\n");
 }
 
+/* `shopstream replay FILE`: reads records one at a time (memory does not
+ * grow with the file), paces them when --rate is set, and reports progress
+ * on a terminal. SIGINT/SIGTERM stop reading but still flush what was
+ * queued, so an interrupted replay leaves a clean prefix of the file in the
+ * topics. Exit 2 for usage errors, 1 if the file is unreadable or any
+ * delivery failed. */
 int sp_cmd_replay(int argc, char **argv) {
     static const struct option opts[] = {
         {"format", required_argument, 0, 'f'}, {"encode", required_argument, 0, 'e'},

@@ -356,3 +356,21 @@ Test(replay, usage_errors) {
     cr_assert_eq(run_replay(b), 2);
     cr_assert_eq(run_replay(c), 2);
 }
+
+/* `gen --brokers` produces the same records the library generates, through
+ * the same routing, straight to Kafka. */
+Test(replay, gen_produces_straight_to_kafka) {
+    char file[128];
+    snprintf(file, sizeof file, "%s/events", dir);
+    struct expect *ex = make_file(file, SP_GEN_PROTO, 300, "shop.");
+    char *argv[] = {"gen", "--events", "300", "--users", "200", "--seed", "99",
+                    "--malformed-rate", "0.1", "--duplicate-rate", "0.05", "--fraud-rate", "0.05",
+                    "--format", "proto", "--brokers", (char *)bootstraps, NULL};
+    cr_assert_eq(sp_cmd_gen(17, argv), 0);
+    size_t ngot;
+    struct msg *got = consume_all("shop.", 300, &ngot);
+    check_arrivals(ex, 300, got, ngot, 0);
+    free_msgs(got, ngot);
+    for (size_t i = 0; i < 300; i++) free(ex[i].data);
+    free(ex);
+}
