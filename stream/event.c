@@ -298,6 +298,7 @@ static int json_object(const cJSON *obj, const struct json_field *fields, const 
     return SP_OK;
 }
 
+/* An order's one non-scalar member: the line items, each read by table. */
 static int json_order_extra(const cJSON *it, struct json_msg *m, char *err, size_t errlen) {
     if (strcmp(it->string, "items"))
         return fail(err, errlen, "json: unknown field 'order.%.64s'", it->string);
@@ -330,6 +331,7 @@ static int json_set_body(struct json_msg *m, Shopstream__V1__Event__BodyCase bc,
     return SP_OK;
 }
 
+/* The event's nested objects: the context and at most one body. */
 static int json_event_extra(const cJSON *it, struct json_msg *m, char *err, size_t errlen) {
     int rc;
     if (!strcmp(it->string, "context")) {
@@ -355,6 +357,9 @@ static int json_event_extra(const cJSON *it, struct json_msg *m, char *err, size
     return fail(err, errlen, "json: unknown field '%.64s'", it->string);
 }
 
+/* Parses with cJSON, rejects trailing bytes (one message is one value), reads
+ * the tree strictly into borrowed protobuf-c structs, then packs and unpacks
+ * so the caller gets an ordinary protobuf-c event. */
 static int decode_json(const char *buf, size_t len, sp_event **out, char *err, size_t errlen) {
     struct json_msg m = {
         .ev = SHOPSTREAM__V1__EVENT__INIT,
@@ -555,6 +560,8 @@ static int validate_review(const sp_pb_review *r, char *err, size_t errlen) {
     return SP_OK;
 }
 
+/* Checks in a fixed order (ids, time, strings, then the body) so that a
+ * message with several faults always gets the same reason. */
 int sp_event_validate(const sp_event *ev, char *err, size_t errlen) {
     int rc;
     STR(ev->event_id, "event_id", SP_EVENT_MAX_ID, 1);

@@ -33,7 +33,8 @@ enum sp_event_kind {
  * and in JSON. */
 const char *sp_event_kind_name(enum sp_event_kind k);
 
-/* Kind of a validated event. */
+/* Kind of a validated event; SP_KIND__COUNT for one that would not validate
+ * (no body, unknown click kind). */
 enum sp_event_kind sp_event_kind_of(const sp_event *ev);
 
 /* Decodes one Kafka message value. JSON is chosen when content_type contains

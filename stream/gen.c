@@ -706,6 +706,8 @@ static void start_session(sp_gen *g, struct slot *s) {
 
 /* ---- rendering ---- */
 
+/* Fills g->rd from a planned event, assigning the next event id: ids are
+ * given at emission, so they increase through the file. */
 static void render(sp_gen *g, const struct pev *p) {
     struct render *rd = &g->rd;
     sp_event *ev = &rd->ev;
@@ -913,6 +915,11 @@ static enum sp_event_kind pev_kind(const struct pev *p) {
         }                                                          \
     } while (0)
 
+/* Emits the earliest planned event over all slots (or, now and then, a
+ * duplicate of a recent record), damages it if the malformed draw says so,
+ * records the truth, and refills the slot when its session is over. The
+ * order of random draws here is part of the output format: changing it
+ * changes every file a seed produces. */
 int sp_gen_next(sp_gen *g, sp_gen_record *rec) {
     if (g->produced >= g->conf.events) return 0;
     rng *r = &g->r;
@@ -1183,6 +1190,10 @@ static int parse_rate(const char *s, double *out) {
     return 0;
 }
 
+/* `shopstream gen`: parses the options into an sp_gen_conf, then streams
+ * records to the file and/or Kafka, and the truth file last (it describes
+ * the whole output). Exit 2 for usage errors, 1 for I/O or delivery
+ * failures. */
 int sp_cmd_gen(int argc, char **argv) {
     static const struct option opts[] = {
         {"events", required_argument, 0, 'n'},     {"users", required_argument, 0, 'u'},
@@ -1306,10 +1317,14 @@ int sp_cmd_gen(int argc, char **argv) {
         }
     }
     if (sink) {
-        uint64_t failed = sp_replay_sink_close(sink);
-        sink = NULL;
+        uint64_t delivered, failed;
+        int topics;
+        sp_replay_sink_flush(sink);
+        sp_replay_sink_stats(sink, NULL, &delivered, &failed, &topics);
+        fprintf(stderr, "gen: %" PRIu64 " records produced to %d topics\n", delivered, topics);
         if (failed) {
-            fprintf(stderr, "shopstream gen: %" PRIu64 " records failed delivery\n", failed);
+            fprintf(stderr, "gen: %" PRIu64 " records failed delivery (first error: %s)\n",
+                    failed, sp_replay_sink_first_error(sink));
             goto fail;
         }
     }

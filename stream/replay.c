@@ -96,6 +96,9 @@ fail:
     return NULL;
 }
 
+/* Routing uses sp_event_peek, not a full decode: a record the processor will
+ * reject (bad amount, truncated body) still belongs on its body's topic and
+ * its user's partition, where the processor dead-letters it in order. */
 int sp_replay_sink_send(sp_replay_sink *s, const uint8_t *data, size_t len, int is_json) {
     sp_event_peek_info info;
     sp_event_peek(data, len, is_json ? "application/json" : "application/x-protobuf", &info);
@@ -126,6 +129,8 @@ int sp_replay_sink_send(sp_replay_sink *s, const uint8_t *data, size_t len, int 
 
 void sp_replay_sink_poll(sp_replay_sink *s) { rd_kafka_poll(s->rk, 0); }
 
+const char *sp_replay_sink_first_error(const sp_replay_sink *s) { return s->first_error; }
+
 void sp_replay_sink_stats(const sp_replay_sink *s, uint64_t *queued, uint64_t *delivered,
                           uint64_t *failed, int *topics) {
     if (queued) *queued = s->queued;
@@ -144,8 +149,6 @@ uint64_t sp_replay_sink_close(sp_replay_sink *s) {
     if (!s) return 0;
     sp_replay_sink_flush(s);
     uint64_t failed = s->failed;
-    if (failed) sp_error("replay: %" PRIu64 " records failed delivery (first: %s)", failed,
-                         s->first_error);
     rd_kafka_destroy(s->rk);
     free(s);
     return failed;
@@ -369,6 +372,12 @@ static void replay_usage(FILE *f) {
             "Waits for every delivery; exits 1 if any record failed.\n");
 }
 
+/* `shopstream replay FILE`: reads records one at a time (memory does not
+ * grow with the file), paces them when --rate is set, and reports progress
+ * on a terminal. SIGINT/SIGTERM stop reading but still flush what was
+ * queued, so an interrupted replay leaves a clean prefix of the file in the
+ * topics. Exit 2 for usage errors, 1 if the file is unreadable or any
+ * delivery failed. */
 int sp_cmd_replay(int argc, char **argv) {
     static const struct option opts[] = {
         {"format", required_argument, 0, 'f'}, {"encode", required_argument, 0, 'e'},
@@ -484,13 +493,12 @@ int sp_cmd_replay(int argc, char **argv) {
     int topics;
     sp_replay_sink_flush(sink);
     sp_replay_sink_stats(sink, NULL, &delivered, &failed, &topics);
-    sp_replay_sink_close(sink);
-    sink = NULL;
     double secs = now_s() - t0;
     fprintf(stderr, "replay: %" PRIu64 " records produced to %d topics in %.2f s (%.0f/s)\n",
             delivered, topics, secs, secs > 0 ? delivered / secs : 0.0);
     if (failed) {
-        fprintf(stderr, "replay: %" PRIu64 " records failed delivery\n", failed);
+        fprintf(stderr, "replay: %" PRIu64 " records failed delivery (first error: %s)\n", failed,
+                sp_replay_sink_first_error(sink));
         goto fail;
     }
     rc = r < 0 ? 1 : 0;

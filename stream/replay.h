@@ -36,6 +36,9 @@ void sp_replay_sink_poll(sp_replay_sink *s);
 void sp_replay_sink_stats(const sp_replay_sink *s, uint64_t *queued, uint64_t *delivered,
                           uint64_t *failed, int *topics);
 
+/* The first delivery error's description, "" if none. */
+const char *sp_replay_sink_first_error(const sp_replay_sink *s);
+
 /* Waits until every queued record has been delivered or has failed. */
 void sp_replay_sink_flush(sp_replay_sink *s);
 
