@@ -85,6 +85,19 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
 int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
                     const int64_t *offsets, int n);
 
+/* Commits several partitions in one pipelined round trip; each commit is
+ * atomic and fenced on its own, and its outcome (0 or SP_ERR_FENCED) is
+ * left in .result. Returns 0, SP_ERR_RETRY (aborted while Redis was
+ * unreachable) or SP_ERR_FATAL. */
+typedef struct sp_commit {
+    int32_t part;
+    const char *const *topics;
+    const int64_t *offsets;
+    int n;
+    int result;
+} sp_commit;
+int sp_store_commit_many(sp_store *st, sp_commit *commits, size_t n);
+
 /* Ends a batch: evicts clean objects while the cache is over its bound. */
 void sp_store_end_batch(sp_store *st);
 
