@@ -17,6 +17,7 @@ static const struct sp_command commands[] = {
     {"replay", sp_cmd_replay, "produce a file of events into the input topics"},
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
+    {"topics", sp_cmd_topics, "create, delete or list Kafka topics (admin API)"},
 };
 
 static void usage(FILE *f) {
