@@ -2,7 +2,7 @@
 # deploy/local/kafka.sh: a local, single-node Apache Kafka 4.x (KRaft) broker
 # for shopstream's integration tests, demo and benchmarks.
 #
-#   kafka.sh start  [--port N] [--dir DIR] [--sasl USER:PASS] [--watch-pid PID]
+#   kafka.sh start  [--port N] [--dir DIR] [--sasl USER:PASS] [--fresh] [--watch-pid PID]
 #   kafka.sh stop   [--dir DIR]
 #   kafka.sh status [--dir DIR]
 #   kafka.sh fetch       fetch the broker jars into the cache (done by start)
@@ -15,12 +15,18 @@
 # It runs one combined broker+controller on 127.0.0.1 with a 1 GiB heap; all
 # of its state (properties, data, log, pid) lives in DIR, so brokers with
 # different --dir coexist. `start` ends by printing `bootstrap: 127.0.0.1:PORT`.
+# DIR defaults to build/kafka in the repository (KAFKA_DIR overrides it).
 #
-# --sasl USER:PASS: the only client listener is SASL_PLAINTEXT with the PLAIN
-# mechanism; USER:PASS is a valid login. Broker-to-controller traffic uses
-# SASL too, as a generated internal user, so no port accepts an
-# unauthenticated connection. Passwords are written only to files of mode 600 in DIR and
-# are never printed.
+# Starting again in a DIR that holds a stopped broker restarts it with its
+# data, port and listeners (a broker restart, as tests need); --fresh wipes
+# DIR's data and starts a new cluster.
+#
+# --sasl USER:PASS (or KAFKA_SASL=USER:PASS, which keeps it out of `ps`):
+# the only client listener is SASL_PLAINTEXT with the PLAIN mechanism, and
+# USER:PASS is a valid login. Broker-to-controller traffic uses SASL too, as
+# a generated internal user, so no port accepts an unauthenticated
+# connection. Passwords are written only to files of mode 600 in DIR and are
+# never printed.
 #
 # --watch-pid PID: stop the broker when process PID exits (test harnesses use
 # it so a crashed test run does not leave a 1 GiB JVM behind).
@@ -228,25 +234,37 @@ cmd_start() {
     return 0
   fi
   if [ -n "$SASL" ] && [[ "$SASL" != ?*:?* ]]; then die "--sasl wants USER:PASS"; fi
+  if [ -n "$PORT" ] && [[ ! "$PORT" =~ ^[0-9]+$ ]]; then die "--port wants a number"; fi
   fetch
-  local port=${PORT:-$(free_port)} cport
-  cport=$(free_port)
-  while [ "$cport" = "$port" ]; do cport=$(free_port); done
-  rm -rf "$DIR/data" "$DIR/client.conf"
-  write_config "$port" "$cport" "$SASL"
-  echo "127.0.0.1:$port" >"$DIR/bootstrap"
-
-  local cp="$KAFKA_CACHE/libs/*" t0=$SECONDS
+  local cp="$KAFKA_CACHE/libs/*" t0=$SECONDS port
   local jvm=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
              "-Dlog4j2.configurationFile=$DIR/log4j2.properties" -cp "$cp")
-  local cluster_id
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-  if ! "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
-         -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
-    tail -n 20 "$DIR/format.log" >&2
-    die "formatting KRaft storage failed (log: $DIR/format.log)"
+  if [ -z "$FRESH" ] && [ -f "$DIR/data/meta.properties" ] && [ -f "$DIR/server.properties" ]; then
+    # A restart: same data, same ports (the KRaft voter set recorded at
+    # format time names the controller's port) and same listeners, so
+    # clients reconnect to the address they had.
+    port=$(sed -E 's/.*://' "$DIR/bootstrap")
+    if [ -n "$PORT" ] && [ "$PORT" != "$port" ]; then
+      die "$DIR holds a broker on port $port; use --fresh to start anew on $PORT"
+    fi
+    [ -n "$SASL" ] && say "restarting with the existing listener setup in $DIR (--sasl ignored; --fresh to change it)"
+    say "restarting the broker in $DIR with its existing data"
+  else
+    port=${PORT:-$(free_port)}
+    local cport cluster_id
+    cport=$(free_port)
+    while [ "$cport" = "$port" ]; do cport=$(free_port); done
+    rm -rf "$DIR/data" "$DIR/client.conf"
+    write_config "$port" "$cport" "$SASL"
+    echo "127.0.0.1:$port" >"$DIR/bootstrap"
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    if ! "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+           -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
+      tail -n 20 "$DIR/format.log" >&2
+      die "formatting KRaft storage failed (log: $DIR/format.log)"
+    fi
   fi
-  : >"$DIR/kafka.log"
+  echo "=== kafka.sh start $(date -u +%FT%TZ)" >>"$DIR/kafka.log"
   setsid "${jvm[@]}" kafka.Kafka "$DIR/server.properties" >>"$DIR/kafka.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$DIR/kafka.pid"
@@ -272,7 +290,7 @@ cmd_start() {
       >/dev/null 2>&1 </dev/null &
   fi
   say "Kafka $KAFKA_VERSION up in $((SECONDS - t0)) s (pid $pid, dir $DIR, log $DIR/kafka.log)"
-  [ -n "$SASL" ] && say "listener is SASL_PLAINTEXT, mechanism PLAIN, user ${SASL%%:*}"
+  [ -f "$DIR/client.conf" ] && say "listener is SASL_PLAINTEXT, mechanism PLAIN (kcat settings: $DIR/client.conf)"
   echo "bootstrap: 127.0.0.1:$port"
 }
 
@@ -331,13 +349,14 @@ cmd_watch() {
 [ $# -ge 1 ] || usage
 CMD=$1; shift
 DIR=${KAFKA_DIR:-$ROOT/build/kafka}
-PORT=""; SASL=""; WATCH_PID=""
+PORT=""; SASL=${KAFKA_SASL:-}; WATCH_PID=""; FRESH=""
 while [ $# -gt 0 ]; do
   case $1 in
     --port) PORT=${2:?--port needs a number}; shift 2 ;;
     --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
     --sasl) SASL=${2:?--sasl needs USER:PASS}; shift 2 ;;
     --watch-pid) WATCH_PID=${2:?--watch-pid needs a pid}; shift 2 ;;
+    --fresh) FRESH=1; shift ;;
     -h|--help) usage ;;
     *) say "unknown option $1"; usage ;;
   esac
