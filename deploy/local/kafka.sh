@@ -257,7 +257,12 @@ cmd_start() {
     rm -rf "$DIR/data" "$DIR/client.conf"
     write_config "$port" "$cport" "$SASL"
     echo "127.0.0.1:$port" >"$DIR/bootstrap"
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A random 16-byte id in URL-safe base64, as kafka-storage random-uuid
+    # makes; one starting with '-' would be read as an option, so redraw.
+    cluster_id=-
+    while [[ "$cluster_id" == -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     if ! "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
            -c "$DIR/server.properties" >"$DIR/format.log" 2>&1; then
       tail -n 20 "$DIR/format.log" >&2
@@ -338,12 +343,14 @@ cmd_status() {
   echo "bootstrap: $(cat "$DIR/bootstrap")"
 }
 
+# cmd_watch: the --watch-pid watchdog. It outlives broker restarts in DIR
+# (it reads the pid file each time) and ends when DIR is removed.
 cmd_watch() {
   while kill -0 "$WATCH_PID" 2>/dev/null; do
-    [ -n "$(broker_pid)" ] || exit 0
+    [ -d "$DIR" ] || exit 0
     sleep 1
   done
-  cmd_stop
+  [ -d "$DIR" ] && cmd_stop
 }
 
 [ $# -ge 1 ] || usage
