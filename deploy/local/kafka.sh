@@ -374,7 +374,10 @@ case $CMD in
   stop) cmd_stop ;;
   status) cmd_status ;;
   fetch) java_ok || die "Java 17 or newer is required"; fetch ;;
-  available) java_ok && { jars_cached || command -v mvn >/dev/null 2>&1; } ;;
+  available)
+    java_ok || { echo "Java 17 or newer is required (install openjdk-17-jre-headless)"; exit 1; }
+    jars_cached || command -v mvn >/dev/null 2>&1 ||
+      { echo "Maven (mvn) is required to fetch the Kafka jars once (install maven)"; exit 1; } ;;
   __watch) cmd_watch ;;
   *) usage ;;
 esac
