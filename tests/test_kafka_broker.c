@@ -34,11 +34,14 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set) {
         setenv("SP_TEST_KAFKA_ERROR", err, 1);
         return;
     }
-    if (!(plain_broker = sp_test_broker_start(NULL, err, sizeof err)) ||
-        !(sasl_broker = sp_test_broker_start(SASL_USER ":" SASL_PASS, err, sizeof err))) {
+    const char *sasl[] = {NULL, SASL_USER ":" SASL_PASS};
+    sp_test_broker *b[2];
+    if (sp_test_brokers_start(2, sasl, b, err, sizeof err)) {
         setenv("SP_TEST_KAFKA_ERROR", err, 1);
         return;
     }
+    plain_broker = b[0];
+    sasl_broker = b[1];
     sp_test_broker_export(plain_broker, "plain");
     sp_test_broker_export(sasl_broker, "sasl");
 }
@@ -150,7 +153,7 @@ static int consume_all(const char *bootstrap, const char *const *extra, const ch
 static int metadata_partitions(const char *bootstrap, const char *topic) {
     rd_kafka_t *rk = client_new(RD_KAFKA_PRODUCER, bootstrap, NULL, NULL);
     const rd_kafka_metadata_t *md;
-    if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 2500) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_destroy(rk);
         return -2;
     }

@@ -33,7 +33,8 @@
 #
 # Environment: KAFKA_VERSION (default 4.4.0), KAFKA_CACHE (default
 # $HOME/.cache/shopstream/kafka-$KAFKA_VERSION), KAFKA_HEAP_OPTS (default
-# -Xms256m -Xmx1g), KAFKA_START_TIMEOUT seconds (default 90).
+# -Xms256m -Xmx1g), KAFKA_JVM_OPTS (default G1 with 20 ms pause target),
+# KAFKA_START_TIMEOUT seconds (default 90).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -42,6 +43,7 @@ LOG4J_VERSION=2.24.3
 KAFKA_CACHE=${KAFKA_CACHE:-${HOME:-/tmp}/.cache/shopstream/kafka-$KAFKA_VERSION}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
+KAFKA_JVM_OPTS=${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}
 
 say() { echo "kafka.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -237,7 +239,7 @@ cmd_start() {
   if [ -n "$PORT" ] && [[ ! "$PORT" =~ ^[0-9]+$ ]]; then die "--port wants a number"; fi
   fetch
   local cp="$KAFKA_CACHE/libs/*" t0=$SECONDS port
-  local jvm=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  local jvm=(java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS -Djava.awt.headless=true
              "-Dlog4j2.configurationFile=$DIR/log4j2.properties" -cp "$cp")
   if [ -z "$FRESH" ] && [ -f "$DIR/data/meta.properties" ] && [ -f "$DIR/server.properties" ]; then
     # A restart: same data, same ports (the KRaft voter set recorded at
