@@ -9,6 +9,11 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# The real-Kafka integration tests run the broker on Java 17+ and fetch its
+# jars with Maven. Machines may carry a JDK or Maven not from Debian, so ask
+# the PATH, not dpkg, and install Debian's only when there is none.
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "deps: installing ${missing[*]}" >&2
 SUDO=""

@@ -18,6 +18,7 @@ static const struct sp_command commands[] = {
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
     {"bench-consume", sp_cmd_bench_consume, "raw consume rate of the input topics (no processing)"},
+    {"topics", sp_cmd_topics, "create, delete or list Kafka topics (admin API)"},
 };
 
 static void usage(FILE *f) {
