@@ -17,6 +17,8 @@ static const struct sp_command commands[] = {
     {"replay", sp_cmd_replay, "produce a file of events into the input topics"},
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
+    {"train", sp_cmd_train, "train a recommendation model (gru, sasrec, mf) into a model file"},
+    {"eval", sp_cmd_eval, "rank held-out items with a model or a baseline: HR, NDCG, Recall, MRR"},
 };
 
 static void usage(FILE *f) {
