@@ -251,6 +251,7 @@ int sp_cmd_eval(int argc, char **argv) {
             sp_warn("eval: baseline fitted on the evaluation data itself; pass --train");
     }
     struct sp_metrics mt;
+    o.protocol = proto;
     sp_evaluate(r, &ds, n_items, &o, &mt);
     double el = now_s() - t0;
     const char *name = m ? sp_model_kind_name(m->cfg.kind) : model_s;
