@@ -253,11 +253,15 @@ int sp_cmd_eval(int argc, char **argv) {
     if (m) {
         r = sp_rec_new_model(m, fold);
     } else {
-        /* without --train, baselines learn from the data minus each last item */
+        /* without --train, baselines learn from the data minus each last
+         * item (leave-one-out), from nothing (prequential: they learn as
+         * the stream goes), or, for sessions, from the test data itself */
         int loo = !train && (proto == SP_PROTO_SAMPLED100 || proto == SP_PROTO_FULL);
+        uint32_t holdout = loo ? 1 : 0;
+        if (!train && proto == SP_PROTO_PREQUENTIAL) holdout = UINT32_MAX;
         r = sp_rec_new_baseline(!strcmp(model_s, "pop") ? SP_REC_POP : SP_REC_KNN,
-                                train ? &fit : &ds, n_items, loo ? 1 : 0);
-        if (!train && !loo)
+                                train ? &fit : &ds, n_items, holdout);
+        if (!train && proto == SP_PROTO_SESSION)
             sp_warn("eval: baseline fitted on the evaluation data itself; pass --train");
     }
     struct sp_metrics mt;

@@ -196,3 +196,24 @@ Test(models_eval, sampled_protocol_ranks_against_unseen_items_only) {
     cr_assert(sp_metrics_mean(&mt, &mt.hit[0]) >= 20.0 / 160 - 1e-9);
     cr_assert(sp_metrics_mean(&mt, &mt.hit[0]) < 0.5, "the other users' targets are unknowable");
 }
+
+Test(models_eval, prequential_predicts_before_it_learns) {
+    /* time order: s1 a, s2 b, s1 b, s2 a. Popularity starts empty (holdout
+     * covers everything). First events of a session are not predicted.
+     * s1 b: a 1, b 1 -> tie, rank 0; then b 2. s2 a: b 2 above a 1 -> rank 1. */
+    const char *p = write_tmp("preq", "SessionId\tItemId\tTime\n1\ta\t1\n2\tb\t2\n"
+                                      "1\tb\t3\n2\ta\t4\n");
+    sp_vocab *v = sp_vocab_new();
+    struct sp_dataset d;
+    char err[256];
+    cr_assert_eq(sp_dataset_load(p, SP_FMT_RSC15, v, 0, &d, err, sizeof err), 0, "%s", err);
+    sp_rec *r = sp_rec_new_baseline(SP_REC_POP, &d, sp_vocab_size(v), UINT32_MAX);
+    struct sp_eval_opts o = {.protocol = SP_PROTO_PREQUENTIAL, .ks = {1}, .n_k = 1, .seed = 1};
+    struct sp_metrics mt;
+    cr_assert_eq(sp_evaluate(r, &d, sp_vocab_size(v), &o, &mt), 0);
+    cr_assert_eq(mt.n, 2u);
+    cr_assert_float_eq(sp_metrics_mean(&mt, &mt.hit[0]), 0.5, 1e-9);
+    sp_rec_destroy(r);
+    sp_dataset_release(&d);
+    sp_vocab_destroy(v);
+}
