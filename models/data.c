@@ -106,6 +106,7 @@ int sp_dataset_load(const char *path, enum sp_data_format fmt, sp_vocab *vocab, 
         if (ln == 1 && (fmt == SP_FMT_RSC15 || fmt == SP_FMT_DIGINETICA)) continue; /* header */
         if (fmt == SP_FMT_SEQ) {
             char *save = NULL, *tok = strtok_r(line, " \t", &save);
+            if (!tok) continue; /* blank line */
             int32_t seq = sp_vocab_add(keys, tok, strlen(tok));
             int64_t pos = 0;
             for (tok = strtok_r(NULL, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))

@@ -24,8 +24,6 @@ struct sp_seq_work {
     float *d_x, *d_x1, *d_f2, *d_f1, *d_c, *d_o, *d_ctx, *d_att, *d_q, *d_k, *d_v, *d_a;
     /* loss */
     float *eneg, *bneg, *logits, *dlogits, *deneg;
-    int train;
-    float drop;
 };
 
 #endif

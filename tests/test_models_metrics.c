@@ -120,7 +120,7 @@ Test(models_data, events_keep_clicks_with_items_and_their_kind) {
 }
 
 Test(models_data, seq_lines_and_missing_files) {
-    const char *p = write_tmp("seq", "u1 5 6 7\nu2 6 5\n");
+    const char *p = write_tmp("seq", "u1 5 6 7\n   \nu2 6 5\n");
     sp_vocab *v = sp_vocab_new();
     struct sp_dataset d;
     char err[256];
