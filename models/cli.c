@@ -47,7 +47,7 @@ static void train_usage(FILE *f) {
             "  --lr F           learning rate (mf 0.05 SGD, others 0.001 Adam)\n"
             "  --lr-decay F     mf: lr / (1 + F * epoch) (0.01)\n"
             "  --l2 F           L2 penalty (mf 0.01, others 0)\n"
-            "  --dropout F      sasrec dropout (0.5)\n"
+            "  --dropout F      dropout in training (sasrec 0.5, gru 0.2 on inputs and outputs)\n"
             "  --neg N          sampled negatives (mf 1 per event, others 128 per sequence)\n"
             "  --max-len N      last N items used (50)\n"
             "  --blocks N       sasrec attention blocks (2)\n"

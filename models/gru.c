@@ -4,7 +4,9 @@
  *   n = tanh(x Wx_n + bx_n + r * (h Wh_n + bh_n))
  *   h' = (1 - z) * n + z * h
  * with x the item's embedding. The input projections of a whole sequence
- * are one sgemm; only the recurrent part runs step by step. */
+ * are one sgemm; only the recurrent part runs step by step. In training,
+ * dropout (GRU4Rec's embedding and hidden dropout) acts on x and on the
+ * outputs that are scored, never on the recurrent state itself. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -56,18 +58,20 @@ int sp_gru_step(const sp_model *m, float *hidden, int32_t item) {
 /* The hidden state starts at zero for every sequence; w->h row 0 holds it
  * and row i+1 the state after items[i]. */
 const float *sp_gru_forward(const sp_model *m, const float *P, sp_seq_work *w,
-                            const int32_t *items, size_t t) {
+                            const int32_t *items, size_t t, int train, uint64_t *rng) {
     size_t d = m->cfg.dim;
     w->t = t;
     w->in = items;
     for (size_t i = 0; i < t; i++)
         memcpy(w->x + i * d, P + m->lay.emb + (size_t)items[i] * d, d * sizeof(float));
+    sp_nn_dropout(w->x, w->mx, t * d, m->cfg.dropout, train, rng);
     sp_nn_linear(w->x, t, d, 3 * d, P + m->lay.gru_wx, P + m->lay.gru_bx, w->gx);
     memset(w->h, 0, d * sizeof(float));
     for (size_t i = 0; i < t; i++)
         gru_cell(m, P, w->gx + i * 3 * d, w->h + i * d, w->h + (i + 1) * d, w->r + i * d,
                  w->z + i * d, w->n + i * d, w->ghn + i * d);
     memcpy(w->out, w->h + d, t * d * sizeof(float));
+    sp_nn_dropout(w->out, w->mo, t * d, m->cfg.dropout, train, rng);
     return w->out;
 }
 
@@ -78,6 +82,8 @@ void sp_gru_backward(const sp_model *m, const float *P, float *G, sp_seq_work *w
     size_t d = m->cfg.dim, t = w->t;
     float dh[SP_MODEL_MAX_DIM], dprev[SP_MODEL_MAX_DIM];
     memset(dprev, 0, d * sizeof(float));
+    for (size_t i = 0; i < t * d; i++) w->dh_m[i] = dH[i] * w->mo[i];
+    dH = w->dh_m;
     for (size_t ii = t; ii-- > 0;) {
         const float *r = w->r + ii * d, *z = w->z + ii * d, *n = w->n + ii * d;
         const float *ghn = w->ghn + ii * d, *hp = w->h + ii * d;
@@ -108,6 +114,6 @@ void sp_gru_backward(const sp_model *m, const float *P, float *G, sp_seq_work *w
     float *dE = G + m->lay.emb;
     for (size_t i = 0; i < t; i++) {
         float *de = dE + (size_t)w->in[i] * d;
-        for (size_t k = 0; k < d; k++) de[k] += w->dx[i * d + k];
+        for (size_t k = 0; k < d; k++) de[k] += w->dx[i * d + k] * w->mx[i * d + k];
     }
 }

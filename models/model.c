@@ -93,7 +93,7 @@ void sp_model_config_default(struct sp_model_config *cfg, enum sp_model_kind kin
     cfg->lr = kind == SP_MODEL_MF ? 0.05f : 0.001f;
     cfg->lr_decay = kind == SP_MODEL_MF ? 0.01f : 0.0f;
     cfg->l2 = kind == SP_MODEL_MF ? 0.01f : 0.0f;
-    cfg->dropout = kind == SP_MODEL_SASREC ? 0.5f : 0.0f;
+    cfg->dropout = kind == SP_MODEL_SASREC ? 0.5f : kind == SP_MODEL_GRU ? 0.2f : 0.0f;
     memcpy(cfg->weights, w, sizeof w);
 }
 

@@ -8,6 +8,18 @@
 
 #define LN_EPS 1e-6f
 
+void sp_nn_dropout(float *x, float *mask, size_t n, float p, int train, uint64_t *rng) {
+    if (!train || p <= 0.0f || !rng) {
+        for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
+        return;
+    }
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = sp_rng_uniform(rng) < p ? 0.0f : keep;
+        x[i] *= mask[i];
+    }
+}
+
 void sp_nn_linear(const float *X, size_t t, size_t in, size_t out, const float *W, const float *b,
                   float *Y) {
     for (size_t i = 0; i < t; i++) {

@@ -13,18 +13,6 @@
 #include "models/seq_int.h"
 #include "stream/error.h"
 
-static void dropout(float *x, float *mask, size_t n, float p, int train, uint64_t *rng) {
-    if (!train || p <= 0.0f || !rng) {
-        for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
-        return;
-    }
-    float keep = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) {
-        mask[i] = sp_rng_uniform(rng) < p ? 0.0f : keep;
-        x[i] *= mask[i];
-    }
-}
-
 const float *sp_sasrec_forward(const sp_model *m, const float *P, sp_seq_work *w,
                                const int32_t *items, size_t t, int train, uint64_t *rng) {
     size_t d = m->cfg.dim, L = m->cfg.max_len;
@@ -40,7 +28,7 @@ const float *sp_sasrec_forward(const sp_model *m, const float *P, sp_seq_work *w
         const float *e = P + m->lay.emb + (size_t)items[i] * d, *ps = P + m->lay.pos + (off + i) * d;
         for (size_t k = 0; k < d; k++) w->x0[i * d + k] = e[k] * sq + ps[k];
     }
-    dropout(w->x0, w->m0, t * d, p, train, rng);
+    sp_nn_dropout(w->x0, w->m0, t * d, p, train, rng);
     const float *x = w->x0;
     for (uint32_t b = 0; b < m->cfg.n_blocks; b++) {
         const struct sp_block_layout *k = &m->lay.blk[b];
@@ -62,13 +50,13 @@ const float *sp_sasrec_forward(const sp_model *m, const float *P, sp_seq_work *w
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t, (int)d, (int)t, 1.0f,
                     c->att, (int)t, c->v, (int)d, 0.0f, c->ctx, (int)d);
         sp_nn_linear(c->ctx, t, d, d, P + k->wo, P + k->bo, c->o);
-        dropout(c->o, c->mo, t * d, p, train, rng);
+        sp_nn_dropout(c->o, c->mo, t * d, p, train, rng);
         for (size_t i = 0; i < t * d; i++) c->x1[i] = c->xin[i] + c->o[i];
         sp_nn_layernorm(c->x1, t, d, P + k->ln2_g, P + k->ln2_b, c->c, c->xhat2, c->rstd2);
         sp_nn_linear(c->c, t, d, d, P + k->w1, P + k->b1, c->f1);
         for (size_t i = 0; i < t * d; i++) c->f1[i] = c->f1[i] > 0.0f ? c->f1[i] : 0.0f;
         sp_nn_linear(c->f1, t, d, d, P + k->w2, P + k->b2, c->f2);
-        dropout(c->f2, c->mf, t * d, p, train, rng);
+        sp_nn_dropout(c->f2, c->mf, t * d, p, train, rng);
         for (size_t i = 0; i < t * d; i++) c->xout[i] = c->x1[i] + c->f2[i];
         x = c->xout;
     }

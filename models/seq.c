@@ -29,6 +29,9 @@ sp_seq_work *sp_seq_work_new(const sp_model *m, size_t max_t, size_t n_neg) {
         w->dgx = fl(T * 3 * d);
         w->dgh = fl(T * 3 * d);
         w->dx = fl(T * d);
+        w->mx = fl(T * d);
+        w->mo = fl(T * d);
+        w->dh_m = fl(T * d);
     } else if (m->cfg.kind == SP_MODEL_SASREC) {
         w->x0 = fl(T * d);
         w->m0 = fl(T * d);
@@ -60,7 +63,7 @@ sp_seq_work *sp_seq_work_new(const sp_model *m, size_t max_t, size_t n_neg) {
 void sp_seq_work_destroy(sp_seq_work *w) {
     if (!w) return;
     float *all[] = {w->out, w->dout, w->x, w->gx, w->h, w->r, w->z, w->n, w->ghn, w->dgx,
-                    w->dgh, w->dx, w->x0, w->m0, w->xf, w->xhatf, w->rstdf, w->d_x, w->d_x1,
+                    w->dgh, w->dx, w->mx, w->mo, w->dh_m, w->x0, w->m0, w->xf, w->xhatf, w->rstdf, w->d_x, w->d_x1,
                     w->d_f2, w->d_f1, w->d_c, w->d_o, w->d_ctx, w->d_att, w->d_q, w->d_k,
                     w->d_v, w->d_a, w->eneg, w->bneg, w->logits, w->dlogits, w->deneg};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
@@ -80,7 +83,7 @@ const float *sp_seq_forward(const sp_model *m, const float *P, sp_seq_work *w,
         items += t - w->max_t;
         t = w->max_t;
     }
-    if (m->cfg.kind == SP_MODEL_GRU) return sp_gru_forward(m, P, w, items, t);
+    if (m->cfg.kind == SP_MODEL_GRU) return sp_gru_forward(m, P, w, items, t, train, rng);
     return sp_sasrec_forward(m, P, w, items, t, train, rng);
 }
 

@@ -36,12 +36,17 @@ double sp_seq_loss(const sp_model *m, const float *P, float *G, sp_seq_work *w,
 
 /* Internal: per-kind passes (models/gru.c, models/sasrec.c). */
 const float *sp_gru_forward(const sp_model *m, const float *P, sp_seq_work *w,
-                            const int32_t *items, size_t t);
+                            const int32_t *items, size_t t, int train, uint64_t *rng);
 void sp_gru_backward(const sp_model *m, const float *P, float *G, sp_seq_work *w, const float *dH);
 const float *sp_sasrec_forward(const sp_model *m, const float *P, sp_seq_work *w,
                                const int32_t *items, size_t t, int train, uint64_t *rng);
 void sp_sasrec_backward(const sp_model *m, const float *P, float *G, sp_seq_work *w,
                         const float *dH);
+
+/* Inverted dropout: zeroes each of x[0..n) with probability p and scales
+ * the rest by 1/(1-p), recording the factor in mask; with train off (or no
+ * rng) the mask is all ones and x is untouched. */
+void sp_nn_dropout(float *x, float *mask, size_t n, float p, int train, uint64_t *rng);
 
 /* Dense helpers (models/nn.c). Row-major; Y = X W + b. */
 void sp_nn_linear(const float *X, size_t t, size_t in, size_t out, const float *W, const float *b,

@@ -18,6 +18,7 @@ struct sp_seq_work {
     float *dout;        /* t x dim gradient of the outputs (loss) */
     /* GRU */
     float *x, *gx, *h, *r, *z, *n, *ghn, *dgx, *dgh, *dx;
+    float *mx, *mo, *dh_m; /* GRU dropout masks (input, output) and masked dH */
     /* attention */
     float *x0, *m0, *xf, *xhatf, *rstdf;
     struct sp_attn_cache blk[SP_MODEL_MAX_BLOCKS];
