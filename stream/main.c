@@ -19,6 +19,8 @@ static const struct sp_command commands[] = {
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
     {"bench-consume", sp_cmd_bench_consume, "raw consume rate of the input topics (no processing)"},
     {"topics", sp_cmd_topics, "create, delete or list Kafka topics (admin API)"},
+    {"train", sp_cmd_train, "train a recommendation model (gru, sasrec, mf) into a model file"},
+    {"eval", sp_cmd_eval, "rank held-out items with a model or a baseline: HR, NDCG, Recall, MRR"},
 };
 
 static void usage(FILE *f) {
