@@ -714,6 +714,35 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     return SP_OK;
 }
 
+int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  long long *ints) {
+    if (!n) return SP_OK;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += (size_t)argcs[i];
+    size_t *lv = sp_xmalloc(total * sizeof *lv);
+    size_t **lens = sp_xmalloc(n * sizeof *lens);
+    redisReply **replies = sp_xmalloc(n * sizeof *replies);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        lens[i] = &lv[k];
+        for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
+    }
+    int rc = pipeline(st, n, (int *)argcs, (const char ***)argvs, lens, replies);
+    if (rc == SP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (replies[i]->type == REDIS_REPLY_ERROR) {
+                sp_error("redis: %s: %s", argvs[i][0], replies[i]->str);
+                rc = SP_ERR_FATAL;
+            }
+            if (ints) ints[i] = replies[i]->type == REDIS_REPLY_INTEGER ? replies[i]->integer : -1;
+            freeReplyObject(replies[i]);
+        }
+    }
+    free(lv);
+    free(lens);
+    free(replies);
+    return rc;
+}
+
 static int is_clean(const sp_obj *o, const void *arg) {
     (void)arg;
     return !o->dirty;

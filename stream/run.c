@@ -148,7 +148,7 @@ static void free_batch(struct runner *r) {
     r->nmsgs = 0;
 }
 
-/* Commits one partition: operator flush, then the fenced Redis script. */
+/* Commits one partition: the fenced Redis script (operators flushed before). */
 static int commit_partition(struct runner *r, int32_t p) {
     struct rpart *rp = rpart_get(r, p);
     const char *topics[MAX_TOPICS];
@@ -159,10 +159,8 @@ static int commit_partition(struct runner *r, int32_t p) {
             topics[n] = r->topics[t];
             offs[n++] = rp->next[t];
         }
-    int rc = sp_pipeline_flush(r->pl, p);
-    if (rc != SP_OK) return rc;
     double t0 = now_us();
-    rc = sp_store_commit(r->store, p, topics, offs, n);
+    int rc = sp_store_commit(r->store, p, topics, offs, n);
     sp_hist_add(&r->metrics.commit_latency, now_us() - t0);
     if (rc == SP_ERR_FENCED) {
         r->metrics.fenced++;
@@ -234,7 +232,11 @@ static int process_batch(struct runner *r) {
         if (rc != SP_OK) goto out;
         r->metrics.events[oes[i].kind]++;
     }
-    /* Outputs first: a crash after this point repeats them, never loses them. */
+    /* Operators flush (they may produce outputs, e.g. KPI windows), then
+     * outputs go out: a crash after this point repeats them, never loses them. */
+    for (size_t p = 0; p < r->nparts; p++)
+        if (r->parts[p].touched && r->parts[p].owned)
+            if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
     while (sp_sink_flush(r->sink, 1000) != SP_OK) {
         sp_warn("sink: outputs still in flight; waiting before commit");
         if (abort_flag) {
