@@ -4,11 +4,14 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config librdkafka-dev libhiredis-dev libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libcriterion-dev redis-server
-      libmicrohttpd-dev libcjson-dev kcat)
+      libmicrohttpd-dev libcjson-dev kcat prometheus chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# npm fetches the dashboard's charting library at build time; any npm will do
+# (Debian's package, or the one that comes with a nodejs build).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "deps: installing ${missing[*]}" >&2
 SUDO=""

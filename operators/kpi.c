@@ -80,6 +80,7 @@ enum {
     C_UNITS, C_GMV, C_SESSIONS, C_BOUNCES, C_BUYERS, C_REPEAT, C_REVIEWS, C_RATING,
     C_SENTIMENT, C_LATE, C_LATE_DROPPED, C__COUNT
 };
+_Static_assert(C__COUNT == SP_KPI_NCOUNTERS, "sp_kpi_counters and SP_KPI_NCOUNTERS disagree");
 
 struct open_win {
     int64_t end;

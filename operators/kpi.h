@@ -14,6 +14,7 @@ int sp_kpi_add_impressions(int32_t part, int64_t ts_ms, int64_t n);
 /* The counters of one window (or of the all-time totals), as stored in the
  * window hashes, in emission order; NULL-terminated. Derived metrics
  * (conversion rate, CTR, ...) are computed from them by sp_kpi_derive. */
+#define SP_KPI_NCOUNTERS 19
 extern const char *const sp_kpi_counters[];
 
 /* Derived metrics from counter values (same order as sp_kpi_counters):

@@ -29,6 +29,7 @@
 #include "stream/config.h"
 #include "stream/error.h"
 #include "stream/event.h"
+#include "stream/http.h"
 #include "stream/kafka.h"
 #include "stream/log.h"
 #include "stream/metrics.h"
@@ -50,6 +51,7 @@ struct runner {
     sp_sink *sink;
     sp_store *store;
     sp_pipeline *pl;
+    sp_http *http;                /* NULL when http.listen is off */
     char *topics[MAX_TOPICS];
     int ntopics;
     rd_kafka_message_t **msgs;
@@ -500,6 +502,18 @@ int sp_cmd_run(int argc, char **argv) {
         status = 2;
         goto done;
     }
+    if (r.cfg.http_listen[0] && strcmp(r.cfg.http_listen, "0")) {
+        sp_http_conf hc = {r.cfg.http_listen, r.cfg.redis_url, r.cfg.redis_timeout_ms,
+                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms};
+        /* Without HTTP the processor still does its job: say so and go on
+         * (a second instance on one host, say, finds the port taken). */
+        if (!(r.http = sp_http_start(&hc, err, sizeof err)))
+            sp_error("%s; running without HTTP", err);
+        else
+            sp_info("http: serving http://%.*s:%d/ (/metrics, /healthz, /api/kpi)",
+                    (int)(strrchr(r.cfg.http_listen, ':') - r.cfg.http_listen), r.cfg.http_listen,
+                    sp_http_port(r.http));
+    }
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(r.ntopics);
     for (int t = 0; t < r.ntopics; t++)
         rd_kafka_topic_partition_list_add(sub, r.topics[t], RD_KAFKA_PARTITION_UA);
@@ -556,6 +570,7 @@ int sp_cmd_run(int argc, char **argv) {
     }
     status = r.failed ? 1 : 0;
 done:
+    sp_http_stop(r.http);
     if (r.rk) {
         if (r.failed) rd_kafka_consumer_close(r.rk);
         rd_kafka_destroy(r.rk);
