@@ -33,7 +33,8 @@
  * in order): a click more than kpi.session_gap_ms after the user's previous
  * one starts a session in its window. A session that starts with a view
  * counts as a bounce until its second click, which takes the bounce back
- * from the session's start window (a correction if that was emitted).
+ * from the session's start window (a correction if that was emitted). A late
+ * click from before the user's current session changes no session.
  * Conversion rate is orders / sessions. A buyer of a window is a user with
  * an order in it; a repeat buyer had ordered before the window.
  *
@@ -344,6 +345,9 @@ static int count_session(struct kpi *k, const sp_op_event *e) {
     int rc = sp_store_get(k->store, e->partition, key, &u);
     if (rc != SP_OK) return rc;
     int64_t ts = e->ev->ts_ms, last = sp_obj_get_int(u, "kpi_last_ms", NONE);
+    /* A (late) click from before the current session belongs to an earlier
+     * one, which is closed: it changes no session. */
+    if (last != NONE && ts < sp_obj_get_int(u, "kpi_sess_start_ms", ts)) return SP_OK;
     if (last == NONE || ts - last > k->gap) {
         if ((rc = add_global(k, e->partition, ts, C_SESSIONS, 1)) != SP_OK) return rc;
         int bounce = e->kind == SP_KIND_VIEW;
@@ -467,14 +471,25 @@ static int kpi_process(void *priv, const sp_op_event *e) {
     int64_t ts = e->ev->ts_ms;
     int late = p->maxts[t] != NONE && ts < p->maxts[t] - k->lateness;
     if (p->maxts[t] == NONE || ts > p->maxts[t]) p->maxts[t] = ts;
-    if (late) {
-        int rc = add_global(k, e->partition, ts, k->drop_late ? C_LATE_DROPPED : C_LATE, 1);
+    if (late && k->drop_late) {
+        /* Counted in the window it missed and in the totals, quietly: no
+         * correction is emitted for an event that changes nothing else. */
+        k->metrics->kpi_late_dropped++;
+        char suffix[128];
+        snprintf(suffix, sizeof suffix, "kpi:%" PRId64 ":%" PRId64 ":global", k->lens[0],
+                 floor_to(ts, k->lens[0]));
+        sp_obj *o;
+        int rc = sp_store_get(k->store, e->partition, suffix, &o);
         if (rc != SP_OK) return rc;
-        if (k->drop_late) {
-            k->metrics->kpi_late_dropped++;
-            return SP_OK;
-        }
+        sp_obj_incr(o, sp_kpi_counters[C_LATE_DROPPED], 1);
+        if ((rc = sp_store_get(k->store, e->partition, "kpi:total", &o)) != SP_OK) return rc;
+        sp_obj_incr(o, sp_kpi_counters[C_LATE_DROPPED], 1);
+        return SP_OK;
+    }
+    if (late) {
         k->metrics->kpi_late++;
+        int rc = add_global(k, e->partition, ts, C_LATE, 1);
+        if (rc != SP_OK) return rc;
     }
     return count_event(k, e);
 }

@@ -718,3 +718,250 @@ Test(kpi, windows_http_prometheus_and_dashboard_equal_counts_from_the_file, .ini
     sp_t_wait(pid, 10000);
     oracle_free(&o);
 }
+
+/* ------------------------------------------- hand-made lateness and sessions */
+
+static void write_lines(const char *path, const char *const *lines, size_t n) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (size_t i = 0; i < n; i++) fprintf(f, "%s\n", lines[i]);
+    fclose(f);
+}
+
+#define CLICK(id, user, dt, kind, cat)                                                        \
+    "{\"event_id\":\"" id "\",\"ts_ms\":" dt ",\"user_id\":\"" user "\",\"session_id\":\"s\","  \
+    "\"click\":{\"kind\":\"" kind "\",\"item_id\":\"i1\",\"category\":\"" cat "\",\"price\":5}}"
+#define ORDER(id, user, dt)                                                                   \
+    "{\"event_id\":\"" id "\",\"ts_ms\":" dt ",\"user_id\":\"" user "\",\"session_id\":\"s\","  \
+    "\"order\":{\"order_id\":\"o" id "\",\"items\":[{\"item_id\":\"i1\",\"category\":\"c1\","   \
+    "\"quantity\":2,\"unit_price\":5}],\"total\":10,\"currency\":\"EUR\"}}"
+#define REVIEW(id, user, dt)                                                                  \
+    "{\"event_id\":\"" id "\",\"ts_ms\":" dt ",\"user_id\":\"" user "\",\"session_id\":\"s\","  \
+    "\"review\":{\"item_id\":\"i1\",\"rating\":4,\"text\":\"fine\"}}"
+
+/* Event times are T0 plus: */
+#define S(x) #x
+#define AT(ms) S(ms)
+
+struct kmsg {
+    char key[128];
+    int correction;
+    double views, late;
+};
+
+/* Every KpiWindow in shop.kpi, decoded with protobuf-c. */
+static size_t read_kpi_topic(struct kmsg *out, size_t max) {
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", w.mock.bootstrap, err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", "kpi-check", err, sizeof err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, "shop.kpi", NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    cr_assert_eq(rd_kafka_metadata(rk, 0, t, &md, 5000), 0);
+    int nparts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    for (int p = 0; p < nparts; p++) rd_kafka_topic_partition_list_add(l, "shop.kpi", p)->offset = 0;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t n = 0;
+    for (int idle = 0; idle < 20;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        if (!m->err && n < max) {
+            Shopstream__V1__KpiWindow *kw = shopstream__v1__kpi_window__unpack(NULL, m->len, m->payload);
+            cr_assert_not_null(kw, "shop.kpi holds something that is not a KpiWindow");
+            struct kmsg *k = &out[n++];
+            memset(k, 0, sizeof *k);
+            snprintf(k->key, sizeof k->key, "%.*s", (int)m->key_len, (const char *)m->key);
+            k->correction = kw->correction;
+            for (size_t i = 0; i < kw->n_metrics; i++) {
+                if (!strcmp(kw->metrics[i]->name, "views")) k->views = kw->metrics[i]->value;
+                if (!strcmp(kw->metrics[i]->name, "late")) k->late = kw->metrics[i]->value;
+            }
+            shopstream__v1__kpi_window__free_unpacked(kw, NULL);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+static cJSON *window_at(cJSON *api, int64_t start) {
+    cJSON *win;
+    cJSON_ArrayForEach(win, cJSON_GetObjectItem(api, "windows"))
+        if ((int64_t)num(win, "start") == start) return win;
+    cr_assert_fail("no window at %lld", (long long)start);
+    return NULL;
+}
+
+static void late_events(const char *policy) {
+    /* File A: user ua on all three topics (so its partition gets a
+     * watermark), ub a one-view session. a3 is 3 s out of order (within the
+     * 5 s lateness); a6 starts a new session 40 minutes on; a8/a9 push the
+     * orders and reviews watermarks to 50 minutes. Watermark after A:
+     * min(40 min, 50 min, 50 min) - 5 s, so minutes 0 and 1 are emitted and
+     * minute 40 is not. File B: a10, 40 minutes late. */
+    const char *a[] = {
+        CLICK("a1", "ua", AT(1767225601000), "view", "c1"),
+        CLICK("b1", "ub", AT(1767225602000), "view", "c2"),
+        CLICK("a2", "ua", AT(1767225661000), "click", "c1"),
+        CLICK("a3", "ua", AT(1767225658000), "view", "c1"),
+        ORDER("a4", "ua", AT(1767225630000)),
+        REVIEW("a5", "ua", AT(1767225631000)),
+        CLICK("a6", "ua", AT(1767228000000), "view", "c1"),
+        ORDER("a8", "ua", AT(1767228600000)),
+        REVIEW("a9", "ua", AT(1767228600000)),
+    };
+    const char *b[] = {CLICK("a10", "ua", AT(1767225650000), "view", "c1")};
+    char fa[300], fb[300], extra[64];
+    snprintf(fa, sizeof fa, "%s/a.jsonl", w.dir);
+    snprintf(fb, sizeof fb, "%s/b.jsonl", w.dir);
+    write_lines(fa, a, sizeof a / sizeof *a);
+    write_lines(fb, b, 1);
+    snprintf(extra, sizeof extra, "--kpi.late_policy=%s", policy);
+    int apply = !strcmp(policy, "apply");
+
+    replay(fa);
+    w.http_port = sp_t_free_port();
+    pid_t pid = processor(w.redis.url, "late", 0, 1, extra, "late");
+    wait_all_committed(w.redis.url);
+    replay(fb);
+    wait_all_committed(w.redis.url);
+    wait_http();
+
+    cJSON *j = get_json("/api/kpi?limit=100", 200);
+    cJSON *w0 = window_at(j, T0), *w1 = window_at(j, T0 + WINDOW),
+          *w40 = window_at(j, T0 + 40 * WINDOW), *w50 = window_at(j, T0 + 50 * WINDOW);
+    cr_assert_eq(num(w0, "views"), apply ? 4 : 3, "minute 0 views");
+    cr_assert_eq(num(w0, "late"), apply ? 1 : 0);
+    cr_assert_eq(num(w0, "late_dropped"), apply ? 0 : 1);
+    cr_assert_eq(num(w0, "sessions"), 2, "ua's first session and ub's");
+    cr_assert_eq(num(w0, "bounces"), 1, "ub bounced; ua's second click took its bounce back");
+    cr_assert_eq(num(w0, "orders"), 1);
+    cr_assert_eq(num(w0, "gmv_cents"), 1000);
+    cr_assert_eq(num(w0, "reviews"), 1);
+    cr_assert_eq(num(w0, "buyers"), 1);
+    cr_assert_eq(num(w0, "repeat_buyers"), 0);
+    cr_assert_eq(num(w0, "unique_users"), 2);
+    cr_assert_float_eq(num(w0, "bounce_rate"), 0.5, 1e-9);
+    cr_assert_eq(num(w1, "clicks"), 1);
+    cr_assert_eq(num(w1, "sessions"), 0);
+    cr_assert_eq(num(w40, "sessions"), 1, "40 idle minutes start a new session");
+    cr_assert_eq(num(w40, "bounces"), 1);
+    cr_assert_eq(num(w50, "buyers"), 1);
+    cr_assert_eq(num(w50, "repeat_buyers"), 1, "ua had ordered before");
+    cJSON_Delete(j);
+    j = get_json("/api/kpi?limit=100&dim=category=c1", 200);
+    cr_assert_eq(num(window_at(j, T0), "views"), apply ? 3 : 2);
+    cr_assert_eq(num(window_at(j, T0), "units"), 2);
+    cJSON_Delete(j);
+    j = get_json("/api/totals", 200);
+    cr_assert_eq(num(j, "late"), apply ? 1 : 0);
+    cr_assert_eq(num(j, "late_dropped"), apply ? 0 : 1);
+    cr_assert_eq(num(j, "buyers"), 1);
+    cr_assert_eq(num(j, "repeat_buyers"), 1);
+    cJSON_Delete(j);
+
+    /* shop.kpi: minutes 0 and 1 emitted once the watermark passed them,
+     * minute 40 not yet; with apply, minute 0 again as a correction. */
+    cJSON *ua = get_json("/api/user/ua", 200), *ub = get_json("/api/user/ub", 200);
+    double ua_part = num(ua, "partition");
+    int same = ua_part == num(ub, "partition");
+    cJSON_Delete(ua);
+    cJSON_Delete(ub);
+    double first_views = 2 + same; /* a1, a3, and b1 if ub shares ua's partition */
+    struct kmsg *msgs = calloc(4096, sizeof *msgs);
+    size_t n = read_kpi_topic(msgs, 4096);
+    char k0[128], k1[128], k40[128];
+    int first0 = 0, corr0 = 0, got1 = 0, got40 = 0, corrections = 0;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(k0, sizeof k0, "60000:%lld:global:p%d", T0, (int)ua_part);
+        snprintf(k1, sizeof k1, "60000:%lld:global:p", T0 + WINDOW);
+        snprintf(k40, sizeof k40, "60000:%lld:", T0 + 40 * WINDOW);
+        corrections += msgs[i].correction;
+        if (!strcmp(msgs[i].key, k0)) {
+            if (!msgs[i].correction) {
+                first0++;
+                cr_assert_eq(msgs[i].views, first_views, "minute 0 as first emitted");
+            } else {
+                corr0++;
+                cr_assert_eq(msgs[i].views, first_views + 1, "the correction has the late view");
+                cr_assert_eq(msgs[i].late, 1);
+            }
+        }
+        if (!strncmp(msgs[i].key, k1, strlen(k1))) got1++;
+        if (!strncmp(msgs[i].key, k40, strlen(k40))) got40++;
+    }
+    cr_assert_eq(first0, 1, "minute 0 (ua's partition) emitted %d times", first0);
+    cr_assert_geq(got1, 1, "minute 1 was not emitted");
+    cr_assert_eq(got40, 0, "minute 40 emitted before the watermark passed it");
+    if (apply)
+        cr_assert_eq(corr0, 1, "no correction of minute 0 after the late event");
+    else
+        cr_assert_eq(corrections, 0, "a dropped late event caused a correction");
+    free(msgs);
+    kill(pid, SIGTERM);
+    cr_assert_eq(sp_t_wait(pid, 30000), 0);
+}
+
+Test(kpi, late_event_applied_with_a_correction_sessions_and_bounces, .init = setup,
+     .fini = teardown, .timeout = 120) {
+    late_events("apply");
+}
+
+Test(kpi, late_event_dropped_but_counted, .init = setup, .fini = teardown, .timeout = 120) {
+    late_events("drop");
+}
+
+/* ------------------------------------------------------------ kill -9 */
+
+Test(kpi, kill9_at_random_points_ends_in_the_state_of_a_clean_run, .init = setup,
+     .fini = teardown, .timeout = 300) {
+    gen_file(NEVENTS);
+    replay(w.data);
+    pid_t pid = processor(w.reference.url, "reference", 1500, 0, NULL, "reference");
+    cr_assert_eq(sp_t_wait(pid, 120000), 0, "reference run failed");
+    char *want = sp_t_dump(w.reference.url);
+    cr_assert(strstr(want, ":kpi:60000:") && strstr(want, "pfcount=") && strstr(want, "item:"),
+              "the reference run wrote no KPI windows, unique users or item aggregates");
+    int64_t total = w.per_topic[0] + w.per_topic[1] + w.per_topic[2];
+    unsigned seed = (unsigned)time(NULL);
+    srand(seed);
+    for (int k = 1; k <= 3; k++) {
+        pid = processor(w.redis.url, "crash", 0, 0, NULL, "crash");
+        int64_t target = (int64_t)(total * ((k - 1) * 0.25 + 0.1 + 0.15 * rand() / (double)RAND_MAX));
+        for (int waited = 0; committed_total(w.redis.url) < target && waited < 60000; waited += 5)
+            sp_t_sleep_ms(5);
+        sp_t_sleep_ms(rand() % 30);
+        kill(pid, SIGKILL);
+        cr_assert_eq(sp_t_wait(pid, 10000), 128 + SIGKILL);
+        cr_log_info("seed %u: killed run %d at %.0f%% committed", seed, k,
+                    100.0 * (double)committed_total(w.redis.url) / (double)total);
+    }
+    pid = processor(w.redis.url, "crash", 1500, 0, NULL, "crash-final");
+    cr_assert_eq(sp_t_wait(pid, 120000), 0, "final run failed");
+    char *got = sp_t_dump(w.redis.url);
+    if (strcmp(got, want)) {
+        char a[320], b[320];
+        snprintf(a, sizeof a, "%s/want.dump", w.dir);
+        snprintf(b, sizeof b, "%s/got.dump", w.dir);
+        FILE *f = fopen(a, "w");
+        fputs(want, f);
+        fclose(f);
+        f = fopen(b, "w");
+        fputs(got, f);
+        fclose(f);
+        cr_assert_fail("KPI state after kill -9 differs from a clean run (seed %u): diff %s %s",
+                       seed, a, b);
+    }
+    free(got);
+    free(want);
+}
