@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config librdkafka-dev libhiredis-dev libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libcriterion-dev redis-server
-      libmicrohttpd-dev libcjson-dev kcat)
+      libmicrohttpd-dev libcjson-dev kcat prometheus chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -14,6 +14,9 @@ done
 # the PATH, not dpkg, and install Debian's only when there is none.
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# npm fetches the dashboard's charting library at build time; any npm will do
+# (Debian's package, or the one that comes with a nodejs build).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "deps: installing ${missing[*]}" >&2
 SUDO=""

@@ -438,6 +438,12 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     return SP_OK;
 }
 
+/* Forgets the queued objects (they are loaded on demand instead). */
+static void want_clear(sp_store *st) {
+    for (size_t i = 0; i < st->nwant; i++) st->want[i]->wanted = 0;
+    st->nwant = 0;
+}
+
 static int in_part(const sp_obj *o, const void *arg) {
     return o->part == *(const int32_t *)arg;
 }
@@ -447,7 +453,7 @@ void sp_store_revoke(sp_store *st, int32_t part) {
     p->owned = 0;
     p->dirty = NULL;
     part_clear_cmds(p);
-    st->nwant = 0;
+    want_clear(st);
     cache_remove_if(st, in_part, &part);
 }
 
@@ -789,13 +795,42 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     return rc != SP_OK ? rc : c.result;
 }
 
+int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  long long *ints) {
+    if (!n) return SP_OK;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += (size_t)argcs[i];
+    size_t *lv = sp_xmalloc(total * sizeof *lv);
+    size_t **lens = sp_xmalloc(n * sizeof *lens);
+    redisReply **replies = sp_xmalloc(n * sizeof *replies);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        lens[i] = &lv[k];
+        for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
+    }
+    int rc = pipeline(st, n, (int *)argcs, (const char ***)argvs, lens, replies);
+    if (rc == SP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (replies[i]->type == REDIS_REPLY_ERROR) {
+                sp_error("redis: %s: %s", argvs[i][0], replies[i]->str);
+                rc = SP_ERR_FATAL;
+            }
+            if (ints) ints[i] = replies[i]->type == REDIS_REPLY_INTEGER ? replies[i]->integer : -1;
+            freeReplyObject(replies[i]);
+        }
+    }
+    free(lv);
+    free(lens);
+    free(replies);
+    return rc;
+}
+
 static int is_clean(const sp_obj *o, const void *arg) {
     (void)arg;
     return !o->dirty;
 }
 
 void sp_store_end_batch(sp_store *st) {
-    st->nwant = 0;
+    want_clear(st);
     if ((int64_t)st->nobjs > st->conf.max_entries) {
         size_t before = st->nobjs;
         cache_remove_if(st, is_clean, NULL);

@@ -55,6 +55,20 @@ static const struct opt opts[] = {
     {"log.level", OPT_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"instance.id", OPT_STR, O(instance_id), "", 0, 0,
      "name of this instance in logs (default: hostname-pid)"},
+    {"topics.kpi", OPT_STR, O(kpi_topic), "shop.kpi", 0, 0,
+     "where the kpi operator writes KpiWindow messages"},
+    {"kpi.window_ms", OPT_I64, O(kpi_window_ms), "60000", 1000, 86400000,
+     "event-time tumbling window of the kpi operator"},
+    {"kpi.rollup_ms", OPT_I64, O(kpi_rollup_ms), "3600000", 0, 7 * 86400000LL,
+     "rollup window (a multiple of kpi.window_ms; 0 = none)"},
+    {"kpi.allowed_lateness_ms", OPT_I64, O(kpi_allowed_lateness_ms), "10000", 0, 86400000,
+     "watermark = newest event time of a topic-partition minus this; older events are late"},
+    {"kpi.late_policy", OPT_STR, O(kpi_late_policy), "apply", 0, 0,
+     "late events: 'apply' (counted, applied, correction emitted) or 'drop' (counted only)"},
+    {"kpi.session_gap_ms", OPT_I64, O(kpi_session_gap_ms), "1800000", 1000, 86400000,
+     "a session ends after this much idle event time"},
+    {"http.listen", OPT_STR, O(http_listen), "127.0.0.1:8080", 0, 0,
+     "HTTP (/metrics, /healthz, /api, dashboard) address host:port; empty or 0 disables"},
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])

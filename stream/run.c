@@ -30,6 +30,7 @@
 #include "stream/config.h"
 #include "stream/error.h"
 #include "stream/event.h"
+#include "stream/http.h"
 #include "stream/kafka.h"
 #include "stream/log.h"
 #include "stream/metrics.h"
@@ -51,6 +52,7 @@ struct runner {
     sp_sink *sink;
     sp_store *store;
     sp_pipeline *pl;
+    sp_http *http;                /* NULL when http.listen is off */
     char *topics[MAX_TOPICS];
     int ntopics;
     rd_kafka_message_t **msgs;
@@ -151,7 +153,7 @@ static void free_batch(struct runner *r) {
     if (r->arena) sp_arena_reset(r->arena);
 }
 
-/* Commits every partition the batch touched: the operators' flush, then one
+/* Commits every partition the batch touched (operators flushed before): one
  * pipelined round trip carrying one fenced script per partition. */
 static int commit_partitions(struct runner *r) {
     size_t n = 0;
@@ -162,7 +164,6 @@ static int commit_partitions(struct runner *r) {
     for (size_t p = 0; p < r->nparts; p++) {
         struct rpart *rp = &r->parts[p];
         if (!rp->touched || !rp->owned) continue;
-        if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
         int k = 0;
         for (int t = 0; t < r->ntopics; t++)
             if (rp->dirty_off[t]) {
@@ -253,7 +254,11 @@ static int process_batch(struct runner *r) {
         if (rc != SP_OK) goto out;
         r->metrics.events[oes[i].kind]++;
     }
-    /* Outputs first: a crash after this point repeats them, never loses them. */
+    /* Operators flush (they may produce outputs, e.g. KPI windows), then
+     * outputs go out: a crash after this point repeats them, never loses them. */
+    for (size_t p = 0; p < r->nparts; p++)
+        if (r->parts[p].touched && r->parts[p].owned)
+            if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
     while (sp_sink_flush(r->sink, 1000) != SP_OK) {
         sp_warn("sink: outputs still in flight; waiting before commit");
         if (abort_flag) {
@@ -515,6 +520,18 @@ int sp_cmd_run(int argc, char **argv) {
         status = 2;
         goto done;
     }
+    if (r.cfg.http_listen[0] && strcmp(r.cfg.http_listen, "0")) {
+        sp_http_conf hc = {r.cfg.http_listen, r.cfg.redis_url, r.cfg.redis_timeout_ms,
+                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms};
+        /* Without HTTP the processor still does its job: say so and go on
+         * (a second instance on one host, say, finds the port taken). */
+        if (!(r.http = sp_http_start(&hc, err, sizeof err)))
+            sp_error("%s; running without HTTP", err);
+        else
+            sp_info("http: serving http://%.*s:%d/ (/metrics, /healthz, /api/kpi)",
+                    (int)(strrchr(r.cfg.http_listen, ':') - r.cfg.http_listen), r.cfg.http_listen,
+                    sp_http_port(r.http));
+    }
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(r.ntopics);
     for (int t = 0; t < r.ntopics; t++)
         rd_kafka_topic_partition_list_add(sub, r.topics[t], RD_KAFKA_PARTITION_UA);
@@ -572,6 +589,7 @@ int sp_cmd_run(int argc, char **argv) {
     }
     status = r.failed ? 1 : 0;
 done:
+    sp_http_stop(r.http);
     if (r.rk) {
         if (r.failed) rd_kafka_consumer_close(r.rk);
         rd_kafka_destroy(r.rk);
