@@ -5,6 +5,9 @@ set -euo pipefail
 pkgs=(build-essential pkg-config librdkafka-dev libhiredis-dev libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libcriterion-dev redis-server
       libmicrohttpd-dev libcjson-dev kcat)
+# npm fetches the sentiment lexicon at build time (models/afinn_gen.sh); a
+# machine with node/npm from elsewhere keeps them.
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -17,6 +17,9 @@ static const struct sp_command commands[] = {
     {"replay", sp_cmd_replay, "produce a file of events into the input topics"},
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
+    {"sentiment", sp_cmd_sentiment, "score review text with the lexicon or a learned model"},
+    {"fraud", sp_cmd_fraud, "train and evaluate the fraud scorer on handbook-format CSVs"},
+    {"score-series", sp_cmd_score_series, "KPI anomaly score for each row of a timestamp,value CSV"},
 };
 
 static void usage(FILE *f) {
