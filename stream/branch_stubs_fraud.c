@@ -17,4 +17,3 @@ int sp_cmd_replay(int argc, char **argv) { (void)argc; (void)argv; return not_he
 int sp_cmd_dump_state(int argc, char **argv) { (void)argc; (void)argv; return not_here("dump-state"); }
 int sp_cmd_mock_kafka(int argc, char **argv) { (void)argc; (void)argv; return not_here("mock-kafka"); }
 int sp_cmd_fraud(int argc, char **argv) { (void)argc; (void)argv; return not_here("fraud"); }
-int sp_cmd_score_series(int argc, char **argv) { (void)argc; (void)argv; return not_here("score-series"); }
