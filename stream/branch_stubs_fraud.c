@@ -16,4 +16,3 @@ int sp_cmd_gen(int argc, char **argv) { (void)argc; (void)argv; return not_here(
 int sp_cmd_replay(int argc, char **argv) { (void)argc; (void)argv; return not_here("replay"); }
 int sp_cmd_dump_state(int argc, char **argv) { (void)argc; (void)argv; return not_here("dump-state"); }
 int sp_cmd_mock_kafka(int argc, char **argv) { (void)argc; (void)argv; return not_here("mock-kafka"); }
-int sp_cmd_fraud(int argc, char **argv) { (void)argc; (void)argv; return not_here("fraud"); }
