@@ -14,6 +14,7 @@ int sp_cmd_eval(int argc, char **argv);       /* models/cli.c */
 
 int sp_cmd_sentiment(int argc, char **argv);  /* models/sentiment_cli.c */
 int sp_cmd_fraud(int argc, char **argv);      /* models/fraud_cli.c */
+int sp_cmd_eval_fraud(int argc, char **argv); /* models/fraud_cli.c */
 int sp_cmd_score_series(int argc, char **argv); /* models/anomaly_cli.c */
 
 #endif

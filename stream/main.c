@@ -19,6 +19,7 @@ static const struct sp_command commands[] = {
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
     {"sentiment", sp_cmd_sentiment, "score review text with the lexicon or a learned model"},
     {"fraud", sp_cmd_fraud, "train and evaluate the fraud scorer on handbook-format CSVs"},
+    {"eval-fraud", sp_cmd_eval_fraud, "fraud eval on one handbook-format CSV (issue 6 spelling)"},
     {"score-series", sp_cmd_score_series, "KPI anomaly score for each row of a timestamp,value CSV"},
 };
 
