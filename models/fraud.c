@@ -487,6 +487,8 @@ void sp_fraud_scorer_learn(sp_fraud_scorer *s, const struct sp_fraud_features *f
     sp_hst_update(&s->hst, x);
 }
 
+struct sp_hst *sp_fraud_scorer_hst(sp_fraud_scorer *s) { return &s->hst; }
+
 /* --- metrics --- */
 
 struct scored {

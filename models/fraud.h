@@ -209,6 +209,9 @@ void sp_fraud_scorer_destroy(sp_fraud_scorer *s);
 void sp_fraud_score(sp_fraud_scorer *s, struct sp_fraud_features *f, struct sp_fraud_result *r);
 /* Teaches the Half-Space Trees the order's features (after scoring). */
 void sp_fraud_scorer_learn(sp_fraud_scorer *s, const struct sp_fraud_features *f);
+/* The scorer's Half-Space Trees: plain bytes, for the operator to persist
+ * and restore (per partition) alongside the per-entity state. */
+struct sp_hst *sp_fraud_scorer_hst(sp_fraud_scorer *s);
 
 /* --- Metrics (for `shopstream fraud eval`) ---
  * AUC ROC with ties counted half; Average Precision as scikit-learn defines

@@ -254,3 +254,20 @@ double sp_sentiment_model_score(const sp_logreg *m, const char *text) {
     free(x);
     return p;
 }
+
+void sp_review_stats_add(struct sp_review_stats *s, int rating, double sentiment) {
+    s->count++;
+    s->sentiment_sum += sentiment;
+    if (rating >= 1 && rating <= 5) {
+        s->rated++;
+        s->rating_sum += rating;
+    }
+}
+
+double sp_review_stats_rating(const struct sp_review_stats *s) {
+    return s->rated ? s->rating_sum / s->rated : 0.0;
+}
+
+double sp_review_stats_sentiment(const struct sp_review_stats *s) {
+    return s->count ? s->sentiment_sum / s->count : 0.0;
+}

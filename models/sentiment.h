@@ -10,6 +10,7 @@
  *    hashed unigrams and bigrams (negation-marked), for where labelled reviews
  *    exist. */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "models/logreg.h"
 
@@ -51,5 +52,18 @@ void sp_sentiment_features(const char *text, float *x);
 /* Positive-class probability of text under a model from
  * sp_sentiment_features (a sp_logreg of dimension SP_SENT_DIM). */
 double sp_sentiment_model_score(const sp_logreg *m, const char *text);
+
+/* Per-item review aggregates for the reviews operator: plain bytes. */
+struct sp_review_stats {
+    uint32_t count;       /* reviews */
+    uint32_t rated;       /* of which with a valid star rating */
+    double rating_sum;    /* stars, 1..5 */
+    double sentiment_sum; /* sp_sentiment_score of each text, -1..1 */
+};
+/* Adds one review; a rating outside 1..5 counts as no rating. */
+void sp_review_stats_add(struct sp_review_stats *s, int rating, double sentiment);
+/* Averages; 0 for an item without (rated) reviews. */
+double sp_review_stats_rating(const struct sp_review_stats *s);
+double sp_review_stats_sentiment(const struct sp_review_stats *s);
 
 #endif

@@ -173,3 +173,48 @@ Test(cli, sentiment_command_scores_lines_and_reports_metrics) {
     remove(path);
     rmdir(dir);
 }
+
+Test(stats, per_item_counts_and_averages) {
+    struct sp_review_stats s = {0};
+    cr_assert_float_eq(sp_review_stats_rating(&s), 0, 1e-12);
+    cr_assert_float_eq(sp_review_stats_sentiment(&s), 0, 1e-12);
+    sp_review_stats_add(&s, 5, 0.6);
+    sp_review_stats_add(&s, 2, -0.4);
+    sp_review_stats_add(&s, 0, 0.1); /* no rating given */
+    cr_assert_eq(s.count, 3);
+    cr_assert_eq(s.rated, 2);
+    cr_assert_float_eq(sp_review_stats_rating(&s), 3.5, 1e-12);
+    cr_assert_float_eq(sp_review_stats_sentiment(&s), 0.1, 1e-12);
+}
+
+/* --train-out then --model: the learned model saved by one run scores the
+ * next; a file that is not a model is refused. */
+Test(cli, sentiment_learned_model_round_trip) {
+    const char *bin = getenv("SHOPSTREAM_BIN");
+    cr_assert_not_null(bin, "SHOPSTREAM_BIN not set (run through make test)");
+    char dir[] = "/tmp/sp_sent_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char data[256], model[256], cmd[1024];
+    snprintf(data, sizeof data, "%s/train.tsv", dir);
+    snprintf(model, sizeof model, "%s/sent.model", dir);
+    FILE *f = fopen(data, "w");
+    for (size_t i = 0; i < sizeof handmade / sizeof handmade[0]; i++)
+        fprintf(f, "%s\t%d\n", handmade[i].text, handmade[i].label);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s sentiment --data %s --quiet --train-out %s >/dev/null", bin, data,
+             model);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s sentiment --data %s --model %s", bin, data, model);
+    FILE *p = popen(cmd, "r");
+    char out[8192] = {0};
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    cr_assert_eq(pclose(p), 0);
+    cr_assert_gt(got, 0);
+    /* Trained on these very lines: it must fit them all. */
+    cr_assert_not_null(strstr(out, "# learned-model n=20 accuracy=1.0000"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s sentiment --data %s --model %s 2>/dev/null", bin, data, data);
+    cr_assert_neq(system(cmd), 0, "a text file is not a model");
+    remove(data);
+    remove(model);
+    rmdir(dir);
+}
