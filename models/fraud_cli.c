@@ -21,6 +21,7 @@
 #define DAY_MS (24 * 3600 * 1000LL)
 
 struct tx {
+    int64_t id; /* TRANSACTION_ID */
     int64_t ts_ms;
     int32_t customer, terminal, day;
     double amount;
@@ -34,7 +35,7 @@ struct txs {
 };
 
 struct fraud_args {
-    const char *data, *model, *out;
+    const char *data, *model, *out, *scores; /* scores: optional per-tx CSV of the test days */
     int weeks[8], nweeks;
     int train_until, test_from, test_until; /* days; test_until exclusive */
     int label_delay;
@@ -58,7 +59,9 @@ static void usage(FILE *f) {
         "  with a model fitted in-process on days before --train-until using only\n"
         "  labels known by then (transactions older than D days; 'all' uses every\n"
         "  label before train-until), or unsupervised; prints AUC ROC, Average\n"
-        "  Precision, Card Precision@100, recall per fraud scenario, scoring cost.\n");
+        "  Precision, Card Precision@100, recall per fraud scenario, scoring cost.\n"
+        "  --scores FILE writes transaction_id,customer,terminal,day,score,label,scenario\n"
+        "  for every test transaction.\n");
 }
 
 static int parse_weeks(const char *s, struct fraud_args *a) {
@@ -101,7 +104,7 @@ static int load_csv(const char *path, struct txs *t) {
             t->cap = t->cap ? t->cap * 2 : 65536;
             t->v = sp_xrealloc(t->v, t->cap * sizeof *t->v);
         }
-        t->v[t->n++] = (struct tx){.ts_ms = secs * 1000, .customer = cust, .terminal = term,
+        t->v[t->n++] = (struct tx){.id = id, .ts_ms = secs * 1000, .customer = cust, .terminal = term,
                                    .day = day, .amount = amount, .fraud = fraud != 0,
                                    .scenario = (uint8_t)scen};
         if (cust > t->max_customer) t->max_customer = cust;
@@ -264,6 +267,21 @@ static void report(const struct fraud_args *a, const struct txs *t, const struct
         }
         j++;
     }
+    if (a->scores) {
+        FILE *f = fopen(a->scores, "w");
+        if (!f) {
+            perror(a->scores);
+        } else {
+            fprintf(f, "transaction_id,customer,terminal,day,score,label,scenario\n");
+            for (size_t i = 0, r = 0; i < t->n; i++) {
+                const struct tx *x = &t->v[i];
+                if (x->day < a->test_from || x->day >= a->test_until) continue;
+                fprintf(f, "%lld,%d,%d,%d,%.9g,%d,%d\n", (long long)x->id, x->customer,
+                        x->terminal, x->day, score[r++], x->fraud, x->scenario);
+            }
+            fclose(f);
+        }
+    }
     printf("test days [%d, %d): %zu transactions, %zu frauds (%.2f%%), scorer: %s\n",
            a->test_from, a->test_until, m, frauds, 100.0 * frauds / m,
            model ? "logistic model (unsupervised score among its inputs)" : "unsupervised");
@@ -420,6 +438,7 @@ int sp_cmd_fraud(int argc, char **argv) {
         {"train-until", required_argument, NULL, 't'}, {"test-from", required_argument, NULL, 'f'},
         {"test-until", required_argument, NULL, 'u'},  {"label-delay", required_argument, NULL, 'l'},
         {"train-labels", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        {"scores", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0}};
     if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
         usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
@@ -442,6 +461,7 @@ int sp_cmd_fraud(int argc, char **argv) {
             break;
         case 'o': a.out = optarg; break;
         case 'm': a.model = optarg; break;
+        case 's': a.scores = optarg; break;
         case 't': a.train_until = atoi(optarg); a.has_train_until = 1; break;
         case 'f': a.test_from = atoi(optarg); break;
         case 'u': a.test_until = atoi(optarg); break;
