@@ -111,10 +111,7 @@ void sp_fraud_user_init(struct sp_fraud_user *u) {
     window_init(&u->frauds30d);
 }
 
-void sp_fraud_card_init(struct sp_fraud_card *c) {
-    memset(c, 0, sizeof *c);
-    window_init(&c->w1h);
-}
+void sp_fraud_card_init(struct sp_fraud_card *c) { memset(c, 0, sizeof *c); }
 
 void sp_fraud_terminal_init(struct sp_fraud_terminal *t) {
     memset(t, 0, sizeof *t);
@@ -285,6 +282,10 @@ void sp_fraud_extract(const struct sp_fraud_config *c, const struct sp_fraud_sta
             }
         }
     }
+    if (st->card) {
+        f->card_users_1d = recent_distinct(&st->card->users, o->user, ts, DAY_MS);
+        f->v[SP_FF_CARD_USERS_1D] = (float)f->card_users_1d;
+    }
     if (sp_fraud_rule_check(c, st->card, o)) {
         f->v[SP_FF_RULE] = 1;
         f->rule_small_amount = st->card->small_amount;
@@ -322,7 +323,7 @@ void sp_fraud_update(const struct sp_fraud_config *c, const struct sp_fraud_stat
             cd->small_ts_ms = ts ? ts : 1;
             cd->small_amount = o->amount;
         }
-        window_add(&cd->w1h, 12, 5 * MINUTE_MS, ts, o->amount);
+        recent_add(&cd->users, o->user, ts);
     }
     if (st->terminal) {
         int slot = term_slot(st->terminal, floordiv(ts, DAY_MS));
@@ -338,7 +339,7 @@ static const char *const feature_names[SP_FF__COUNT] = {
     "quantity_z",   "log_price_ratio", "term_risk_1d",    "term_risk_7d", "term_risk_30d",
     "term_log_tx_1d", "term_log_tx_7d", "term_log_tx_30d", "rule",        "user_frauds_30d",
     "amount_over_100", "amount_over_200", "amount_over_500", "amount_z_over_3",
-    "term_frauds_7d", "term_frauds_30d", "amount_median_z", "amount_median_ratio", "hst",
+    "term_frauds_7d", "term_frauds_30d", "amount_median_z", "amount_median_ratio", "card_users_1d", "hst",
     "unsup"};
 
 const char *sp_fraud_feature_name(int i) {
@@ -430,6 +431,8 @@ static int signals(const struct sp_fraud_config *c, const struct sp_fraud_featur
     SIG(count_score(f->tx_10m + 1, 2), "%u orders in 10 minutes", f->tx_10m + 1);
     SIG(count_score(f->tx_1h + 1, 5) * 0.8, "%u orders in 1 hour", f->tx_1h + 1);
     SIG(count_score(f->cards_10m, 1), "%u cards in 10 minutes", f->cards_10m);
+    SIG(count_score(f->card_users_1d, 1) * 0.8, "card used by %u accounts in 1 day",
+        f->card_users_1d);
     SIG(count_score(f->devices_1d, 2) * 0.7, "%u devices in 1 day", f->devices_1d);
     SIG(count_score(f->ips_1d, 3) * 0.6, "%u IP addresses in 1 day", f->ips_1d);
     if (f->term_labelled_7d >= 3)

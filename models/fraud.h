@@ -69,7 +69,7 @@ struct sp_fraud_user {
 struct sp_fraud_card {
     int64_t small_ts_ms; /* time of a pending "small" tx; 0 = none (Flink's flag + timer) */
     double small_amount; /* its amount, for the reason */
-    struct sp_fraud_window w1h;
+    struct sp_fraud_recent users; /* accounts that used the card lately */
 };
 
 /* Per terminal (merchant): every tx by day, and the labels known so far by
@@ -106,7 +106,7 @@ struct sp_fraud_order {
     double amount;
     uint32_t quantity;          /* units; 0 = unknown */
     double unit_price;          /* of the main line item; 0 = unknown */
-    uint64_t card, device, ip;  /* 0 = unknown */
+    uint64_t user, card, device, ip; /* 0 = unknown */
     char ship_country[4], ip_country[4]; /* ISO codes; "" = unknown */
     int64_t account_created_ms; /* 0 = unknown (first seen is used) */
     int session_views;          /* views earlier in the session; -1 = unknown */
@@ -148,6 +148,7 @@ enum sp_fraud_feature {
     SP_FF_TERM_FRAUDS_30D,
     SP_FF_AMOUNT_MED_Z,   /* amount vs the median of the user's last 16, in MADs */
     SP_FF_AMOUNT_MED_RATIO, /* log((amount + 1) / (that median + 1)) */
+    SP_FF_CARD_USERS_1D,  /* distinct accounts on this card in 1 day, this one included */
     SP_FF_HST,            /* Half-Space Trees anomaly score (set by the scorer) */
     SP_FF_UNSUP,          /* the unsupervised score (set by the scorer) */
     SP_FF__COUNT
@@ -158,6 +159,7 @@ struct sp_fraud_features {
     /* Raw quantities kept for the reasons. */
     double amount_z, amount_med_z, amount_median, quantity_z, price_ratio, term_risk_7d;
     uint32_t tx_10m, tx_1h, cards_10m, devices_1d, ips_1d, term_labelled_7d, user_frauds_30d;
+    uint32_t card_users_1d;
     double account_age_days;
     double amount, rule_small_amount;
     int64_t rule_gap_ms;

@@ -139,6 +139,32 @@ Test(features, distinct_cards_devices_and_ips) {
     cr_assert_eq(f.cards_10m, SP_FRAUD_RECENT + 1, "8 remembered + this one");
 }
 
+Test(features, accounts_sharing_a_card) {
+    char err[128];
+    sp_fraud_scorer *sc = sp_fraud_scorer_new(&cfg, NULL, err, sizeof err);
+    struct sp_fraud_user others[3];
+    struct sp_fraud_features f;
+    struct sp_fraud_result r;
+    for (int i = 0; i < 3; i++) {
+        sp_fraud_user_init(&others[i]);
+        struct sp_fraud_state s = {.user = &others[i], .card = &card};
+        struct sp_fraud_order o = order(T0 + i * HOUR, 20);
+        o.user = 500 + (uint64_t)i;
+        sp_fraud_extract(&cfg, &s, &o, &f);
+        cr_assert_eq(f.card_users_1d, (uint32_t)i + 1);
+        sp_fraud_update(&cfg, &s, &o);
+    }
+    sp_fraud_score(sc, &f, &r);
+    cr_assert(has_reason(&r, "card used by 3 accounts in 1 day"));
+    /* The next day the card's first two users are out of the window. */
+    struct sp_fraud_state s = {.user = &others[0], .card = &card};
+    struct sp_fraud_order o = order(T0 + DAY + 90 * MIN, 20);
+    o.user = 500;
+    sp_fraud_extract(&cfg, &s, &o, &f);
+    cr_assert_eq(f.card_users_1d, 2, "user 500 again, and 502 seen 22.5 hours ago");
+    sp_fraud_scorer_destroy(sc);
+}
+
 Test(features, account_age_views_countries_quantity_and_price) {
     struct sp_fraud_features f;
     for (int i = 0; i < 5; i++) {
