@@ -77,7 +77,23 @@ int sp_redis_url_parse(const char *url, sp_redis_url *out, char *err, size_t err
             return SP_ERR_FATAL;
         }
         memcpy(out->unix_path, p, n);
-        if (q && !strncmp(q, "?db=", 4)) out->db = atoi(q + 4);
+        /* Query parameters: db=N, user=U, password=P (a socket path has no
+         * room for user info). */
+        for (const char *kv = q ? q + 1 : NULL; kv && *kv;) {
+            const char *amp = strchr(kv, '&'), *end = amp ? amp : kv + strlen(kv);
+            int len = (int)(end - kv);
+            if (!strncmp(kv, "db=", 3))
+                out->db = atoi(kv + 3);
+            else if (!strncmp(kv, "user=", 5))
+                snprintf(out->user, sizeof out->user, "%.*s", len - 5, kv + 5);
+            else if (!strncmp(kv, "password=", 9))
+                snprintf(out->password, sizeof out->password, "%.*s", len - 9, kv + 9);
+            else {
+                snprintf(err, errlen, "key 'redis.url': unknown parameter in unix:// URL");
+                return SP_ERR_FATAL;
+            }
+            kv = amp ? amp + 1 : NULL;
+        }
         return SP_OK;
     }
     if (strncmp(url, "redis://", 8)) {

@@ -37,7 +37,7 @@ static const struct opt opts[] = {
     {"operators", OPT_STR, O(operators), "dedupe,counts", 0, 0,
      "operators to run, in order (dedupe first drops producer retries)"},
     {"redis.url", OPT_STR, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
-     "state store: redis://[user:password@]host:port[/db] or unix:///path/to.sock[?db=N]"},
+     "state store: redis://[user:password@]host:port[/db] or unix:///path.sock[?db=N&password=P]"},
     {"redis.timeout_ms", OPT_INT, O(redis_timeout_ms), "2000", 1, 600000,
      "connect and command timeout for Redis"},
     {"batch.max_messages", OPT_INT, O(batch_max_messages), "2000", 1, 1000000,
@@ -311,8 +311,11 @@ void sp_config_print(const sp_config *cfg, FILE *f) {
         const void *field = (const char *)cfg + opts[i].offset;
         if (opts[i].type == OPT_STR) {
             const char *v = *(char *const *)field;
+            const char *pw = strstr(v, "password=");
             if (!strcmp(opts[i].key, "redis.url") && strchr(v, '@'))
                 fprintf(f, "%s = redis://***@%s\n", opts[i].key, strrchr(v, '@') + 1);
+            else if (!strcmp(opts[i].key, "redis.url") && pw)
+                fprintf(f, "%s = %.*spassword=***\n", opts[i].key, (int)(pw - v), v);
             else
                 fprintf(f, "%s = %s\n", opts[i].key, v);
         } else if (opts[i].type == OPT_INT)

@@ -146,12 +146,13 @@ char *sp_t_capture(char *const argv[], int *status) {
     return buf;
 }
 
-static int redis_ping(int port) {
+static int redis_ping(int port, const char *password) {
     redisContext *c = redisConnect("127.0.0.1", port);
     if (!c || c->err) {
         if (c) redisFree(c);
         return 0;
     }
+    if (password) freeReplyObject(redisCommand(c, "AUTH %s", password));
     redisReply *r = redisCommand(c, "PING");
     int ok = r && r->type == REDIS_REPLY_STATUS;
     if (r) freeReplyObject(r);
@@ -163,20 +164,28 @@ static int redis_launch(sp_t_redis *r) {
     char port[16], log[320];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
-                    "--save", "", "--appendonly", r->appendonly ? "yes" : "no",
-                    "--appendfsync", "always", NULL};
+    char *argv[40] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
+                      "--save", "", "--appendonly", r->appendonly ? "yes" : "no",
+                      "--appendfsync", "always", NULL};
+    for (int i = 0, n = 13; r->extra && r->extra[i] && n < 39; i++) argv[n++] = (char *)r->extra[i];
     r->pid = sp_t_spawn(argv, log);
     for (int i = 0; i < 200; i++) {
-        if (redis_ping(r->port)) return 0;
+        if (redis_ping(r->port, r->password)) return 0;
         sp_t_sleep_ms(25);
     }
     return -1;
 }
 
 int sp_t_redis_start(sp_t_redis *r, int appendonly) {
+    return sp_t_redis_start_args(r, appendonly, NULL, NULL);
+}
+
+int sp_t_redis_start_args(sp_t_redis *r, int appendonly, const char *const *extra,
+                          const char *ping_password) {
     memset(r, 0, sizeof *r);
     r->appendonly = appendonly;
+    r->extra = extra;
+    r->password = ping_password;
     snprintf(r->dir, sizeof r->dir, "%s", sp_t_tmpdir());
     r->port = sp_t_free_port();
     snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
@@ -187,6 +196,7 @@ void sp_t_redis_stop(sp_t_redis *r) {
     if (r->pid <= 0) return;
     redisContext *c = redisConnect("127.0.0.1", r->port);
     if (c && !c->err) {
+        if (r->password) freeReplyObject(redisCommand(c, "AUTH %s", r->password));
         redisReply *rep = redisCommand(c, r->appendonly ? "SHUTDOWN" : "SHUTDOWN NOSAVE");
         if (rep) freeReplyObject(rep);
     }
