@@ -208,3 +208,14 @@ void sp_kpi_update(struct sp_kpi_detector *d, double x) {
     }
     d->n++;
 }
+
+double sp_kpi_forecast(const struct sp_kpi_detector *d) {
+    int ok;
+    double f = forecast(d, &ok);
+    return ok ? f : NAN;
+}
+
+void sp_kpi_reason(char *buf, size_t len, const char *kpi, double x, double expected, double z) {
+    snprintf(buf, len, "%s %.4g vs %.4g expected (%.1f\xcf\x83 %s)", kpi, x, expected, fabs(z),
+             z >= 0 ? "above" : "below");
+}

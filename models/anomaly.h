@@ -99,5 +99,9 @@ int sp_kpi_init(struct sp_kpi_detector *d, uint32_t season, double alpha);
  * signed residual z-score. 0 while the detector is warming up. */
 double sp_kpi_score(const struct sp_kpi_detector *d, double x, double *z);
 void sp_kpi_update(struct sp_kpi_detector *d, double x);
+/* The forecast the next point is compared with (NAN while warming up). */
+double sp_kpi_forecast(const struct sp_kpi_detector *d);
+/* Words for a KPI alert, e.g. "orders 42 vs 100 expected (5.1σ below)". */
+void sp_kpi_reason(char *buf, size_t len, const char *kpi, double x, double expected, double z);
 
 #endif

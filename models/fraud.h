@@ -12,8 +12,9 @@
  * The stream contract: for each order, sp_fraud_extract() reads the state,
  * sp_fraud_score() scores the features, and only then sp_fraud_update()
  * learns from the order. Labels (confirmed fraud, chargebacks) reach the
- * terminal state through sp_fraud_terminal_label() whenever they become
- * known, typically days later. */
+ * terminal and user state through sp_fraud_terminal_label() and
+ * sp_fraud_user_label() whenever they become known, typically days later;
+ * features use only labels older than label_delay_days. */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -142,6 +142,10 @@ Test(kpi, planted_spike_and_drop_in_a_noisy_level_series) {
         sp_kpi_update(&d, x[i]);
     }
     assert_planted_on_top(s, N, planted, 3);
+    /* The words of an alert name the value, the forecast and the sigmas. */
+    char buf[128];
+    sp_kpi_reason(buf, sizeof buf, "orders", 42, 100, -5.06);
+    cr_assert_str_eq(buf, "orders 42 vs 100 expected (5.1σ below)");
     int alarms = 0;
     for (int i = 20; i < N; i++) alarms += s[i] > 0.7;
     cr_assert_leq(alarms, 5, "%d alarms for 3 planted points", alarms);
@@ -153,11 +157,15 @@ Test(kpi, seasonal_naive_finds_what_the_cycle_hides) {
     double x[N], ss[N], sf[N];
     int planted[] = {24 * 20 + 6}; /* +25 at a trough: still inside the daily range */
     cr_assert_eq(sp_kpi_init(&seas, 24, 0.05), SP_OK);
+    cr_assert(isnan(sp_kpi_forecast(&seas)), "no forecast before one season");
     cr_assert_eq(sp_kpi_init(&flat, 0, 0.05), SP_OK);
     for (int i = 0; i < N; i++) x[i] = 200 + 60 * sin(2 * M_PI * i / 24.0) + 3 * gauss();
     x[planted[0]] += 25;
     for (int i = 0; i < N; i++) {
         double z;
+        if (i >= 24 && i != planted[0] + 24)
+            cr_assert_float_eq(sp_kpi_forecast(&seas), x[i - 24], 1e-12,
+                               "seasonal naive: last season's value");
         ss[i] = sp_kpi_score(&seas, x[i], &z);
         sf[i] = sp_kpi_score(&flat, x[i], NULL);
         sp_kpi_update(&seas, x[i]);
