@@ -26,12 +26,12 @@ for f in "$BEAUTY" "$RTRAIN" "$RTEST"; do
 done
 
 if [ "${QUICK:-0}" = 1 ]; then E_SAS=2; E_GRU=2; E_MF=3; E_RGRU=2; E_RSAS=2; else
-  E_SAS=${E_SAS:-40}; E_GRU=${E_GRU:-20}; E_MF=${E_MF:-40}; E_RGRU=${E_RGRU:-10}; E_RSAS=${E_RSAS:-10}; fi
+  E_SAS=${E_SAS:-40}; E_GRU=${E_GRU:-50}; E_MF=${E_MF:-40}; E_RGRU=${E_RGRU:-10}; E_RSAS=${E_RSAS:-10}; fi
 
 # hyper-parameters per data set and model
 declare -A HP=(
   [beauty_sasrec]="--epochs $E_SAS --max-seconds 1200 --lr 0.003 --dim 64 --blocks 2 --max-len 50 --dropout 0.5 --neg 128"
-  [beauty_gru]="--epochs $E_GRU --lr 0.003 --dim 64 --max-len 50 --neg 128"
+  [beauty_gru]="--epochs $E_GRU --lr 0.003 --dim 64 --max-len 50 --dropout 0.5 --neg 128"
   [beauty_mf]="--epochs $E_MF --dim 64 --neg 4 --l2 0.005"
   [rsc15_gru]="--epochs $E_RGRU --lr 0.01 --dim 64 --neg 128"
   [rsc15_sasrec]="--epochs $E_RSAS --lr 0.003 --dim 64 --blocks 2 --max-len 50 --dropout 0.2 --neg 128"
