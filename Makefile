@@ -112,7 +112,7 @@ $(BUILD)/gen/proto/shopstream.pb-c.o: $(PROTO_C) $(PROTO_H)
 
 $(LIB): $(LIB_OBJ)
 	@echo "  AR      $@"
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcsT $@ $^
 
 $(SHOPSTREAM): $(MAIN_OBJ) $(LIB)
 	@echo "  LINK    $@"

@@ -52,6 +52,8 @@ static const struct opt opts[] = {
      "at most this many recent event_ids remembered per partition"},
     {"run.stop_when_idle_ms", OPT_INT, O(stop_when_idle_ms), "0", 0, INT_MAX,
      "exit once every assigned partition is at its end and idle this long (0 = never)"},
+    {"workers", OPT_INT, O(workers), "1", 1, 256,
+     "consumer threads in this process, each its own group member (instances x workers <= partitions)"},
     {"log.level", OPT_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"instance.id", OPT_STR, O(instance_id), "", 0, 0,
      "name of this instance in logs (default: hostname-pid)"},

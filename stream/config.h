@@ -26,6 +26,7 @@ typedef struct sp_config {
     int64_t dedupe_window_ms;
     int64_t dedupe_max_ids;
     int stop_when_idle_ms;     /* 0: run until signalled */
+    int workers;               /* consumer threads, each a group member */
     char *log_level;
     char *instance_id;
     /* kpi operator and HTTP (operators/kpi.c, stream/http.c) */

@@ -1,6 +1,7 @@
 /* Counters and log-bucketed latency histograms (four buckets per doubling,
  * so a quantile is within 19% of the truth, at a fixed 512 bytes). */
 #include <math.h>
+#include <stddef.h>
 
 #include "stream/metrics.h"
 
@@ -52,4 +53,21 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             (unsigned long long)m->kpi_windows, (unsigned long long)m->kpi_corrections,
             (unsigned long long)m->kpi_late, (unsigned long long)m->kpi_late_dropped);
     fflush(f);
+}
+
+/* Every field before commit_latency is a 64-bit counter (see metrics.h),
+ * so they are summed as an array: a counter added later is summed too. */
+void sp_metrics_sum(sp_metrics *dst, const sp_metrics *src) {
+    _Static_assert(offsetof(sp_metrics, commit_latency) % sizeof(uint64_t) == 0,
+                   "counters must be 64-bit");
+    uint64_t *d = (uint64_t *)dst;
+    const uint64_t *s = (const uint64_t *)src;
+    for (size_t i = 0; i < offsetof(sp_metrics, commit_latency) / sizeof(uint64_t); i++) d[i] += s[i];
+    const sp_hist *sh[] = {&src->commit_latency, &src->batch_latency};
+    sp_hist *dh[] = {&dst->commit_latency, &dst->batch_latency};
+    for (int h = 0; h < 2; h++) {
+        dh[h]->count += sh[h]->count;
+        dh[h]->sum += sh[h]->sum;
+        for (int i = 0; i < SP_HIST_BUCKETS; i++) dh[h]->buckets[i] += sh[h]->buckets[i];
+    }
 }

@@ -19,6 +19,8 @@ typedef struct sp_hist {
     uint64_t buckets[SP_HIST_BUCKETS]; /* bucket i: up to 2^(i/4) microseconds */
 } sp_hist;
 
+/* Every field before commit_latency must be a 64-bit counter: sp_metrics_add
+ * sums that prefix as an array of uint64_t. */
 typedef struct sp_metrics {
     uint64_t events[SP_KIND__COUNT];   /* processed, by kind */
     uint64_t messages;                 /* consumed from Kafka */
@@ -45,5 +47,7 @@ double sp_hist_quantile(const sp_hist *h, double q);
 uint64_t sp_metrics_events_total(const sp_metrics *m);
 /* One line: "counters: events=... clicks=... deadletter=..." */
 void sp_metrics_print(const sp_metrics *m, FILE *f);
+/* dst += src, counters and histograms (lag too: lags of disjoint partitions add). */
+void sp_metrics_sum(sp_metrics *dst, const sp_metrics *src);
 
 #endif

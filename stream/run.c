@@ -15,6 +15,7 @@
  * over; on assignment each partition's epoch is bumped (fencing the previous
  * owner) and consumption starts at the offsets stored with the state. */
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,7 +451,18 @@ static void print_op(const sp_op *op, void *ctx) {
     fprintf(ctx, "\n  %-22s %s", op->name, op->help);
 }
 
-int sp_cmd_run(int argc, char **argv) {
+/* One worker's outcome, summed by sp_cmd_run. */
+struct run_result {
+    int worker;          /* in: 0 runs the HTTP server */
+    int status;          /* out: exit status */
+    sp_metrics metrics;  /* out */
+    double first_msg_us, last_commit_us;
+};
+
+/* One consumer-group member: its own config copy (parsed from the same
+ * arguments), consumer, producer, Redis connections and operators. Workers
+ * share nothing but the process-wide stop flags. */
+static void run_instance(int argc, char **argv, struct run_result *res) {
     struct runner r;
     memset(&r, 0, sizeof r);
     char err[512];
@@ -459,21 +471,17 @@ int sp_cmd_run(int argc, char **argv) {
     if (sp_config_from_args(&r.cfg, argc, argv, &help, err, sizeof err) != SP_OK) {
         fprintf(stderr, "shopstream run: %s\n", err);
         sp_config_release(&r.cfg);
-        return 2;
+        res->status = 2;
+        return;
     }
-    if (help) {
-        run_usage(stdout);
-        sp_op_list(print_op, stdout);
-        fprintf(stdout, "\n");
-        sp_config_release(&r.cfg);
-        return 0;
-    }
+    if (res->worker > 0) sp_config_set(&r.cfg, "http.listen", "0", err, sizeof err);
     enum sp_log_level lvl;
     if (sp_log_parse_level(r.cfg.log_level, &lvl) != SP_OK) {
         fprintf(stderr, "shopstream run: key 'log.level': '%s' is not debug|info|warn|error\n",
                 r.cfg.log_level);
         sp_config_release(&r.cfg);
-        return 2;
+        res->status = 2;
+        return;
     }
     sp_log_set_level(lvl);
 
@@ -598,20 +606,91 @@ done:
     sp_pipeline_destroy(r.pl);
     sp_sink_destroy(r.sink);
     sp_store_destroy(r.store);
-    sp_metrics_print(&r.metrics, stdout);
-    if (r.last_commit_us > r.first_msg_us && r.first_msg_us > 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double s = (r.last_commit_us - r.first_msg_us) / 1e6;
-        printf("throughput: messages=%llu seconds=%.3f rate=%.0f max_rss_kb=%ld\n",
-               (unsigned long long)r.metrics.messages, s, (double)r.metrics.messages / s,
-               ru.ru_maxrss);
-    }
+    res->metrics = r.metrics;
+    res->first_msg_us = r.first_msg_us;
+    res->last_commit_us = r.last_commit_us;
+    res->status = status;
     for (int t = 0; t < r.ntopics; t++) free(r.topics[t]);
     free(r.msgs);
     free(r.evs);
     sp_arena_destroy(r.arena);
     free(r.parts);
     sp_config_release(&r.cfg);
+}
+
+struct worker_arg {
+    int argc;
+    char **argv;
+    struct run_result res;
+};
+
+static void *worker_main(void *p) {
+    struct worker_arg *a = p;
+    run_instance(a->argc, a->argv, &a->res);
+    if (a->res.status != 0) {
+        /* One worker failing stops the others: the process exits non-zero
+         * and its partitions go to the group's other members. */
+        stop_flag = 1;
+    }
+    return NULL;
+}
+
+int sp_cmd_run(int argc, char **argv) {
+    sp_config cfg;
+    char err[512];
+    int help = 0;
+    sp_config_init(&cfg);
+    if (sp_config_from_args(&cfg, argc, argv, &help, err, sizeof err) != SP_OK) {
+        fprintf(stderr, "shopstream run: %s\n", err);
+        sp_config_release(&cfg);
+        return 2;
+    }
+    int workers = cfg.workers;
+    sp_config_release(&cfg);
+    if (help) {
+        run_usage(stdout);
+        sp_op_list(print_op, stdout);
+        fprintf(stdout, "\n");
+        return 0;
+    }
+    /* workers = N runs N consumer-group members in this process, each on its
+     * own thread with its own Kafka and Redis connections, like Kafka
+     * Streams' stream threads; the group spreads the partitions over them. */
+    struct worker_arg *ws = sp_xcalloc((size_t)workers, sizeof *ws);
+    pthread_t *th = sp_xcalloc((size_t)workers, sizeof *th);
+    for (int i = 0; i < workers; i++) {
+        ws[i].argc = argc;
+        ws[i].argv = argv;
+        ws[i].res.worker = i;
+        if (i > 0) pthread_create(&th[i], NULL, worker_main, &ws[i]);
+    }
+    worker_main(&ws[0]);
+    for (int i = 1; i < workers; i++) pthread_join(th[i], NULL);
+
+    sp_metrics total;
+    memset(&total, 0, sizeof total);
+    int status = 0;
+    double first = 0, last = 0;
+    for (int i = 0; i < workers; i++) {
+        struct run_result *res = &ws[i].res;
+        if (res->status > status) status = res->status;
+        if (workers > 1) {
+            printf("worker %d ", i);
+            sp_metrics_print(&res->metrics, stdout);
+        }
+        sp_metrics_sum(&total, &res->metrics);
+        if (res->first_msg_us > 0 && (!first || res->first_msg_us < first)) first = res->first_msg_us;
+        if (res->last_commit_us > last) last = res->last_commit_us;
+    }
+    sp_metrics_print(&total, stdout);
+    if (last > first && first > 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double s = (last - first) / 1e6;
+        printf("throughput: messages=%llu seconds=%.3f rate=%.0f max_rss_kb=%ld\n",
+               (unsigned long long)total.messages, s, (double)total.messages / s, ru.ru_maxrss);
+    }
+    free(ws);
+    free(th);
     return status;
 }

@@ -52,3 +52,35 @@ Test(pipeline, sigusr1_prints_counters_and_sigterm_exits_cleanly) {
     cr_assert(strstr(text, "revoked"), "the processor did not hand its partitions back");
     free(text);
 }
+
+/* workers = 2: two instances of two consumer threads each share the
+ * partitions; one instance is killed -9 mid-stream and restarted; the final
+ * state equals an uninterrupted single-processor run. */
+Test(pipeline, two_instances_of_two_workers_one_killed_and_restarted) {
+    pl_gen("jsonl", PL_NEVENTS, 0.01, 0.01);
+    pid_t rp = pl_replay_start("4000");
+    const char *two[] = {"--workers", "2", NULL};
+    pid_t a = pl_processor_with(w.redis.url, "workers", 0, "a", two);
+    pid_t b = pl_processor_with(w.redis.url, "workers", 0, "b", two);
+    pl_wait_progress(w.redis.url, PL_NEVENTS / 3, 120000);
+    kill(a, SIGKILL);
+    cr_assert_eq(sp_t_wait(a, 10000), 128 + SIGKILL);
+    a = pl_processor_with(w.redis.url, "workers", 0, "a2", two);
+    cr_assert_eq(sp_t_wait(rp, 60000), 0, "replay failed");
+    pl_count_topics();
+    pl_wait_all_committed(w.redis.url);
+    kill(a, SIGTERM);
+    kill(b, SIGTERM);
+    cr_assert_eq(sp_t_wait(a, 30000), 0);
+    cr_assert_eq(sp_t_wait(b, 30000), 0);
+    char log[300];
+    snprintf(log, sizeof log, "%s/b.log", w.dir);
+    char *text = sp_t_read_file(log, NULL);
+    cr_assert(strstr(text, "worker 1 counters:"), "instance b did not run two workers");
+    free(text);
+    char *want = pl_reference_dump();
+    char *got = sp_t_dump(w.redis.url);
+    cr_assert_str_eq(got, want, "state with workers and a kill -9 differs from a clean run");
+    free(got);
+    free(want);
+}

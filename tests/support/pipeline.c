@@ -124,6 +124,11 @@ void pl_teardown(void) {
 
 /* Starts a processor; idle_ms > 0 makes it exit once everything is consumed. */
 pid_t pl_processor(const char *url, const char *group, int idle_ms, const char *name) {
+    return pl_processor_with(url, group, idle_ms, name, NULL);
+}
+
+pid_t pl_processor_with(const char *url, const char *group, int idle_ms, const char *name,
+                        const char *const *extra) {
     char idle[16], log[300], grp[128];
     snprintf(idle, sizeof idle, "%d", idle_ms);
     snprintf(log, sizeof log, "%s/%s.log", w.dir, name);
@@ -133,7 +138,8 @@ pid_t pl_processor(const char *url, const char *group, int idle_ms, const char *
                       "--batch.max_messages", "200", "--batch.max_ms", "50", "--log.level", "info",
                       "--topics.input", w.inputs, "--topics.deadletter", w.dlq,
                       "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"};
-    add_xprops(argv, 24);
+    int n = add_xprops(argv, 24);
+    for (int i = 0; extra && extra[i] && n < 47; i++) argv[n++] = (char *)extra[i];
     return sp_t_spawn(argv, log);
 }
 

@@ -61,6 +61,9 @@ pid_t pl_replay_start(const char *rate);
 void pl_count_topics(void);
 void pl_replay_all(void);
 pid_t pl_processor(const char *url, const char *group, int idle_ms, const char *name);
+/* The same with extra arguments (NULL-terminated), e.g. "--workers", "2". */
+pid_t pl_processor_with(const char *url, const char *group, int idle_ms, const char *name,
+                        const char *const *extra);
 char *pl_reference_dump(void);
 int64_t pl_committed_total(const char *url);
 void pl_wait_all_committed(const char *url);
