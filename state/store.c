@@ -29,6 +29,7 @@ struct sp_obj {
     size_t nfields, cap;
     int dirty;            /* some field changed since the last commit */
     int loaded;           /* read from Redis (or known absent) */
+    int queued;           /* in st->want, waiting for sp_store_prefetch */
     sp_obj *next;         /* hash chain */
     sp_obj *dirty_next;   /* partition's dirty list */
     sp_store *st;
@@ -436,6 +437,12 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     return SP_OK;
 }
 
+/* Forgets the queued objects (they are loaded on demand instead). */
+static void want_clear(sp_store *st) {
+    for (size_t i = 0; i < st->nwant; i++) st->want[i]->queued = 0;
+    st->nwant = 0;
+}
+
 static int in_part(const sp_obj *o, const void *arg) {
     return o->part == *(const int32_t *)arg;
 }
@@ -445,7 +452,7 @@ void sp_store_revoke(sp_store *st, int32_t part) {
     p->owned = 0;
     p->dirty = NULL;
     part_clear_cmds(p);
-    st->nwant = 0;
+    want_clear(st);
     cache_remove_if(st, in_part, &part);
 }
 
@@ -457,9 +464,8 @@ void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
     char key[512];
     make_key(key, sizeof key, part, suffix);
     sp_obj *o = cache_lookup(st, part, key, 1);
-    if (o->loaded) return;
-    for (size_t i = 0; i < st->nwant; i++)
-        if (st->want[i] == o) return;
+    if (o->loaded || o->queued) return;
+    o->queued = 1;
     if (st->nwant == st->capwant) {
         st->capwant = st->capwant ? st->capwant * 2 : 256;
         st->want = sp_xrealloc(st->want, st->capwant * sizeof *st->want);
@@ -488,6 +494,7 @@ int sp_store_prefetch(sp_store *st) {
     int rc = pipeline(st, n, argcs, argvs, lens, replies);
     if (rc == SP_OK) {
         for (size_t i = 0; i < n; i++) {
+            st->want[i]->queued = 0;
             if (!st->want[i]->loaded) obj_load(st->want[i], replies[i]);
             freeReplyObject(replies[i]);
         }
@@ -749,7 +756,7 @@ static int is_clean(const sp_obj *o, const void *arg) {
 }
 
 void sp_store_end_batch(sp_store *st) {
-    st->nwant = 0;
+    want_clear(st);
     if ((int64_t)st->nobjs > st->conf.max_entries) {
         size_t before = st->nobjs;
         cache_remove_if(st, is_clean, NULL);
