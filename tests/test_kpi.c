@@ -750,6 +750,17 @@ Test(kpi, windows_http_prometheus_and_dashboard_equal_counts_from_the_file, .ini
     cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "unreachable"), 0)->valuestring,
                      "redis");
     cJSON_Delete(j);
+    /* and Kafka too */
+    sp_t_mock_stop(&w.mock);
+    int named = 0;
+    for (int i = 0; i < 20 && !named; i++) {
+        j = get_json("/healthz", 503);
+        cJSON *un = cJSON_GetObjectItem(j, "unreachable");
+        named = cJSON_GetArraySize(un) == 2 &&
+                !strcmp(cJSON_GetArrayItem(un, 1)->valuestring, "kafka");
+        cJSON_Delete(j);
+    }
+    cr_assert(named, "/healthz does not name kafka with the cluster gone");
     kill(pid, SIGKILL);
     sp_t_wait(pid, 10000);
     oracle_free(&o);
