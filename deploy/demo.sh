@@ -4,6 +4,9 @@
 # KAFKA=host:port), generates DEMO_EVENTS events, replays them into the input
 # topics, runs the processor until everything is consumed, stops everything,
 # and ends with one line: summary: events=N clicks=... orders=... ...
+# While the processor runs it serves the dashboard and prints
+# "dashboard: http://127.0.0.1:PORT/"; DEMO_HOLD=SECONDS keeps it up that long
+# after the replay is consumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SHOPSTREAM_BIN:-bin/shopstream}
@@ -54,12 +57,19 @@ log "generating $EVENTS events (seed $SEED)"
   --truth "$tmp/truth.json"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers"
 
+# The dashboard is served while the processor runs; DEMO_HOLD=SECONDS keeps
+# it running (and serving) that long after everything is consumed.
+hport=${DEMO_HTTP_PORT:-$(free_port)}
+idle_ms=$(( ${DEMO_HOLD:-0} * 1000 > 2000 ? ${DEMO_HOLD:-0} * 1000 : 2000 ))
 log "processing"
+echo "dashboard: http://127.0.0.1:$hport/"
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" \
-  --group.id "shopstream-demo-$$" --run.stop_when_idle_ms 2000 \
+  --group.id "shopstream-demo-$$" --run.stop_when_idle_ms "$idle_ms" \
+  --operators "${DEMO_OPERATORS:-dedupe,counts,kpi,reviews}" --http.listen "127.0.0.1:$hport" \
   >"$tmp/run.out" 2>"$tmp/run.log" || { cat "$tmp/run.log" >&2; exit 1; }
 tail -n 3 "$tmp/run.log" >&2
 counters=$(grep '^counters:' "$tmp/run.out" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$counters"; }
 echo "summary: events=$(field events) clicks=$(field clicks) orders=$(field orders)" \
-  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)"
+  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)" \
+  "kpi_windows=$(field kpi_windows)"

@@ -323,6 +323,17 @@ static void user_key(char *buf, size_t len, const sp_op_event *e) {
     snprintf(buf, len, "u:%s", e->ev->user_id);
 }
 
+static void want_windows(struct kpi *k, const sp_op_event *e, const char *dim) {
+    char key[300];
+    for (int l = 0; l < k->nlens; l++) {
+        snprintf(key, sizeof key, "kpi:%" PRId64 ":%" PRId64 ":%s", k->lens[l],
+                 floor_to(e->ev->ts_ms, k->lens[l]), dim);
+        sp_store_want(k->store, e->partition, key);
+    }
+}
+
+/* Every hash the event will touch, so the batch loads them in one round
+ * trip (a window that does not exist yet costs a lookup all the same). */
 static void kpi_prefetch(void *priv, const sp_op_event *e) {
     struct kpi *k = priv;
     char key[256];
@@ -330,10 +341,16 @@ static void kpi_prefetch(void *priv, const sp_op_event *e) {
         user_key(key, sizeof key, e);
         sp_store_want(k->store, e->partition, key);
     }
-    for (int l = 0; l < k->nlens; l++) {
-        snprintf(key, sizeof key, "kpi:%" PRId64 ":%" PRId64 ":global", k->lens[l],
-                 floor_to(e->ev->ts_ms, k->lens[l]));
-        sp_store_want(k->store, e->partition, key);
+    sp_store_want(k->store, e->partition, "kpi:total");
+    want_windows(k, e, "global");
+    if (e->kind < SP_KIND_ORDER && e->ev->click->category && *e->ev->click->category) {
+        snprintf(key, sizeof key, "category=%s", e->ev->click->category);
+        want_windows(k, e, key);
+    } else if (e->kind == SP_KIND_ORDER) {
+        for (size_t i = 0; i < e->ev->order->n_items; i++) {
+            snprintf(key, sizeof key, "category=%s", e->ev->order->items[i]->category);
+            want_windows(k, e, key);
+        }
     }
 }
 
@@ -503,8 +520,9 @@ int sp_kpi_add_impressions(int32_t part, int64_t ts_ms, int64_t n) {
 
 /* ------------------------------------------------------------- emission */
 
-/* Produces the KpiWindow of one member "<len>:<start>:<dim>". */
-static int emit(struct kpi *k, int32_t part, const char *member, int correction) {
+/* Produces the KpiWindow of one member "<len>:<start>:<dim>"; uu is its
+ * unique users (global dimension) or -1. */
+static int emit(struct kpi *k, int32_t part, const char *member, int correction, long long uu) {
     int64_t len, start;
     int off = 0;
     if (sscanf(member, "%" SCNd64 ":%" SCNd64 ":%n", &len, &start, &off) != 2 || !off)
@@ -537,17 +555,10 @@ static int emit(struct kpi *k, int32_t part, const char *member, int correction)
         mp[nm] = &ms[nm];
         nm++;
     }
-    if (!strcmp(dim, "global")) {
-        char key[128];
-        snprintf(key, sizeof key, "{p%d}:kpi:%" PRId64 ":%" PRId64 ":uu", (int)part, len, start);
-        const char *argv[] = {"PFCOUNT", key};
-        const char *const *argvs[] = {argv};
-        int argc = 2;
-        long long uu = 0;
-        if ((rc = sp_store_side(k->store, 1, &argc, argvs, &uu)) != SP_OK) return rc;
+    if (uu >= 0) {
         shopstream__v1__metric__init(&ms[nm]);
         ms[nm].name = "unique_users";
-        ms[nm].value = (double)(uu > 0 ? uu : 0);
+        ms[nm].value = (double)uu;
         mp[nm] = &ms[nm];
         nm++;
     }
@@ -599,28 +610,74 @@ static int flush_users(struct kpi *k, int32_t part) {
     int64_t v;
     while (sp_strmap_next(p->users, &idx, &key, &len, &v)) ents[m++] = key;
     qsort(ents, m, sizeof *ents, str_ptr_cmp);
-    int rc = SP_OK;
-    size_t i = 0;
-    while (i < m && rc == SP_OK) {
+    /* One PFADD per window, all in one round trip. */
+    int *argcs = sp_xmalloc(m * sizeof *argcs);
+    const char ***argvs = sp_xmalloc(m * sizeof *argvs);
+    char (*hkeys)[160] = sp_xmalloc(m * sizeof *hkeys);
+    size_t ncmd = 0, i = 0;
+    while (i < m) {
         const char *tab = strchr(ents[i], '\t');
         size_t plen = (size_t)(tab - ents[i]);
         size_t j = i;
         while (j < m && !strncmp(ents[j], ents[i], plen) && ents[j][plen] == '\t') j++;
-        char hkey[320];
-        snprintf(hkey, sizeof hkey, "{p%d}:%.*s", (int)part, (int)plen, ents[i]);
-        int argc = (int)(j - i) + 2;
-        const char **argv = sp_xmalloc((size_t)argc * sizeof *argv);
+        snprintf(hkeys[ncmd], sizeof hkeys[ncmd], "{p%d}:%.*s", (int)part, (int)plen, ents[i]);
+        const char **argv = sp_xmalloc((j - i + 2) * sizeof *argv);
         argv[0] = "PFADD";
-        argv[1] = hkey;
+        argv[1] = hkeys[ncmd];
         for (size_t q = i; q < j; q++) argv[2 + q - i] = strchr(ents[q], '\t') + 1;
-        const char *const *argvs[] = {argv};
-        rc = sp_store_side(k->store, 1, &argc, argvs, NULL);
-        free(argv);
+        argcs[ncmd] = (int)(j - i) + 2;
+        argvs[ncmd++] = argv;
         i = j;
     }
+    int rc = sp_store_side(k->store, ncmd, argcs, (const char *const *const *)argvs, NULL);
+    for (size_t c = 0; c < ncmd; c++) free(argvs[c]);
+    free(argcs);
+    free(argvs);
+    free(hkeys);
     free(ents);
     sp_strmap_destroy(p->users);
     p->users = sp_strmap_new(1024);
+    return rc;
+}
+
+/* Emits n windows: their unique users (global dimension) first, with one
+ * pipelined PFCOUNT per window. */
+static int emit_all(struct kpi *k, int32_t part, const struct due *dues, size_t n,
+                    int correction) {
+    if (!n) return SP_OK;
+    long long *uu = sp_xmalloc(n * sizeof *uu);
+    int *argcs = sp_xmalloc(n * sizeof *argcs);
+    const char **flat = sp_xmalloc(2 * n * sizeof *flat);
+    const char *const **argvs = sp_xmalloc(n * sizeof *argvs);
+    char (*keys)[160] = sp_xmalloc(n * sizeof *keys);
+    size_t *which = sp_xmalloc(n * sizeof *which), ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t len, start;
+        int off = 0;
+        uu[i] = -1;
+        if (sscanf(dues[i].member, "%" SCNd64 ":%" SCNd64 ":%n", &len, &start, &off) != 2 ||
+            strcmp(dues[i].member + off, "global"))
+            continue;
+        snprintf(keys[ng], sizeof keys[ng], "{p%d}:kpi:%" PRId64 ":%" PRId64 ":uu", (int)part,
+                 len, start);
+        flat[2 * ng] = "PFCOUNT";
+        flat[2 * ng + 1] = keys[ng];
+        argcs[ng] = 2;
+        argvs[ng] = &flat[2 * ng];
+        which[ng++] = i;
+    }
+    long long *counts = sp_xmalloc((ng ? ng : 1) * sizeof *counts);
+    int rc = sp_store_side(k->store, ng, argcs, argvs, counts);
+    for (size_t g = 0; g < ng; g++) uu[which[g]] = counts[g] > 0 ? counts[g] : 0;
+    for (size_t i = 0; i < n && rc == SP_OK; i++)
+        rc = emit(k, part, dues[i].member, correction, uu[i]);
+    free(counts);
+    free(which);
+    free(keys);
+    free(argvs);
+    free(flat);
+    free(argcs);
+    free(uu);
     return rc;
 }
 
@@ -651,16 +708,16 @@ static int kpi_flush(void *priv, int32_t part) {
     while (sp_strmap_next(p->touched, &idx, &member, &len, &end))
         if (p->emitted != NONE && end <= p->emitted) dues[nc++] = (struct due){end, member};
     qsort(dues, nc, sizeof *dues, due_cmp);
-    for (size_t i = 0; i < nc && rc == SP_OK; i++) rc = emit(k, part, dues[i].member, 1);
+    rc = emit_all(k, part, dues, nc, 1);
 
     /* Windows the watermark passed. */
+    size_t nd = 0;
     if (rc == SP_OK && wm != NONE && (p->emitted == NONE || wm > p->emitted)) {
-        size_t nd = 0;
         idx = 0;
         while (sp_strmap_next(p->open, &idx, &member, &len, &end))
             if (end <= wm) dues[nd++] = (struct due){end, member};
         qsort(dues, nd, sizeof *dues, due_cmp);
-        for (size_t i = 0; i < nd && rc == SP_OK; i++) rc = emit(k, part, dues[i].member, 0);
+        rc = emit_all(k, part, dues, nd, 0);
         if (rc == SP_OK) {
             char key[64], w[32];
             snprintf(key, sizeof key, "{p%d}:kpi:open", (int)part);

@@ -29,7 +29,7 @@ struct sp_obj {
     size_t nfields, cap;
     int dirty;            /* some field changed since the last commit */
     int loaded;           /* read from Redis (or known absent) */
-    int wanted;           /* queued for the next prefetch */
+    int queued;           /* in st->want, waiting for sp_store_prefetch */
     sp_obj *next;         /* hash chain */
     sp_obj *dirty_next;   /* partition's dirty list */
     sp_store *st;
@@ -456,7 +456,7 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
 
 /* Forgets the queued objects (they are loaded on demand instead). */
 static void want_clear(sp_store *st) {
-    for (size_t i = 0; i < st->nwant; i++) st->want[i]->wanted = 0;
+    for (size_t i = 0; i < st->nwant; i++) st->want[i]->queued = 0;
     st->nwant = 0;
 }
 
@@ -481,8 +481,8 @@ void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
     char key[512];
     make_key(key, sizeof key, part, suffix);
     sp_obj *o = cache_lookup(st, part, key, 1);
-    if (o->loaded || o->wanted) return;
-    o->wanted = 1;
+    if (o->loaded || o->queued) return;
+    o->queued = 1;
     if (st->nwant == st->capwant) {
         st->capwant = st->capwant ? st->capwant * 2 : 256;
         st->want = sp_xrealloc(st->want, st->capwant * sizeof *st->want);
@@ -511,8 +511,8 @@ int sp_store_prefetch(sp_store *st) {
     int rc = pipeline(st, n, argcs, argvs, lens, replies);
     if (rc == SP_OK) {
         for (size_t i = 0; i < n; i++) {
+            st->want[i]->queued = 0;
             if (!st->want[i]->loaded) obj_load(st->want[i], replies[i]);
-            st->want[i]->wanted = 0;
             freeReplyObject(replies[i]);
         }
         st->nwant = 0;

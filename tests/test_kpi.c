@@ -568,6 +568,41 @@ static void check_prometheus(long long want_orders, long long want_views) {
     sp_t_wait(pid, 20000);
 }
 
+/* deploy/: the Prometheus config passes promtool, and every series the
+ * Grafana dashboard queries is one that /metrics serves. */
+static void check_deploy_files(void) {
+    cr_assert_eq(system("promtool check config deploy/prometheus/prometheus.yml >/dev/null 2>&1"),
+                 0, "deploy/prometheus/prometheus.yml does not pass promtool check config");
+    char path[320];
+    snprintf(path, sizeof path, "%s/metrics.txt", w.dir);
+    char *metrics = sp_t_read_file(path, NULL), *dash = sp_t_read_file("deploy/grafana/shopstream.json", NULL);
+    cr_assert(metrics && dash);
+    cJSON *j = cJSON_Parse(dash), *panel, *target;
+    cr_assert_not_null(j, "the Grafana dashboard is not JSON");
+    int exprs = 0;
+    cJSON_ArrayForEach(panel, cJSON_GetObjectItem(j, "panels"))
+        cJSON_ArrayForEach(target, cJSON_GetObjectItem(panel, "targets")) {
+            const char *e = cJSON_GetObjectItem(target, "expr")->valuestring;
+            exprs++;
+            for (const char *m = strstr(e, "shopstream_"); m; m = strstr(m + 1, "shopstream_")) {
+                char name[96], series[160];
+                size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyz_");
+                snprintf(name, sizeof name, "%.*s", (int)n, m);
+                snprintf(series, sizeof series, "\n%s", name);
+                cr_assert(strstr(metrics, series), "dashboard queries %s, /metrics has none", name);
+                const char *label = strstr(m, "{metric=\"");
+                if (label && label == m + n) {
+                    snprintf(series, sizeof series, "%s%.*s", name, (int)(strchr(label + 9, '"') - label + 2), label);
+                    cr_assert(strstr(metrics, series), "dashboard queries %s, /metrics has none", series);
+                }
+            }
+        }
+    cr_assert_gt(exprs, 10);
+    cJSON_Delete(j);
+    free(metrics);
+    free(dash);
+}
+
 /* Loads the dashboard in headless Chromium: the DOM after its scripts ran
  * has the charts' data and the expected totals; a screenshot is kept. */
 static void check_dashboard(long long want_orders, long long want_views) {
@@ -706,6 +741,7 @@ Test(kpi, windows_http_prometheus_and_dashboard_equal_counts_from_the_file, .ini
     free(lib);
 
     check_prometheus(o.total[O_ORDERS], o.total[O_VIEWS]);
+    check_deploy_files();
     check_dashboard(o.total[O_ORDERS], o.total[O_VIEWS]);
 
     /* Redis gone: /healthz names it */
@@ -714,6 +750,17 @@ Test(kpi, windows_http_prometheus_and_dashboard_equal_counts_from_the_file, .ini
     cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "unreachable"), 0)->valuestring,
                      "redis");
     cJSON_Delete(j);
+    /* and Kafka too */
+    sp_t_mock_stop(&w.mock);
+    int named = 0;
+    for (int i = 0; i < 20 && !named; i++) {
+        j = get_json("/healthz", 503);
+        cJSON *un = cJSON_GetObjectItem(j, "unreachable");
+        named = cJSON_GetArraySize(un) == 2 &&
+                !strcmp(cJSON_GetArrayItem(un, 1)->valuestring, "kafka");
+        cJSON_Delete(j);
+    }
+    cr_assert(named, "/healthz does not name kafka with the cluster gone");
     kill(pid, SIGKILL);
     sp_t_wait(pid, 10000);
     oracle_free(&o);
