@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "state/cluster.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
@@ -52,6 +53,7 @@ struct sp_store {
     sp_store_conf conf;
     sp_redis_url url;
     redisContext *c;
+    sp_cluster *cl;       /* Redis Cluster mode: routes every command; c unused */
     sp_obj **buckets;
     size_t nbuckets, nobjs;
     struct part *parts;
@@ -59,6 +61,7 @@ struct sp_store {
     sp_obj **want;        /* queued by sp_store_want, not yet loaded */
     size_t nwant, capwant;
     uint64_t reconnects;
+    uint64_t wait_retries;
 };
 
 /* ---------------------------------------------------------------- URL */
@@ -223,8 +226,18 @@ static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs
     return SP_OK;
 }
 
-static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
-                    redisReply **replies) {
+/* Sends a pipeline with retry. In cluster mode the cluster client routes and
+ * retries; node_out (may be NULL) then receives the node that ran the first
+ * command, for WAIT. */
+static int pipeline_at(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                       redisReply **replies, int *node_out) {
+    if (st->cl) {
+        int *nodes = node_out ? sp_xmalloc((n ? n : 1) * sizeof *nodes) : NULL;
+        int rc = sp_cluster_pipeline(st->cl, n, argcs, argvs, lens, replies, nodes);
+        if (node_out) *node_out = rc == SP_OK && n ? nodes[0] : -1;
+        free(nodes);
+        return rc;
+    }
     int backoff = 50;
     for (;;) {
         int rc = ensure_connected(st);
@@ -233,6 +246,46 @@ static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, siz
         if (aborted(st)) return SP_ERR_RETRY;
         sleep_ms(backoff);
         backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+}
+
+static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                    redisReply **replies) {
+    return pipeline_at(st, n, argcs, argvs, lens, replies, NULL);
+}
+
+/* Waits until conf.wait_replicas replicas hold every write this connection
+ * (or this cluster node's connection) sent. SP_OK; SP_ERR_NOTFOUND when the
+ * connection was lost, so the writes may be lost too and must be resent;
+ * SP_ERR_RETRY when aborted. While too few replicas answer, it waits on:
+ * the stream pauses rather than count a batch that one failover could undo. */
+static int wait_replicas(sp_store *st, int node, const char *what) {
+    int n = st->conf.wait_replicas, warned = 0;
+    int per = st->conf.timeout_ms / 2 > 10 ? st->conf.timeout_ms / 2 : 10;
+    for (;;) {
+        long long acked = -1;
+        if (st->cl) {
+            if (sp_cluster_wait(st->cl, node, n, per, &acked) != SP_OK) return SP_ERR_NOTFOUND;
+        } else {
+            if (!st->c) return SP_ERR_NOTFOUND;
+            redisReply *r = redisCommand(st->c, "WAIT %d %d", n, per);
+            if (!r || r->type != REDIS_REPLY_INTEGER) {
+                sp_warn("redis: WAIT: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+                if (r) freeReplyObject(r);
+                disconnect(st);
+                return SP_ERR_NOTFOUND;
+            }
+            acked = r->integer;
+            freeReplyObject(r);
+        }
+        if (acked >= n) {
+            if (warned) sp_info("redis: %s: %lld replicas acknowledged; going on", what, acked);
+            return SP_OK;
+        }
+        if (!warned++)
+            sp_warn("redis: %s: %lld of %d replicas acknowledged within %d ms; waiting", what,
+                    acked, n, per);
+        if (aborted(st)) return SP_ERR_RETRY;
     }
 }
 
@@ -365,7 +418,18 @@ sp_store *sp_store_new(const sp_store_conf *conf, char *err, size_t errlen) {
     if (st->conf.max_entries <= 0) st->conf.max_entries = 200000;
     st->nbuckets = 1024;
     st->buckets = sp_xcalloc(st->nbuckets, sizeof *st->buckets);
+    if (conf->cluster && *conf->cluster) {
+        sp_cluster_conf cc = {conf->cluster, conf->user, conf->password, st->conf.timeout_ms,
+                              conf->abort_flag};
+        if (!(st->cl = sp_cluster_new(&cc, err, errlen))) goto fail;
+        return st;
+    }
     if (sp_redis_url_parse(conf->url, &st->url, err, errlen) != SP_OK) goto fail;
+    if (!st->url.password[0] && conf->password && *conf->password) {
+        snprintf(st->url.password, sizeof st->url.password, "%s", conf->password);
+        if (!st->url.user[0] && conf->user)
+            snprintf(st->url.user, sizeof st->url.user, "%s", conf->user);
+    }
     int rc = ensure_connected(st);
     if (rc != SP_OK) {
         snprintf(err, errlen, rc == SP_ERR_FATAL ? "redis: cannot connect (see log)"
@@ -391,6 +455,17 @@ static void part_clear_cmds(struct part *p) {
 void sp_store_destroy(sp_store *st) {
     if (!st) return;
     disconnect(st);
+    if (st->cl) {
+        sp_cluster_stats cs;
+        sp_cluster_get_stats(st->cl, &cs);
+        sp_info("redis cluster: moved=%llu ask=%llu tryagain=%llu clusterdown=%llu "
+                "map_refreshes=%llu connection_errors=%llu wait_retries=%llu",
+                (unsigned long long)cs.moved, (unsigned long long)cs.ask,
+                (unsigned long long)cs.tryagain, (unsigned long long)cs.clusterdown,
+                (unsigned long long)cs.refreshes, (unsigned long long)cs.conn_errors,
+                (unsigned long long)st->wait_retries);
+        sp_cluster_destroy(st->cl);
+    }
     for (size_t i = 0; i < st->nbuckets; i++)
         for (sp_obj *o = st->buckets[i], *next; o; o = next) {
             next = o->next;
@@ -412,12 +487,28 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     make_key(meta, sizeof meta, part, "meta");
     redisReply *r = NULL;
     const char *incr[] = {"HINCRBY", meta, "epoch", "1"};
-    int rc = command(st, &r, 4, incr);
-    if (rc != SP_OK) return rc;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        sp_error("redis: HINCRBY %s epoch: %s", meta, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+    size_t incr_lens[] = {7, strlen(meta), 5, 1};
+    int incr_argc = 4, rc;
+    const char **incr_argv = incr;
+    size_t *incr_lp = incr_lens;
+    /* With wait_replicas the new epoch must survive a failover too, or the
+     * promoted replica would hold the old one and fence us out. */
+    for (;;) {
+        int node = -1;
+        rc = pipeline_at(st, 1, &incr_argc, &incr_argv, &incr_lp, &r, &node);
+        if (rc != SP_OK) return rc;
+        if (r->type != REDIS_REPLY_INTEGER) {
+            sp_error("redis: HINCRBY %s epoch: %s", meta,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "?");
+            freeReplyObject(r);
+            return SP_ERR_FATAL;
+        }
+        if (st->conf.wait_replicas <= 0) break;
+        rc = wait_replicas(st, node, "partition assignment");
+        if (rc == SP_OK) break;
         freeReplyObject(r);
-        return SP_ERR_FATAL;
+        if (rc == SP_ERR_RETRY) return rc;
+        st->wait_retries++;
     }
     struct part *p = part_get(st, part);
     p->epoch = r->integer;
@@ -689,7 +780,23 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     const char **argv = a.v;
     size_t *lens = a.l;
     redisReply *r = NULL;
-    int rc = pipeline(st, 1, &argc, &argv, &lens, &r);
+    int rc;
+    /* The script and, with wait_replicas, the WAIT after it form one unit:
+     * if the node is lost before its replicas acknowledged, the script is
+     * sent again (it is idempotent), to whichever node owns the slot now. */
+    for (;;) {
+        int node = -1;
+        rc = pipeline_at(st, 1, &argc, &argv, &lens, &r, &node);
+        if (rc != SP_OK || r->type == REDIS_REPLY_ERROR || st->conf.wait_replicas <= 0) break;
+        char what[64];
+        snprintf(what, sizeof what, "partition %d commit", (int)part);
+        rc = wait_replicas(st, node, what);
+        if (rc == SP_OK) break;
+        freeReplyObject(r);
+        r = NULL;
+        if (rc == SP_ERR_RETRY) break;
+        st->wait_retries++;
+    }
     arg_free(&a);
     if (rc != SP_OK) return rc;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -746,3 +853,4 @@ int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
 
 size_t sp_store_cached(const sp_store *st) { return st->nobjs; }
 uint64_t sp_store_reconnects(const sp_store *st) { return st->reconnects; }
+uint64_t sp_store_wait_retries(const sp_store *st) { return st->wait_retries; }

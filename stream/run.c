@@ -486,8 +486,14 @@ int sp_cmd_run(int argc, char **argv) {
         status = 2;
         goto done;
     }
-    sp_store_conf sc = {r.cfg.redis_url, r.cfg.redis_timeout_ms, r.cfg.cache_max_entries,
-                        &abort_flag};
+    sp_store_conf sc = {.url = r.cfg.redis_url,
+                        .timeout_ms = r.cfg.redis_timeout_ms,
+                        .max_entries = r.cfg.cache_max_entries,
+                        .abort_flag = &abort_flag,
+                        .cluster = r.cfg.redis_cluster,
+                        .user = r.cfg.redis_user,
+                        .password = r.cfg.redis_password,
+                        .wait_replicas = r.cfg.redis_wait_replicas};
     if (!(r.store = sp_store_new(&sc, err, sizeof err))) {
         fprintf(stderr, "shopstream run: %s\n", err);
         goto done;

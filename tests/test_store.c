@@ -16,7 +16,7 @@ static void start(void) { cr_assert_eq(sp_t_redis_start(&redis, 1), 0, "redis-se
 static void stop(void) { sp_t_redis_stop(&redis); }
 
 static sp_store *open_store(int64_t max_entries, volatile int *abort_flag) {
-    sp_store_conf sc = {redis.url, 1000, max_entries, abort_flag};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = max_entries, .abort_flag = abort_flag};
     char err[256];
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
