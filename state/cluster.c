@@ -470,6 +470,61 @@ int sp_cluster_wait(sp_cluster *cl, int node, int numreplicas, int timeout_ms, l
     return SP_OK;
 }
 
+int sp_cluster_broadcast(sp_cluster *cl, int argc, const char **argv, const size_t *lens,
+                         redisReply **reply) {
+    int backoff = 50, warned = 0;
+    char why[512] = "";
+    for (;;) {
+        redisReply *keep = NULL;
+        int failed = cl->need_refresh && refresh(cl, why, sizeof why) != SP_OK;
+        char *seen = sp_xcalloc(cl->nnodes + 1, 1);
+        for (int s = 0; s < SP_CLUSTER_SLOTS && !failed; s++) {
+            int k = cl->slots[s];
+            if (k < 0) {
+                snprintf(why, sizeof why, "slot %d is not served", s);
+                cl->need_refresh = failed = 1;
+                break;
+            }
+            if (seen[k]) continue;
+            seen[k] = 1;
+            struct node *nd = &cl->nodes[k];
+            int rc = node_connect(cl, nd, why, sizeof why);
+            if (rc == SP_ERR_FATAL) {
+                sp_error("redis cluster: %s", why);
+                free(seen);
+                if (keep) freeReplyObject(keep);
+                return SP_ERR_FATAL;
+            }
+            redisReply *r = rc == SP_OK ? redisCommandArgv(nd->c, argc, argv, lens) : NULL;
+            if (!r) {
+                if (nd->c) {
+                    snprintf(why, sizeof why, "%s:%d: %s", nd->host, nd->port, nd->c->errstr);
+                    node_disconnect(nd);
+                }
+                cl->stats.conn_errors++;
+                cl->need_refresh = failed = 1;
+                break;
+            }
+            /* Keep the first error reply if there is one, else the last reply. */
+            if (keep && keep->type == REDIS_REPLY_ERROR) {
+                freeReplyObject(r);
+            } else {
+                if (keep) freeReplyObject(keep);
+                keep = r;
+            }
+        }
+        free(seen);
+        if (!failed) {
+            *reply = keep;
+            return SP_OK;
+        }
+        if (keep) freeReplyObject(keep);
+        if (!warned++ || backoff >= 2000) sp_warn("redis cluster: %s; retrying", why);
+        if (aborted(cl)) return SP_ERR_RETRY;
+        backoff_sleep(&backoff);
+    }
+}
+
 int sp_cluster_each_master(sp_cluster *cl, int (*fn)(void *ctx, redisContext *c, const char *addr),
                            void *ctx) {
     char why[512];

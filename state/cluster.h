@@ -71,6 +71,13 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
  * command timeout. */
 int sp_cluster_wait(sp_cluster *cl, int node, int numreplicas, int timeout_ms, long long *acked);
 
+/* Sends one command to every master that owns slots (SCRIPT LOAD, whose
+ * effect is per node and is not replicated) and returns one reply: the first
+ * error reply if any master refused, else the last master's reply. Retries
+ * like sp_cluster_pipeline; the command must be idempotent. */
+int sp_cluster_broadcast(sp_cluster *cl, int argc, const char **argv, const size_t *lens,
+                         redisReply **reply);
+
 /* Calls fn with a connection to each master that owns slots (for SCAN over
  * the whole keyspace). Stops at and returns the first non-zero return of fn,
  * or SP_ERR_RETRY when a master cannot be reached. */

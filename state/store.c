@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,22 +228,26 @@ static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs
 }
 
 /* Sends a pipeline with retry. In cluster mode the cluster client routes and
- * retries; node_out (may be NULL) then receives the node that ran the first
- * command, for WAIT. */
+ * retries (and a SCRIPT command, whose effect is per node, goes to every
+ * master); nodes (may be NULL) then receives the node that ran each command,
+ * for WAIT. */
 static int pipeline_at(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
-                       redisReply **replies, int *node_out) {
+                       redisReply **replies, int *nodes) {
     if (st->cl) {
-        int *nodes = node_out ? sp_xmalloc((n ? n : 1) * sizeof *nodes) : NULL;
-        int rc = sp_cluster_pipeline(st->cl, n, argcs, argvs, lens, replies, nodes);
-        if (node_out) *node_out = rc == SP_OK && n ? nodes[0] : -1;
-        free(nodes);
-        return rc;
+        if (n == 1 && !strcasecmp(argvs[0][0], "SCRIPT")) {
+            if (nodes) nodes[0] = -1;
+            return sp_cluster_broadcast(st->cl, argcs[0], argvs[0], lens[0], replies);
+        }
+        return sp_cluster_pipeline(st->cl, n, argcs, argvs, lens, replies, nodes);
     }
     int backoff = 50;
     for (;;) {
         int rc = ensure_connected(st);
         if (rc != SP_OK) return rc;
-        if (pipeline_once(st, n, argcs, argvs, lens, replies) == SP_OK) return SP_OK;
+        if (pipeline_once(st, n, argcs, argvs, lens, replies) == SP_OK) {
+            for (size_t i = 0; nodes && i < n; i++) nodes[i] = -1;
+            return SP_OK;
+        }
         if (aborted(st)) return SP_ERR_RETRY;
         sleep_ms(backoff);
         backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
@@ -254,11 +259,12 @@ static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, siz
     return pipeline_at(st, n, argcs, argvs, lens, replies, NULL);
 }
 
-/* Waits until conf.wait_replicas replicas hold every write this connection
- * (or this cluster node's connection) sent. SP_OK; SP_ERR_NOTFOUND when the
- * connection was lost, so the writes may be lost too and must be resent;
- * SP_ERR_RETRY when aborted. While too few replicas answer, it waits on:
- * the stream pauses rather than count a batch that one failover could undo. */
+/* Waits until conf.wait_replicas replicas hold every write this store sent
+ * on the connection to `node` (-1: the single-node connection). SP_OK;
+ * SP_ERR_NOTFOUND when the connection was lost, so the writes may be lost
+ * too and must be resent; SP_ERR_RETRY when aborted. While too few replicas
+ * answer, it waits on: the stream pauses rather than count a batch that one
+ * failover could undo. */
 static int wait_replicas(sp_store *st, int node, const char *what) {
     int n = st->conf.wait_replicas, warned = 0;
     int per = st->conf.timeout_ms / 2 > 10 ? st->conf.timeout_ms / 2 : 10;
@@ -287,6 +293,36 @@ static int wait_replicas(sp_store *st, int node, const char *what) {
                     acked, n, per);
         if (aborted(st)) return SP_ERR_RETRY;
     }
+}
+
+/* A pipeline of writes that, with conf.wait_replicas > 0, returns only once
+ * that many replicas of every node it wrote to hold them: one WAIT per node
+ * after the pipeline. If a node is lost before its replicas acknowledged, the
+ * writes may have died with it (asynchronous replication), so the whole
+ * pipeline is sent again -- to whichever node owns the slots by then. Only
+ * idempotent pipelines may come here (the store's are). */
+static int pipeline_durable(sp_store *st, size_t n, int *argcs, const char ***argvs,
+                            size_t **lens, redisReply **replies, const char *what) {
+    if (st->conf.wait_replicas <= 0) return pipeline(st, n, argcs, argvs, lens, replies);
+    int *nodes = sp_xmalloc((n ? n : 1) * sizeof *nodes);
+    int rc;
+    for (;;) {
+        if ((rc = pipeline_at(st, n, argcs, argvs, lens, replies, nodes)) != SP_OK) break;
+        for (size_t i = 0; i < n && rc == SP_OK; i++) {
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++) seen = nodes[j] == nodes[i];
+            if (!seen) rc = wait_replicas(st, nodes[i], what);
+        }
+        if (rc == SP_OK) break;
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        if (rc == SP_ERR_RETRY) break;
+        st->wait_retries++;
+    }
+    free(nodes);
+    return rc;
 }
 
 /* One command with retry. */
@@ -488,27 +524,17 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     redisReply *r = NULL;
     const char *incr[] = {"HINCRBY", meta, "epoch", "1"};
     size_t incr_lens[] = {7, strlen(meta), 5, 1};
-    int incr_argc = 4, rc;
+    int incr_argc = 4;
     const char **incr_argv = incr;
     size_t *incr_lp = incr_lens;
-    /* With wait_replicas the new epoch must survive a failover too, or the
-     * promoted replica would hold the old one and fence us out. */
-    for (;;) {
-        int node = -1;
-        rc = pipeline_at(st, 1, &incr_argc, &incr_argv, &incr_lp, &r, &node);
-        if (rc != SP_OK) return rc;
-        if (r->type != REDIS_REPLY_INTEGER) {
-            sp_error("redis: HINCRBY %s epoch: %s", meta,
-                     r->type == REDIS_REPLY_ERROR ? r->str : "?");
-            freeReplyObject(r);
-            return SP_ERR_FATAL;
-        }
-        if (st->conf.wait_replicas <= 0) break;
-        rc = wait_replicas(st, node, "partition assignment");
-        if (rc == SP_OK) break;
+    /* Durable with wait_replicas: the new epoch must survive a failover, or
+     * the promoted replica would hold the old one and fence us out. */
+    int rc = pipeline_durable(st, 1, &incr_argc, &incr_argv, &incr_lp, &r, "partition assignment");
+    if (rc != SP_OK) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        sp_error("redis: HINCRBY %s epoch: %s", meta, r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
-        if (rc == SP_ERR_RETRY) return rc;
-        st->wait_retries++;
+        return SP_ERR_FATAL;
     }
     struct part *p = part_get(st, part);
     p->epoch = r->integer;
@@ -780,23 +806,9 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     const char **argv = a.v;
     size_t *lens = a.l;
     redisReply *r = NULL;
-    int rc;
-    /* The script and, with wait_replicas, the WAIT after it form one unit:
-     * if the node is lost before its replicas acknowledged, the script is
-     * sent again (it is idempotent), to whichever node owns the slot now. */
-    for (;;) {
-        int node = -1;
-        rc = pipeline_at(st, 1, &argc, &argv, &lens, &r, &node);
-        if (rc != SP_OK || r->type == REDIS_REPLY_ERROR || st->conf.wait_replicas <= 0) break;
-        char what[64];
-        snprintf(what, sizeof what, "partition %d commit", (int)part);
-        rc = wait_replicas(st, node, what);
-        if (rc == SP_OK) break;
-        freeReplyObject(r);
-        r = NULL;
-        if (rc == SP_ERR_RETRY) break;
-        st->wait_retries++;
-    }
+    char what[64];
+    snprintf(what, sizeof what, "partition %d commit", (int)part);
+    int rc = pipeline_durable(st, 1, &argc, &argv, &lens, &r, what);
     arg_free(&a);
     if (rc != SP_OK) return rc;
     if (r->type == REDIS_REPLY_ERROR) {

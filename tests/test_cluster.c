@@ -242,6 +242,38 @@ Test(cluster_client, a_pipeline_over_every_master_returns_replies_in_order, .ini
     sp_cluster_destroy(c);
 }
 
+/* SCRIPT LOAD is per node: broadcast, it makes EVALSHA work on every master. */
+Test(cluster_client, script_load_reaches_every_master, .init = start3, .fini = stop3) {
+    sp_cluster *c = client();
+    const char *load[] = {"SCRIPT", "LOAD", "return KEYS[1]"};
+    size_t ll[] = {6, 4, 14};
+    redisReply *r = NULL;
+    cr_assert_eq(sp_cluster_broadcast(c, 3, load, ll, &r), SP_OK);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    char sha[64];
+    snprintf(sha, sizeof sha, "%s", r->str);
+    freeReplyObject(r);
+    int nodes_used[SP_T_CLUSTER_MAX] = {0};
+    for (int p = 0; p < 24; p++) {
+        char key[16];
+        snprintf(key, sizeof key, "{p%d}:k", p);
+        const char *evalsha[] = {"EVALSHA", sha, "1", key};
+        size_t lens[] = {7, strlen(sha), 1, strlen(key)};
+        int argc = 4, node = -1;
+        const char **argv = evalsha;
+        size_t *lp = lens;
+        cr_assert_eq(sp_cluster_pipeline(c, 1, &argc, &argv, &lp, &r, &node), SP_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_STRING, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+        cr_assert_str_eq(r->str, key);
+        freeReplyObject(r);
+        nodes_used[node] = 1;
+    }
+    int used = 0;
+    for (int k = 0; k < SP_T_CLUSTER_MAX; k++) used += nodes_used[k];
+    cr_assert_eq(used, 3);
+    sp_cluster_destroy(c);
+}
+
 Test(cluster_store, commits_each_partition_on_the_node_that_owns_it, .init = start3,
      .fini = stop3) {
     sp_store_conf sc = {.cluster = cl3.seeds, .timeout_ms = 2000, .max_entries = 1000};
@@ -320,6 +352,71 @@ Test(cluster_store, wait_replicas_waits_for_a_replica, .init = start3, .fini = s
     abort_flag = 1;
     cr_assert_eq(sp_store_assign(st, 1, topics, 1, &off), SP_ERR_RETRY);
     sp_store_destroy(st);
+}
+
+struct bg_commit {
+    sp_store *st;
+    int64_t next;
+    volatile int done;
+    int rc;
+};
+
+static void *commit_in_background(void *arg) {
+    struct bg_commit *b = arg;
+    const char *topics[] = {"t"};
+    b->rc = sp_store_commit(b->st, 2, topics, &b->next, 1);
+    b->done = 1;
+    return NULL;
+}
+
+/* One plain Redis with a replica: with wait_replicas=1 a commit returns only
+ * once the replica holds it; while the replica is stopped, it does not
+ * return at all. */
+Test(single_store, wait_replicas_commit_returns_only_once_the_replica_has_it) {
+    sp_t_redis master, replica;
+    cr_assert_eq(sp_t_redis_start(&master, 0), 0);
+    cr_assert_eq(sp_t_redis_start(&replica, 0), 0);
+    redisContext *mc = redisConnect("127.0.0.1", master.port);
+    freeReplyObject(redisCommand(mc, "CONFIG SET repl-diskless-sync-delay 0"));
+    redisContext *rc = redisConnect("127.0.0.1", replica.port);
+    freeReplyObject(redisCommand(rc, "REPLICAOF 127.0.0.1 %d", master.port));
+    sp_store_conf sc = {.url = master.url, .timeout_ms = 400, .max_entries = 100,
+                        .wait_replicas = 1};
+    char err[256];
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(st, 2, topics, 1, &off), SP_OK);
+    for (int i = 1; i <= 5; i++) {
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, 2, "u:bob", &o), SP_OK);
+        sp_obj_incr(o, "n", 1);
+        int64_t next = i;
+        cr_assert_eq(sp_store_commit(st, 2, topics, &next, 1), SP_OK);
+        redisReply *r = redisCommand(rc, "HGET {p2}:meta off:t");
+        cr_assert(r && r->type == REDIS_REPLY_STRING, "commit %d not on the replica", i);
+        cr_assert_eq(atoll(r->str), i, "replica behind commit %d", i);
+        freeReplyObject(r);
+    }
+    kill(replica.pid, SIGSTOP);
+    struct bg_commit b = {st, 6, 0, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, commit_in_background, &b);
+    sp_t_sleep_ms(1000); /* several WAIT rounds of 200 ms */
+    int returned_early = b.done;
+    kill(replica.pid, SIGCONT);
+    pthread_join(t, NULL);
+    cr_assert_not(returned_early, "the commit returned while its replica was stopped");
+    cr_assert_eq(b.rc, SP_OK);
+    redisReply *r = redisCommand(rc, "HGET {p2}:meta off:t");
+    cr_assert_str_eq(r->str, "6");
+    freeReplyObject(r);
+    sp_store_destroy(st);
+    redisFree(rc);
+    redisFree(mc);
+    sp_t_redis_stop(&replica);
+    sp_t_redis_stop(&master);
 }
 
 /* -------------------------------------- the pipeline against a cluster */
