@@ -1,5 +1,6 @@
 /* Redis Cluster routing for hiredis 0.14. See state/cluster.h for the
  * contract; the comments here say why it works the way it does. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,10 @@ struct sp_cluster {
 
 /* ------------------------------------------------------------ hashing */
 
-/* The table of the specification (CRC16-CCITT, polynomial 0x1021, XModem). */
+/* The table of the specification (CRC16-CCITT, polynomial 0x1021, XModem),
+ * built once for all threads (each worker has its own store and client). */
 static uint16_t crc16_table[256];
+static pthread_once_t crc16_once = PTHREAD_ONCE_INIT;
 
 static void crc16_init(void) {
     for (int i = 0; i < 256; i++) {
@@ -45,7 +48,7 @@ static void crc16_init(void) {
 }
 
 uint16_t sp_cluster_crc16(const char *buf, size_t len) {
-    if (!crc16_table[1]) crc16_init();
+    pthread_once(&crc16_once, crc16_init);
     uint16_t crc = 0;
     for (size_t i = 0; i < len; i++)
         crc = (uint16_t)((crc << 8) ^ crc16_table[((crc >> 8) ^ (unsigned char)buf[i]) & 0xff]);
@@ -274,8 +277,9 @@ static const char *command_key(int argc, const char **argv, const size_t *lens, 
     return NULL;
 }
 
-/* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot and node. */
-static int parse_redirect(sp_cluster *cl, const char *msg, int *slot, int *node) {
+/* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot and node. An
+ * empty host (":6381") means the host of the node that replied, `from`. */
+static int parse_redirect(sp_cluster *cl, int from, const char *msg, int *slot, int *node) {
     const char *sp1 = strchr(msg, ' ');
     if (!sp1) return -1;
     *slot = atoi(sp1 + 1);
@@ -286,6 +290,7 @@ static int parse_redirect(sp_cluster *cl, const char *msg, int *slot, int *node)
     char *colon = strrchr(addr, ':');
     if (!colon || *slot < 0 || *slot >= SP_CLUSTER_SLOTS) return -1;
     *colon = '\0';
+    if (!addr[0]) snprintf(addr, sizeof addr, "%s", cl->nodes[from].host);
     *node = node_find(cl, addr, atoi(colon + 1));
     return 0;
 }
@@ -384,7 +389,8 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
             pc[i].ask = -1;
             if (r->type == REDIS_REPLY_ERROR) {
                 int slot, node;
-                if (!strncmp(r->str, "MOVED ", 6) && !parse_redirect(cl, r->str, &slot, &node)) {
+                if (!strncmp(r->str, "MOVED ", 6) &&
+                    !parse_redirect(cl, pc[i].node, r->str, &slot, &node)) {
                     /* The map is stale: fix this slot now, reload it all next round. */
                     cl->stats.moved++;
                     cl->slots[slot] = node;
@@ -392,7 +398,8 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
                     freeReplyObject(r);
                     continue;
                 }
-                if (!strncmp(r->str, "ASK ", 4) && !parse_redirect(cl, r->str, &slot, &node)) {
+                if (!strncmp(r->str, "ASK ", 4) &&
+                    !parse_redirect(cl, pc[i].node, r->str, &slot, &node)) {
                     /* A migration in progress: this command only, map unchanged. */
                     cl->stats.ask++;
                     pc[i].ask = node;

@@ -240,13 +240,14 @@ static int port_free(int port) {
     return ok;
 }
 
-/* A cluster node also listens on its port + 10000 (the cluster bus), so the
- * port must be at most 55535 and both must be free. */
+/* A cluster node also listens on its port + 10000 (the cluster bus), so both
+ * must be free; both are kept below the kernel's ephemeral range (32768 and
+ * up), where an outgoing connection could take the bus port meanwhile. */
 static int cluster_free_port(void) {
     static unsigned seed;
     if (!seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
     for (int i = 0; i < 1000; i++) {
-        int port = 20000 + (int)(rand_r(&seed) % 30000);
+        int port = 10000 + (int)(rand_r(&seed) % 12000); /* both below 32768 */
         if (port_free(port) && port_free(port + 10000)) return port;
     }
     return -1;
@@ -263,7 +264,11 @@ int sp_t_cluster_start(sp_t_cluster *c, int masters, int replicas, int node_time
         r->port = cluster_free_port();
         r->cluster_node_timeout = node_timeout_ms;
         snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
-        if (redis_launch(r)) return -1;
+        if (redis_launch(r)) {
+            c->n = i + 1;
+            sp_t_cluster_stop(c);
+            return -1;
+        }
         len += (size_t)snprintf(c->seeds + len, sizeof c->seeds - len, "%s127.0.0.1:%d",
                                 i ? "," : "", r->port);
     }
@@ -281,8 +286,11 @@ int sp_t_cluster_start(sp_t_cluster *c, int masters, int replicas, int node_time
     argv[a++] = "--cluster-yes";
     int st;
     free(sp_t_capture(argv, &st));
-    if (st != 0) return -1;
-    return sp_t_cluster_wait_ok(c, 30000);
+    if (st != 0 || sp_t_cluster_wait_ok(c, 30000)) {
+        sp_t_cluster_stop(c); /* nothing left running behind a failed start */
+        return -1;
+    }
+    return 0;
 }
 
 void sp_t_cluster_stop(sp_t_cluster *c) {
