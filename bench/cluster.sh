@@ -146,8 +146,8 @@ ${rows%$'\n'}
 
 Reading it (2 cores, shared with the other engineers' builds and tests, so every process here --
 mock broker, up to 6 redis-servers, the processors -- competes for the same two cores): the
-cluster costs no throughput and adds commit latency (a batch's partition commits now go to three
-nodes instead of one; p50 about twice one Redis); WAIT for one replica costs about a tenth of the
+cluster costs no throughput but each commit takes longer (p50 about twice one Redis: the same
+work now shares the two cores with three redis-servers instead of one); WAIT for one replica costs about a tenth of the
 throughput (one more round trip per master per batch, plus the replicas' CPU). A second
 processor gains roughly 30%, not 100%: with two cores, the second processor's core is shared with
 Redis and the broker. What limits scaling here is the machine, not the design: partitions are
