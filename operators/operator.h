@@ -12,7 +12,9 @@
  *                 stop the event here (later operators don't see it);
  * then for each partition touched:
  *   flush(part)   add non-hash state to the partition's commit
- *                 (sp_store_tx_cmd); the runtime then commits the partition.
+ *                 (sp_store_tx_cmd) and produce end-of-batch outputs; the
+ *                 runtime flushes every touched partition, then the
+ *                 producer, then commits each partition.
  * assign/revoke bracket a partition's ownership; assign runs after the store
  * has bumped the partition's epoch.
  *

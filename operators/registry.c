@@ -5,10 +5,14 @@
 
 extern const sp_op sp_op_dedupe;
 extern const sp_op sp_op_counts;
+extern const sp_op sp_op_kpi;
+extern const sp_op sp_op_reviews;
 
 static const sp_op *const registry[] = {
     &sp_op_dedupe,
     &sp_op_counts,
+    &sp_op_kpi,
+    &sp_op_reviews,
 };
 
 const sp_op *sp_op_find(const char *name) {

@@ -105,7 +105,15 @@ static int dump_server(void *ctx, redisContext *c, const char *addr) {
             if (r) print_pairs(d, r, 0, 0);
         } else if (!strcmp(type, "string")) {
             r = redisCommand(c, "GET %s", keys[i]);
-            if (r && r->str) out(d, " %s", r->str);
+            /* A HyperLogLog's bytes depend on the order of its PFADDs and
+             * on whether PFCOUNT cached a count: print the count instead. */
+            if (r && r->str && r->len >= 4 && !memcmp(r->str, "HYLL", 4)) {
+                freeReplyObject(r);
+                r = redisCommand(c, "PFCOUNT %s", keys[i]);
+                if (r && r->type == REDIS_REPLY_INTEGER) out(d, " pfcount=%lld", r->integer);
+            } else if (r && r->str) {
+                out(d, " %s", r->str);
+            }
         } else if (!strcmp(type, "set")) {
             r = redisCommand(c, "SMEMBERS %s", keys[i]);
             if (r) {

@@ -31,6 +31,7 @@ struct sp_obj {
     size_t nfields, cap;
     int dirty;            /* some field changed since the last commit */
     int loaded;           /* read from Redis (or known absent) */
+    int wanted;           /* queued for the next prefetch */
     sp_obj *next;         /* hash chain */
     sp_obj *dirty_next;   /* partition's dirty list */
     sp_store *st;
@@ -63,6 +64,7 @@ struct sp_store {
     size_t nwant, capwant;
     uint64_t reconnects;
     uint64_t wait_retries;
+    char sha[48];         /* SHA1 of the commit script, once loaded */
 };
 
 /* ---------------------------------------------------------------- URL */
@@ -79,7 +81,23 @@ int sp_redis_url_parse(const char *url, sp_redis_url *out, char *err, size_t err
             return SP_ERR_FATAL;
         }
         memcpy(out->unix_path, p, n);
-        if (q && !strncmp(q, "?db=", 4)) out->db = atoi(q + 4);
+        /* Query parameters: db=N, user=U, password=P (a socket path has no
+         * room for user info). */
+        for (const char *kv = q ? q + 1 : NULL; kv && *kv;) {
+            const char *amp = strchr(kv, '&'), *end = amp ? amp : kv + strlen(kv);
+            int len = (int)(end - kv);
+            if (!strncmp(kv, "db=", 3))
+                out->db = atoi(kv + 3);
+            else if (!strncmp(kv, "user=", 5))
+                snprintf(out->user, sizeof out->user, "%.*s", len - 5, kv + 5);
+            else if (!strncmp(kv, "password=", 9))
+                snprintf(out->password, sizeof out->password, "%.*s", len - 9, kv + 9);
+            else {
+                snprintf(err, errlen, "key 'redis.url': unknown parameter in unix:// URL");
+                return SP_ERR_FATAL;
+            }
+            kv = amp ? amp + 1 : NULL;
+        }
         return SP_OK;
     }
     if (strncmp(url, "redis://", 8)) {
@@ -553,6 +571,12 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     return SP_OK;
 }
 
+/* Forgets the queued objects (they are loaded on demand instead). */
+static void want_clear(sp_store *st) {
+    for (size_t i = 0; i < st->nwant; i++) st->want[i]->wanted = 0;
+    st->nwant = 0;
+}
+
 static int in_part(const sp_obj *o, const void *arg) {
     return o->part == *(const int32_t *)arg;
 }
@@ -562,7 +586,7 @@ void sp_store_revoke(sp_store *st, int32_t part) {
     p->owned = 0;
     p->dirty = NULL;
     part_clear_cmds(p);
-    st->nwant = 0;
+    want_clear(st);
     cache_remove_if(st, in_part, &part);
 }
 
@@ -574,9 +598,8 @@ void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
     char key[512];
     make_key(key, sizeof key, part, suffix);
     sp_obj *o = cache_lookup(st, part, key, 1);
-    if (o->loaded) return;
-    for (size_t i = 0; i < st->nwant; i++)
-        if (st->want[i] == o) return;
+    if (o->loaded || o->wanted) return;
+    o->wanted = 1;
     if (st->nwant == st->capwant) {
         st->capwant = st->capwant ? st->capwant * 2 : 256;
         st->want = sp_xrealloc(st->want, st->capwant * sizeof *st->want);
@@ -606,6 +629,7 @@ int sp_store_prefetch(sp_store *st) {
     if (rc == SP_OK) {
         for (size_t i = 0; i < n; i++) {
             if (!st->want[i]->loaded) obj_load(st->want[i], replies[i]);
+            st->want[i]->wanted = 0;
             freeReplyObject(replies[i]);
         }
         st->nwant = 0;
@@ -761,67 +785,62 @@ static void arg_free(struct argbuf *a) {
     free(a->owned);
 }
 
-int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
-                    const int64_t *offsets, int n) {
-    struct part *p = part_get(st, part);
-    if (!p->owned) return SP_ERR_FENCED;
-    char meta[64];
-    make_key(meta, sizeof meta, part, "meta");
+/* Builds the EVALSHA of one partition's commit into a. */
+static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_commit *c,
+                         struct argbuf *a, char *meta, size_t metalen) {
+    make_key(meta, metalen, part, "meta");
     size_t nkeys = 1;
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) nkeys++;
-    for (size_t i = 0; i < p->ncmds; i++) nkeys++;
-
-    struct argbuf a = {0};
-    arg_push(&a, "EVAL", 4);
-    arg_push(&a, commit_lua, sizeof commit_lua - 1);
-    arg_pushf(&a, "%lld", (long long)nkeys);
-    arg_push(&a, meta, strlen(meta));
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(&a, o->key, strlen(o->key));
-    for (size_t i = 0; i < p->ncmds; i++) arg_push(&a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
-    arg_pushf(&a, "%lld", p->epoch);
-    arg_pushf(&a, "%lld", (long long)n);
-    for (int i = 0; i < n; i++) {
-        arg_push(&a, topics[i], strlen(topics[i]));
-        arg_pushf(&a, "%lld", (long long)offsets[i]);
+    nkeys += p->ncmds;
+    arg_push(a, "EVALSHA", 7);
+    arg_push(a, st->sha, strlen(st->sha));
+    arg_pushf(a, "%lld", (long long)nkeys);
+    arg_push(a, meta, strlen(meta));
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, strlen(o->key));
+    for (size_t i = 0; i < p->ncmds; i++) arg_push(a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
+    arg_pushf(a, "%lld", p->epoch);
+    arg_pushf(a, "%lld", (long long)c->n);
+    for (int i = 0; i < c->n; i++) {
+        arg_push(a, c->topics[i], strlen(c->topics[i]));
+        arg_pushf(a, "%lld", (long long)c->offsets[i]);
     }
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
         size_t nd = 0;
         for (size_t i = 0; i < o->nfields; i++) nd += o->fields[i].dirty;
-        arg_pushf(&a, "%lld", (long long)(2 + 2 * nd));
-        arg_push(&a, "HSET", 4);
-        arg_push(&a, o->key, strlen(o->key));
+        arg_pushf(a, "%lld", (long long)(2 + 2 * nd));
+        arg_push(a, "HSET", 4);
+        arg_push(a, o->key, strlen(o->key));
         for (size_t i = 0; i < o->nfields; i++)
             if (o->fields[i].dirty) {
-                arg_push(&a, o->fields[i].name, strlen(o->fields[i].name));
-                arg_push(&a, o->fields[i].value, strlen(o->fields[i].value));
+                arg_push(a, o->fields[i].name, strlen(o->fields[i].name));
+                arg_push(a, o->fields[i].value, strlen(o->fields[i].value));
             }
     }
     for (size_t i = 0; i < p->ncmds; i++) {
-        arg_pushf(&a, "%lld", (long long)p->cmds[i].argc);
+        arg_pushf(a, "%lld", (long long)p->cmds[i].argc);
         for (int j = 0; j < p->cmds[i].argc; j++)
-            arg_push(&a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
+            arg_push(a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
     }
+}
 
-    int argc = (int)a.n;
-    const char **argv = a.v;
-    size_t *lens = a.l;
+/* Loads the commit script (after a connect, or when Redis lost its script
+ * cache on a restart) and keeps its SHA1 for EVALSHA. */
+static int load_script(sp_store *st) {
     redisReply *r = NULL;
-    char what[64];
-    snprintf(what, sizeof what, "partition %d commit", (int)part);
-    int rc = pipeline_durable(st, 1, &argc, &argv, &lens, &r, what);
-    arg_free(&a);
+    const char *argv[] = {"SCRIPT", "LOAD", commit_lua};
+    int rc = command(st, &r, 3, argv);
     if (rc != SP_OK) return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
-        int fenced = strstr(r->str, "FENCED") != NULL;
-        if (fenced)
-            sp_warn("partition %d: fenced (%s); dropping its state", (int)part, r->str);
-        else
-            sp_error("partition %d: commit failed: %s", (int)part, r->str);
+    if (r->type != REDIS_REPLY_STRING) {
+        sp_error("redis: SCRIPT LOAD failed: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
-        sp_store_revoke(st, part);
-        return fenced ? SP_ERR_FENCED : SP_ERR_FATAL;
+        return SP_ERR_FATAL;
     }
+    snprintf(st->sha, sizeof st->sha, "%s", r->str);
     freeReplyObject(r);
+    return SP_OK;
+}
+
+static void mark_clean(struct part *p) {
     for (sp_obj *o = p->dirty, *next; o; o = next) {
         next = o->dirty_next;
         o->dirty = 0;
@@ -830,7 +849,113 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     }
     p->dirty = NULL;
     part_clear_cmds(p);
-    return SP_OK;
+}
+
+int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
+    if (!n) return SP_OK;
+    struct argbuf *as = sp_xcalloc(n, sizeof *as);
+    int *argcs = sp_xmalloc(n * sizeof *argcs);
+    const char ***argvs = sp_xmalloc(n * sizeof *argvs);
+    size_t **lens = sp_xmalloc(n * sizeof *lens);
+    redisReply **rs = sp_xcalloc(n, sizeof *rs);
+    char (*metas)[64] = sp_xmalloc(n * sizeof *metas);
+    int rc = SP_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!st->sha[0] && (rc = load_script(st)) != SP_OK) goto out;
+        for (size_t i = 0; i < n; i++) {
+            arg_free(&as[i]);
+            memset(&as[i], 0, sizeof as[i]);
+            cs[i].result = SP_OK;
+            struct part *p = part_get(st, cs[i].part);
+            if (!p->owned) cs[i].result = SP_ERR_FENCED;
+            build_commit(st, p, cs[i].part, &cs[i], &as[i], metas[i], sizeof metas[i]);
+            argcs[i] = (int)as[i].n;
+            argvs[i] = as[i].v;
+            lens[i] = as[i].l;
+        }
+        /* Every commit is idempotent, so after a lost connection the whole
+         * pipeline is simply sent again; with wait_replicas it returns once
+         * the replicas of every node written to hold it. */
+        if ((rc = pipeline_durable(st, n, argcs, argvs, lens, rs, "commit")) != SP_OK) goto out;
+        int noscript = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rs[i]->type == REDIS_REPLY_ERROR && !strncmp(rs[i]->str, "NOSCRIPT", 8))
+                noscript = 1;
+        if (!noscript) break;
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(rs[i]);
+            rs[i] = NULL;
+        }
+        st->sha[0] = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = rs[i];
+        if (!r) {
+            rc = SP_ERR_FATAL;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            int fenced = strstr(r->str, "FENCED") != NULL;
+            if (fenced)
+                sp_warn("partition %d: fenced (%s); dropping its state", (int)cs[i].part, r->str);
+            else
+                sp_error("partition %d: commit failed: %s", (int)cs[i].part, r->str);
+            sp_store_revoke(st, cs[i].part);
+            cs[i].result = fenced ? SP_ERR_FENCED : SP_ERR_FATAL;
+            if (!fenced) rc = SP_ERR_FATAL;
+        } else if (cs[i].result == SP_OK) {
+            mark_clean(part_get(st, cs[i].part));
+        }
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        arg_free(&as[i]);
+        if (rs[i]) freeReplyObject(rs[i]);
+    }
+    free(as);
+    free(argcs);
+    free(argvs);
+    free(lens);
+    free(rs);
+    free(metas);
+    return rc;
+}
+
+int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
+                    const int64_t *offsets, int n) {
+    if (!sp_store_owns(st, part)) return SP_ERR_FENCED;
+    sp_commit c = {part, topics, offsets, n, SP_OK};
+    int rc = sp_store_commit_many(st, &c, 1);
+    return rc != SP_OK ? rc : c.result;
+}
+
+int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  long long *ints) {
+    if (!n) return SP_OK;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += (size_t)argcs[i];
+    size_t *lv = sp_xmalloc(total * sizeof *lv);
+    size_t **lens = sp_xmalloc(n * sizeof *lens);
+    redisReply **replies = sp_xmalloc(n * sizeof *replies);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        lens[i] = &lv[k];
+        for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
+    }
+    int rc = pipeline(st, n, (int *)argcs, (const char ***)argvs, lens, replies);
+    if (rc == SP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (replies[i]->type == REDIS_REPLY_ERROR) {
+                sp_error("redis: %s: %s", argvs[i][0], replies[i]->str);
+                rc = SP_ERR_FATAL;
+            }
+            if (ints) ints[i] = replies[i]->type == REDIS_REPLY_INTEGER ? replies[i]->integer : -1;
+            freeReplyObject(replies[i]);
+        }
+    }
+    free(lv);
+    free(lens);
+    free(replies);
+    return rc;
 }
 
 static int is_clean(const sp_obj *o, const void *arg) {
@@ -839,7 +964,7 @@ static int is_clean(const sp_obj *o, const void *arg) {
 }
 
 void sp_store_end_batch(sp_store *st) {
-    st->nwant = 0;
+    want_clear(st);
     if ((int64_t)st->nobjs > st->conf.max_entries) {
         size_t before = st->nobjs;
         cache_remove_if(st, is_clean, NULL);

@@ -90,12 +90,38 @@ const char *sp_obj_field_value(const sp_obj *o, size_t i);
  * not a hash (sorted sets of recent event ids, ...). */
 void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv);
 
+/* Runs `n` commands now, pipelined in one round trip, outside any
+ * partition's commit, with the store's retry. For idempotent side writes
+ * whose effect does not need the offsets (PFADD of a HyperLogLog: adding an
+ * element twice changes nothing) and for guarded scripts (an EVAL that
+ * checks a per-key offset itself), and for the reads that go with them
+ * (PFCOUNT). Every command must be safe to run twice: a lost reply repeats
+ * the whole pipeline. argv strings are borrowed. ints[i] (if ints is not
+ * NULL) receives an integer reply, or -1 for any other reply. Returns 0,
+ * SP_ERR_RETRY (aborted while Redis was unreachable) or SP_ERR_FATAL (Redis
+ * answered an error; logged). */
+int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  long long *ints);
+
 /* Writes partition `part`'s dirty objects, queued commands and the next
  * offsets atomically, if and only if its epoch is still ours. Returns 0,
  * SP_ERR_FENCED (another instance took the partition: its cache is dropped),
  * or SP_ERR_RETRY (aborted while Redis was unreachable). */
 int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
                     const int64_t *offsets, int n);
+
+/* Commits several partitions in one pipelined round trip; each commit is
+ * atomic and fenced on its own, and its outcome (0 or SP_ERR_FENCED) is
+ * left in .result. Returns 0, SP_ERR_RETRY (aborted while Redis was
+ * unreachable) or SP_ERR_FATAL. */
+typedef struct sp_commit {
+    int32_t part;
+    const char *const *topics;
+    const int64_t *offsets;
+    int n;
+    int result;
+} sp_commit;
+int sp_store_commit_many(sp_store *st, sp_commit *commits, size_t n);
 
 /* Ends a batch: evicts clean objects while the cache is over its bound. */
 void sp_store_end_batch(sp_store *st);

@@ -12,5 +12,11 @@ int sp_cmd_mock_kafka(int argc, char **argv); /* stream/mock_kafka.c */
 int sp_cmd_bench_consume(int argc, char **argv); /* stream/bench_consume.c */
 int sp_cmd_train(int argc, char **argv);      /* models/cli.c */
 int sp_cmd_eval(int argc, char **argv);       /* models/cli.c */
+int sp_cmd_topics(int argc, char **argv);     /* stream/admin.c */
+
+int sp_cmd_sentiment(int argc, char **argv);  /* models/sentiment_cli.c */
+int sp_cmd_fraud(int argc, char **argv);      /* models/fraud_cli.c */
+int sp_cmd_eval_fraud(int argc, char **argv); /* models/fraud_cli.c */
+int sp_cmd_score_series(int argc, char **argv); /* models/anomaly_cli.c */
 
 #endif

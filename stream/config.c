@@ -37,7 +37,7 @@ static const struct opt opts[] = {
     {"operators", OPT_STR, O(operators), "dedupe,counts", 0, 0,
      "operators to run, in order (dedupe first drops producer retries)"},
     {"redis.url", OPT_STR, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
-     "state store: redis://[user:password@]host:port[/db] or unix:///path/to.sock[?db=N]"},
+     "state store: redis://[user:password@]host:port[/db] or unix:///path.sock[?db=N&password=P]"},
     {"redis.timeout_ms", OPT_INT, O(redis_timeout_ms), "2000", 1, 600000,
      "connect and command timeout for Redis"},
     {"redis.cluster", OPT_STR, O(redis_cluster), "", 0, 0,
@@ -63,6 +63,20 @@ static const struct opt opts[] = {
     {"log.level", OPT_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"instance.id", OPT_STR, O(instance_id), "", 0, 0,
      "name of this instance in logs (default: hostname-pid)"},
+    {"topics.kpi", OPT_STR, O(kpi_topic), "shop.kpi", 0, 0,
+     "where the kpi operator writes KpiWindow messages"},
+    {"kpi.window_ms", OPT_I64, O(kpi_window_ms), "60000", 1000, 86400000,
+     "event-time tumbling window of the kpi operator"},
+    {"kpi.rollup_ms", OPT_I64, O(kpi_rollup_ms), "3600000", 0, 7 * 86400000LL,
+     "rollup window (a multiple of kpi.window_ms; 0 = none)"},
+    {"kpi.allowed_lateness_ms", OPT_I64, O(kpi_allowed_lateness_ms), "10000", 0, 86400000,
+     "watermark = newest event time of a topic-partition minus this; older events are late"},
+    {"kpi.late_policy", OPT_STR, O(kpi_late_policy), "apply", 0, 0,
+     "late events: 'apply' (counted, applied, correction emitted) or 'drop' (counted only)"},
+    {"kpi.session_gap_ms", OPT_I64, O(kpi_session_gap_ms), "1800000", 1000, 86400000,
+     "a session ends after this much idle event time"},
+    {"http.listen", OPT_STR, O(http_listen), "127.0.0.1:8080", 0, 0,
+     "HTTP (/metrics, /healthz, /api, dashboard) address host:port; empty or 0 disables"},
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -305,8 +319,11 @@ void sp_config_print(const sp_config *cfg, FILE *f) {
         const void *field = (const char *)cfg + opts[i].offset;
         if (opts[i].type == OPT_STR) {
             const char *v = *(char *const *)field;
+            const char *pw = strstr(v, "password=");
             if (!strcmp(opts[i].key, "redis.url") && strchr(v, '@'))
                 fprintf(f, "%s = redis://***@%s\n", opts[i].key, strrchr(v, '@') + 1);
+            else if (!strcmp(opts[i].key, "redis.url") && pw)
+                fprintf(f, "%s = %.*spassword=***\n", opts[i].key, (int)(pw - v), v);
             else if (sp_config_is_secret(opts[i].key) && *v)
                 fprintf(f, "%s = ***\n", opts[i].key);
             else

@@ -32,6 +32,14 @@ typedef struct sp_config {
     int stop_when_idle_ms;     /* 0: run until signalled */
     char *log_level;
     char *instance_id;
+    /* kpi operator and HTTP (operators/kpi.c, stream/http.c) */
+    char *kpi_topic;
+    int64_t kpi_window_ms;
+    int64_t kpi_rollup_ms;         /* 0: no rollup windows */
+    int64_t kpi_allowed_lateness_ms;
+    char *kpi_late_policy;         /* "apply" or "drop" */
+    int64_t kpi_session_gap_ms;
+    char *http_listen;             /* host:port; "" or "0" disables */
     /* kafka.<prop> pairs, in the order given; the last value of a key wins. */
     size_t nkafka;
     char **kafka_keys;

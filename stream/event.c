@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "stream/error.h"
+#include "stream/arena.h"
 #include "stream/event.h"
 
 typedef Shopstream__V1__Context sp_pb_context;
@@ -360,7 +361,8 @@ static int json_event_extra(const cJSON *it, struct json_msg *m, char *err, size
 /* Parses with cJSON, rejects trailing bytes (one message is one value), reads
  * the tree strictly into borrowed protobuf-c structs, then packs and unpacks
  * so the caller gets an ordinary protobuf-c event. */
-static int decode_json(const char *buf, size_t len, sp_event **out, char *err, size_t errlen) {
+static int decode_json(const char *buf, size_t len, ProtobufCAllocator *alloc, sp_event **out,
+                       char *err, size_t errlen) {
     struct json_msg m = {
         .ev = SHOPSTREAM__V1__EVENT__INIT,
         .ctx = SHOPSTREAM__V1__CONTEXT__INIT,
@@ -387,7 +389,7 @@ static int decode_json(const char *buf, size_t len, sp_event **out, char *err, s
     size_t n = shopstream__v1__event__get_packed_size(&m.ev);
     packed = sp_xmalloc(n);
     shopstream__v1__event__pack(&m.ev, packed);
-    *out = shopstream__v1__event__unpack(NULL, n, packed);
+    *out = shopstream__v1__event__unpack(alloc, n, packed);
     if (!*out) {
         rc = fail(err, errlen, "json: cannot represent as protobuf");
         goto fail;
@@ -414,19 +416,36 @@ static int looks_json(const uint8_t *p, size_t len, const char *content_type) {
     return 0;
 }
 
-int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_event **out,
-                    char *err, size_t errlen) {
+static int decode(const void *buf, size_t len, const char *content_type, ProtobufCAllocator *alloc,
+                  sp_event **out, char *err, size_t errlen) {
     const uint8_t *p = buf;
     *out = NULL;
     if (len > SP_EVENT_MAX_BYTES)
         return fail(err, errlen, "message too large (%zu > %d bytes)", len, SP_EVENT_MAX_BYTES);
     if (len == 0) return fail(err, errlen, "empty message");
-    if (looks_json(p, len, content_type)) return decode_json(buf, len, out, err, errlen);
+    if (looks_json(p, len, content_type)) return decode_json(buf, len, alloc, out, err, errlen);
     int rc = pb_walk(p, len, NULL, err, errlen);
     if (rc) return rc;
-    *out = shopstream__v1__event__unpack(NULL, len, p);
+    *out = shopstream__v1__event__unpack(alloc, len, p);
     if (!*out) return fail(err, errlen, "protobuf: malformed nested message");
     return SP_OK;
+}
+
+int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_event **out,
+                    char *err, size_t errlen) {
+    return decode(buf, len, content_type, NULL, out, err, errlen);
+}
+
+static void *arena_alloc(void *a, size_t n) { return sp_arena_alloc(a, n); }
+static void arena_free(void *a, void *p) {
+    (void)a;
+    (void)p;
+}
+
+int sp_event_decode_arena(sp_arena *arena, const void *buf, size_t len, const char *content_type,
+                          sp_event **out, char *err, size_t errlen) {
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
+    return decode(buf, len, content_type, &alloc, out, err, errlen);
 }
 
 int sp_event_peek(const void *buf, size_t len, const char *content_type, sp_event_peek_info *info) {

@@ -48,6 +48,13 @@ int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_ev
 
 void sp_event_free(sp_event *ev);
 
+/* As sp_event_decode, but the event lives in `arena` (it is released by
+ * sp_arena_reset, never by sp_event_free): the consumer loop's per-batch
+ * path, which so does no malloc/free per event for decoding. */
+struct sp_arena;
+int sp_event_decode_arena(struct sp_arena *arena, const void *buf, size_t len,
+                          const char *content_type, sp_event **out, char *err, size_t errlen);
+
 /* Checks what the schema cannot: required fields present (event_id, user_id,
  * ts_ms > 0, exactly one body), valid UTF-8 in every string, size limits,
  * finite non-negative amounts and prices, quantity >= 1, rating 1..5, known

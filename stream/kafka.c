@@ -130,6 +130,10 @@ int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keyl
 }
 
 int sp_sink_flush(sp_sink *sk, int timeout_ms) {
+    if (rd_kafka_outq_len(sk->rk) == 0) {
+        rd_kafka_poll(sk->rk, 0);
+        return SP_OK;
+    }
     rd_kafka_resp_err_t e = rd_kafka_flush(sk->rk, timeout_ms);
     rd_kafka_poll(sk->rk, 0);
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? SP_OK : SP_ERR_RETRY;

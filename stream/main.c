@@ -18,6 +18,13 @@ static const struct sp_command commands[] = {
     {"dump-state", sp_cmd_dump_state, "print every key in the state store, canonical and sorted"},
     {"mock-kafka", sp_cmd_mock_kafka, "run librdkafka's mock Kafka cluster as a process"},
     {"bench-consume", sp_cmd_bench_consume, "raw consume rate of the input topics (no processing)"},
+    {"topics", sp_cmd_topics, "create, delete or list Kafka topics (admin API)"},
+    {"train", sp_cmd_train, "train a recommendation model (gru, sasrec, mf) into a model file"},
+    {"eval", sp_cmd_eval, "rank held-out items with a model or a baseline: HR, NDCG, Recall, MRR"},
+    {"sentiment", sp_cmd_sentiment, "score review text with the lexicon or a learned model"},
+    {"fraud", sp_cmd_fraud, "train and evaluate the fraud scorer on handbook-format CSVs"},
+    {"eval-fraud", sp_cmd_eval_fraud, "fraud eval on one handbook-format CSV (issue 6 spelling)"},
+    {"score-series", sp_cmd_score_series, "KPI anomaly score for each row of a timestamp,value CSV"},
 };
 
 static void usage(FILE *f) {

@@ -30,6 +30,11 @@ typedef struct sp_metrics {
     uint64_t produce_failed;           /* deliveries that failed after retries */
     uint64_t produced;
     int64_t lag;                       /* sum over assigned partitions */
+    uint64_t kpi_windows;              /* KpiWindow messages emitted (corrections included) */
+    uint64_t kpi_corrections;          /* ... of which re-emissions after a change */
+    uint64_t kpi_late;                 /* late events applied (kpi.late_policy=apply) */
+    uint64_t kpi_late_dropped;         /* late events dropped (kpi.late_policy=drop) */
+    uint64_t rec_impressions;          /* recommendation impressions (sp_kpi_add_impressions) */
     sp_hist commit_latency;            /* Redis commit, microseconds */
     sp_hist batch_latency;             /* whole batch, microseconds */
 } sp_metrics;

@@ -25,10 +25,12 @@
 
 #include "operators/operator.h"
 #include "state/store.h"
+#include "stream/arena.h"
 #include "stream/cli.h"
 #include "stream/config.h"
 #include "stream/error.h"
 #include "stream/event.h"
+#include "stream/http.h"
 #include "stream/kafka.h"
 #include "stream/log.h"
 #include "stream/metrics.h"
@@ -50,10 +52,12 @@ struct runner {
     sp_sink *sink;
     sp_store *store;
     sp_pipeline *pl;
+    sp_http *http;                /* NULL when http.listen is off */
     char *topics[MAX_TOPICS];
     int ntopics;
     rd_kafka_message_t **msgs;
-    sp_event **evs;
+    sp_event **evs;               /* decoded into arena, released per batch */
+    sp_arena *arena;
     size_t nmsgs, capmsgs;
     struct rpart *parts;
     size_t nparts;
@@ -142,39 +146,55 @@ static const char *content_type(const rd_kafka_message_t *m, char *buf, size_t l
 
 static void free_batch(struct runner *r) {
     for (size_t i = 0; i < r->nmsgs; i++) {
-        if (r->evs[i]) sp_event_free(r->evs[i]);
+        r->evs[i] = NULL;
         rd_kafka_message_destroy(r->msgs[i]);
     }
     r->nmsgs = 0;
+    if (r->arena) sp_arena_reset(r->arena);
 }
 
-/* Commits one partition: operator flush, then the fenced Redis script. */
-static int commit_partition(struct runner *r, int32_t p) {
-    struct rpart *rp = rpart_get(r, p);
-    const char *topics[MAX_TOPICS];
-    int64_t offs[MAX_TOPICS];
-    int n = 0;
-    for (int t = 0; t < r->ntopics; t++)
-        if (rp->dirty_off[t]) {
-            topics[n] = r->topics[t];
-            offs[n++] = rp->next[t];
-        }
-    int rc = sp_pipeline_flush(r->pl, p);
-    if (rc != SP_OK) return rc;
-    double t0 = now_us();
-    rc = sp_store_commit(r->store, p, topics, offs, n);
-    sp_hist_add(&r->metrics.commit_latency, now_us() - t0);
-    if (rc == SP_ERR_FENCED) {
-        r->metrics.fenced++;
-        sp_pipeline_revoke(r->pl, p);
-        rp->owned = 0;
-        return SP_OK;
+/* Commits every partition the batch touched (operators flushed before): one
+ * pipelined round trip carrying one fenced script per partition. */
+static int commit_partitions(struct runner *r) {
+    size_t n = 0;
+    sp_commit *cs = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *cs);
+    const char *(*topics)[MAX_TOPICS] = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *topics);
+    int64_t (*offs)[MAX_TOPICS] = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *offs);
+    int rc = SP_OK;
+    for (size_t p = 0; p < r->nparts; p++) {
+        struct rpart *rp = &r->parts[p];
+        if (!rp->touched || !rp->owned) continue;
+        int k = 0;
+        for (int t = 0; t < r->ntopics; t++)
+            if (rp->dirty_off[t]) {
+                topics[n][k] = r->topics[t];
+                offs[n][k++] = rp->next[t];
+            }
+        cs[n] = (sp_commit){(int32_t)p, topics[n], offs[n], k, SP_OK};
+        n++;
     }
-    if (rc != SP_OK) return rc;
-    r->metrics.commits++;
-    for (int t = 0; t < r->ntopics; t++) rp->dirty_off[t] = 0;
-    rp->touched = 0;
-    return SP_OK;
+    double t0 = now_us();
+    rc = sp_store_commit_many(r->store, cs, n);
+    sp_hist_add(&r->metrics.commit_latency, now_us() - t0);
+    if (rc != SP_OK) goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct rpart *rp = rpart_get(r, cs[i].part);
+        if (cs[i].result == SP_ERR_FENCED) {
+            r->metrics.fenced++;
+            sp_pipeline_revoke(r->pl, cs[i].part);
+            rp->owned = 0;
+            r->assigned--;
+            continue;
+        }
+        r->metrics.commits++;
+        for (int t = 0; t < r->ntopics; t++) rp->dirty_off[t] = 0;
+        rp->touched = 0;
+    }
+out:
+    free(cs);
+    free(topics);
+    free(offs);
+    return rc;
 }
 
 /* Records the committed offsets with Kafka too (asynchronously), so that
@@ -209,10 +229,10 @@ static int process_batch(struct runner *r) {
         rp->dirty_off[t] = 1;
         sp_event *ev = NULL;
         err[0] = '\0';
-        if (sp_event_decode(m->payload, m->len, content_type(m, ctbuf, sizeof ctbuf), &ev, err,
-                            sizeof err) != SP_OK ||
+        if (sp_event_decode_arena(r->arena, m->payload, m->len,
+                                  content_type(m, ctbuf, sizeof ctbuf), &ev, err,
+                                  sizeof err) != SP_OK ||
             sp_event_validate(ev, err, sizeof err) != SP_OK) {
-            if (ev) sp_event_free(ev);
             if ((rc = dead_letter(r, m, err[0] ? err : "invalid event")) != SP_OK) goto out;
             continue;
         }
@@ -234,7 +254,11 @@ static int process_batch(struct runner *r) {
         if (rc != SP_OK) goto out;
         r->metrics.events[oes[i].kind]++;
     }
-    /* Outputs first: a crash after this point repeats them, never loses them. */
+    /* Operators flush (they may produce outputs, e.g. KPI windows), then
+     * outputs go out: a crash after this point repeats them, never loses them. */
+    for (size_t p = 0; p < r->nparts; p++)
+        if (r->parts[p].touched && r->parts[p].owned)
+            if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
     while (sp_sink_flush(r->sink, 1000) != SP_OK) {
         sp_warn("sink: outputs still in flight; waiting before commit");
         if (abort_flag) {
@@ -242,9 +266,7 @@ static int process_batch(struct runner *r) {
             goto out;
         }
     }
-    for (size_t p = 0; p < r->nparts; p++)
-        if (r->parts[p].touched && r->parts[p].owned)
-            if ((rc = commit_partition(r, (int32_t)p)) != SP_OK) goto out;
+    if ((rc = commit_partitions(r)) != SP_OK) goto out;
     commit_kafka(r);
     r->metrics.batches++;
     r->last_commit_us = now_us();
@@ -504,6 +526,18 @@ int sp_cmd_run(int argc, char **argv) {
         status = 2;
         goto done;
     }
+    if (r.cfg.http_listen[0] && strcmp(r.cfg.http_listen, "0")) {
+        sp_http_conf hc = {r.cfg.http_listen, r.cfg.redis_url, r.cfg.redis_timeout_ms,
+                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms};
+        /* Without HTTP the processor still does its job: say so and go on
+         * (a second instance on one host, say, finds the port taken). */
+        if (!(r.http = sp_http_start(&hc, err, sizeof err)))
+            sp_error("%s; running without HTTP", err);
+        else
+            sp_info("http: serving http://%.*s:%d/ (/metrics, /healthz, /api/kpi)",
+                    (int)(strrchr(r.cfg.http_listen, ':') - r.cfg.http_listen), r.cfg.http_listen,
+                    sp_http_port(r.http));
+    }
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(r.ntopics);
     for (int t = 0; t < r.ntopics; t++)
         rd_kafka_topic_partition_list_add(sub, r.topics[t], RD_KAFKA_PARTITION_UA);
@@ -519,6 +553,7 @@ int sp_cmd_run(int argc, char **argv) {
     r.capmsgs = (size_t)r.cfg.batch_max_messages;
     r.msgs = sp_xmalloc(r.capmsgs * sizeof *r.msgs);
     r.evs = sp_xcalloc(r.capmsgs, sizeof *r.evs);
+    r.arena = sp_arena_new(4 << 20);
     r.last_msg_ms = now_ms();
     while (!stop_flag && !r.failed) {
         int64_t deadline = now_ms() + r.cfg.batch_max_ms;
@@ -560,6 +595,7 @@ int sp_cmd_run(int argc, char **argv) {
     }
     status = r.failed ? 1 : 0;
 done:
+    sp_http_stop(r.http);
     if (r.rk) {
         if (r.failed) rd_kafka_consumer_close(r.rk);
         rd_kafka_destroy(r.rk);
@@ -580,6 +616,7 @@ done:
     for (int t = 0; t < r.ntopics; t++) free(r.topics[t]);
     free(r.msgs);
     free(r.evs);
+    sp_arena_destroy(r.arena);
     free(r.parts);
     sp_config_release(&r.cfg);
     return status;

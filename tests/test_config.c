@@ -105,6 +105,12 @@ Test(config, secrets_are_masked_when_printed) {
     fclose(f);
     cr_assert_null(strstr(buf, "hunter2-secret"));
     cr_assert_null(strstr(buf, "topsecretpw"));
+    free(buf);
+    sp_config_set(&c, "redis.url", "unix:///s.sock?password=sockpw", err, sizeof err);
+    f = open_memstream(&buf, &len);
+    sp_config_print(&c, f);
+    fclose(f);
+    cr_assert_null(strstr(buf, "sockpw"));
     cr_assert(strstr(buf, "kafka.sasl.password = ***"));
     free(buf);
     sp_config_release(&c);

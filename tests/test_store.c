@@ -45,9 +45,11 @@ Test(redis_url, parses_every_form) {
     cr_assert_str_eq(u.password, "only");
     cr_assert_eq(sp_redis_url_parse("redis://127.0.0.1", &u, err, sizeof err), 0);
     cr_assert_eq(u.port, 6379);
-    cr_assert_eq(sp_redis_url_parse("unix:///run/redis.sock?db=2", &u, err, sizeof err), 0);
+    cr_assert_eq(sp_redis_url_parse("unix:///run/redis.sock?db=2&password=pw", &u, err, sizeof err), 0);
     cr_assert_str_eq(u.unix_path, "/run/redis.sock");
     cr_assert_eq(u.db, 2);
+    cr_assert_str_eq(u.password, "pw");
+    cr_assert_neq(sp_redis_url_parse("unix:///s?bogus=1", &u, err, sizeof err), 0);
     cr_assert_neq(sp_redis_url_parse("http://x", &u, err, sizeof err), 0);
     cr_assert(strstr(err, "redis.url"));
     cr_assert_neq(sp_redis_url_parse("redis://secretpw@h:99999", &u, err, sizeof err), 0);
@@ -179,4 +181,48 @@ Test(store, abort_flag_stops_retrying, .init = start, .fini = stop) {
     cr_assert_eq(sp_store_commit(st, 0, topics, next, 1), SP_ERR_RETRY);
     sp_store_destroy(st);
     sp_t_redis_restart(&redis);
+}
+
+/* redis.url carries the password, the database and the unix socket. */
+Test(store, url_with_password_database_and_unix_socket) {
+    static char sock[300];
+    snprintf(sock, sizeof sock, "%s/redis.sock", sp_t_tmpdir());
+    const char *extra[] = {"--requirepass", "s3cret-pw", "--unixsocket", sock, NULL};
+    cr_assert_eq(sp_t_redis_start_args(&redis, 0, extra, "s3cret-pw"), 0);
+    char url[400], err[256];
+    const char *topics[] = {"t"};
+    int64_t off, next = 9;
+
+    /* Wrong password: a clear error, not a retry loop, and no password in it. */
+    snprintf(url, sizeof url, "redis://:wrong-pw@127.0.0.1:%d/0", redis.port);
+    sp_store_conf bad = {.url = url, .timeout_ms = 1000, .max_entries = 100};
+    cr_assert_null(sp_store_new(&bad, err, sizeof err));
+    cr_assert_null(strstr(err, "wrong-pw"));
+
+    snprintf(url, sizeof url, "redis://:s3cret-pw@127.0.0.1:%d/3", redis.port);
+    sp_store_conf sc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(sp_store_commit(st, 0, topics, &next, 1), SP_OK);
+    sp_store_destroy(st);
+
+    /* The same database through the unix socket, with the password as a
+     * query parameter, sees the committed offset. */
+    snprintf(url, sizeof url, "unix://%s?db=3&password=s3cret-pw", sock);
+    sp_store_conf uc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
+    st = sp_store_new(&uc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(off, 9);
+    sp_store_destroy(st);
+    /* ... and database 0 is untouched. */
+    snprintf(url, sizeof url, "unix://%s?password=s3cret-pw", sock);
+    sp_store_conf zc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
+    st = sp_store_new(&zc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(off, -1, "database 0 must be untouched");
+    sp_store_destroy(st);
+    sp_t_redis_stop(&redis);
 }

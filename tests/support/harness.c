@@ -146,12 +146,13 @@ char *sp_t_capture(char *const argv[], int *status) {
     return buf;
 }
 
-static int redis_ping(int port) {
+static int redis_ping(int port, const char *password) {
     redisContext *c = redisConnect("127.0.0.1", port);
     if (!c || c->err) {
         if (c) redisFree(c);
         return 0;
     }
+    if (password) freeReplyObject(redisCommand(c, "AUTH %s", password));
     redisReply *r = redisCommand(c, "PING");
     int ok = r && r->type == REDIS_REPLY_STATUS;
     if (r) freeReplyObject(r);
@@ -164,33 +165,40 @@ static int redis_launch(sp_t_redis *r) {
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
     snprintf(timeout, sizeof timeout, "%d", r->cluster_node_timeout);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
-                    "--save", "", "--appendonly", r->appendonly ? "yes" : "no",
-                    "--appendfsync", "always", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                    NULL};
+    char *argv[40] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
+                      "--save", "", "--appendonly", r->appendonly ? "yes" : "no",
+                      "--appendfsync", "always", NULL};
+    int n = 13;
     if (r->cluster_node_timeout > 0) {
-        char **a = &argv[13];
-        *a++ = "--cluster-enabled";
-        *a++ = "yes";
-        *a++ = "--cluster-config-file";
-        *a++ = "nodes.conf";
-        *a++ = "--cluster-node-timeout";
-        *a++ = timeout;
+        argv[n++] = "--cluster-enabled";
+        argv[n++] = "yes";
+        argv[n++] = "--cluster-config-file";
+        argv[n++] = "nodes.conf";
+        argv[n++] = "--cluster-node-timeout";
+        argv[n++] = timeout;
         /* One replica may fail over even if it lagged (tests kill masters). */
-        *a++ = "--cluster-replica-validity-factor";
-        *a++ = "0";
+        argv[n++] = "--cluster-replica-validity-factor";
+        argv[n++] = "0";
     }
+    for (int i = 0; r->extra && r->extra[i] && n < 39; i++) argv[n++] = (char *)r->extra[i];
     r->pid = sp_t_spawn(argv, log);
     for (int i = 0; i < 200; i++) {
-        if (redis_ping(r->port)) return 0;
+        if (redis_ping(r->port, r->password)) return 0;
         sp_t_sleep_ms(25);
     }
     return -1;
 }
 
 int sp_t_redis_start(sp_t_redis *r, int appendonly) {
+    return sp_t_redis_start_args(r, appendonly, NULL, NULL);
+}
+
+int sp_t_redis_start_args(sp_t_redis *r, int appendonly, const char *const *extra,
+                          const char *ping_password) {
     memset(r, 0, sizeof *r);
     r->appendonly = appendonly;
+    r->extra = extra;
+    r->password = ping_password;
     snprintf(r->dir, sizeof r->dir, "%s", sp_t_tmpdir());
     r->port = sp_t_free_port();
     snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
@@ -201,6 +209,7 @@ void sp_t_redis_stop(sp_t_redis *r) {
     if (r->pid <= 0) return;
     redisContext *c = redisConnect("127.0.0.1", r->port);
     if (c && !c->err) {
+        if (r->password) freeReplyObject(redisCommand(c, "AUTH %s", r->password));
         redisReply *rep = redisCommand(c, r->appendonly ? "SHUTDOWN" : "SHUTDOWN NOSAVE");
         if (rep) freeReplyObject(rep);
     }

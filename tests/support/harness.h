@@ -15,6 +15,8 @@ typedef struct sp_t_redis {
     int cluster_node_timeout; /* > 0: a Redis Cluster node (--cluster-enabled yes) */
     char dir[256];
     char url[128];   /* redis://127.0.0.1:PORT */
+    const char *const *extra;
+    const char *password;
 } sp_t_redis;
 
 /* A Redis Cluster of real redis-server nodes on loopback, made with
@@ -40,6 +42,10 @@ int sp_t_free_port(void);
 const char *sp_t_tmpdir(void);
 
 int sp_t_redis_start(sp_t_redis *r, int appendonly);
+/* The same with extra redis-server arguments (NULL-terminated), e.g.
+ * "--requirepass", "pw". ping_password is used to see that it is up. */
+int sp_t_redis_start_args(sp_t_redis *r, int appendonly, const char *const *extra,
+                          const char *ping_password);
 /* Graceful SHUTDOWN (data kept on disk when appendonly), then wait. */
 void sp_t_redis_stop(sp_t_redis *r);
 /* Starts again on the same port and directory. */

@@ -1,0 +1,119 @@
+/* GRU session encoder (GRU4Rec style), gates as in PyTorch:
+ *   r = sigmoid(x Wx_r + bx_r + h Wh_r + bh_r)
+ *   z = sigmoid(x Wx_z + bx_z + h Wh_z + bh_z)
+ *   n = tanh(x Wx_n + bx_n + r * (h Wh_n + bh_n))
+ *   h' = (1 - z) * n + z * h
+ * with x the item's embedding. The input projections of a whole sequence
+ * are one sgemm; only the recurrent part runs step by step. In training,
+ * dropout (GRU4Rec's embedding and hidden dropout) acts on x and on the
+ * outputs that are scored, never on the recurrent state itself. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "models/scorer.h"
+#include "models/seq_int.h"
+#include "stream/error.h"
+
+static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* One recurrent step given the input projection gx (3d, biases included):
+ * writes h_out and, when the caches are not NULL, r, z, n and h Wh_n + bh_n. */
+static void gru_cell(const sp_model *m, const float *P, const float *gx, const float *h_in,
+                     float *h_out, float *r_c, float *z_c, float *n_c, float *ghn_c) {
+    size_t d = m->cfg.dim;
+    float gh[3 * SP_MODEL_MAX_DIM];
+    memcpy(gh, P + m->lay.gru_bh, 3 * d * sizeof(float));
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)(3 * d), 1.0f, P + m->lay.gru_wh,
+                (int)(3 * d), h_in, 1, 1.0f, gh, 1);
+    for (size_t k = 0; k < d; k++) {
+        float r = sigm(gx[k] + gh[k]);
+        float z = sigm(gx[d + k] + gh[d + k]);
+        float n = tanhf(gx[2 * d + k] + r * gh[2 * d + k]);
+        float hp = h_in[k];
+        h_out[k] = (1.0f - z) * n + z * hp;
+        if (r_c) {
+            r_c[k] = r;
+            z_c[k] = z;
+            n_c[k] = n;
+            ghn_c[k] = gh[2 * d + k];
+        }
+    }
+}
+
+int sp_gru_step(const sp_model *m, float *hidden, int32_t item) {
+    if (m->cfg.kind != SP_MODEL_GRU || item < 0 || (uint32_t)item >= m->n_items)
+        return SP_ERR_BADINPUT;
+    size_t d = m->cfg.dim;
+    const float *P = m->params;
+    float gx[3 * SP_MODEL_MAX_DIM], hn[SP_MODEL_MAX_DIM];
+    memcpy(gx, P + m->lay.gru_bx, 3 * d * sizeof(float));
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)(3 * d), 1.0f, P + m->lay.gru_wx,
+                (int)(3 * d), P + m->lay.emb + (size_t)item * d, 1, 1.0f, gx, 1);
+    gru_cell(m, P, gx, hidden, hn, NULL, NULL, NULL, NULL);
+    memcpy(hidden, hn, d * sizeof(float));
+    return SP_OK;
+}
+
+/* The hidden state starts at zero for every sequence; w->h row 0 holds it
+ * and row i+1 the state after items[i]. */
+const float *sp_gru_forward(const sp_model *m, const float *P, sp_seq_work *w,
+                            const int32_t *items, size_t t, int train, uint64_t *rng) {
+    size_t d = m->cfg.dim;
+    w->t = t;
+    w->in = items;
+    for (size_t i = 0; i < t; i++)
+        memcpy(w->x + i * d, P + m->lay.emb + (size_t)items[i] * d, d * sizeof(float));
+    sp_nn_dropout(w->x, w->mx, t * d, m->cfg.dropout, train, rng);
+    sp_nn_linear(w->x, t, d, 3 * d, P + m->lay.gru_wx, P + m->lay.gru_bx, w->gx);
+    memset(w->h, 0, d * sizeof(float));
+    for (size_t i = 0; i < t; i++)
+        gru_cell(m, P, w->gx + i * 3 * d, w->h + i * d, w->h + (i + 1) * d, w->r + i * d,
+                 w->z + i * d, w->n + i * d, w->ghn + i * d);
+    memcpy(w->out, w->h + d, t * d * sizeof(float));
+    sp_nn_dropout(w->out, w->mo, t * d, m->cfg.dropout, train, rng);
+    return w->out;
+}
+
+/* Back-propagation through time over the cached steps; the weight
+ * gradients are two sgemms over all steps at the end. */
+void sp_gru_backward(const sp_model *m, const float *P, float *G, sp_seq_work *w,
+                     const float *dH) {
+    size_t d = m->cfg.dim, t = w->t;
+    float dh[SP_MODEL_MAX_DIM], dprev[SP_MODEL_MAX_DIM];
+    memset(dprev, 0, d * sizeof(float));
+    for (size_t i = 0; i < t * d; i++) w->dh_m[i] = dH[i] * w->mo[i];
+    dH = w->dh_m;
+    for (size_t ii = t; ii-- > 0;) {
+        const float *r = w->r + ii * d, *z = w->z + ii * d, *n = w->n + ii * d;
+        const float *ghn = w->ghn + ii * d, *hp = w->h + ii * d;
+        float *dgx = w->dgx + ii * 3 * d, *dgh = w->dgh + ii * 3 * d;
+        for (size_t k = 0; k < d; k++) {
+            dh[k] = dH[ii * d + k] + dprev[k];
+            float dn = dh[k] * (1.0f - z[k]);
+            float dz = dh[k] * (hp[k] - n[k]);
+            float dan = dn * (1.0f - n[k] * n[k]);
+            float dr = dan * ghn[k];
+            float dar = dr * r[k] * (1.0f - r[k]);
+            float daz = dz * z[k] * (1.0f - z[k]);
+            dgx[k] = dar;
+            dgx[d + k] = daz;
+            dgx[2 * d + k] = dan;
+            dgh[k] = dar;
+            dgh[d + k] = daz;
+            dgh[2 * d + k] = dan * r[k];
+            dprev[k] = dh[k] * z[k];
+        }
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)(3 * d), 1.0f, P + m->lay.gru_wh,
+                    (int)(3 * d), dgh, 1, 1.0f, dprev, 1);
+    }
+    sp_nn_linear_back(w->h, w->dgh, t, d, 3 * d, P + m->lay.gru_wh, NULL, 0.0f,
+                      G + m->lay.gru_wh, G + m->lay.gru_bh);
+    sp_nn_linear_back(w->x, w->dgx, t, d, 3 * d, P + m->lay.gru_wx, w->dx, 0.0f,
+                      G + m->lay.gru_wx, G + m->lay.gru_bx);
+    float *dE = G + m->lay.emb;
+    for (size_t i = 0; i < t; i++) {
+        float *de = dE + (size_t)w->in[i] * d;
+        for (size_t k = 0; k < d; k++) de[k] += w->dx[i * d + k] * w->mx[i * d + k];
+    }
+}
