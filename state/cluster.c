@@ -266,11 +266,11 @@ void sp_cluster_destroy(sp_cluster *cl) {
 static const char *command_key(int argc, const char **argv, const size_t *lens, size_t *klen) {
     if (argc >= 4 && (!strcasecmp(argv[0], "EVAL") || !strcasecmp(argv[0], "EVALSHA")) &&
         atoi(argv[2]) > 0) {
-        *klen = lens[3];
+        *klen = lens ? lens[3] : strlen(argv[3]);
         return argv[3];
     }
     if (argc >= 2) {
-        *klen = lens[1];
+        *klen = lens ? lens[1] : strlen(argv[1]);
         return argv[1];
     }
     *klen = 0;
@@ -315,7 +315,7 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
     struct pcmd *pc = sp_xcalloc(n ? n : 1, sizeof *pc);
     for (size_t i = 0; i < n; i++) {
         size_t klen;
-        const char *k = command_key(argcs[i], argvs[i], lens[i], &klen);
+        const char *k = command_key(argcs[i], argvs[i], lens ? lens[i] : NULL, &klen);
         pc[i].slot = k ? (int)sp_cluster_keyslot(k, klen) : 0;
         pc[i].ask = -1;
     }
@@ -362,7 +362,7 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
             }
             if (used[pc[i].node] != 1) continue;
             if (pc[i].ask >= 0) redisAppendCommand(nd->c, "ASKING");
-            redisAppendCommandArgv(nd->c, argcs[i], argvs[i], lens[i]);
+            redisAppendCommandArgv(nd->c, argcs[i], argvs[i], lens ? lens[i] : NULL);
         }
         for (size_t k = 0; k < nn; k++)
             if (used[k] == 1 && flush_node(&cl->nodes[k])) {

@@ -55,7 +55,7 @@ void sp_cluster_destroy(sp_cluster *cl);
 /* Sends n commands and stores their replies in replies[] (the caller frees
  * them with freeReplyObject). Each command goes to the node owning the slot
  * of its key: argv[3] for EVAL/EVALSHA (the first of KEYS), argv[1]
- * otherwise. nodes_out, when not NULL, receives for each command the node
+ * otherwise. lens may be NULL (C strings). nodes_out, when not NULL, receives for each command the node
  * that finally executed it (for sp_cluster_wait). Redirections and
  * connection failures are handled as described above; error replies that are
  * not redirections are returned as replies. Returns 0, SP_ERR_RETRY

@@ -941,7 +941,8 @@ int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *c
         lens[i] = &lv[k];
         for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
     }
-    int rc = pipeline(st, n, (int *)argcs, (const char ***)argvs, lens, replies);
+    int rc = pipeline_durable(st, n, (int *)argcs, (const char ***)argvs, lens, replies,
+                              "side writes");
     if (rc == SP_OK) {
         for (size_t i = 0; i < n; i++) {
             if (replies[i]->type == REDIS_REPLY_ERROR) {

@@ -528,7 +528,8 @@ int sp_cmd_run(int argc, char **argv) {
     }
     if (r.cfg.http_listen[0] && strcmp(r.cfg.http_listen, "0")) {
         sp_http_conf hc = {r.cfg.http_listen, r.cfg.redis_url, r.cfg.redis_timeout_ms,
-                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms};
+                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms,
+                           r.cfg.redis_cluster, r.cfg.redis_user, r.cfg.redis_password};
         /* Without HTTP the processor still does its job: say so and go on
          * (a second instance on one host, say, finds the port taken). */
         if (!(r.http = sp_http_start(&hc, err, sizeof err)))

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "state/cluster.h"
+#include "state/reader.h"
 #include "state/store.h"
 #include "stream/config.h"
 #include "stream/error.h"
@@ -336,6 +337,57 @@ Test(cluster_store, commits_each_partition_on_the_node_that_owns_it, .init = sta
               "%s", d);
     cr_assert(strstr(d, "{p4}:meta hash off:t.a=200\n"));
     free(d);
+}
+
+static void count_key(void *ctx, const char *key) {
+    (void)key;
+    ++*(int *)ctx;
+}
+
+static void sum_field(void *ctx, size_t i, const char *field, const char *value) {
+    (void)i;
+    if (!strcmp(field, "view")) *(long *)ctx += atol(value);
+}
+
+/* The HTTP side's reader finds what the store wrote, over every master. */
+Test(cluster_store, the_reader_sees_every_master, .init = start3, .fini = stop3) {
+    for (int i = 0; i < cl3.n; i++) ok(at(i, "CONFIG SET requirepass %s", "rpw"));
+    sp_store_conf sc = {.cluster = cl3.seeds, .timeout_ms = 2000, .max_entries = 1000,
+                        .password = "rpw"};
+    char err[256];
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off;
+    const char *keys[12];
+    char names[12][32];
+    for (int p = 0; p < 12; p++) {
+        cr_assert_eq(sp_store_assign(st, p, topics, 1, &off), SP_OK);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, p, "u:x", &o), SP_OK);
+        sp_obj_incr(o, "view", p);
+        int64_t next = 1;
+        cr_assert_eq(sp_store_commit(st, p, topics, &next, 1), SP_OK);
+        snprintf(names[p], sizeof names[p], "{p%d}:u:x", p);
+        keys[p] = names[p];
+    }
+    sp_store_destroy(st);
+    sp_reader *r = sp_reader_new_conf("redis://ignored:1", cl3.seeds, NULL, "rpw", 1000, err,
+                                      sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    cr_assert_eq(sp_reader_ping(r, err, sizeof err), SP_OK, "%s", err);
+    int metas = 0;
+    cr_assert_eq(sp_reader_scan(r, "{p*}:meta", count_key, &metas), SP_OK);
+    cr_assert_eq(metas, 12);
+    long views = 0;
+    cr_assert_eq(sp_reader_hgetall(r, 12, keys, sum_field, &views), SP_OK);
+    cr_assert_eq(views, 66);
+    sp_reader_destroy(r);
+    /* A wrong password: the reader answers "unavailable" at once. */
+    r = sp_reader_new_conf(NULL, cl3.seeds, NULL, "nope", 1000, err, sizeof err);
+    cr_assert_not_null(r);
+    cr_assert_neq(sp_reader_ping(r, err, sizeof err), SP_OK);
+    sp_reader_destroy(r);
 }
 
 Test(cluster_store, wait_replicas_waits_for_a_replica, .init = start3, .fini = stop3) {
