@@ -15,8 +15,9 @@ What it checks, and why each matters when the files cannot be run here:
   * every SHOPSTREAM_* variable set in compose or k8s is a config key of
     `bin/shopstream run --help` (the processor ignores unknown variables, so a
     typo there would be silent);
-  * Prometheus and Grafana provisioning files parse and point at what
-    compose defines.
+  * Prometheus (promtool check config, when installed) and Grafana
+    provisioning files parse and point at what compose defines; dashboards
+    in deploy/grafana/ are JSON.
 Exit status 0 when all is well, 1 with one line per problem otherwise.
 """
 import os
@@ -37,8 +38,8 @@ problems = []
 warnings = []
 
 # Keys that other, not yet merged, branches add to stream/config.c. Remove a
-# line once its key is in `shopstream run --help`.
-PENDING_KEYS = {"http.listen"}
+# key once it is in `shopstream run --help`.
+PENDING_KEYS = set()
 
 
 def problem(msg):
@@ -236,20 +237,34 @@ def check_k8s(keys):
 
 
 def check_monitoring(services):
-    prom = load_all(os.path.join(DEPLOY, "prometheus", "prometheus.yml"))[0]
+    prom_path = os.path.join(DEPLOY, "compose", "prometheus.yml")
+    prom = load_all(prom_path)[0]
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "config", prom_path], capture_output=True, text=True)
+        if r.returncode != 0:
+            problem(f"promtool check config {rel(prom_path)}: {(r.stdout + r.stderr).strip()}")
+    else:
+        warnings.append("promtool not installed: Prometheus config only parsed")
     for job in prom.get("scrape_configs", []):
         for sc in job.get("static_configs", []):
             for t in sc.get("targets", []):
                 if t.split(":")[0] not in services:
                     problem(f"prometheus.yml: target {t} is no compose service")
-    ds = load_all(os.path.join(DEPLOY, "grafana", "provisioning", "datasources", "prometheus.yml"))[0]
+    ds = load_all(os.path.join(DEPLOY, "compose", "grafana", "datasources", "prometheus.yml"))[0]
     for d in ds.get("datasources", []):
         host = re.sub(r"^https?://", "", d.get("url", "")).split(":")[0]
         if host not in services:
             problem(f"grafana datasource {d.get('name')}: {host} is no compose service")
-    dash = os.path.join(DEPLOY, "grafana", "dashboards")
-    if not any(n.endswith(".json") for n in os.listdir(dash)):
-        warnings.append("deploy/grafana/dashboards/ holds no dashboard JSON yet")
+    dash = os.path.join(DEPLOY, "grafana")
+    boards = [n for n in os.listdir(dash) if n.endswith(".json")]
+    if not boards:
+        warnings.append("deploy/grafana/ holds no dashboard JSON yet")
+    for n in boards:
+        try:
+            import json
+            json.load(open(os.path.join(dash, n)))
+        except ValueError as e:
+            problem(f"deploy/grafana/{n}: not JSON: {e}")
 
 
 def main():
