@@ -5,6 +5,7 @@
 #   make asan       the same tests under AddressSanitizer + UBSan
 #   make demo       the embedded default: private redis-server + mock Kafka
 #   make bench      benchmarks; figures go to bench/RESULTS.md
+#   make deploy-check  lint and cross-check deploy/ (Dockerfile, compose, k8s)
 #   make V=1 ...    show the commands
 #
 # Sources are found by folder: every .c under stream/ operators/ state/ models/
@@ -52,7 +53,8 @@ SHOPSTREAM := $(BIN)/shopstream
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps test asan demo bench soak fuzz clean format tests-build kafka-up kafka-down eval
+.PHONY: all deps test asan demo bench soak fuzz clean format tests-build kafka-up kafka-down eval \
+        deploy-check
 all: $(SHOPSTREAM)
 
 deps: $(DEPS_STAMP)
@@ -142,6 +144,10 @@ bench: $(SHOPSTREAM)
 
 soak: $(SHOPSTREAM)
 	$(Q)SOAK=1 bash bench/run.sh
+
+# No container engine or cluster needed: see deploy/check.py for what it checks.
+deploy-check: $(SHOPSTREAM)
+	$(Q)/usr/bin/python3 deploy/check.py
 
 kafka-up:
 	$(Q)bash deploy/local/kafka.sh start

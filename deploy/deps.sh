@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config librdkafka-dev libhiredis-dev libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libcriterion-dev redis-server
-      libmicrohttpd-dev libcjson-dev kcat prometheus chromium)
+      libmicrohttpd-dev libcjson-dev kcat prometheus chromium yamllint python3-yaml)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/cluster.h"
 #include "state/reader.h"
 #include "state/store.h"
 #include "stream/error.h"
@@ -15,22 +16,48 @@ struct sp_reader {
     int timeout_ms;
     redisContext *c;
     char err[256];
+    /* Redis Cluster mode (c unused): the client is made on first use; its
+     * abort flag is always set, so each call tries once, as documented. */
+    char *seeds;
+    sp_cluster *cl;
+    volatile int once;
 };
 
 sp_reader *sp_reader_new(const char *url, int timeout_ms, char *err, size_t errlen) {
+    return sp_reader_new_conf(url, NULL, NULL, NULL, timeout_ms, err, errlen);
+}
+
+sp_reader *sp_reader_new_conf(const char *url, const char *cluster, const char *user,
+                              const char *password, int timeout_ms, char *err, size_t errlen) {
     sp_reader *r = sp_xcalloc(1, sizeof *r);
-    if (sp_redis_url_parse(url, &r->url, err, errlen) != SP_OK) {
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    r->once = 1;
+    if (cluster && *cluster) {
+        r->seeds = sp_xstrdup(cluster);
+    } else if (sp_redis_url_parse(url, &r->url, err, errlen) != SP_OK) {
         free(r);
         return NULL;
     }
-    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    if (user && *user) snprintf(r->url.user, sizeof r->url.user, "%s", user);
+    if (password && *password && (r->seeds || !r->url.password[0]))
+        snprintf(r->url.password, sizeof r->url.password, "%s", password);
     return r;
 }
 
 void sp_reader_destroy(sp_reader *r) {
     if (!r) return;
     if (r->c) redisFree(r->c);
+    sp_cluster_destroy(r->cl);
+    free(r->seeds);
     free(r);
+}
+
+/* Cluster mode: makes the client if need be. */
+static int ensure_cluster(sp_reader *r) {
+    if (r->cl) return SP_OK;
+    sp_cluster_conf cc = {r->seeds, r->url.user, r->url.password, r->timeout_ms, &r->once};
+    if (!(r->cl = sp_cluster_new(&cc, r->err, sizeof r->err))) return SP_ERR_RETRY;
+    return SP_OK;
 }
 
 static void drop(sp_reader *r) {
@@ -76,6 +103,13 @@ static int ensure(sp_reader *r) {
 /* Sends n commands pipelined; replies[] must be freed by the caller. */
 static int send_all(sp_reader *r, size_t n, const int *argcs, const char *const *const *argvs,
                     redisReply **replies) {
+    if (r->seeds) {
+        if (ensure_cluster(r) != SP_OK) return SP_ERR_RETRY;
+        int rc = sp_cluster_pipeline(r->cl, n, (int *)argcs, (const char ***)argvs, NULL, replies,
+                                     NULL);
+        if (rc != SP_OK) snprintf(r->err, sizeof r->err, "redis cluster unavailable");
+        return rc == SP_ERR_FATAL ? SP_ERR_RETRY : rc;
+    }
     if (ensure(r) != SP_OK) return SP_ERR_RETRY;
     for (size_t i = 0; i < n; i++) redisAppendCommandArgv(r->c, argcs[i], (const char **)argvs[i], NULL);
     for (size_t i = 0; i < n; i++) {
@@ -193,8 +227,38 @@ int sp_reader_pfcount_each(sp_reader *r, size_t n, const char *const *keys, long
     return rc;
 }
 
+struct scan_ctx {
+    const char *pattern;
+    void (*fn)(void *ctx, const char *key);
+    void *ctx;
+};
+
+/* SCAN of one server (every master, in cluster mode). */
+static int scan_server(void *arg, redisContext *c, const char *addr) {
+    struct scan_ctx *s = arg;
+    (void)addr;
+    char cursor[32] = "0";
+    do {
+        redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, s->pattern);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            if (rep) freeReplyObject(rep);
+            return SP_ERR_RETRY;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements; i++)
+            s->fn(s->ctx, rep->element[1]->element[i]->str);
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0"));
+    return SP_OK;
+}
+
 int sp_reader_scan(sp_reader *r, const char *pattern, void (*fn)(void *ctx, const char *key),
                    void *ctx) {
+    if (r->seeds) {
+        if (ensure_cluster(r) != SP_OK) return SP_ERR_RETRY;
+        struct scan_ctx s = {pattern, fn, ctx};
+        return sp_cluster_each_master(r->cl, scan_server, &s);
+    }
     char cursor[32] = "0";
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};

@@ -15,6 +15,13 @@ typedef struct sp_reader sp_reader;
 
 /* Parses the URL (as redis.url); connects lazily. NULL with err on a bad URL. */
 sp_reader *sp_reader_new(const char *url, int timeout_ms, char *err, size_t errlen);
+/* The same, reaching Redis the way the store does: the Redis Cluster of
+ * `cluster` (seed nodes, as redis.cluster) when it is set, else url; user
+ * and password for cluster nodes and for a URL that carries none. In cluster
+ * mode every call is routed by key (state/cluster.h) and scans visit every
+ * master. */
+sp_reader *sp_reader_new_conf(const char *url, const char *cluster, const char *user,
+                              const char *password, int timeout_ms, char *err, size_t errlen);
 void sp_reader_destroy(sp_reader *r);
 
 /* PING. On failure the reason goes to err. */

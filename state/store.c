@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "state/cluster.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
@@ -53,6 +55,7 @@ struct sp_store {
     sp_store_conf conf;
     sp_redis_url url;
     redisContext *c;
+    sp_cluster *cl;       /* Redis Cluster mode: routes every command; c unused */
     sp_obj **buckets;
     size_t nbuckets, nobjs;
     struct part *parts;
@@ -60,6 +63,7 @@ struct sp_store {
     sp_obj **want;        /* queued by sp_store_want, not yet loaded */
     size_t nwant, capwant;
     uint64_t reconnects;
+    uint64_t wait_retries;
     char sha[48];         /* SHA1 of the commit script, once loaded */
 };
 
@@ -241,17 +245,102 @@ static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs
     return SP_OK;
 }
 
-static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
-                    redisReply **replies) {
+/* Sends a pipeline with retry. In cluster mode the cluster client routes and
+ * retries (and a SCRIPT command, whose effect is per node, goes to every
+ * master); nodes (may be NULL) then receives the node that ran each command,
+ * for WAIT. */
+static int pipeline_at(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                       redisReply **replies, int *nodes) {
+    if (st->cl) {
+        if (n == 1 && !strcasecmp(argvs[0][0], "SCRIPT")) {
+            if (nodes) nodes[0] = -1;
+            return sp_cluster_broadcast(st->cl, argcs[0], argvs[0], lens[0], replies);
+        }
+        return sp_cluster_pipeline(st->cl, n, argcs, argvs, lens, replies, nodes);
+    }
     int backoff = 50;
     for (;;) {
         int rc = ensure_connected(st);
         if (rc != SP_OK) return rc;
-        if (pipeline_once(st, n, argcs, argvs, lens, replies) == SP_OK) return SP_OK;
+        if (pipeline_once(st, n, argcs, argvs, lens, replies) == SP_OK) {
+            for (size_t i = 0; nodes && i < n; i++) nodes[i] = -1;
+            return SP_OK;
+        }
         if (aborted(st)) return SP_ERR_RETRY;
         sleep_ms(backoff);
         backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
     }
+}
+
+static int pipeline(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                    redisReply **replies) {
+    return pipeline_at(st, n, argcs, argvs, lens, replies, NULL);
+}
+
+/* Waits until conf.wait_replicas replicas hold every write this store sent
+ * on the connection to `node` (-1: the single-node connection). SP_OK;
+ * SP_ERR_NOTFOUND when the connection was lost, so the writes may be lost
+ * too and must be resent; SP_ERR_RETRY when aborted. While too few replicas
+ * answer, it waits on: the stream pauses rather than count a batch that one
+ * failover could undo. */
+static int wait_replicas(sp_store *st, int node, const char *what) {
+    int n = st->conf.wait_replicas, warned = 0;
+    int per = st->conf.timeout_ms / 2 > 10 ? st->conf.timeout_ms / 2 : 10;
+    for (;;) {
+        long long acked = -1;
+        if (st->cl) {
+            if (sp_cluster_wait(st->cl, node, n, per, &acked) != SP_OK) return SP_ERR_NOTFOUND;
+        } else {
+            if (!st->c) return SP_ERR_NOTFOUND;
+            redisReply *r = redisCommand(st->c, "WAIT %d %d", n, per);
+            if (!r || r->type != REDIS_REPLY_INTEGER) {
+                sp_warn("redis: WAIT: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+                if (r) freeReplyObject(r);
+                disconnect(st);
+                return SP_ERR_NOTFOUND;
+            }
+            acked = r->integer;
+            freeReplyObject(r);
+        }
+        if (acked >= n) {
+            if (warned) sp_info("redis: %s: %lld replicas acknowledged; going on", what, acked);
+            return SP_OK;
+        }
+        if (!warned++)
+            sp_warn("redis: %s: %lld of %d replicas acknowledged within %d ms; waiting", what,
+                    acked, n, per);
+        if (aborted(st)) return SP_ERR_RETRY;
+    }
+}
+
+/* A pipeline of writes that, with conf.wait_replicas > 0, returns only once
+ * that many replicas of every node it wrote to hold them: one WAIT per node
+ * after the pipeline. If a node is lost before its replicas acknowledged, the
+ * writes may have died with it (asynchronous replication), so the whole
+ * pipeline is sent again -- to whichever node owns the slots by then. Only
+ * idempotent pipelines may come here (the store's are). */
+static int pipeline_durable(sp_store *st, size_t n, int *argcs, const char ***argvs,
+                            size_t **lens, redisReply **replies, const char *what) {
+    if (st->conf.wait_replicas <= 0) return pipeline(st, n, argcs, argvs, lens, replies);
+    int *nodes = sp_xmalloc((n ? n : 1) * sizeof *nodes);
+    int rc;
+    for (;;) {
+        if ((rc = pipeline_at(st, n, argcs, argvs, lens, replies, nodes)) != SP_OK) break;
+        for (size_t i = 0; i < n && rc == SP_OK; i++) {
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++) seen = nodes[j] == nodes[i];
+            if (!seen) rc = wait_replicas(st, nodes[i], what);
+        }
+        if (rc == SP_OK) break;
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        if (rc == SP_ERR_RETRY) break;
+        st->wait_retries++;
+    }
+    free(nodes);
+    return rc;
 }
 
 /* One command with retry. */
@@ -383,7 +472,18 @@ sp_store *sp_store_new(const sp_store_conf *conf, char *err, size_t errlen) {
     if (st->conf.max_entries <= 0) st->conf.max_entries = 200000;
     st->nbuckets = 1024;
     st->buckets = sp_xcalloc(st->nbuckets, sizeof *st->buckets);
+    if (conf->cluster && *conf->cluster) {
+        sp_cluster_conf cc = {conf->cluster, conf->user, conf->password, st->conf.timeout_ms,
+                              conf->abort_flag};
+        if (!(st->cl = sp_cluster_new(&cc, err, errlen))) goto fail;
+        return st;
+    }
     if (sp_redis_url_parse(conf->url, &st->url, err, errlen) != SP_OK) goto fail;
+    if (!st->url.password[0] && conf->password && *conf->password) {
+        snprintf(st->url.password, sizeof st->url.password, "%s", conf->password);
+        if (!st->url.user[0] && conf->user)
+            snprintf(st->url.user, sizeof st->url.user, "%s", conf->user);
+    }
     int rc = ensure_connected(st);
     if (rc != SP_OK) {
         snprintf(err, errlen, rc == SP_ERR_FATAL ? "redis: cannot connect (see log)"
@@ -409,6 +509,17 @@ static void part_clear_cmds(struct part *p) {
 void sp_store_destroy(sp_store *st) {
     if (!st) return;
     disconnect(st);
+    if (st->cl) {
+        sp_cluster_stats cs;
+        sp_cluster_get_stats(st->cl, &cs);
+        sp_info("redis cluster: moved=%llu ask=%llu tryagain=%llu clusterdown=%llu "
+                "map_refreshes=%llu connection_errors=%llu wait_retries=%llu",
+                (unsigned long long)cs.moved, (unsigned long long)cs.ask,
+                (unsigned long long)cs.tryagain, (unsigned long long)cs.clusterdown,
+                (unsigned long long)cs.refreshes, (unsigned long long)cs.conn_errors,
+                (unsigned long long)st->wait_retries);
+        sp_cluster_destroy(st->cl);
+    }
     for (size_t i = 0; i < st->nbuckets; i++)
         for (sp_obj *o = st->buckets[i], *next; o; o = next) {
             next = o->next;
@@ -430,7 +541,13 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     make_key(meta, sizeof meta, part, "meta");
     redisReply *r = NULL;
     const char *incr[] = {"HINCRBY", meta, "epoch", "1"};
-    int rc = command(st, &r, 4, incr);
+    size_t incr_lens[] = {7, strlen(meta), 5, 1};
+    int incr_argc = 4;
+    const char **incr_argv = incr;
+    size_t *incr_lp = incr_lens;
+    /* Durable with wait_replicas: the new epoch must survive a failover, or
+     * the promoted replica would hold the old one and fence us out. */
+    int rc = pipeline_durable(st, 1, &incr_argc, &incr_argv, &incr_lp, &r, "partition assignment");
     if (rc != SP_OK) return rc;
     if (r->type != REDIS_REPLY_INTEGER) {
         sp_error("redis: HINCRBY %s epoch: %s", meta, r->type == REDIS_REPLY_ERROR ? r->str : "?");
@@ -757,8 +874,9 @@ int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
             lens[i] = as[i].l;
         }
         /* Every commit is idempotent, so after a lost connection the whole
-         * pipeline is simply sent again. */
-        if ((rc = pipeline(st, n, argcs, argvs, lens, rs)) != SP_OK) goto out;
+         * pipeline is simply sent again; with wait_replicas it returns once
+         * the replicas of every node written to hold it. */
+        if ((rc = pipeline_durable(st, n, argcs, argvs, lens, rs, "commit")) != SP_OK) goto out;
         int noscript = 0;
         for (size_t i = 0; i < n; i++)
             if (rs[i]->type == REDIS_REPLY_ERROR && !strncmp(rs[i]->str, "NOSCRIPT", 8))
@@ -823,7 +941,8 @@ int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *c
         lens[i] = &lv[k];
         for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
     }
-    int rc = pipeline(st, n, (int *)argcs, (const char ***)argvs, lens, replies);
+    int rc = pipeline_durable(st, n, (int *)argcs, (const char ***)argvs, lens, replies,
+                              "side writes");
     if (rc == SP_OK) {
         for (size_t i = 0; i < n; i++) {
             if (replies[i]->type == REDIS_REPLY_ERROR) {
@@ -872,3 +991,4 @@ int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
 
 size_t sp_store_cached(const sp_store *st) { return st->nobjs; }
 uint64_t sp_store_reconnects(const sp_store *st) { return st->reconnects; }
+uint64_t sp_store_wait_retries(const sp_store *st) { return st->wait_retries; }

@@ -16,6 +16,10 @@
  * running the same commit twice -- as happens when a reply is lost and the
  * call is retried -- changes nothing.
  *
+ * With conf.cluster set, every command is routed to the Redis Cluster master
+ * that owns its key's slot (state/cluster.c): a partition's commit goes to
+ * the node owning "{p<n>}", and a prefetch costs one round trip per node.
+ *
  * Redis being unreachable is not an error here: every call retries with
  * exponential backoff (capped at 2 s) until it succeeds or the abort flag
  * given to sp_store_new() is set, in which case it returns SP_ERR_RETRY and
@@ -33,6 +37,14 @@ typedef struct sp_store_conf {
     int timeout_ms;
     int64_t max_entries;      /* cache bound; clean entries are evicted above it */
     volatile int *abort_flag; /* set by a signal handler: stop retrying */
+    /* Redis Cluster: seed nodes "host:port,..." (url is then ignored); NULL
+     * or "" for the single-node store. See state/cluster.h. */
+    const char *cluster;
+    /* Credentials for cluster nodes, and for url when it carries none. */
+    const char *user, *password;
+    /* > 0: a commit counts only once this many replicas acknowledged it
+     * (WAIT); the commit is resent until they do. */
+    int wait_replicas;
 } sp_store_conf;
 
 /* Parses the URL and connects (retrying as described above; returns NULL
@@ -122,6 +134,9 @@ int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
 /* Statistics. */
 size_t sp_store_cached(const sp_store *st);
 uint64_t sp_store_reconnects(const sp_store *st);
+/* Commits resent because fewer than wait_replicas replicas acknowledged them
+ * in time, or the node was lost before they did. */
+uint64_t sp_store_wait_retries(const sp_store *st);
 
 /* Parses a Redis URL into its parts (exported for tests). Returns 0 or
  * SP_ERR_FATAL with the reason in err; never copies the password into err. */

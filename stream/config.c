@@ -40,6 +40,14 @@ static const struct opt opts[] = {
      "state store: redis://[user:password@]host:port[/db] or unix:///path.sock[?db=N&password=P]"},
     {"redis.timeout_ms", OPT_INT, O(redis_timeout_ms), "2000", 1, 600000,
      "connect and command timeout for Redis"},
+    {"redis.cluster", OPT_STR, O(redis_cluster), "", 0, 0,
+     "Redis Cluster seed nodes host:port,host:port,... (replaces redis.url when set)"},
+    {"redis.user", OPT_STR, O(redis_user), "", 0, 0,
+     "Redis ACL user for redis.cluster (and redis.url when its URL names none)"},
+    {"redis.password", OPT_STR, O(redis_password), "", 0, 0,
+     "Redis password for redis.cluster (and redis.url when its URL has none); never printed"},
+    {"redis.wait_replicas", OPT_INT, O(redis_wait_replicas), "0", 0, 64,
+     "a commit counts once this many replicas hold it (Redis WAIT); 0 = don't wait"},
     {"batch.max_messages", OPT_INT, O(batch_max_messages), "2000", 1, 1000000,
      "a batch closes after this many messages ..."},
     {"batch.max_ms", OPT_INT, O(batch_max_ms), "100", 1, 600000,
@@ -318,6 +326,8 @@ void sp_config_print(const sp_config *cfg, FILE *f) {
                 fprintf(f, "%s = redis://***@%s\n", opts[i].key, strrchr(v, '@') + 1);
             else if (!strcmp(opts[i].key, "redis.url") && pw)
                 fprintf(f, "%s = %.*spassword=***\n", opts[i].key, (int)(pw - v), v);
+            else if (sp_config_is_secret(opts[i].key) && *v)
+                fprintf(f, "%s = ***\n", opts[i].key);
             else
                 fprintf(f, "%s = %s\n", opts[i].key, v);
         } else if (opts[i].type == OPT_INT)

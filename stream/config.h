@@ -20,6 +20,10 @@ typedef struct sp_config {
     char *operators;           /* comma-separated operator names, in order */
     char *redis_url;
     int redis_timeout_ms;
+    char *redis_cluster;       /* seed nodes; "" = single node at redis_url */
+    char *redis_user;
+    char *redis_password;      /* secret */
+    int redis_wait_replicas;
     int batch_max_messages;
     int batch_max_ms;
     int64_t cache_max_entries;

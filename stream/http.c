@@ -648,7 +648,9 @@ sp_http *sp_http_start(const sp_http_conf *conf, char *err, size_t errlen) {
     if (parse_listen(conf->listen, &sa, err, errlen) != SP_OK) return NULL;
     sp_http *h = sp_xcalloc(1, sizeof *h);
     h->conf = *conf;
-    if (!(h->reader = sp_reader_new(conf->redis_url, conf->redis_timeout_ms, err, errlen)))
+    if (!(h->reader = sp_reader_new_conf(conf->redis_url, conf->redis_cluster, conf->redis_user,
+                                         conf->redis_password, conf->redis_timeout_ms, err,
+                                         errlen)))
         goto fail;
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
                             ntohs(sa.sin_port), NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR,

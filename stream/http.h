@@ -33,6 +33,8 @@ typedef struct sp_http_conf {
     const sp_metrics *metrics;  /* may be NULL (no pipeline counters) */
     rd_kafka_t *rk;             /* for /healthz; may be NULL */
     int64_t window_ms, rollup_ms;
+    /* Redis Cluster seeds and credentials, as the store's (may be NULL). */
+    const char *redis_cluster, *redis_user, *redis_password;
 } sp_http_conf;
 
 typedef struct sp_http sp_http;

@@ -516,8 +516,14 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
         status = 2;
         goto done;
     }
-    sp_store_conf sc = {r.cfg.redis_url, r.cfg.redis_timeout_ms, r.cfg.cache_max_entries,
-                        &abort_flag};
+    sp_store_conf sc = {.url = r.cfg.redis_url,
+                        .timeout_ms = r.cfg.redis_timeout_ms,
+                        .max_entries = r.cfg.cache_max_entries,
+                        .abort_flag = &abort_flag,
+                        .cluster = r.cfg.redis_cluster,
+                        .user = r.cfg.redis_user,
+                        .password = r.cfg.redis_password,
+                        .wait_replicas = r.cfg.redis_wait_replicas};
     if (!(r.store = sp_store_new(&sc, err, sizeof err))) {
         fprintf(stderr, "shopstream run: %s\n", err);
         goto done;
@@ -530,7 +536,8 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
     }
     if (r.cfg.http_listen[0] && strcmp(r.cfg.http_listen, "0")) {
         sp_http_conf hc = {r.cfg.http_listen, r.cfg.redis_url, r.cfg.redis_timeout_ms,
-                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms};
+                           &r.metrics, r.rk, r.cfg.kpi_window_ms, r.cfg.kpi_rollup_ms,
+                           r.cfg.redis_cluster, r.cfg.redis_user, r.cfg.redis_password};
         /* Without HTTP the processor still does its job: say so and go on
          * (a second instance on one host, say, finds the port taken). */
         if (!(r.http = sp_http_start(&hc, err, sizeof err)))

@@ -27,7 +27,7 @@ static void rig_open(struct rig *r, int64_t window, int64_t max_ids) {
     r->cfg.dedupe_max_ids = max_ids;
     free(r->cfg.input_topics);
     r->cfg.input_topics = strdup("t,u");
-    sp_store_conf sc = {redis.url, 1000, 1000, NULL};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 1000};
     char err[256];
     r->store = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(r->store, "%s", err);
@@ -145,7 +145,7 @@ Test(dedupe, keeps_at_most_max_ids_and_the_same_ones_as_redis, .init = start, .f
 Test(pipeline_config, unknown_operator_is_an_error_naming_it, .init = start, .fini = stop) {
     sp_config cfg;
     sp_config_init(&cfg);
-    sp_store_conf sc = {redis.url, 1000, 1000, NULL};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 1000};
     char err[256];
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     sp_op_env env = {st, NULL, &cfg, NULL};

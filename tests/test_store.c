@@ -16,7 +16,7 @@ static void start(void) { cr_assert_eq(sp_t_redis_start(&redis, 1), 0, "redis-se
 static void stop(void) { sp_t_redis_stop(&redis); }
 
 static sp_store *open_store(int64_t max_entries, volatile int *abort_flag) {
-    sp_store_conf sc = {redis.url, 1000, max_entries, abort_flag};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = max_entries, .abort_flag = abort_flag};
     char err[256];
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
@@ -195,12 +195,12 @@ Test(store, url_with_password_database_and_unix_socket) {
 
     /* Wrong password: a clear error, not a retry loop, and no password in it. */
     snprintf(url, sizeof url, "redis://:wrong-pw@127.0.0.1:%d/0", redis.port);
-    sp_store_conf bad = {url, 1000, 100, NULL};
+    sp_store_conf bad = {.url = url, .timeout_ms = 1000, .max_entries = 100};
     cr_assert_null(sp_store_new(&bad, err, sizeof err));
     cr_assert_null(strstr(err, "wrong-pw"));
 
     snprintf(url, sizeof url, "redis://:s3cret-pw@127.0.0.1:%d/3", redis.port);
-    sp_store_conf sc = {url, 1000, 100, NULL};
+    sp_store_conf sc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
@@ -210,7 +210,7 @@ Test(store, url_with_password_database_and_unix_socket) {
     /* The same database through the unix socket, with the password as a
      * query parameter, sees the committed offset. */
     snprintf(url, sizeof url, "unix://%s?db=3&password=s3cret-pw", sock);
-    sp_store_conf uc = {url, 1000, 100, NULL};
+    sp_store_conf uc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
     st = sp_store_new(&uc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
@@ -218,7 +218,7 @@ Test(store, url_with_password_database_and_unix_socket) {
     sp_store_destroy(st);
     /* ... and database 0 is untouched. */
     snprintf(url, sizeof url, "unix://%s?password=s3cret-pw", sock);
-    sp_store_conf zc = {url, 1000, 100, NULL};
+    sp_store_conf zc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
     st = sp_store_new(&zc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);

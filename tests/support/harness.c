@@ -161,13 +161,26 @@ static int redis_ping(int port, const char *password) {
 }
 
 static int redis_launch(sp_t_redis *r) {
-    char port[16], log[320];
+    char port[16], log[320], timeout[16];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
+    snprintf(timeout, sizeof timeout, "%d", r->cluster_node_timeout);
     char *argv[40] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r->dir,
                       "--save", "", "--appendonly", r->appendonly ? "yes" : "no",
                       "--appendfsync", "always", NULL};
-    for (int i = 0, n = 13; r->extra && r->extra[i] && n < 39; i++) argv[n++] = (char *)r->extra[i];
+    int n = 13;
+    if (r->cluster_node_timeout > 0) {
+        argv[n++] = "--cluster-enabled";
+        argv[n++] = "yes";
+        argv[n++] = "--cluster-config-file";
+        argv[n++] = "nodes.conf";
+        argv[n++] = "--cluster-node-timeout";
+        argv[n++] = timeout;
+        /* One replica may fail over even if it lagged (tests kill masters). */
+        argv[n++] = "--cluster-replica-validity-factor";
+        argv[n++] = "0";
+    }
+    for (int i = 0; r->extra && r->extra[i] && n < 39; i++) argv[n++] = (char *)r->extra[i];
     r->pid = sp_t_spawn(argv, log);
     for (int i = 0; i < 200; i++) {
         if (redis_ping(r->port, r->password)) return 0;
@@ -210,6 +223,171 @@ void sp_t_redis_stop(sp_t_redis *r) {
 
 int sp_t_redis_restart(sp_t_redis *r) { return redis_launch(r); }
 
+/* ------------------------------------------------------ Redis Cluster */
+
+static redisReply *node_cmd(int port, const char *cmd) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, cmd);
+    redisFree(c);
+    return r;
+}
+
+static int port_free(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A cluster node also listens on its port + 10000 (the cluster bus), so both
+ * must be free; both are kept below the kernel's ephemeral range (32768 and
+ * up), where an outgoing connection could take the bus port meanwhile. */
+static int cluster_free_port(void) {
+    static unsigned seed;
+    if (!seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int i = 0; i < 1000; i++) {
+        int port = 10000 + (int)(rand_r(&seed) % 12000); /* both below 32768 */
+        if (port_free(port) && port_free(port + 10000)) return port;
+    }
+    return -1;
+}
+
+int sp_t_cluster_start(sp_t_cluster *c, int masters, int replicas, int node_timeout_ms) {
+    memset(c, 0, sizeof *c);
+    c->n = masters * (1 + replicas);
+    if (c->n > SP_T_CLUSTER_MAX) return -1;
+    size_t len = 0;
+    for (int i = 0; i < c->n; i++) {
+        sp_t_redis *r = &c->node[i];
+        snprintf(r->dir, sizeof r->dir, "%s", sp_t_tmpdir());
+        r->port = cluster_free_port();
+        r->cluster_node_timeout = node_timeout_ms;
+        snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
+        if (redis_launch(r)) {
+            c->n = i + 1;
+            sp_t_cluster_stop(c);
+            return -1;
+        }
+        len += (size_t)snprintf(c->seeds + len, sizeof c->seeds - len, "%s127.0.0.1:%d",
+                                i ? "," : "", r->port);
+    }
+    snprintf(c->url, sizeof c->url, "cluster:%s", c->seeds);
+    char *argv[4 + SP_T_CLUSTER_MAX + 4] = {"redis-cli", "--cluster", "create"};
+    char addrs[SP_T_CLUSTER_MAX][32], reps[8];
+    int a = 3;
+    for (int i = 0; i < c->n; i++) {
+        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", c->node[i].port);
+        argv[a++] = addrs[i];
+    }
+    snprintf(reps, sizeof reps, "%d", replicas);
+    argv[a++] = "--cluster-replicas";
+    argv[a++] = reps;
+    argv[a++] = "--cluster-yes";
+    int st;
+    free(sp_t_capture(argv, &st));
+    if (st != 0 || sp_t_cluster_wait_ok(c, 30000)) {
+        sp_t_cluster_stop(c); /* nothing left running behind a failed start */
+        return -1;
+    }
+    return 0;
+}
+
+void sp_t_cluster_stop(sp_t_cluster *c) {
+    for (int i = 0; i < c->n; i++) sp_t_redis_stop(&c->node[i]);
+}
+
+/* "start-end:port ..." of CLUSTER SLOTS, sorted by start: equal strings mean
+ * two nodes agree on who owns what. */
+static int slots_signature(int port, char *out, size_t outlen) {
+    redisReply *r = node_cmd(port, "CLUSTER SLOTS");
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    long long owner[16384];
+    for (int s = 0; s < 16384; s++) owner[s] = -1;
+    for (size_t k = 0; k < r->elements; k++) {
+        redisReply *e = r->element[k];
+        for (long long s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+            owner[s] = e->element[2]->element[1]->integer;
+    }
+    freeReplyObject(r);
+    size_t len = 0;
+    for (int s = 0; s < 16384; s++) {
+        if (owner[s] < 0) return -1;
+        if (!s || owner[s] != owner[s - 1])
+            len += (size_t)snprintf(out + len, outlen > len ? outlen - len : 0, "%d:%lld ", s,
+                                    owner[s]);
+    }
+    return len < outlen ? 0 : -1;
+}
+
+int sp_t_cluster_wait_ok(sp_t_cluster *c, int timeout_ms) {
+    int64_t end = mono_ms() + timeout_ms;
+    static char first[65536], other[65536];
+    while (mono_ms() < end) {
+        int ok = 1, have = 0;
+        for (int i = 0; i < c->n && ok; i++) {
+            if (c->node[i].pid <= 0) continue;
+            redisReply *r = node_cmd(c->node[i].port, "CLUSTER INFO");
+            ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+            if (r) freeReplyObject(r);
+            if (!ok) break;
+            if (slots_signature(c->node[i].port, have ? other : first, sizeof first)) ok = 0;
+            else if (have && strcmp(first, other)) ok = 0;
+            have = 1;
+        }
+        if (ok && have) return 0;
+        sp_t_sleep_ms(100);
+    }
+    return -1;
+}
+
+int sp_t_cluster_node_id(sp_t_cluster *c, int i, char *id) {
+    redisReply *r = node_cmd(c->node[i].port, "CLUSTER MYID");
+    int ok = r && r->type == REDIS_REPLY_STRING && r->len == 40;
+    if (ok) memcpy(id, r->str, 41);
+    if (r) freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+int sp_t_cluster_master_of(sp_t_cluster *c, const char *key) {
+    for (int i = 0; i < c->n; i++) {
+        if (c->node[i].pid <= 0) continue;
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "CLUSTER KEYSLOT %s", key);
+        redisReply *r = node_cmd(c->node[i].port, cmd);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            if (r) freeReplyObject(r);
+            continue;
+        }
+        long long slot = r->integer;
+        freeReplyObject(r);
+        r = node_cmd(c->node[i].port, "CLUSTER SLOTS");
+        long long port = -1;
+        for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+            redisReply *e = r->element[k];
+            if (slot >= e->element[0]->integer && slot <= e->element[1]->integer)
+                port = e->element[2]->element[1]->integer;
+        }
+        if (r) freeReplyObject(r);
+        for (int j = 0; j < c->n; j++)
+            if (c->node[j].port == port) return j;
+        return -1;
+    }
+    return -1;
+}
+
 int sp_t_mock_start(sp_t_mock *m, int partitions) {
     memset(m, 0, sizeof *m);
     const char *dir = sp_t_tmpdir();
@@ -246,7 +424,9 @@ void sp_t_mock_stop(sp_t_mock *m) {
 }
 
 char *sp_t_dump(const char *url) {
-    char *argv[] = {(char *)sp_t_bin(), "dump-state", "--redis-url", (char *)url, NULL};
+    int cluster = !strncmp(url, "cluster:", 8);
+    char *argv[] = {(char *)sp_t_bin(), "dump-state", cluster ? "--redis-cluster" : "--redis-url",
+                    (char *)(cluster ? url + 8 : url), NULL};
     int st;
     char *out = sp_t_capture(argv, &st);
     if (st != 0) {
@@ -256,12 +436,36 @@ char *sp_t_dump(const char *url) {
     return out;
 }
 
+static int64_t committed_at(int port, const char *topic, int masters_only);
+
 int64_t sp_t_committed(const char *url, const char *topic) {
-    int port = atoi(strrchr(url, ':') + 1);
-    redisContext *c = redisConnect("127.0.0.1", port);
+    if (strncmp(url, "cluster:", 8)) return committed_at(atoi(strrchr(url, ':') + 1), topic, 0);
+    /* Every node of the seed list that is up and a master. */
+    int64_t sum = 0;
+    for (const char *p = url + 8; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        int64_t n = committed_at(atoi(strchr(p, ':') + 1), topic, 1);
+        if (n > 0) sum += n;
+    }
+    return sum;
+}
+
+static int64_t committed_at(int port, const char *topic, int masters_only) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     if (!c || c->err) {
         if (c) redisFree(c);
         return -1;
+    }
+    redisSetTimeout(c, tv);
+    if (masters_only) {
+        redisReply *role = redisCommand(c, "ROLE");
+        int master = role && role->type == REDIS_REPLY_ARRAY && role->elements &&
+                     !strcmp(role->element[0]->str, "master");
+        if (role) freeReplyObject(role);
+        if (!master) {
+            redisFree(c);
+            return 0;
+        }
     }
     int64_t sum = 0;
     redisReply *keys = redisCommand(c, "KEYS {p*}:meta");
