@@ -406,7 +406,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     struct runner *r = opaque;
     (void)rk;
     if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__FATAL) {
-        sp_error("kafka: %s; stopping", reason);
+        sp_error("Kafka %s: %s; stopping",
+                 err == RD_KAFKA_RESP_ERR__FATAL ? "fatal error" : "authentication failed", reason);
         r->failed = 1;
         return;
     }

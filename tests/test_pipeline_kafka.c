@@ -196,8 +196,9 @@ Test(pipeline_kafka_sasl, wrong_password_stops_run_with_a_clear_error) {
         cr_assert_fail("run with a wrong password did not stop within 30 s");
     }
     cr_assert_eq(st, 1, "run with a wrong password exited %d (want 1; >128 is a crash)", st);
-    cr_expect(file_has(errf, "Authentication failed"), "no authentication error on stderr");
-    cr_expect(file_has(errf, "stopping"), "stderr does not say the processor stops");
+    cr_expect(file_has(errf, "Kafka authentication failed: "), "no authentication error on stderr");
+    cr_expect(file_has(errf, "Invalid username or password"), "stderr lacks the broker's reason");
+    cr_expect(file_has(errf, "; stopping"), "stderr does not say the processor stops");
     for (int i = 0; i < 2; i++) {
         const char *f = i ? errf : out;
         cr_expect(!file_has(f, WRONG_PASS), "%s contains the wrong password", f);
