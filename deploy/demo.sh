@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # make demo: the embedded default. Starts a private redis-server (temporary
-# directory, free port) and librdkafka's mock Kafka cluster (or uses
-# KAFKA=host:port), generates DEMO_EVENTS events, replays them into the input
-# topics, runs the processor until everything is consumed, stops everything,
-# and ends with one line: summary: events=N clicks=... orders=... ...
+# directory, free port) and librdkafka's mock Kafka cluster, generates
+# DEMO_EVENTS events, replays them into the input topics, runs the processor
+# until everything is consumed, stops everything, and ends with one line:
+# summary: events=N clicks=... orders=... ...
+#   KAFKA=local      a real Apache Kafka broker instead of the mock
+#                    (deploy/local/kafka.sh in the temporary directory,
+#                    stopped at the end)
+#   KAFKA=host:port  an existing broker
+# With a real broker the four shop.* topics are created with the admin API
+# (DEMO_PARTITIONS each) unless they exist with that count already.
 # While the processor runs it serves the dashboard and prints
 # "dashboard: http://127.0.0.1:PORT/"; DEMO_HOLD=SECONDS keeps it up that long
 # after the replay is consumed.
@@ -16,8 +22,10 @@ SEED=${DEMO_SEED:-42}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-demo.XXXXXX")
 pids=()
 
+kafka_dir=
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$kafka_dir" ] && bash deploy/local/kafka.sh stop --dir "$kafka_dir" >&2 || true
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -41,9 +49,18 @@ pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
 log "redis-server on 127.0.0.1:$rport"
 
+if [ "${KAFKA:-}" = local ]; then
+  kafka_dir=$tmp/kafka
+  log "starting a local Apache Kafka broker (deploy/local/kafka.sh)"
+  brokers=$(bash deploy/local/kafka.sh start --dir "$kafka_dir" --watch-pid $$ |
+    sed -nE 's/^bootstrap: //p')
+  [ -n "$brokers" ] || { echo "demo: the local Kafka broker did not start" >&2; exit 1; }
+fi
 if [ -n "${KAFKA:-}" ]; then
-  brokers=$KAFKA
-  log "using Kafka at $brokers (topics must exist: shop.clicks shop.orders shop.reviews shop.deadletter)"
+  [ -n "$kafka_dir" ] || brokers=$KAFKA
+  "$BIN" topics create --brokers "$brokers" --partitions "$PARTITIONS" \
+    shop.clicks shop.orders shop.reviews shop.deadletter >&2
+  log "using Kafka at $brokers"
 else
   "$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>"$tmp/mock.log" &
   pids+=($!)

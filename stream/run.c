@@ -403,6 +403,23 @@ static void handle_consumer_error(struct runner *r, rd_kafka_message_t *m) {
     sp_warn("kafka: %s", rd_kafka_message_errstr(m));
 }
 
+/* Errors that are not about one message (a refused login, a fatal
+ * client error) reach the application only through this callback, served
+ * from rd_kafka_consumer_poll on our thread; without it librdkafka would
+ * log them and retry for ever, and `run` with a wrong password would hang.
+ * The rest are transient (brokers down, timeouts): librdkafka reconnects. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    struct runner *r = opaque;
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__FATAL) {
+        sp_error("Kafka %s: %s; stopping",
+                 err == RD_KAFKA_RESP_ERR__FATAL ? "fatal error" : "authentication failed", reason);
+        r->failed = 1;
+        return;
+    }
+    sp_warn("kafka: %s", reason);
+}
+
 static rd_kafka_t *consumer_new(struct runner *r, char *err, size_t errlen) {
     rd_kafka_conf_t *conf = sp_kafka_conf_new(&r->cfg, err, errlen);
     if (!conf) return NULL;
@@ -421,6 +438,7 @@ static rd_kafka_t *consumer_new(struct runner *r, char *err, size_t errlen) {
             goto bad;
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, r);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, sub, sizeof sub);
     if (!rk) {

@@ -81,4 +81,9 @@ void pl_case_rebalance(void);
 void pl_case_redis_outage(void);
 void pl_case_poison(void);
 
+/* Cases for a real broker (tests/test_pipeline_kafka.c). */
+long pl_check_deadletters_at_least_once(void);
+void pl_case_group_kill9(int kills);
+void pl_case_broker_restart(int (*restart)(void *ctx), void *ctx);
+
 #endif

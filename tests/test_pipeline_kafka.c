@@ -1,0 +1,207 @@
+/* The spine end to end against a real Apache Kafka 4.x broker
+ * (deploy/local/kafka.sh): the six cases of tests/test_pipeline.c, then
+ * what only a real broker can show -- three processors in one group killed
+ * at random while events arrive, a broker restart mid-stream, and SASL/PLAIN
+ * with the right and a wrong password.
+ *
+ * Three brokers are started together once for the whole binary, in the
+ * Criterion runner (tests run in child processes, so they find them through
+ * the environment): "plain" for every case that leaves the broker alone,
+ * each test on its own topic prefix t<pid>. created with the admin API;
+ * "restart", which only the broker-restart case uses, so restarting it
+ * disturbs nobody whatever order the tests run in; and "sasl", whose only
+ * listener is SASL_PLAINTEXT. With no Java 17 on the machine every test here
+ * fails, saying so: these tests are part of `make test`, not optional. */
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support/kafka_broker.h"
+#include "tests/support/pipeline.h"
+
+#define SASL_USER "shop-pipe"
+#define SASL_PASS "pw-Pl7rQx2mVb" /* unique, so a leak is found by grep */
+#define WRONG_PASS "pw-Nope93Kdw"
+#define GROUP_PARTITIONS 12
+
+static sp_test_broker *brokers[3];
+static const char *const broker_names[3] = {"plain", "restart", "sasl"};
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+    char err[1024];
+    (void)set;
+    if (!sp_test_broker_available(err, sizeof err)) {
+        setenv("SP_TEST_KAFKA_ERROR", err, 1);
+        return;
+    }
+    const char *sasl[] = {NULL, NULL, SASL_USER ":" SASL_PASS};
+    if (sp_test_brokers_start(3, sasl, brokers, err, sizeof err)) {
+        setenv("SP_TEST_KAFKA_ERROR", err, 1);
+        return;
+    }
+    for (int i = 0; i < 3; i++) sp_test_broker_export(brokers[i], broker_names[i]);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    (void)stats;
+    for (int i = 0; i < 3; i++) sp_test_broker_stop(brokers[i]);
+}
+
+/* The broker published by the runner, or a test failure naming why there
+ * is none (no Java, or it did not start). The handle does not own it. */
+static sp_test_broker *need_broker(const char *name) {
+    const char *why = getenv("SP_TEST_KAFKA_ERROR");
+    if (why) cr_assert_fail("no Kafka broker: %s", why);
+    sp_test_broker *b = sp_test_broker_from_env(name);
+    if (!b) cr_assert_fail("no Kafka broker '%s' was published by the test runner", name);
+    return b;
+}
+
+static const char *const sasl_conf[] = {
+    "security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN", "sasl.username=" SASL_USER,
+    "sasl.password=" SASL_PASS, NULL};
+
+static sp_test_broker *world_broker; /* the test's handle, freed by teardown */
+
+/* Creates this test's four topics (prefix t<pid>.) on the named broker with
+ * the admin API and sets up the world on them; xprops (SASL) go to every
+ * client of the world. */
+static void setup_on(const char *name, int partitions, const char *const *xprops) {
+    world_broker = need_broker(name);
+    const char *bs = sp_test_broker_bootstrap(world_broker);
+    char prefix[32], names[4][96], err[512];
+    snprintf(prefix, sizeof prefix, "t%d.", (int)getpid());
+    static const char *kinds[] = {"clicks", "orders", "reviews", "deadletter"};
+    const char *list[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(names[i], sizeof names[i], "%s%s", prefix, kinds[i]);
+        list[i] = names[i];
+    }
+    cr_assert_eq(sp_test_create_topics(bs, list, 4, partitions, xprops, err, sizeof err), 0,
+                 "creating the topics: %s", err);
+    pl_setup(bs, prefix, partitions);
+    for (int i = 0; xprops && xprops[i] && i < 7; i++) w.xprops[i] = xprops[i];
+}
+
+static void setup_plain(void) { setup_on("plain", PL_PARTITIONS, NULL); }
+static void setup_group(void) { setup_on("plain", GROUP_PARTITIONS, NULL); }
+static void setup_restart(void) { setup_on("restart", PL_PARTITIONS, NULL); }
+static void setup_sasl(void) { setup_on("sasl", PL_PARTITIONS, sasl_conf); }
+
+static void teardown(void) {
+    pl_teardown();
+    sp_test_broker_stop(world_broker);
+    world_broker = NULL;
+}
+
+/* ------------------------------------------- the spine's six cases */
+
+TestSuite(pipeline_kafka, .init = setup_plain, .fini = teardown, .timeout = 400);
+
+Test(pipeline_kafka, jsonl_counts_in_redis_equal_counts_from_the_file) {
+    pl_case_end_to_end("jsonl");
+}
+
+Test(pipeline_kafka, protobuf_counts_in_redis_equal_counts_from_the_file) {
+    pl_case_end_to_end("proto");
+}
+
+Test(pipeline_kafka, kill9_at_random_points_loses_nothing_and_counts_nothing_twice) {
+    pl_case_kill9();
+}
+
+Test(pipeline_kafka, rebalance_two_processors_one_stopped_mid_stream) { pl_case_rebalance(); }
+
+Test(pipeline_kafka, redis_outage_mid_stream_loses_nothing) { pl_case_redis_outage(); }
+
+Test(pipeline_kafka, poison_messages_go_to_the_dead_letter_topic_with_reasons) {
+    pl_case_poison();
+}
+
+/* ------------------------------------ what only a real broker shows */
+
+Test(pipeline_kafka_group, three_processors_kill9_while_producing_equal_one_clean_run,
+     .init = setup_group, .fini = teardown, .timeout = 400) {
+    pl_case_group_kill9(4);
+}
+
+static int restart_broker(void *ctx) {
+    char err[512];
+    int rc = sp_test_broker_restart(ctx, err, sizeof err);
+    if (rc) cr_log_error("%s", err);
+    return rc;
+}
+
+Test(pipeline_kafka_restart, broker_restart_mid_stream_processor_reconnects,
+     .init = setup_restart, .fini = teardown, .timeout = 400) {
+    pl_case_broker_restart(restart_broker, world_broker);
+}
+
+/* 1 if the file at path contains needle anywhere. */
+static int file_has(const char *path, const char *needle) {
+    char *text = sp_t_read_file(path, NULL);
+    cr_assert_not_null(text, "cannot read %s", path);
+    int found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+TestSuite(pipeline_kafka_sasl, .init = setup_sasl, .fini = teardown, .timeout = 400);
+
+/* gen -> replay -> run -> Redis with every client logging in over
+ * SASL_PLAINTEXT/PLAIN (-X properties), and the password in no log. */
+Test(pipeline_kafka_sasl, counts_in_redis_equal_counts_from_the_file) {
+    pl_case_end_to_end("proto");
+    static const char *logs[] = {"run.log", "replay.log"};
+    for (int i = 0; i < 2; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s", w.dir, logs[i]);
+        cr_expect(!file_has(path, SASL_PASS), "%s contains the password", logs[i]);
+    }
+}
+
+/* A wrong password given as --kafka.* keys: `run` stops on its own within
+ * seconds, exit 1, with the broker's authentication error on stderr, and
+ * neither password shows in its output. */
+Test(pipeline_kafka_sasl, wrong_password_stops_run_with_a_clear_error) {
+    char out[300], errf[300];
+    snprintf(out, sizeof out, "%s/wrong.out", w.dir);
+    snprintf(errf, sizeof errf, "%s/wrong.err", w.dir);
+    char *argv[] = {(char *)sp_t_bin(), "run", "--brokers", w.bootstrap, "--redis.url",
+                    w.redis.url, "--group.id", "wrong", "--topics.input", w.inputs,
+                    "--topics.deadletter", w.dlq, "--kafka.security.protocol=SASL_PLAINTEXT",
+                    "--kafka.sasl.mechanism=PLAIN", "--kafka.sasl.username=" SASL_USER,
+                    "--kafka.sasl.password=" WRONG_PASS, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    /* Generous bound for a loaded machine; a hang is what it catches. */
+    int st = sp_t_wait(pid, 30000);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        sp_t_wait(pid, 5000);
+        cr_assert_fail("run with a wrong password did not stop within 30 s");
+    }
+    cr_assert_eq(st, 1, "run with a wrong password exited %d (want 1; >128 is a crash)", st);
+    cr_expect(file_has(errf, "Kafka authentication failed: "), "no authentication error on stderr");
+    cr_expect(file_has(errf, "Invalid username or password"), "stderr lacks the broker's reason");
+    cr_expect(file_has(errf, "; stopping"), "stderr does not say the processor stops");
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? errf : out;
+        cr_expect(!file_has(f, WRONG_PASS), "%s contains the wrong password", f);
+        cr_expect(!file_has(f, SASL_PASS), "%s contains the password", f);
+    }
+}
