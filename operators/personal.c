@@ -279,7 +279,7 @@ fail:
     return NULL;
 }
 
-/* Parses "b v1 ... vd" into bias and v; 0 when it is not d+1 numbers. */
+/* Parses "b v1 ... vd" into bias and v; 0 when it is not exactly d+1 numbers. */
 static int parse_row(const char *s, size_t d, float *bias, float *v) {
     char *end;
     *bias = strtof(s, &end);
@@ -289,7 +289,8 @@ static int parse_row(const char *s, size_t d, float *bias, float *v) {
         v[k] = strtof(s, &end);
         if (end == s) return 0;
     }
-    return 1;
+    while (*end == ' ') end++;
+    return *end == '\0'; /* a row of another dimension is not ours */
 }
 
 int sp_personal_refresh(sp_personal *p) {

@@ -8,8 +8,9 @@
  *               replay), or attention over the user's last items (SASRec),
  *               or the MF user vector (an MF model);
  *   mf          the online MF user vector against the shared item factors;
- *   popularity  log(1 + events on the item seen by this instance), scaled
- *               to [0, 1] -- a per-instance prior, not state.
+ *   popularity  log(1 + events on the item seen by this instance), over
+ *               log(1 + the most seen item's, at least POP_FLOOR) -- a
+ *               per-instance prior, not state.
  * Items the user bought (the last BOUGHT_MAX) and the item being viewed are
  * excluded. Without a model the candidates are every item of the MF table.
  *
@@ -39,6 +40,7 @@
 #define BOUGHT_MAX 100
 #define TEXT_MAX 8192
 #define K_MAX 100
+#define POP_FLOOR 100.0f
 
 struct pending {
     char *key, *json;
@@ -199,7 +201,9 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
     float u[SP_PERSONAL_MAX_DIM];
     int have_seq = m && c->blend[0] != 0 && seq_user(r, rs, mfu, have_mfu, u);
     if (have_seq) sp_scorer_score_all(c->scorer, u, 1, r->seq);
-    float lp = r->maxpop > 0 ? 1.0f / log1pf(r->maxpop) : 0;
+    /* scaled by the most popular item, but never by fewer than POP_FLOOR
+     * events: a prior that has seen three events should not decide */
+    float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
     for (size_t i = 0; i < n; i++) {
         int32_t row = m ? c->model2mf[i] : (int32_t)i;
         float s = have_seq ? c->blend[0] * r->seq[i] : 0;
