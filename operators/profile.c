@@ -3,14 +3,14 @@
  * committed with the offsets). Fields:
  *
  *   first_ms last_ms events n_<kind>      first/last event time, counts by kind
- *   sessions last_session                 distinct consecutive session ids
+ *   sessions recent_sessions              distinct session ids (among the last 16)
  *   orders spend aov                      orders, their total, average order value
  *   aff aff_ms                            category affinity: "cat:score,..." best
  *                                         first, top profile.top_categories,
  *                                         decayed with profile.half_life_s of
  *                                         event time, as of aff_ms
- *   recent                                "item:kind:ts ..." newest first, at most
- *                                         profile.recent_items
+ *   recent                                "item:kind:ts ..." newest first by event
+ *                                         time, at most profile.recent_items
  *   price_n price_sum price_min price_max price_mean   prices of items seen
  *   devices ips                           space-separated, at most 8 each, newest first
  *   ratings_n ratings_sum ratings_mean    reviews given
@@ -29,6 +29,7 @@
 #include "stream/error.h"
 
 #define LIST_MAX 8
+#define SESSIONS_MAX 16
 #define TEXT_MAX 8192
 
 struct profile {
@@ -88,26 +89,46 @@ static void list_push(sp_obj *o, const char *field, const char *word, int max) {
     if (!old || strcmp(old, out)) sp_obj_set_str(o, field, out);
 }
 
-/* Pushes "item:kind:ts" onto the ring of recent items. */
+/* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
+ * newest first by event time (then by text), so that the ring holds the
+ * profile.recent_items newest events whatever order the input topics were
+ * interleaved in. */
 static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
                         int64_t ts) {
     const char *old = sp_obj_get_str(o, "recent");
-    char out[TEXT_MAX];
-    size_t n = (size_t)snprintf(out, sizeof out, "%s:%s:%lld", item, kind, (long long)ts);
-    int count = 1;
-    for (const char *s = old; s && *s && count < p->recent;) {
-        const char *sp = strchr(s, ' ');
-        size_t len = sp ? (size_t)(sp - s) : strlen(s);
-        if (n + len + 2 >= sizeof out) break;
-        out[n++] = ' ';
-        memcpy(out + n, s, len);
-        n += len;
-        out[n] = '\0';
+    char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
+    snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
+    size_t n = 0, mlen = strlen(mine);
+    int count = 0, placed = 0;
+    const char *s = old ? old : "";
+    while (count < p->recent && (*s || !placed)) {
+        const char *w = s, *sp = strchr(s, ' ');
+        size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
+        int take_mine = !placed;
+        if (take_mine && len) {
+            const char *c = w + len;
+            while (c > w && c[-1] != ':') c--;
+            long long wts = atoll(c);
+            int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
+            if (cmp == 0 && len == mlen) return; /* the same event again */
+            take_mine = cmp < 0;
+        }
+        const char *src = take_mine ? mine : w;
+        size_t sl = take_mine ? mlen : len;
+        if (n + sl + 2 >= sizeof out) break;
+        if (n) out[n++] = ' ';
+        memcpy(out + n, src, sl);
+        n += sl;
         count++;
-        s += len;
-        while (*s == ' ') s++;
+        if (take_mine) {
+            placed = 1;
+        } else {
+            s += len;
+            while (*s == ' ') s++;
+        }
     }
-    sp_obj_set_str(o, "recent", out);
+    out[n] = '\0';
+    if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
 }
 
 struct aff {
@@ -199,11 +220,22 @@ static int profile_process(void *priv, const sp_op_event *e) {
     sp_obj_incr(o, "events", 1);
     snprintf(field, sizeof field, "n_%s", kind);
     sp_obj_incr(o, field, 1);
-    if (ev->session_id && *ev->session_id) {
-        const char *last = sp_obj_get_str(o, "last_session");
-        if (!last || strcmp(last, ev->session_id)) {
+    if (ev->session_id && *ev->session_id && !strchr(ev->session_id, ' ')) {
+        /* distinct session ids among the last SESSIONS_MAX seen: a count that
+         * does not depend on how the input topics were interleaved */
+        const char *seen = sp_obj_get_str(o, "recent_sessions");
+        size_t sl = strlen(ev->session_id);
+        int known = 0;
+        for (const char *c = seen; c && *c && !known;) {
+            const char *sp = strchr(c, ' ');
+            size_t len = sp ? (size_t)(sp - c) : strlen(c);
+            known = len == sl && !strncmp(c, ev->session_id, len);
+            c += len;
+            while (*c == ' ') c++;
+        }
+        if (!known) {
             sp_obj_incr(o, "sessions", 1);
-            sp_obj_set_str(o, "last_session", ev->session_id);
+            list_push(o, "recent_sessions", ev->session_id, SESSIONS_MAX);
         }
     }
     if (ev->context) {
