@@ -54,12 +54,32 @@ log "generating $EVENTS events (seed $SEED)"
   --truth "$tmp/truth.json"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers"
 
+# --- personalization (issue 5): train a small GRU on a separate history from
+# the generator (another seed, same catalogue), then run with the profile, mf
+# and recommend operators on.
+log "training a small GRU on a generated history (seed $((SEED + 1)))"
+"$BIN" gen --events "${DEMO_HISTORY_EVENTS:-60000}" --seed $((SEED + 1)) --format jsonl \
+  --out "$tmp/history.jsonl" --truth "$tmp/history-truth.json"
+"$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 3 \
+  --max-seconds 30 --out "$tmp/model.gru" >&2
+personal_args=(--operators "${DEMO_OPERATORS:-dedupe,counts,profile,mf,recommend}"
+  --recommend.model "$tmp/model.gru")
+# --- end personalization
+
 log "processing"
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" \
-  --group.id "shopstream-demo-$$" --run.stop_when_idle_ms 2000 \
+  --group.id "shopstream-demo-$$" --run.stop_when_idle_ms 2000 "${personal_args[@]}" \
   >"$tmp/run.out" 2>"$tmp/run.log" || { cat "$tmp/run.log" >&2; exit 1; }
 tail -n 3 "$tmp/run.log" >&2
 counters=$(grep '^counters:' "$tmp/run.out" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$counters"; }
 echo "summary: events=$(field events) clicks=$(field clicks) orders=$(field orders)" \
-  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)"
+  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)" \
+  "recommendations=$(field recommendations)"
+# --- personalization: one example user's profile and latest recommendations
+user=$(redis-cli -p "$rport" --scan --pattern 'rec:*' | sort | sed -n '1s/^rec://p')
+if [ -n "$user" ]; then
+  echo "example user $user (shopstream inspect user $user):"
+  "$BIN" inspect user "$user" --redis-url "redis://127.0.0.1:$rport"
+fi
+# --- end personalization

@@ -15,9 +15,10 @@
  *    exact (a vector read back is bit-identical, so a replayed batch computes
  *    the same numbers as the first run) and trivial to decode, at 1.5x the
  *    size of base64 -- 256 bytes for d=32, small beside the key overhead.
- *  - shared item factors are the hash "mf:items", field <item_id>, value
- *    "b v1 ... vd" as decimal text ("%.9g", exact for float32), because the
- *    Lua script that applies a batch's deltas must parse and add them.
+ *  - shared item factors are the hash "mf:items", field <item_id>, value the
+ *    little-endian float32s of the bias then the d factors (binary: the Lua
+ *    script that adds a batch's deltas reads and writes them with Redis's
+ *    struct library in C; parsing text in Lua cost a third of a batch).
  *
  * @locality one thread: the consumer loop's. */
 #include <stddef.h>
@@ -53,6 +54,8 @@ typedef struct sp_personal {
     size_t cap;
     sp_vocab *cats;
     int32_t *model2mf;        /* model item index -> row, n_items of the model */
+    int model2mf_identity;    /* model2mf[i] == i: the MF scores are one sgemv */
+    float *lpop;              /* cap: log(1 + pop), kept in step by sp_personal_seen */
     /* deltas of the batch in hand, applied by sp_personal_apply */
     float *dvec, *dbias;      /* cap x dim, cap */
     unsigned char *dirty;     /* cap */
@@ -83,6 +86,9 @@ int sp_personal_reload(sp_personal *p);
  * the mean of its category's rows, else from a small vector seeded by the
  * id). category may be NULL or "". */
 int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *category);
+
+/* Counts one event on row i for the popularity prior. */
+void sp_personal_seen(sp_personal *p, int32_t row);
 
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);

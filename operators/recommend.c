@@ -50,8 +50,10 @@ struct recommend {
     sp_store *store;
     sp_personal *ctx;
     const sp_config *cfg;
-    float *seq, *blend;       /* per-item scratch, sized to the candidates */
+    float *seq, *blend, *mf;  /* per-item scratch, sized to the candidates */
     size_t cap;
+    unsigned char *ban;       /* per-row flags, all zero between calls */
+    size_t bancap;
     struct pending *pend;     /* rec:<user> writes of the batch */
     size_t npend, cappend;
     float maxpop;
@@ -197,6 +199,13 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
         r->cap = n;
         r->seq = sp_xrealloc(r->seq, n * sizeof(float));
         r->blend = sp_xrealloc(r->blend, n * sizeof(float));
+        r->mf = sp_xrealloc(r->mf, n * sizeof(float));
+    }
+    size_t rows = sp_vocab_size(c->items);
+    if (rows > r->bancap) {
+        r->ban = sp_xrealloc(r->ban, rows);
+        memset(r->ban + r->bancap, 0, rows - r->bancap);
+        r->bancap = rows;
     }
     float u[SP_PERSONAL_MAX_DIM];
     int have_seq = m && c->blend[0] != 0 && seq_user(r, rs, mfu, have_mfu, u);
@@ -204,22 +213,44 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
     /* scaled by the most popular item, but never by fewer than POP_FLOOR
      * events: a prior that has seen three events should not decide */
     float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
+    int identity = !m || c->model2mf_identity, use_mf = have_mfu && c->blend[1] != 0;
+    if (use_mf && identity) /* rows 0..n-1 are the candidates: one sgemv */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, c->vec, (int)d, mfu, 1,
+                    0.0f, r->mf, 1);
+    float w0 = have_seq ? c->blend[0] : 0, w1 = c->blend[1], w2 = c->blend[2] * lp;
     for (size_t i = 0; i < n; i++) {
-        int32_t row = m ? c->model2mf[i] : (int32_t)i;
-        float s = have_seq ? c->blend[0] * r->seq[i] : 0;
-        if (have_mfu && c->blend[1] != 0)
-            s += c->blend[1] *
-                 (cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1) + c->bias[row]);
-        s += c->blend[2] * log1pf(c->pop[row]) * lp;
-        r->blend[i] = s;
+        int32_t row = identity ? (int32_t)i : c->model2mf[i];
+        float s = w0 != 0 ? w0 * r->seq[i] : 0;
+        if (use_mf)
+            s += w1 * ((identity ? r->mf[i] : cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1)) +
+                       c->bias[row]);
+        r->blend[i] = s + w2 * c->lpop[row];
     }
+    /* the exclusions, as row flags */
+    int32_t banned[BOUGHT_MAX + 1];
+    size_t nb = 0;
+    banned[nb++] = viewed_row;
+    char id[SP_EVENT_MAX_ID + 1];
+    for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
+        const char *sp = strchr(s, ' ');
+        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+        if (len <= SP_EVENT_MAX_ID) {
+            memcpy(id, s, len);
+            id[len] = '\0';
+            int32_t b = sp_vocab_find(c->items, id, len);
+            if (b >= 0) banned[nb++] = b;
+        }
+        s += len;
+        while (*s == ' ') s++;
+    }
+    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 1;
     size_t k = (size_t)r->cfg->recommend_k, got = 0;
     for (size_t i = 0; i < n; i++) {
-        int32_t row = m ? c->model2mf[i] : (int32_t)i;
-        if (row == viewed_row || !isfinite(r->blend[i])) continue;
-        if (bought && *bought && in_list(bought, sp_vocab_id(c->items, row))) continue;
+        int32_t row = identity ? (int32_t)i : c->model2mf[i];
+        if (r->ban[row] || !isfinite(r->blend[i])) continue;
         offer(top, &got, k, row, r->blend[i]);
     }
+    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 0;
     qsort(top, got, sizeof *top, cand_cmp);
     return got;
 }
@@ -304,7 +335,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     const char *item = ev->click->item_id;
     int32_t row = sp_personal_item(c, item, ev->click->category);
     if (e->kind != SP_KIND_REMOVE_FROM_CART) {
-        c->pop[row] += 1;
+        sp_personal_seen(c, row);
         if (c->pop[row] > r->maxpop) r->maxpop = c->pop[row];
     }
     const sp_model *m = c->model;
@@ -385,6 +416,8 @@ static void rec_destroy(void *priv) {
     free(r->pend);
     free(r->seq);
     free(r->blend);
+    free(r->mf);
+    free(r->ban);
     sp_personal_put(r->ctx);
     free(r);
 }

@@ -8,6 +8,7 @@
  * tool, not for a request path (the web tier reads rec:<id> directly). */
 #include <cjson/cJSON.h>
 #include <hiredis.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,18 +189,19 @@ static int inspect_item(redisContext *c, const char *id) {
     cJSON_AddStringToObject(out, "item_id", id);
     redisReply *r = redisCommand(c, "HGET mf:items %s", id);
     int found = r && r->type == REDIS_REPLY_STRING;
-    if (found) {
+    /* little-endian float32s: bias, then the factors (operators/personal.h) */
+    if (found && r->len >= 4 && r->len % 4 == 0) {
         cJSON *vec = cJSON_CreateArray();
-        char *end, *s = r->str;
-        double b = strtod(s, &end), norm = 0;
-        for (s = end;; s = end) {
-            double v = strtod(s, &end);
-            if (end == s) break;
-            norm += v * v;
+        float b, v;
+        double norm = 0;
+        memcpy(&b, r->str, 4);
+        for (size_t k = 4; k < r->len; k += 4) {
+            memcpy(&v, r->str + k, 4);
+            norm += (double)v * v;
             cJSON_AddItemToArray(vec, cJSON_CreateNumber(v));
         }
         cJSON_AddNumberToObject(out, "mf_bias", b);
-        cJSON_AddNumberToObject(out, "mf_norm", norm > 0 ? __builtin_sqrt(norm) : 0);
+        cJSON_AddNumberToObject(out, "mf_norm", sqrt(norm));
         cJSON_AddItemToObject(out, "mf_factors", vec);
     }
     if (r) freeReplyObject(r);
