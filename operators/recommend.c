@@ -11,8 +11,9 @@
  *   popularity  log(1 + events on the item seen by this instance), over
  *               log(1 + the most seen item's, at least POP_FLOOR) -- a
  *               per-instance prior, not state.
- * Items the user bought (the last BOUGHT_MAX) and the item being viewed are
- * excluded. Without a model the candidates are every item of the MF table.
+ * Items the user bought (the last BOUGHT_MAX) and, with
+ * recommend.exclude_viewed, the item being viewed are excluded. Without a
+ * model the candidates are every item of the MF table.
  *
  * Per-user state in "{p<n>}:rs:<user_id>": h (GRU hidden state, hex
  * float32s), ring (SASRec: last item ids), bought, last_ms (event time of the
@@ -229,7 +230,7 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
     /* the exclusions, as row flags */
     int32_t banned[BOUGHT_MAX + 1];
     size_t nb = 0;
-    banned[nb++] = viewed_row;
+    if (r->cfg->recommend_exclude_viewed) banned[nb++] = viewed_row;
     char id[SP_EVENT_MAX_ID + 1];
     for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
         const char *sp = strchr(s, ' ');

@@ -81,6 +81,8 @@ static const struct opt opts[] = {
      "score weights: sequence model, online MF, popularity prior"},
     {"recommend.ttl_s", OPT_INT, O(recommend_ttl_s), "86400", 1, INT_MAX,
      "TTL of rec:<user_id> in Redis"},
+    {"recommend.exclude_viewed", OPT_INT, O(recommend_exclude_viewed), "1", 0, 1,
+     "1: the item being viewed is never in its own list"},
     {"topics.recommendations", OPT_STR, O(recommend_topic), "shop.recommendations", 0, 0,
      "where the recommend operator writes Recommendation messages"},
     {"profile.half_life_s", OPT_I64, O(profile_half_life_s), "604800", 1, INT64_MAX,

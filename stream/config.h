@@ -43,6 +43,7 @@ typedef struct sp_config {
     int64_t recommend_rate_limit_ms; /* event time between two lists for one user */
     char *recommend_blend;         /* "sequence,mf,popularity" weights */
     int recommend_ttl_s;           /* TTL of rec:<user_id> */
+    int recommend_exclude_viewed;  /* 1: never recommend the item in view */
     char *recommend_topic;
     int64_t profile_half_life_s;   /* category affinity decay */
     int profile_recent_items;
