@@ -78,15 +78,35 @@ log "generating $EVENTS events (seed $SEED)"
 # it running (and serving) that long after everything is consumed.
 hport=${DEMO_HTTP_PORT:-$(free_port)}
 idle_ms=$(( ${DEMO_HOLD:-0} * 1000 > 2000 ? ${DEMO_HOLD:-0} * 1000 : 2000 ))
+
+# --- personalization (issue 5): train a small GRU on a separate history from
+# the generator (another seed, same catalogue), then run with the profile, mf
+# and recommend operators on.
+log "training a small GRU on a generated history (seed $((SEED + 1)))"
+"$BIN" gen --events "${DEMO_HISTORY_EVENTS:-60000}" --seed $((SEED + 1)) --format jsonl \
+  --out "$tmp/history.jsonl" --truth "$tmp/history-truth.json"
+"$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 3 \
+  --max-seconds 30 --out "$tmp/model.gru" >&2
+personal_args=(--recommend.model "$tmp/model.gru")
+# --- end personalization
+
 log "processing"
 echo "dashboard: http://127.0.0.1:$hport/"
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" \
   --group.id "shopstream-demo-$$" --run.stop_when_idle_ms "$idle_ms" \
-  --operators "${DEMO_OPERATORS:-dedupe,counts,kpi,reviews}" --http.listen "127.0.0.1:$hport" \
+  --operators "${DEMO_OPERATORS:-dedupe,counts,kpi,reviews,profile,mf,recommend}" \
+  --http.listen "127.0.0.1:$hport" "${personal_args[@]}" \
   >"$tmp/run.out" 2>"$tmp/run.log" || { cat "$tmp/run.log" >&2; exit 1; }
 tail -n 3 "$tmp/run.log" >&2
+# --- personalization: one example user's profile and latest recommendations
+user=$(redis-cli -p "$rport" --scan --pattern 'rec:*' | sort | sed -n '1s/^rec://p')
+if [ -n "$user" ]; then
+  echo "example user $user (shopstream inspect user $user):"
+  "$BIN" inspect user "$user" --redis-url "redis://127.0.0.1:$rport"
+fi
+# --- end personalization
 counters=$(grep '^counters:' "$tmp/run.out" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$counters"; }
 echo "summary: events=$(field events) clicks=$(field clicks) orders=$(field orders)" \
   "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)" \
-  "kpi_windows=$(field kpi_windows)"
+  "kpi_windows=$(field kpi_windows) recommendations=$(field recommendations)"

@@ -16,7 +16,9 @@
  *                 runtime flushes every touched partition, then the
  *                 producer, then commits each partition.
  * assign/revoke bracket a partition's ownership; assign runs after the store
- * has bumped the partition's epoch.
+ * has bumped the partition's epoch. reload (SIGHUP) runs between batches:
+ * re-read files such as a model; on a bad file keep the old one, log why and
+ * return SP_ERR_BADINPUT (the stream goes on either way).
  *
  * process() borrows the event for the duration of the call. Every callback
  * but process is optional (NULL). Return 0 or a negative SP_ERR_*;
@@ -48,6 +50,7 @@ typedef struct sp_op_event {
     int32_t partition;
     const char *topic;
     int64_t offset;
+    double arrival_us; /* monotonic clock when the message was polled; 0 unknown */
 } sp_op_event;
 
 typedef struct sp_op {
@@ -60,6 +63,7 @@ typedef struct sp_op {
     int (*assign)(void *priv, int32_t part);
     void (*revoke)(void *priv, int32_t part);
     void (*destroy)(void *priv);
+    int (*reload)(void *priv);
 } sp_op;
 
 /* The registry: every operator the binary knows. */
@@ -81,5 +85,7 @@ int sp_pipeline_process(sp_pipeline *pl, const sp_op_event *e, const char **drop
 int sp_pipeline_flush(sp_pipeline *pl, int32_t part);
 int sp_pipeline_assign(sp_pipeline *pl, int32_t part);
 void sp_pipeline_revoke(sp_pipeline *pl, int32_t part);
+/* Calls every operator's reload; returns the first error (after trying all). */
+int sp_pipeline_reload(sp_pipeline *pl);
 
 #endif

@@ -95,3 +95,13 @@ void sp_pipeline_revoke(sp_pipeline *pl, int32_t part) {
     for (size_t i = 0; i < pl->n; i++)
         if (pl->stages[i].op->revoke) pl->stages[i].op->revoke(pl->stages[i].priv, part);
 }
+
+int sp_pipeline_reload(sp_pipeline *pl) {
+    int first = SP_OK;
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->reload) {
+            int rc = pl->stages[i].op->reload(pl->stages[i].priv);
+            if (rc != SP_OK && first == SP_OK) first = rc;
+        }
+    return first;
+}

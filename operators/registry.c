@@ -7,12 +7,18 @@ extern const sp_op sp_op_dedupe;
 extern const sp_op sp_op_counts;
 extern const sp_op sp_op_kpi;
 extern const sp_op sp_op_reviews;
+extern const sp_op sp_op_profile;
+extern const sp_op sp_op_mf;
+extern const sp_op sp_op_recommend;
 
 static const sp_op *const registry[] = {
     &sp_op_dedupe,
     &sp_op_counts,
     &sp_op_kpi,
     &sp_op_reviews,
+    &sp_op_profile,
+    &sp_op_mf,
+    &sp_op_recommend,
 };
 
 const sp_op *sp_op_find(const char *name) {

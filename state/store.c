@@ -931,6 +931,11 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
 
 int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
                   long long *ints) {
+    return sp_store_side_bin(st, n, argcs, argvs, NULL, ints);
+}
+
+int sp_store_side_bin(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                      const size_t *const *argvlens, long long *ints) {
     if (!n) return SP_OK;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += (size_t)argcs[i];
@@ -939,7 +944,8 @@ int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *c
     redisReply **replies = sp_xmalloc(n * sizeof *replies);
     for (size_t i = 0, k = 0; i < n; i++) {
         lens[i] = &lv[k];
-        for (int j = 0; j < argcs[i]; j++) lv[k++] = strlen(argvs[i][j]);
+        for (int j = 0; j < argcs[i]; j++, k++)
+            lv[k] = argvlens ? argvlens[i][j] : strlen(argvs[i][j]);
     }
     int rc = pipeline_durable(st, n, (int *)argcs, (const char ***)argvs, lens, replies,
                               "side writes");

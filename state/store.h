@@ -102,6 +102,9 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
  * answered an error; logged). */
 int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
                   long long *ints);
+/* The same with explicit argument lengths (binary-safe arguments). */
+int sp_store_side_bin(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                      const size_t *const *argvlens, long long *ints);
 
 /* Writes partition `part`'s dirty objects, queued commands and the next
  * offsets atomically, if and only if its epoch is still ours. Returns 0,

@@ -13,6 +13,7 @@ int sp_cmd_bench_consume(int argc, char **argv); /* stream/bench_consume.c */
 int sp_cmd_train(int argc, char **argv);      /* models/cli.c */
 int sp_cmd_eval(int argc, char **argv);       /* models/cli.c */
 int sp_cmd_topics(int argc, char **argv);     /* stream/admin.c */
+int sp_cmd_inspect(int argc, char **argv);    /* state/inspect.c */
 
 int sp_cmd_sentiment(int argc, char **argv);  /* models/sentiment_cli.c */
 int sp_cmd_fraud(int argc, char **argv);      /* models/fraud_cli.c */

@@ -41,6 +41,24 @@ typedef struct sp_config {
     char *kpi_late_policy;         /* "apply" or "drop" */
     int64_t kpi_session_gap_ms;
     char *http_listen;             /* host:port; "" or "0" disables */
+    /* personalization operators (operators/profile.c, online_mf.c, recommend.c) */
+    char *recommend_model;         /* model file; "" = no sequence model */
+    int recommend_k;
+    char *recommend_on;            /* click kinds that trigger a recommendation */
+    int64_t recommend_rate_limit_ms; /* event time between two lists for one user */
+    char *recommend_blend;         /* "sequence,mf,popularity" weights */
+    int recommend_ttl_s;           /* TTL of rec:<user_id> */
+    int recommend_exclude_viewed;  /* 1: never recommend the item in view */
+    char *recommend_topic;
+    int64_t profile_half_life_s;   /* category affinity decay */
+    int profile_recent_items;
+    int profile_top_categories;
+    int mf_dim;                    /* MF dimension when no model is loaded */
+    char *mf_lr;                   /* user-vector SGD step (a float, as text) */
+    char *mf_item_lr;              /* item-factor SGD step; 0 freezes the shared table */
+    char *mf_weights;              /* kind=weight,... */
+    int mf_neg;                    /* sampled negatives per event */
+    int64_t mf_refresh_ms;         /* reload of the shared item table */
     /* kafka.<prop> pairs, in the order given; the last value of a key wins. */
     size_t nkafka;
     char **kafka_keys;

@@ -24,6 +24,7 @@ static const struct sp_command commands[] = {
     {"sentiment", sp_cmd_sentiment, "score review text with the lexicon or a learned model"},
     {"fraud", sp_cmd_fraud, "train and evaluate the fraud scorer on handbook-format CSVs"},
     {"eval-fraud", sp_cmd_eval_fraud, "fraud eval on one handbook-format CSV (issue 6 spelling)"},
+    {"inspect", sp_cmd_inspect, "one user's profile and recommendations, or an item's factors, as JSON"},
     {"score-series", sp_cmd_score_series, "KPI anomaly score for each row of a timestamp,value CSV"},
 };
 

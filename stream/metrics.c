@@ -41,7 +41,8 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             "counters: messages=%llu events=%llu clicks=%llu orders=%llu reviews=%llu "
             "deadletter=%llu duplicates=%llu batches=%llu commits=%llu fenced=%llu "
             "produced=%llu produce_failed=%llu lag=%lld commit_p50_ms=%.3f commit_p99_ms=%.3f "
-            "kpi_windows=%llu kpi_corrections=%llu kpi_late=%llu kpi_late_dropped=%llu\n",
+            "kpi_windows=%llu kpi_corrections=%llu kpi_late=%llu kpi_late_dropped=%llu "
+            "recommendations=%llu rec_p50_ms=%.3f rec_p99_ms=%.3f\n",
             (unsigned long long)m->messages, (unsigned long long)sp_metrics_events_total(m),
             (unsigned long long)clicks, (unsigned long long)m->events[SP_KIND_ORDER],
             (unsigned long long)m->events[SP_KIND_REVIEW], (unsigned long long)m->deadletter,
@@ -51,7 +52,9 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             (long long)m->lag, sp_hist_quantile(&m->commit_latency, 0.5) / 1000.0,
             sp_hist_quantile(&m->commit_latency, 0.99) / 1000.0,
             (unsigned long long)m->kpi_windows, (unsigned long long)m->kpi_corrections,
-            (unsigned long long)m->kpi_late, (unsigned long long)m->kpi_late_dropped);
+            (unsigned long long)m->kpi_late, (unsigned long long)m->kpi_late_dropped,
+            (unsigned long long)m->recommendations, sp_hist_quantile(&m->rec_latency, 0.5) / 1000.0,
+            sp_hist_quantile(&m->rec_latency, 0.99) / 1000.0);
     fflush(f);
 }
 

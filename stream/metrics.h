@@ -37,6 +37,8 @@ typedef struct sp_metrics {
     uint64_t kpi_late;                 /* late events applied (kpi.late_policy=apply) */
     uint64_t kpi_late_dropped;         /* late events dropped (kpi.late_policy=drop) */
     uint64_t rec_impressions;          /* recommendation impressions (sp_kpi_add_impressions) */
+    uint64_t recommendations;          /* Recommendation messages emitted (recommend operator) */
+    sp_hist rec_latency;               /* message polled -> recommendation produced, microseconds */
     sp_hist commit_latency;            /* Redis commit, microseconds */
     sp_hist batch_latency;             /* whole batch, microseconds */
 } sp_metrics;

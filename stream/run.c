@@ -57,6 +57,7 @@ struct runner {
     char *topics[MAX_TOPICS];
     int ntopics;
     rd_kafka_message_t **msgs;
+    double *arrival_us;           /* when each message of the batch was polled */
     sp_event **evs;               /* decoded into arena, released per batch */
     sp_arena *arena;
     size_t nmsgs, capmsgs;
@@ -72,6 +73,7 @@ struct runner {
 static volatile sig_atomic_t stop_flag;
 static volatile int abort_flag;
 static volatile sig_atomic_t usr1_flag;
+static volatile sig_atomic_t hup_flag; /* SIGHUP: operators reload their files */
 
 static void on_stop(int sig) {
     (void)sig;
@@ -82,6 +84,11 @@ static void on_stop(int sig) {
 static void on_usr1(int sig) {
     (void)sig;
     usr1_flag = 1;
+}
+
+static void on_hup(int sig) {
+    (void)sig;
+    hup_flag = 1;
 }
 
 static int64_t now_ms(void) {
@@ -239,7 +246,7 @@ static int process_batch(struct runner *r) {
         }
         r->evs[i] = ev;
         oes[i] = (sp_op_event){ev, sp_event_kind_of(ev), m->partition, rd_kafka_topic_name(m->rkt),
-                               m->offset};
+                               m->offset, r->arrival_us[i]};
         sp_pipeline_prefetch(r->pl, &oes[i]);
     }
     if ((rc = sp_store_prefetch(r->store)) != SP_OK) goto out;
@@ -460,7 +467,7 @@ static void run_usage(FILE *f) {
             "Consumes the input topics as a member of the consumer group, keeps state in Redis\n"
             "with exactly-once offsets, and writes outputs and dead letters to Kafka.\n"
             "SIGINT/SIGTERM: finish the batch, commit, leave the group, exit 0.\n"
-            "SIGUSR1: print the counters.\n\n");
+            "SIGUSR1: print the counters. SIGHUP: reload files (recommend.model).\n\n");
     sp_config_print_help(f);
     fprintf(f, "\noperators:");
 }
@@ -525,6 +532,8 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* Config errors first (they exit 2), then the services. */
@@ -579,6 +588,7 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
 
     r.capmsgs = (size_t)r.cfg.batch_max_messages;
     r.msgs = sp_xmalloc(r.capmsgs * sizeof *r.msgs);
+    r.arrival_us = sp_xmalloc(r.capmsgs * sizeof *r.arrival_us);
     r.evs = sp_xcalloc(r.capmsgs, sizeof *r.evs);
     r.arena = sp_arena_new(4 << 20);
     r.last_msg_ms = now_ms();
@@ -598,6 +608,7 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
             r.last_msg_ms = now_ms();
             int t = topic_index(&r, rd_kafka_topic_name(m->rkt));
             if (t >= 0) rpart_get(&r, m->partition)->eof[t] = 0;
+            r.arrival_us[r.nmsgs] = now_us();
             r.msgs[r.nmsgs++] = m;
         }
         if (r.failed) break;
@@ -606,6 +617,11 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
         if (usr1_flag) {
             usr1_flag = 0;
             sp_metrics_print(&r.metrics, stderr);
+        }
+        if (hup_flag) { /* between batches: no event is half-processed */
+            hup_flag = 0;
+            sp_info("SIGHUP: reloading");
+            sp_pipeline_reload(r.pl);
         }
         if (r.cfg.stop_when_idle_ms && all_at_eof(&r) &&
             now_ms() - r.last_msg_ms >= r.cfg.stop_when_idle_ms) {
@@ -637,6 +653,7 @@ done:
     res->status = status;
     for (int t = 0; t < r.ntopics; t++) free(r.topics[t]);
     free(r.msgs);
+    free(r.arrival_us);
     free(r.evs);
     sp_arena_destroy(r.arena);
     free(r.parts);

@@ -134,13 +134,14 @@ pid_t pl_processor_with(const char *url, const char *group, int idle_ms, const c
     snprintf(idle, sizeof idle, "%d", idle_ms);
     snprintf(log, sizeof log, "%s/%s.log", w.dir, name);
     snprintf(grp, sizeof grp, "%s%s", w.prefix, group);
-    char *argv[48] = {(char *)sp_t_bin(), "run", "--brokers", w.bootstrap, "--redis.url",
+    char *argv[72] = {(char *)sp_t_bin(), "run", "--brokers", w.bootstrap, "--redis.url",
                       (char *)url, "--group.id", grp, "--run.stop_when_idle_ms", idle,
                       "--batch.max_messages", "200", "--batch.max_ms", "50", "--log.level", "info",
                       "--topics.input", w.inputs, "--topics.deadletter", w.dlq,
                       "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"};
     int n = add_xprops(argv, 24);
-    for (int i = 0; extra && extra[i] && n < 47; i++) argv[n++] = (char *)extra[i];
+    for (int i = 0; w.extra_args[i] && n < 71; i++) argv[n++] = (char *)w.extra_args[i];
+    for (int i = 0; extra && extra[i] && n < 71; i++) argv[n++] = (char *)extra[i];
     return sp_t_spawn(argv, log);
 }
 

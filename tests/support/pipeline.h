@@ -25,6 +25,7 @@ struct pl_world {
     char dlq[96];               /* <prefix>deadletter */
     int partitions;
     const char *xprops[8];      /* NULL-terminated "prop=value" for -X (SASL) */
+    const char *extra_args[24]; /* NULL-terminated, appended to every pl_processor's argv */
     sp_t_mock mock;             /* when the world owns a mock cluster */
     sp_t_redis redis;           /* the run under test */
     sp_t_redis reference;       /* an uninterrupted run */

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Prequential score of the recommendations the stream produced for an RSC15
+click log: each list (Recommendation, as kcat -f '%R%s' wrote them: 4-byte
+big-endian length, then the protobuf) is matched to its trigger event by
+trigger_event_id (replay's id: "rsc15-" + FNV-1a of the row, tabs as NULs)
+and scored against the session's next click: Recall@K (hit) and MRR@K.
+Usage: prequential.py TEST_FILE RECS_FILE K"""
+import struct
+import sys
+
+
+def fnv1a(b):
+    h = 0xcbf29ce484222325
+    for c in b:
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def varint(b, i):
+    v = s = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << s
+        s += 7
+        if c < 0x80:
+            return v, i
+
+
+def fields(b):
+    i = 0
+    while i < len(b):
+        key, i = varint(b, i)
+        f, t = key >> 3, key & 7
+        if t == 2:
+            n, i = varint(b, i)
+            yield f, b[i:i + n]
+            i += n
+        elif t == 0:
+            v, i = varint(b, i)
+            yield f, v
+        elif t == 1:
+            yield f, b[i:i + 8]
+            i += 8
+        elif t == 5:
+            yield f, b[i:i + 4]
+            i += 4
+        else:
+            raise ValueError("wire type %d" % t)
+
+
+def main():
+    test, recs, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rows = []
+    with open(test, "rb") as f:
+        for n, line in enumerate(f):
+            line = line.rstrip(b"\r\n")
+            if n == 0 or not line:
+                continue
+            parts = line.split(b"\t")
+            rows.append((parts[0], parts[1], float(parts[2]),
+                         "rsc15-%016x" % fnv1a(line.replace(b"\t", b"\0"))))
+    rows.sort(key=lambda r: (r[0], r[2]))
+    next_item = {}
+    for a, b in zip(rows, rows[1:]):
+        if a[0] == b[0]:
+            next_item[a[3]] = b[1].decode()
+    lists = {}
+    with open(recs, "rb") as f:
+        data = f.read()
+    i = 0
+    while i + 4 <= len(data):
+        (n,) = struct.unpack(">I", data[i:i + 4])
+        msg = data[i + 4:i + 4 + n]
+        i += 4 + n
+        items, trig = [], None
+        for fno, v in fields(msg):
+            if fno == 3:
+                for g, w in fields(v):
+                    if g == 1:
+                        items.append(w.decode())
+            elif fno == 5:
+                trig = v.decode()
+        lists[trig] = items  # a repeated list (same rec_id) counts once
+    preds = hits = 0
+    rr = 0.0
+    for trig, want in next_item.items():
+        preds += 1
+        got = lists.get(trig, [])[:k]
+        if want in got:
+            hits += 1
+            rr += 1.0 / (got.index(want) + 1)
+    covered = sum(1 for t in next_item if t in lists)
+    print("predictions=%d with_list=%d recall@%d=%.4f mrr@%d=%.4f"
+          % (preds, covered, k, hits / max(preds, 1), k, rr / max(preds, 1)))
+
+
+main()

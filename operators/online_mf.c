@@ -1,0 +1,160 @@
+/* mf: online matrix factorisation, one weighted BPR step per interaction
+ * (Rendle et al., UAI 2009), the weight by event kind (mf.weights), against
+ * mf.neg negatives sampled from the model's items.
+ *
+ * The user vector lives in "{p<n>}:mfu:<user_id>" (fields v: hex float32s,
+ * see operators/personal.h; n: updates applied), so it is committed with the
+ * offsets: exactly-once. The item factors are shared by every instance:
+ * each keeps a local copy (operators/personal.c), adds its deltas to it at
+ * once, and at the end of the batch, before the state commit, applies the
+ * batch's deltas to "mf:items" with one Lua script; it reloads the table
+ * every mf.refresh_ms. A crash between that script and the commit applies
+ * the deltas again on replay: item factors are at-least-once. Because the
+ * user's step reads those item factors, a user vector is exactly-once only
+ * given the item table it saw; with mf.item_lr=0 (a frozen table) it is a
+ * pure function of the user's events, which is what the kill -9 test
+ * checks.
+ *
+ * Negatives and new users' starting vectors are seeded by the event id and
+ * the user id, never by a clock or a counter, so a replayed batch draws the
+ * same numbers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+#include "operators/operator.h"
+#include "operators/personal.h"
+#include "stream/error.h"
+
+#define MF_L2 0.001f
+
+struct mf {
+    sp_store *store;
+    sp_personal *ctx;
+};
+
+static int mf_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
+    sp_personal *ctx = sp_personal_get(env, err, errlen);
+    if (!ctx) return SP_ERR_FATAL;
+    struct mf *m = sp_xcalloc(1, sizeof *m);
+    m->store = env->store;
+    m->ctx = ctx;
+    *priv = m;
+    return SP_OK;
+}
+
+static void mfu_key(char *buf, size_t len, const sp_op_event *e) {
+    snprintf(buf, len, "mfu:%s", e->ev->user_id);
+}
+
+static void mf_prefetch(void *priv, const sp_op_event *e) {
+    struct mf *m = priv;
+    char key[256];
+    mfu_key(key, sizeof key, e);
+    sp_store_want(m->store, e->partition, key);
+}
+
+/* A random row to contrast with: one of the model's items when a model is
+ * loaded (a fixed set, so a replay draws the same), else any row. */
+static int32_t negative(sp_personal *c, uint64_t *rng) {
+    if (c->model && sp_model_n_items(c->model) > 1)
+        return c->model2mf[sp_rng_below(rng, (uint32_t)sp_model_n_items(c->model))];
+    return (int32_t)sp_rng_below(rng, (uint32_t)sp_vocab_size(c->items));
+}
+
+/* One weighted BPR step of user u on row i. */
+static void learn(sp_personal *c, float *u, int32_t i, float w, uint64_t *rng) {
+    size_t d = c->dim;
+    float du[SP_PERSONAL_MAX_DIM] = {0}, dq[SP_PERSONAL_MAX_DIM];
+    for (int s = 0; s < c->mf_neg; s++) {
+        int32_t j = negative(c, rng);
+        if (j == i) continue;
+        const float *qi = c->vec + (size_t)i * d, *qj = c->vec + (size_t)j * d;
+        double x = c->bias[i] - c->bias[j];
+        for (size_t k = 0; k < d; k++) x += u[k] * (qi[k] - qj[k]);
+        float g = (float)(-w / (1.0 + exp(x)));
+        for (size_t k = 0; k < d; k++) du[k] += g * (qi[k] - qj[k]) + MF_L2 * u[k];
+        if (c->mf_item_lr > 0) {
+            float lr = c->mf_item_lr;
+            for (size_t k = 0; k < d; k++) dq[k] = -lr * (g * u[k] + MF_L2 * qi[k]);
+            float dbi = -lr * (g + MF_L2 * c->bias[i]);
+            sp_personal_delta(c, i, dbi, dq);
+            qj = c->vec + (size_t)j * d;
+            for (size_t k = 0; k < d; k++) dq[k] = -lr * (-g * u[k] + MF_L2 * qj[k]);
+            sp_personal_delta(c, j, -lr * (-g + MF_L2 * c->bias[j]), dq);
+        }
+    }
+    for (size_t k = 0; k < d; k++) u[k] -= c->mf_lr * du[k];
+}
+
+static int mf_process(void *priv, const sp_op_event *e) {
+    struct mf *m = priv;
+    sp_personal *c = m->ctx;
+    const sp_event *ev = e->ev;
+    if (e->kind >= SP_KIND__COUNT || c->mf_weights[e->kind] <= 0) return SP_OK;
+    const char *items[SP_EVENT_MAX_ITEMS], *cats[SP_EVENT_MAX_ITEMS];
+    size_t n = 0;
+    if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click && ev->click->item_id &&
+        *ev->click->item_id) {
+        items[n] = ev->click->item_id;
+        cats[n++] = ev->click->category;
+    } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_ORDER && ev->order) {
+        for (size_t i = 0; i < ev->order->n_items && n < SP_EVENT_MAX_ITEMS; i++)
+            if (ev->order->items[i]->item_id && *ev->order->items[i]->item_id) {
+                items[n] = ev->order->items[i]->item_id;
+                cats[n++] = ev->order->items[i]->category;
+            }
+    } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review &&
+               ev->review->item_id && *ev->review->item_id) {
+        items[n] = ev->review->item_id;
+        cats[n++] = NULL;
+    }
+    if (!n) return SP_OK;
+
+    char key[256];
+    mfu_key(key, sizeof key, e);
+    sp_obj *o;
+    int rc = sp_store_get(m->store, e->partition, key, &o);
+    if (rc != SP_OK) return rc;
+    size_t d = c->dim;
+    float u[SP_PERSONAL_MAX_DIM];
+    if (sp_personal_hex_decode(sp_obj_get_str(o, "v"), u, d) != d) {
+        /* new user, or a vector of another dimension (a reloaded model) */
+        uint64_t rng = sp_rng_seed(sp_personal_hash(ev->user_id, 0));
+        for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&rng);
+    }
+    float w = c->mf_weights[e->kind];
+    if (e->kind == SP_KIND_REVIEW) w *= (float)ev->review->rating / 5.0f;
+    uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, sp_personal_hash(ev->user_id, 0)));
+    for (size_t i = 0; i < n; i++) learn(c, u, sp_personal_item(c, items[i], cats[i]), w, &rng);
+    char hex[8 * SP_PERSONAL_MAX_DIM + 1];
+    sp_personal_hex_encode(u, d, hex);
+    sp_obj_set_str(o, "v", hex);
+    sp_obj_incr(o, "n", 1);
+    return SP_OK;
+}
+
+static int mf_flush(void *priv, int32_t part) {
+    (void)part;
+    struct mf *m = priv;
+    return sp_personal_apply(m->ctx);
+}
+
+static void mf_destroy(void *priv) {
+    struct mf *m = priv;
+    if (!m) return;
+    sp_personal_put(m->ctx);
+    free(m);
+}
+
+const sp_op sp_op_mf = {
+    .name = "mf",
+    .help = "online matrix factorisation: user vectors per partition, shared item factors",
+    .init = mf_init,
+    .prefetch = mf_prefetch,
+    .process = mf_process,
+    .flush = mf_flush,
+    .destroy = mf_destroy,
+};

@@ -1,0 +1,529 @@
+/* The context shared by the personalization operators: model, the local copy
+ * of the shared MF item table, and their settings. See operators/personal.h. */
+#include <hiredis.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "models/model.h"
+#include "operators/personal.h"
+#include "stream/error.h"
+#include "stream/log.h"
+
+#define ITEMS_KEY "mf:items"
+
+/* One context per store: one pipeline per consumer loop, and tests that open
+ * several rigs in one process get one each. */
+#define MAX_CTX 8
+static sp_personal *contexts[MAX_CTX];
+
+double sp_personal_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+uint64_t sp_personal_hash(const char *s, uint64_t h) {
+    if (!h) h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void sp_personal_hex_encode(const float *v, size_t n, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int b = 0; b < 4; b++) {
+            unsigned byte = (u >> (8 * b)) & 0xff;
+            *out++ = hex[byte >> 4];
+            *out++ = hex[byte & 15];
+        }
+    }
+    *out = '\0';
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
+    if (!s || strlen(s) != 8 * n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = 0;
+        for (int b = 0; b < 4; b++) {
+            int hi = hexval(s[8 * i + 2 * b]), lo = hexval(s[8 * i + 2 * b + 1]);
+            if (hi < 0 || lo < 0) return 0;
+            u |= (uint32_t)(hi << 4 | lo) << (8 * b);
+        }
+        memcpy(&v[i], &u, 4);
+        if (!isfinite(v[i])) return 0;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- settings */
+
+static int parse_float(const char *key, const char *s, float lo, float hi, float *out, char *err,
+                       size_t errlen) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        snprintf(err, errlen, "key '%s': '%s' is not a number in [%g, %g]", key, s, lo, hi);
+        return SP_ERR_FATAL;
+    }
+    *out = (float)v;
+    return SP_OK;
+}
+
+static int kind_index(const char *name, size_t len) {
+    for (int k = 0; k < SP_KIND__COUNT; k++) {
+        const char *n = sp_event_kind_name((enum sp_event_kind)k);
+        if (strlen(n) == len && !strncmp(n, name, len)) return k;
+    }
+    return -1;
+}
+
+/* "view=1,click=2,..." into w (kinds not named keep their value). */
+static int parse_weights(const char *s, float *w, char *err, size_t errlen) {
+    char *list = sp_xstrdup(s), *save = NULL;
+    int rc = SP_OK;
+    for (char *t = strtok_r(list, ", ", &save); t && rc == SP_OK; t = strtok_r(NULL, ", ", &save)) {
+        char *eq = strchr(t, '=');
+        int k = eq ? kind_index(t, (size_t)(eq - t)) : -1;
+        if (k < 0) {
+            snprintf(err, errlen, "key 'mf.weights': '%s' is not kind=weight", t);
+            rc = SP_ERR_FATAL;
+        } else {
+            rc = parse_float("mf.weights", eq + 1, 0, 1000, &w[k], err, errlen);
+        }
+    }
+    free(list);
+    return rc;
+}
+
+static int parse_settings(sp_personal *p, const sp_config *c, char *err, size_t errlen) {
+    if (parse_float("mf.lr", c->mf_lr, 0, 10, &p->mf_lr, err, errlen) ||
+        parse_float("mf.item_lr", c->mf_item_lr, 0, 10, &p->mf_item_lr, err, errlen))
+        return SP_ERR_FATAL;
+    static const float defw[SP_KIND__COUNT] = {1, 2, 4, 0, 0, 8, 3};
+    memcpy(p->mf_weights, defw, sizeof defw);
+    if (parse_weights(c->mf_weights, p->mf_weights, err, errlen)) return SP_ERR_FATAL;
+    p->mf_neg = c->mf_neg;
+    p->mf_refresh_ms = c->mf_refresh_ms;
+    p->dim = (size_t)c->mf_dim;
+    p->half_life_ms = (double)c->profile_half_life_s * 1000.0;
+
+    char *list = sp_xstrdup(c->recommend_blend), *save = NULL;
+    int n = 0, rc = SP_OK;
+    static const char *names[] = {"sequence", "mf", "popularity"};
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (n == 3) {
+            snprintf(err, errlen, "key 'recommend.blend': three weights (%s,%s,%s)", names[0],
+                     names[1], names[2]);
+            rc = SP_ERR_FATAL;
+            break;
+        }
+        if ((rc = parse_float("recommend.blend", t, 0, 1000, &p->blend[n++], err, errlen))) break;
+    }
+    free(list);
+    if (rc == SP_OK && n != 3) {
+        snprintf(err, errlen, "key 'recommend.blend': three weights (sequence,mf,popularity)");
+        rc = SP_ERR_FATAL;
+    }
+    if (rc) return rc;
+
+    list = sp_xstrdup(c->recommend_on);
+    save = NULL;
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        int k = kind_index(t, strlen(t));
+        if (k < 0 || k > SP_KIND_SEARCH) {
+            snprintf(err, errlen, "key 'recommend.on': '%s' is not a click kind", t);
+            rc = SP_ERR_FATAL;
+            break;
+        }
+        p->rec_on[k] = 1;
+    }
+    free(list);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- item table */
+
+static void grow(sp_personal *p, size_t need) {
+    if (need <= p->cap) return;
+    size_t n = p->cap ? p->cap : 1024, d = p->dim;
+    while (n < need) n *= 2;
+    p->vec = sp_xrealloc(p->vec, n * d * sizeof(float));
+    p->dvec = sp_xrealloc(p->dvec, n * d * sizeof(float));
+    p->bias = sp_xrealloc(p->bias, n * sizeof(float));
+    p->dbias = sp_xrealloc(p->dbias, n * sizeof(float));
+    p->pop = sp_xrealloc(p->pop, n * sizeof(float));
+    p->lpop = sp_xrealloc(p->lpop, n * sizeof(float));
+    p->cat = sp_xrealloc(p->cat, n * sizeof(int32_t));
+    p->dirty = sp_xrealloc(p->dirty, n);
+    p->dirty_list = sp_xrealloc(p->dirty_list, n * sizeof(int32_t));
+    memset(p->dvec + p->cap * d, 0, (n - p->cap) * d * sizeof(float));
+    memset(p->dbias + p->cap, 0, (n - p->cap) * sizeof(float));
+    memset(p->pop + p->cap, 0, (n - p->cap) * sizeof(float));
+    memset(p->lpop + p->cap, 0, (n - p->cap) * sizeof(float));
+    memset(p->dirty + p->cap, 0, n - p->cap);
+    p->cap = n;
+}
+
+/* Factors of a new row: the mean of its category's rows when there are
+ * any (a new item is most like its neighbours on the shelf), else small
+ * values seeded by the id, so that every instance starts it the same way. */
+static void init_row(sp_personal *p, int32_t row, const char *item_id, int32_t cat) {
+    size_t d = p->dim, n = 0;
+    float *v = p->vec + (size_t)row * d;
+    memset(v, 0, d * sizeof(float));
+    p->bias[row] = 0;
+    if (cat >= 0)
+        for (int32_t r = 0; r < row; r++)
+            if (p->cat[r] == cat) {
+                for (size_t k = 0; k < d; k++) v[k] += p->vec[(size_t)r * d + k];
+                p->bias[row] += p->bias[r];
+                n++;
+            }
+    if (n) {
+        for (size_t k = 0; k < d; k++) v[k] /= (float)n;
+        p->bias[row] /= (float)n;
+        return;
+    }
+    uint64_t rng = sp_rng_seed(sp_personal_hash(item_id, 0));
+    for (size_t k = 0; k < d; k++) v[k] = 0.01f * sp_rng_normal(&rng);
+}
+
+int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *category) {
+    size_t len = strlen(item_id);
+    int32_t cat = category && *category ? sp_vocab_add(p->cats, category, strlen(category)) : -1;
+    int32_t row = sp_vocab_find(p->items, item_id, len);
+    if (row >= 0) {
+        if (cat >= 0 && p->cat[row] < 0) p->cat[row] = cat;
+        return row;
+    }
+    row = sp_vocab_add(p->items, item_id, len);
+    grow(p, (size_t)row + 1);
+    p->cat[row] = cat;
+    init_row(p, row, item_id, cat);
+    return row;
+}
+
+void sp_personal_seen(sp_personal *p, int32_t row) {
+    p->pop[row] += 1;
+    p->lpop[row] = log1pf(p->pop[row]);
+}
+
+void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
+    size_t d = p->dim;
+    if (!p->dirty[row]) {
+        p->dirty[row] = 1;
+        p->dirty_list[p->ndirty++] = row;
+    }
+    for (size_t k = 0; k < d; k++) {
+        p->dvec[(size_t)row * d + k] += dvec[k];
+        p->vec[(size_t)row * d + k] += dvec[k];
+    }
+    p->dbias[row] += dbias;
+    p->bias[row] += dbias;
+}
+
+/* Rows of the model's items: initialised from the model's embeddings and
+ * biases when the dimensions agree (an MF or GRU model's item space is a
+ * good start for the online factors), and the model -> row map rebuilt. */
+static void adopt_model(sp_personal *p, const sp_model *m) {
+    size_t n = sp_model_n_items(m), d = p->dim;
+    int same = sp_model_user_dim(m) == d;
+    int32_t *map = sp_xmalloc((n ? n : 1) * sizeof *map);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = sp_model_item_id(m, (int32_t)i);
+        int fresh = sp_vocab_find(p->items, id, strlen(id)) < 0;
+        map[i] = sp_personal_item(p, id, NULL);
+        if (fresh && same) {
+            memcpy(p->vec + (size_t)map[i] * d, m->params + m->lay.emb + i * d, d * sizeof(float));
+            p->bias[map[i]] = m->params[m->lay.bias + i];
+        }
+    }
+    free(p->model2mf);
+    p->model2mf = map;
+    p->model2mf_identity = 1;
+    for (size_t i = 0; i < n; i++)
+        if (map[i] != (int32_t)i) p->model2mf_identity = 0;
+}
+
+/* ---------------------------------------------------------------- Redis */
+
+static redisContext *connect_redis(const sp_personal *p) {
+    sp_redis_url u;
+    char err[256];
+    if (sp_redis_url_parse(p->cfg->redis_url, &u, err, sizeof err)) return NULL;
+    struct timeval tv = {p->cfg->redis_timeout_ms / 1000, (p->cfg->redis_timeout_ms % 1000) * 1000};
+    redisContext *c = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
+                                     : redisConnectWithTimeout(u.host, u.port, tv);
+    if (!c || c->err) goto fail;
+    redisReply *r = NULL;
+    if (u.password[0])
+        r = u.user[0] ? redisCommand(c, "AUTH %s %s", u.user, u.password)
+                      : redisCommand(c, "AUTH %s", u.password);
+    if (u.password[0] && (!r || r->type == REDIS_REPLY_ERROR)) goto fail_r;
+    freeReplyObject(r);
+    r = NULL;
+    if (u.db) {
+        r = redisCommand(c, "SELECT %d", u.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) goto fail_r;
+        freeReplyObject(r);
+    }
+    return c;
+fail_r:
+    if (r) freeReplyObject(r);
+fail:
+    if (c) redisFree(c);
+    return NULL;
+}
+
+/* A row as stored: little-endian float32s, bias first (we build for
+ * little-endian targets, so this is the in-memory layout). 0 when the
+ * value is not d+1 floats, e.g. a row of another dimension. */
+static int parse_row(const char *s, size_t len, size_t d, float *bias, float *v) {
+    if (len != 4 * (d + 1)) return 0;
+    memcpy(bias, s, 4);
+    memcpy(v, s + 4, 4 * d);
+    return 1;
+}
+
+int sp_personal_refresh(sp_personal *p) {
+    redisContext *c = connect_redis(p);
+    if (!c) {
+        sp_warn("mf: cannot reach Redis to refresh the item table; keeping the local copy");
+        return SP_ERR_RETRY;
+    }
+    redisReply *r = redisCommand(c, "HGETALL %s", ITEMS_KEY);
+    int rc = SP_OK;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        sp_warn("mf: HGETALL %s failed; keeping the local copy", ITEMS_KEY);
+        rc = SP_ERR_RETRY;
+    } else {
+        float v[SP_PERSONAL_MAX_DIM], b;
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            if (!parse_row(r->element[i + 1]->str, r->element[i + 1]->len, p->dim, &b, v))
+                continue;
+            int32_t row = sp_personal_item(p, r->element[i]->str, NULL);
+            memcpy(p->vec + (size_t)row * p->dim, v, p->dim * sizeof(float));
+            p->bias[row] = b;
+        }
+    }
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return rc;
+}
+
+/* Adds each row's delta to Redis's value, or stores our value when Redis
+ * has none (or one of another size): ARGV = d+1, then id, our value, delta,
+ * repeated, values as little-endian float32s (Lua's struct library reads
+ * them in C; text parsing in Lua cost a third of a batch). One script, so a
+ * batch's deltas land together and instances never interleave within a row. */
+static const char apply_lua[] =
+    "local key, n = KEYS[1], tonumber(ARGV[1])\n"
+    "local fmt = '<' .. string.rep('f', n)\n"
+    "for i = 2, #ARGV, 3 do\n"
+    "  local cur = redis.call('HGET', key, ARGV[i])\n"
+    "  if not cur or #cur ~= 4 * n then\n"
+    "    redis.call('HSET', key, ARGV[i], ARGV[i + 1])\n"
+    "  else\n"
+    "    local a = {struct.unpack(fmt, cur)}\n"
+    "    local d = {struct.unpack(fmt, ARGV[i + 2])}\n"
+    "    for k = 1, n do a[k] = a[k] + d[k] end\n"
+    "    redis.call('HSET', key, ARGV[i], struct.pack(fmt, unpack(a, 1, n)))\n"
+    "  end\n"
+    "end\n"
+    "return (#ARGV - 1) / 3\n";
+
+/* Row `row` of (vec, bias) as stored, into out (4 * (d + 1) bytes). */
+static void row_bytes(const float *vec, const float *bias, int32_t row, size_t d, char *out) {
+    memcpy(out, &bias[row], 4);
+    memcpy(out + 4, vec + (size_t)row * d, 4 * d);
+}
+
+int sp_personal_apply(sp_personal *p) {
+    int rc = SP_OK;
+    size_t d = p->dim, rowlen = 4 * (d + 1);
+    if (p->ndirty) {
+        int argc = 4 + 3 * (int)p->ndirty;
+        const char **argv = sp_xmalloc((size_t)argc * sizeof *argv);
+        size_t *lens = sp_xmalloc((size_t)argc * sizeof *lens);
+        char *bytes = sp_xmalloc(2 * p->ndirty * rowlen), ndim[16];
+        snprintf(ndim, sizeof ndim, "%zu", d + 1);
+        argv[0] = "EVAL";
+        argv[1] = apply_lua;
+        argv[2] = "1";
+        argv[3] = ITEMS_KEY;
+        argv[4] = ndim;
+        for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
+        argc = 5 + 3 * (int)p->ndirty;
+        argv = sp_xrealloc(argv, (size_t)argc * sizeof *argv);
+        lens = sp_xrealloc(lens, (size_t)argc * sizeof *lens);
+        for (size_t i = 0; i < p->ndirty; i++) {
+            int32_t row = p->dirty_list[i];
+            char *value = bytes + 2 * i * rowlen, *delta = value + rowlen;
+            row_bytes(p->vec, p->bias, row, d, value);
+            row_bytes(p->dvec, p->dbias, row, d, delta);
+            argv[5 + 3 * i] = sp_vocab_id(p->items, row);
+            lens[5 + 3 * i] = strlen(argv[5 + 3 * i]);
+            argv[6 + 3 * i] = value;
+            lens[6 + 3 * i] = rowlen;
+            argv[7 + 3 * i] = delta;
+            lens[7 + 3 * i] = rowlen;
+        }
+        const size_t *lp = lens;
+        rc = sp_store_side_bin(p->store, 1, &argc, (const char *const *const *)&argv, &lp, NULL);
+        free(argv);
+        free(lens);
+        free(bytes);
+        for (size_t i = 0; i < p->ndirty; i++) {
+            int32_t row = p->dirty_list[i];
+            memset(p->dvec + (size_t)row * d, 0, d * sizeof(float));
+            p->dbias[row] = 0;
+            p->dirty[row] = 0;
+        }
+        p->ndirty = 0;
+        if (rc != SP_OK) return rc;
+    }
+    int64_t now = (int64_t)(sp_personal_now_us() / 1000);
+    if (p->mf_refresh_ms > 0 && now - p->last_refresh_ms >= p->mf_refresh_ms) {
+        p->last_refresh_ms = now;
+        sp_personal_refresh(p);
+    }
+    return SP_OK;
+}
+
+/* ---------------------------------------------------------------- model */
+
+static sp_model *load_model(sp_personal *p, const char *path, sp_scorer **scorer, char *err,
+                            size_t errlen) {
+    sp_model *m = sp_model_load(path, err, errlen);
+    if (!m) return NULL;
+    if (sp_model_user_dim(m) > SP_PERSONAL_MAX_DIM) {
+        snprintf(err, errlen, "%s: dimension %zu above %d", path, sp_model_user_dim(m),
+                 SP_PERSONAL_MAX_DIM);
+        sp_model_destroy(m);
+        return NULL;
+    }
+    *scorer = sp_scorer_new(m, 1, err, errlen);
+    if (!*scorer) {
+        sp_model_destroy(m);
+        return NULL;
+    }
+    const char *base = strrchr(path, '/');
+    snprintf(p->model_name, sizeof p->model_name, "%s:%s",
+             sp_model_kind_name(sp_model_kind_of(m)), base ? base + 1 : path);
+    return m;
+}
+
+int sp_personal_reload(sp_personal *p) {
+    if (!p->model_path) {
+        sp_info("reload: no recommend.model configured; nothing to reload");
+        return SP_OK;
+    }
+    char err[256] = "";
+    sp_scorer *s = NULL;
+    char old_name[64];
+    memcpy(old_name, p->model_name, sizeof old_name);
+    sp_model *m = load_model(p, p->model_path, &s, err, sizeof err);
+    if (!m) {
+        memcpy(p->model_name, old_name, sizeof old_name);
+        sp_error("reload: keeping the current model: %s", err);
+        return SP_ERR_BADINPUT;
+    }
+    sp_scorer_destroy(p->scorer);
+    sp_model_destroy(p->model);
+    p->model = m;
+    p->scorer = s;
+    p->model_gen++;
+    adopt_model(p, m);
+    sp_info("reload: model %s loaded (%zu items, dim %zu)", p->model_path, sp_model_n_items(m),
+            sp_model_user_dim(m));
+    return SP_OK;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void destroy(sp_personal *p) {
+    if (!p) return;
+    sp_scorer_destroy(p->scorer);
+    sp_model_destroy(p->model);
+    free(p->model_path);
+    sp_vocab_destroy(p->items);
+    sp_vocab_destroy(p->cats);
+    free(p->vec);
+    free(p->bias);
+    free(p->pop);
+    free(p->lpop);
+    free(p->cat);
+    free(p->dvec);
+    free(p->dbias);
+    free(p->dirty);
+    free(p->dirty_list);
+    free(p->model2mf);
+    free(p);
+}
+
+sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen) {
+    for (int i = 0; i < MAX_CTX; i++)
+        if (contexts[i] && contexts[i]->store == env->store) {
+            contexts[i]->refs++;
+            return contexts[i];
+        }
+    int slot = -1;
+    for (int i = 0; i < MAX_CTX && slot < 0; i++)
+        if (!contexts[i]) slot = i;
+    if (slot < 0) {
+        snprintf(err, errlen, "too many pipelines in one process");
+        return NULL;
+    }
+    sp_personal *p = sp_xcalloc(1, sizeof *p);
+    p->store = env->store;
+    p->sink = env->sink;
+    p->metrics = env->metrics;
+    p->cfg = env->cfg;
+    p->items = sp_vocab_new();
+    p->cats = sp_vocab_new();
+    if (parse_settings(p, env->cfg, err, errlen)) goto fail;
+    if (env->cfg->recommend_model && env->cfg->recommend_model[0]) {
+        p->model_path = sp_xstrdup(env->cfg->recommend_model);
+        char sub[200];
+        if (!(p->model = load_model(p, p->model_path, &p->scorer, sub, sizeof sub))) {
+            snprintf(err, errlen, "key 'recommend.model': %s", sub);
+            goto fail;
+        }
+        p->dim = sp_model_user_dim(p->model); /* one item space: the model's */
+    }
+    if (p->dim < 1 || p->dim > SP_PERSONAL_MAX_DIM) {
+        snprintf(err, errlen, "key 'mf.dim': %zu out of range", p->dim);
+        goto fail;
+    }
+    grow(p, 1);
+    if (p->model) adopt_model(p, p->model);
+    if (p->store) sp_personal_refresh(p);
+    p->last_refresh_ms = (int64_t)(sp_personal_now_us() / 1000);
+    p->refs = 1;
+    contexts[slot] = p;
+    return p;
+fail:
+    destroy(p);
+    return NULL;
+}
+
+void sp_personal_put(sp_personal *p) {
+    if (!p || --p->refs > 0) return;
+    for (int i = 0; i < MAX_CTX; i++)
+        if (contexts[i] == p) contexts[i] = NULL;
+    destroy(p);
+}

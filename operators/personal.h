@@ -1,0 +1,117 @@
+#ifndef OPERATORS_PERSONAL_H
+#define OPERATORS_PERSONAL_H
+
+/* What the personalization operators (profile, mf, recommend) share within
+ * one pipeline: the loaded model (swapped on SIGHUP), the instance's copy of
+ * the shared MF item table with the deltas of the batch in hand, and a
+ * popularity count per item. The three operators find it by their store
+ * (sp_personal_get), so any subset of them can run, in any order the
+ * operators key allows; whichever initialises first creates it, the last to
+ * go frees it.
+ *
+ * Encodings in Redis:
+ *  - user vectors (MF user vector, GRU hidden state) are one hash field of
+ *    lower-case hex of the little-endian float32s (8 characters a float):
+ *    exact (a vector read back is bit-identical, so a replayed batch computes
+ *    the same numbers as the first run) and trivial to decode, at 1.5x the
+ *    size of base64 -- 256 bytes for d=32, small beside the key overhead.
+ *  - shared item factors are the hash "mf:items", field <item_id>, value the
+ *    little-endian float32s of the bias then the d factors (binary: the Lua
+ *    script that adds a batch's deltas reads and writes them with Redis's
+ *    struct library in C; parsing text in Lua cost a third of a batch).
+ *
+ * @locality one thread: the consumer loop's. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/scorer.h"
+#include "models/vocab.h"
+#include "operators/operator.h"
+
+#define SP_PERSONAL_MAX_DIM 256
+
+typedef struct sp_personal {
+    sp_store *store;
+    sp_sink *sink;
+    sp_metrics *metrics;
+    const sp_config *cfg;
+    int refs;
+
+    /* the model (recommend.model); NULL when none is configured */
+    sp_model *model;
+    sp_scorer *scorer;
+    char *model_path;
+    char model_name[64];      /* "gru:<basename>", in Recommendation.model */
+    uint64_t model_gen;       /* bumped by each successful reload */
+
+    /* shared MF item table: row i of vec is item sp_vocab_id(items, i) */
+    size_t dim;
+    sp_vocab *items;
+    float *vec;               /* cap x dim */
+    float *bias;              /* cap */
+    float *pop;               /* cap: events seen by this instance (popularity prior) */
+    int32_t *cat;             /* cap: category index, -1 unknown */
+    size_t cap;
+    sp_vocab *cats;
+    int32_t *model2mf;        /* model item index -> row, n_items of the model */
+    int model2mf_identity;    /* model2mf[i] == i: the MF scores are one sgemv */
+    float *lpop;              /* cap: log(1 + pop), kept in step by sp_personal_seen */
+    /* deltas of the batch in hand, applied by sp_personal_apply */
+    float *dvec, *dbias;      /* cap x dim, cap */
+    unsigned char *dirty;     /* cap */
+    int32_t *dirty_list;
+    size_t ndirty;
+    int64_t last_refresh_ms;
+
+    /* settings parsed from the config */
+    float mf_lr, mf_item_lr;
+    float mf_weights[SP_KIND__COUNT];
+    int mf_neg;
+    int64_t mf_refresh_ms;
+    float blend[3];           /* sequence model, MF, popularity */
+    int rec_on[SP_KIND__COUNT];
+    double half_life_ms;
+} sp_personal;
+
+/* The context of env->store, created on first use. Returns NULL with the
+ * reason (a bad setting, an unreadable model file) in err. */
+sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen);
+void sp_personal_put(sp_personal *p);
+
+/* Loads recommend.model again; on any error keeps the current model and
+ * returns SP_ERR_BADINPUT with the reason logged. */
+int sp_personal_reload(sp_personal *p);
+
+/* Row of item_id in the MF table, added when new (its factors start from
+ * the mean of its category's rows, else from a small vector seeded by the
+ * id). category may be NULL or "". */
+int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *category);
+
+/* Counts one event on row i for the popularity prior. */
+void sp_personal_seen(sp_personal *p, int32_t row);
+
+/* Adds a change to row i's factors for the end of the batch. */
+void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
+
+/* Applies the batch's deltas to "mf:items" with one Lua script (creating
+ * rows Redis does not have from the local values), then refreshes the
+ * local copy when mf.refresh_ms has passed. Not idempotent: a crash after
+ * it and before the state commit applies those deltas again when the batch
+ * is replayed -- item factors are at-least-once. */
+int sp_personal_apply(sp_personal *p);
+
+/* Reads "mf:items" into the local table (rows Redis has replace ours). */
+int sp_personal_refresh(sp_personal *p);
+
+/* Hex float codec (see above). encode writes 8*n chars and a NUL; decode
+ * returns the number of floats read (0 when the text is not n floats). */
+void sp_personal_hex_encode(const float *v, size_t n, char *out);
+size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
+
+/* Deterministic 64-bit hash (FNV-1a) of a string, for seeds and rec ids. */
+uint64_t sp_personal_hash(const char *s, uint64_t h);
+
+/* Monotonic clock in microseconds. */
+double sp_personal_now_us(void);
+
+#endif

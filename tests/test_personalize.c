@@ -1,0 +1,447 @@
+/* The personalization operators (profile, mf, recommend) through the
+ * pipeline with a real Redis store and a GRU model trained by the binary on
+ * a planted pattern: each user's sessions walk one chain a<k> -> b<k> -> c<k>,
+ * so after a<k> the model must put b<k> in the top-K. Then: purchases are
+ * never recommended, unknown users and items are served, the rate limit is
+ * in event time, SIGHUP's reload keeps the old model on a bad file, the
+ * profile decays its affinity, and item deltas reach the shared table. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <hiredis.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "operators/operator.h"
+#include "operators/personal.h"
+#include "state/store.h"
+#include "stream/error.h"
+#include "tests/support/harness.h"
+
+#define CHAINS 10
+#define NOISE 40
+#define T0 1767225600000LL
+
+static sp_t_redis redis;
+static char model_path[300];
+
+/* A JSONL history with the planted chains, trained into a small GRU. */
+static void train_planted(void) {
+    char data[300];
+    snprintf(data, sizeof data, "%s/planted.jsonl", sp_t_tmpdir());
+    snprintf(model_path, sizeof model_path, "%s/planted.gru", sp_t_tmpdir());
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    unsigned seed = 11;
+    long n = 0;
+    for (int u = 0; u < 300; u++) {
+        int64_t ts = T0 + u * 1000000LL;
+        for (int s = 0; s < 4; s++) {
+            int k = (int)(rand_r(&seed) % CHAINS);
+            const char *step[] = {"a", "b", "c"};
+            for (int i = 0; i < 3; i++)
+                fprintf(f,
+                        "{\"event_id\":\"h%ld\",\"ts_ms\":%lld,\"user_id\":\"hu%d\","
+                        "\"click\":{\"kind\":\"view\",\"item_id\":\"%s%d\",\"category\":\"c%d\"}}\n",
+                        n++, (long long)(ts += 1000), u, step[i], k, k);
+            fprintf(f,
+                    "{\"event_id\":\"h%ld\",\"ts_ms\":%lld,\"user_id\":\"hu%d\","
+                    "\"click\":{\"kind\":\"view\",\"item_id\":\"n%u\",\"category\":\"cn\"}}\n",
+                    n++, (long long)(ts += 1000), u, rand_r(&seed) % NOISE);
+        }
+    }
+    fclose(f);
+    char *argv[] = {(char *)sp_t_bin(), "train", "--data", data, "--format", "events", "--model",
+                    "gru", "--dim", "16", "--epochs", "20", "--batch", "16", "--lr", "0.01", "--seed", "3", "--quiet", "--out",
+                    model_path, NULL};
+    int st;
+    free(sp_t_capture(argv, &st));
+    cr_assert_eq(st, 0, "train failed");
+}
+
+static void start(void) {
+    cr_assert_eq(sp_t_redis_start(&redis, 0), 0);
+    static int trained;
+    if (!trained) train_planted();
+    trained = 1;
+}
+static void stop(void) { sp_t_redis_stop(&redis); }
+
+struct rig {
+    sp_config cfg;
+    sp_store *store;
+    sp_pipeline *pl;
+    int64_t off;
+};
+
+static void setkey(struct rig *r, const char *key, const char *value) {
+    char err[256];
+    cr_assert_eq(sp_config_set(&r->cfg, key, value, err, sizeof err), SP_OK, "%s", err);
+}
+
+/* Opens the three operators on partition 0; extra is "key=value" pairs. */
+static void rig_open(struct rig *r, const char *model, const char *const *extra) {
+    sp_config_init(&r->cfg);
+    setkey(r, "redis.url", redis.url);
+    if (model) setkey(r, "recommend.model", model);
+    setkey(r, "recommend.rate_limit_ms", "0");
+    for (int i = 0; extra && extra[i]; i += 2) setkey(r, extra[i], extra[i + 1]);
+    sp_store_conf sc = {redis.url, 1000, 100000, NULL};
+    char err[256];
+    r->store = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(r->store, "%s", err);
+    sp_op_env env = {r->store, NULL, &r->cfg, NULL};
+    r->pl = sp_pipeline_new("profile,mf,recommend", &env, err, sizeof err);
+    cr_assert_not_null(r->pl, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(r->store, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(sp_pipeline_assign(r->pl, 0), SP_OK);
+    r->off = 0;
+}
+
+static void rig_close(struct rig *r) {
+    sp_pipeline_destroy(r->pl);
+    sp_store_destroy(r->store);
+    sp_config_release(&r->cfg);
+}
+
+static void run_event(struct rig *r, Shopstream__V1__Event *ev, enum sp_event_kind kind) {
+    sp_op_event e = {ev, kind, 0, "t", r->off++, 0};
+    sp_pipeline_prefetch(r->pl, &e);
+    cr_assert_eq(sp_store_prefetch(r->store), SP_OK);
+    cr_assert_eq(sp_pipeline_process(r->pl, &e, NULL), SP_OK);
+}
+
+static void click(struct rig *r, const char *user, const char *item, const char *cat,
+                  enum sp_event_kind kind, int64_t ts) {
+    static long id;
+    char eid[32];
+    snprintf(eid, sizeof eid, "e%ld", id++);
+    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
+    Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
+    c.kind = (Shopstream__V1__ClickKind)(kind + 1);
+    c.item_id = (char *)item;
+    c.category = (char *)cat;
+    c.price = 10;
+    ev.event_id = eid;
+    ev.ts_ms = ts;
+    ev.user_id = (char *)user;
+    ev.session_id = "s1";
+    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
+    ev.click = &c;
+    run_event(r, &ev, kind);
+}
+
+static void order(struct rig *r, const char *user, const char *item, int64_t ts) {
+    static long id;
+    char eid[32];
+    snprintf(eid, sizeof eid, "o%ld", id++);
+    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
+    Shopstream__V1__Order o = SHOPSTREAM__V1__ORDER__INIT;
+    Shopstream__V1__LineItem li = SHOPSTREAM__V1__LINE_ITEM__INIT, *lis[] = {&li};
+    li.item_id = (char *)item;
+    li.category = "c0";
+    li.quantity = 1;
+    li.unit_price = 25;
+    o.order_id = eid;
+    o.items = lis;
+    o.n_items = 1;
+    o.total = 25;
+    ev.event_id = eid;
+    ev.ts_ms = ts;
+    ev.user_id = (char *)user;
+    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_ORDER;
+    ev.order = &o;
+    run_event(r, &ev, SP_KIND_ORDER);
+}
+
+static void commit(struct rig *r) {
+    const char *topics[] = {"t"};
+    cr_assert_eq(sp_pipeline_flush(r->pl, 0), SP_OK);
+    cr_assert_eq(sp_store_commit(r->store, 0, topics, &r->off, 1), SP_OK);
+    sp_store_end_batch(r->store);
+}
+
+static redisReply *cmd(const char *fmt, const char *arg) {
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    cr_assert(c && !c->err);
+    redisReply *rep = redisCommand(c, fmt, arg);
+    redisFree(c);
+    return rep;
+}
+
+/* The items of rec:<user> (NULL-terminated, malloc'd), or NULL if absent. */
+static char **rec_items(const char *user) {
+    char key[128];
+    snprintf(key, sizeof key, "rec:%s", user);
+    redisReply *rep = cmd("GET %s", key);
+    if (rep->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return NULL;
+    }
+    cJSON *j = cJSON_Parse(rep->str);
+    freeReplyObject(rep);
+    cr_assert_not_null(j);
+    cJSON *items = cJSON_GetObjectItem(j, "items"), *it;
+    char **out = calloc((size_t)cJSON_GetArraySize(items) + 1, sizeof *out);
+    int n = 0;
+    cJSON_ArrayForEach(it, items) out[n++] = strdup(cJSON_GetObjectItem(it, "item_id")->valuestring);
+    cJSON_Delete(j);
+    return out;
+}
+
+static int has(char **items, const char *item) {
+    for (int i = 0; items && items[i]; i++)
+        if (!strcmp(items[i], item)) return 1;
+    return 0;
+}
+
+static int count(char **items) {
+    int n = 0;
+    while (items && items[n]) n++;
+    return n;
+}
+
+static void free_items(char **items) {
+    for (int i = 0; items && items[i]; i++) free(items[i]);
+    free(items);
+}
+
+static char *hget(const char *key, const char *field) {
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    redisReply *rep = redisCommand(c, "HGET %s %s", key, field);
+    char *s = rep->type == REDIS_REPLY_STRING ? strdup(rep->str) : NULL;
+    freeReplyObject(rep);
+    redisFree(c);
+    return s;
+}
+
+TestSuite(personalize, .init = start, .fini = stop, .timeout = 120);
+
+Test(personalize, planted_chain_puts_the_next_item_in_the_top_k) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    int hits = 0;
+    for (int k = 0; k < CHAINS; k++) {
+        char user[32], a[16], b[16];
+        snprintf(user, sizeof user, "new%d", k);
+        snprintf(a, sizeof a, "a%d", k);
+        snprintf(b, sizeof b, "b%d", k);
+        click(&r, user, a, "c", SP_KIND_VIEW, T0 + k);
+        commit(&r);
+        char **items = rec_items(user);
+        cr_assert_eq(count(items), 10, "user %s: %d items, want recommend.k=10", user, count(items));
+        cr_assert(!has(items, a), "the item being viewed was recommended");
+        hits += has(items, b);
+        free_items(items);
+    }
+    cr_assert_eq(hits, CHAINS, "b<k> in the top 10 after a<k> for %d of %d chains", hits,
+                  CHAINS);
+    rig_close(&r);
+}
+
+Test(personalize, purchased_items_are_never_recommended) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    /* b3 is what the model wants after a3; the user bought it */
+    order(&r, "buyer", "b3", T0);
+    click(&r, "buyer", "a3", "c", SP_KIND_VIEW, T0 + 10);
+    commit(&r);
+    char **items = rec_items("buyer");
+    cr_assert_eq(count(items), 10);
+    cr_assert(!has(items, "b3"), "a purchased item was recommended");
+    free_items(items);
+    /* and stays excluded through many more events and purchases */
+    unsigned seed = 5;
+    char bought[20][16];
+    int nb = 0;
+    for (int i = 0; i < 200; i++) {
+        char item[16];
+        if (i % 10 == 9 && nb < 20) {
+            snprintf(bought[nb], sizeof bought[nb], "%c%u", "abc"[rand_r(&seed) % 3],
+                     rand_r(&seed) % CHAINS);
+            order(&r, "buyer", bought[nb++], T0 + 100 + i);
+            continue;
+        }
+        snprintf(item, sizeof item, "%c%u", "abcn"[rand_r(&seed) % 4], rand_r(&seed) % CHAINS);
+        click(&r, "buyer", item, "c", SP_KIND_VIEW, T0 + 100 + i);
+        commit(&r);
+        items = rec_items("buyer");
+        cr_assert(!has(items, "b3"));
+        for (int b = 0; b < nb; b++)
+            cr_assert(!has(items, bought[b]), "bought %s recommended at event %d", bought[b], i);
+        free_items(items);
+    }
+    rig_close(&r);
+}
+
+Test(personalize, unknown_users_and_items_are_served) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    /* an item the model never saw, by a user nobody saw */
+    click(&r, "stranger", "zz-unknown", "cz", SP_KIND_VIEW, T0);
+    click(&r, "stranger", "zz-unknown", "cz", SP_KIND_CLICK, T0 + 5);
+    commit(&r);
+    char **items = rec_items("stranger");
+    cr_assert_eq(count(items), 10, "an unknown user on an unknown item gets a full list");
+    cr_assert(!has(items, "zz-unknown"));
+    free_items(items);
+    char *n = hget("{p0}:mfu:stranger", "n");
+    cr_assert_str_eq(n, "2", "both events updated the user vector");
+    free(n);
+    char *v = hget("{p0}:mfu:stranger", "v");
+    float vec[16];
+    cr_assert_eq(sp_personal_hex_decode(v, vec, 16), 16, "user vector is 16 float32s in hex");
+    free(v);
+    char *events = hget("{p0}:prof:stranger", "events");
+    cr_assert_str_eq(events, "2");
+    free(events);
+    rig_close(&r);
+
+    /* no model at all: MF and popularity alone (the 16-float rows the model
+     * left in mf:items are of another dimension and are ignored) */
+    const char *extra[] = {"mf.dim", "8", NULL};
+    rig_open(&r, NULL, extra);
+    click(&r, "u1", "x1", "c", SP_KIND_VIEW, T0);
+    click(&r, "u1", "x2", "c", SP_KIND_VIEW, T0 + 1);
+    click(&r, "u2", "x3", "c", SP_KIND_VIEW, T0 + 2);
+    commit(&r);
+    items = rec_items("u2");
+    cr_assert_eq(count(items), 2, "without a model the candidates are the items seen (%d)",
+                 count(items));
+    cr_assert(has(items, "x1") && has(items, "x2"));
+    free_items(items);
+    rig_close(&r);
+}
+
+Test(personalize, rate_limit_is_per_user_in_event_time) {
+    struct rig r;
+    const char *extra[] = {"recommend.rate_limit_ms", "1000", NULL};
+    rig_open(&r, model_path, extra);
+    click(&r, "rl", "a1", "c", SP_KIND_VIEW, T0);
+    commit(&r);
+    char *first = hget("{p0}:rs:rl", "last_ms");
+    click(&r, "rl", "a2", "c", SP_KIND_VIEW, T0 + 999);  /* inside: no list */
+    commit(&r);
+    char *second = hget("{p0}:rs:rl", "last_ms");
+    cr_assert_str_eq(first, second);
+    click(&r, "rl", "a3", "c", SP_KIND_VIEW, T0 + 1000); /* outside: a list */
+    commit(&r);
+    char *third = hget("{p0}:rs:rl", "last_ms");
+    cr_assert_eq(atoll(third), T0 + 1000);
+    free(first);
+    free(second);
+    free(third);
+    rig_close(&r);
+}
+
+Test(personalize, reload_keeps_the_old_model_on_a_bad_file_and_swaps_on_a_good_one) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/live.gru", sp_t_tmpdir());
+    char *bytes;
+    size_t len;
+    bytes = sp_t_read_file(model_path, &len);
+    FILE *f = fopen(path, "wb");
+    fwrite(bytes, 1, len, f);
+    fclose(f);
+    struct rig r;
+    rig_open(&r, path, NULL);
+    f = fopen(path, "wb"); /* truncated: half the file */
+    fwrite(bytes, 1, len / 2, f);
+    fclose(f);
+    cr_assert_eq(sp_pipeline_reload(r.pl), SP_ERR_BADINPUT);
+    click(&r, "rel", "a4", "c", SP_KIND_VIEW, T0);
+    commit(&r);
+    char **items = rec_items("rel");
+    cr_assert(has(items, "b4"), "the old model still serves after a bad reload");
+    free_items(items);
+    f = fopen(path, "wb");
+    fwrite(bytes, 1, len, f);
+    fclose(f);
+    cr_assert_eq(sp_pipeline_reload(r.pl), SP_OK);
+    click(&r, "rel", "a5", "c", SP_KIND_VIEW, T0 + 10);
+    commit(&r);
+    items = rec_items("rel");
+    cr_assert_eq(count(items), 10);
+    free_items(items);
+    free(bytes);
+    rig_close(&r);
+}
+
+Test(personalize, profile_counts_spend_and_decays_category_affinity) {
+    struct rig r;
+    const char *extra[] = {"profile.half_life_s", "100", NULL};
+    rig_open(&r, model_path, extra);
+    click(&r, "p", "a1", "shoes", SP_KIND_VIEW, T0);            /* weight 1 */
+    click(&r, "p", "b1", "hats", SP_KIND_CLICK, T0 + 100000);   /* one half-life later, 2 */
+    order(&r, "p", "b1", T0 + 100000);
+    commit(&r);
+    char *aff = hget("{p0}:prof:p", "aff");
+    /* shoes: 1 decayed by one half-life = 0.5; hats: 2; c0 (the order): 8 */
+    cr_assert_str_eq(aff, "c0:8,hats:2,shoes:0.5");
+    free(aff);
+    char *s = hget("{p0}:prof:p", "orders"), *aov = hget("{p0}:prof:p", "aov"),
+         *recent = hget("{p0}:prof:p", "recent");
+    cr_assert_str_eq(s, "1");
+    cr_assert_float_eq(atof(aov), 25.0, 1e-9);
+    cr_assert(!strncmp(recent, "b1:order:", 9), "newest first: %s", recent);
+    free(s);
+    free(aov);
+    free(recent);
+    rig_close(&r);
+}
+
+Test(personalize, item_deltas_reach_the_shared_table_once_per_apply) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    cr_assert_null(hget("mf:items", "a7"));
+    click(&r, "it", "a7", "c", SP_KIND_CLICK, T0);
+    commit(&r);
+    redisReply *row = cmd("HGET mf:items %s", "a7");
+    cr_assert_eq(row->type, REDIS_REPLY_STRING, "the batch's delta for a7 was not applied");
+    cr_assert_eq(row->len, 4 * 17, "bias and 16 factors as float32s");
+    float before[17], after[17];
+    memcpy(before, row->str, sizeof before);
+    freeReplyObject(row);
+    /* a second click moves the row in Redis again: deltas add up */
+    click(&r, "it", "a7", "c", SP_KIND_CLICK, T0 + 1);
+    commit(&r);
+    row = cmd("HGET mf:items %s", "a7");
+    memcpy(after, row->str, sizeof after);
+    freeReplyObject(row);
+    cr_assert(memcmp(before, after, sizeof before), "the second delta was not applied");
+    rig_close(&r);
+}
+
+Test(personalize, hex_vectors_round_trip_exactly_and_reject_garbage) {
+    float v[3] = {1.5f, -0.0001234f, 3.4e38f}, back[3];
+    char hex[8 * 3 + 1];
+    sp_personal_hex_encode(v, 3, hex);
+    cr_assert_eq(strlen(hex), 24);
+    cr_assert_eq(sp_personal_hex_decode(hex, back, 3), 3);
+    cr_assert_eq(memcmp(v, back, sizeof v), 0);
+    cr_assert_eq(sp_personal_hex_decode(hex, back, 2), 0, "wrong length");
+    hex[3] = 'x';
+    cr_assert_eq(sp_personal_hex_decode(hex, back, 3), 0, "not hex");
+    cr_assert_eq(sp_personal_hex_decode(NULL, back, 3), 0);
+}
+
+Test(personalize, bad_settings_name_the_key) {
+    sp_config cfg;
+    sp_config_init(&cfg);
+    char err[256];
+    cr_assert_eq(sp_config_set(&cfg, "recommend.blend", "1,2", err, sizeof err), SP_OK);
+    sp_store_conf sc = {redis.url, 1000, 1000, NULL};
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    sp_op_env env = {st, NULL, &cfg, NULL};
+    cr_assert_null(sp_pipeline_new("recommend", &env, err, sizeof err));
+    cr_assert(strstr(err, "recommend.blend"), "%s", err);
+    sp_config_set(&cfg, "recommend.blend", "1,1,1", err, sizeof err);
+    sp_config_set(&cfg, "recommend.model", "/nonexistent/model", err, sizeof err);
+    cr_assert_null(sp_pipeline_new("recommend", &env, err, sizeof err));
+    cr_assert(strstr(err, "recommend.model"), "%s", err);
+    sp_store_destroy(st);
+    sp_config_release(&cfg);
+}
