@@ -87,7 +87,7 @@ static void rig_open(struct rig *r, const char *model, const char *const *extra)
     if (model) setkey(r, "recommend.model", model);
     setkey(r, "recommend.rate_limit_ms", "0");
     for (int i = 0; extra && extra[i]; i += 2) setkey(r, extra[i], extra[i + 1]);
-    sp_store_conf sc = {redis.url, 1000, 100000, NULL};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
     char err[256];
     r->store = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(r->store, "%s", err);
@@ -433,7 +433,7 @@ Test(personalize, bad_settings_name_the_key) {
     sp_config_init(&cfg);
     char err[256];
     cr_assert_eq(sp_config_set(&cfg, "recommend.blend", "1,2", err, sizeof err), SP_OK);
-    sp_store_conf sc = {redis.url, 1000, 1000, NULL};
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 1000};
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     sp_op_env env = {st, NULL, &cfg, NULL};
     cr_assert_null(sp_pipeline_new("recommend", &env, err, sizeof err));
