@@ -53,10 +53,12 @@ Test(pipeline, sigusr1_prints_counters_and_sigterm_exits_cleanly) {
     free(text);
 }
 
-/* workers = 2: two instances of two consumer threads each share the
+/* workers = 2: two instances of two consumer threads each share 12
  * partitions; one instance is killed -9 mid-stream and restarted; the final
  * state equals an uninterrupted single-processor run. */
-Test(pipeline, two_instances_of_two_workers_one_killed_and_restarted) {
+static void setup_12(void) { pl_setup_mock_n(12); }
+
+Test(pipeline, two_instances_of_two_workers_one_killed_and_restarted, .init = setup_12) {
     pl_gen("jsonl", PL_NEVENTS, 0.01, 0.01);
     pid_t rp = pl_replay_start("4000");
     const char *two[] = {"--workers", "2", NULL};

@@ -110,10 +110,12 @@ void pl_setup(const char *bootstrap, const char *prefix, int partitions) {
     cr_assert_eq(sp_t_redis_start(&w.reference, 0), 0, "redis-server did not start");
 }
 
-void pl_setup_mock(void) {
+void pl_setup_mock(void) { pl_setup_mock_n(PL_PARTITIONS); }
+
+void pl_setup_mock_n(int partitions) {
     sp_t_mock mock;
-    cr_assert_eq(sp_t_mock_start(&mock, PL_PARTITIONS), 0, "mock kafka did not start");
-    pl_setup(mock.bootstrap, "shop.", PL_PARTITIONS);
+    cr_assert_eq(sp_t_mock_start(&mock, partitions), 0, "mock kafka did not start");
+    pl_setup(mock.bootstrap, "shop.", partitions);
     w.mock = mock;
 }
 

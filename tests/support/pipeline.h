@@ -54,6 +54,7 @@ struct pl_oracle {
  * pl_setup_mock starts a mock cluster of its own. */
 void pl_setup(const char *bootstrap, const char *prefix, int partitions);
 void pl_setup_mock(void);
+void pl_setup_mock_n(int partitions);
 void pl_teardown(void);
 void pl_apply_xprops(rd_kafka_conf_t *conf);
 
