@@ -60,7 +60,7 @@ for _ in $(seq 200); do curl -sf "http://127.0.0.1:$hport/healthz" >/dev/null 2>
 for path in "/nope" "/metrics" "/api/totals" "/api/kpi?limit=120" "/api/kpi?res=rollup" \
             "/api/kpi?limit=100000"; do
   urls=()
-  for _ in $(seq 50); do urls+=("http://127.0.0.1:$hport$path"); done
-  curl -s -o /dev/null -w '%{time_total}\n' "${urls[@]}" |
-    awk -v p="$path" '{s += $1; if ($1 > m) m = $1} END {printf "GET %s: mean %.1f ms, max %.1f ms (%d requests)\n", p, 1000 * s / NR, 1000 * m, NR}'
+  for _ in $(seq 50); do urls+=(-o /dev/null "http://127.0.0.1:$hport$path"); done
+  curl -s -w '%{time_total}\n' "${urls[@]}" |
+    awk -v p="$path" '{s += $1; if ($1 + 0 > m + 0) m = $1} END {printf "GET %s: mean %.1f ms, max %.1f ms (%d requests)\n", p, 1000 * s / NR, 1000 * m, NR}'
 done

@@ -106,6 +106,7 @@ struct kpi {
     int nlens;
     int64_t lateness, gap;
     int drop_late;
+    int categories;           /* per-category windows (kpi.dimensions) */
     char *topics[KPI_MAX_TOPICS];
     int ntopics;
     struct kpi_part *parts;
@@ -180,7 +181,13 @@ static int kpi_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
         snprintf(err, errlen, "key 'kpi.rollup_ms': must be 0 or a multiple (>1) of kpi.window_ms");
         return SP_ERR_FATAL;
     }
+    if (strcmp(cfg->kpi_dimensions, "global") && strcmp(cfg->kpi_dimensions, "global,category")) {
+        snprintf(err, errlen, "key 'kpi.dimensions': '%s' is not global|global,category",
+                 cfg->kpi_dimensions);
+        return SP_ERR_FATAL;
+    }
     struct kpi *k = sp_xcalloc(1, sizeof *k);
+    k->categories = !strcmp(cfg->kpi_dimensions, "global,category");
     k->store = env->store;
     k->sink = env->sink;
     k->metrics = env->metrics;
@@ -298,7 +305,7 @@ static int add_global(struct kpi *k, int32_t part, int64_t ts, int c, int64_t by
 
 static int add_category(struct kpi *k, int32_t part, int64_t ts, const char *cat, int c,
                         int64_t by) {
-    if (!cat || !*cat) return SP_OK;
+    if (!k->categories || !cat || !*cat) return SP_OK;
     char dim[160];
     snprintf(dim, sizeof dim, "category=%s", cat);
     for (int l = 0; l < k->nlens; l++) {
@@ -343,6 +350,7 @@ static void kpi_prefetch(void *priv, const sp_op_event *e) {
     }
     sp_store_want(k->store, e->partition, "kpi:total");
     want_windows(k, e, "global");
+    if (!k->categories) return;
     if (e->kind < SP_KIND_ORDER && e->ev->click->category && *e->ev->click->category) {
         snprintf(key, sizeof key, "category=%s", e->ev->click->category);
         want_windows(k, e, key);

@@ -77,6 +77,8 @@ static const struct opt opts[] = {
      "late events: 'apply' (counted, applied, correction emitted) or 'drop' (counted only)"},
     {"kpi.session_gap_ms", OPT_I64, O(kpi_session_gap_ms), "1800000", 1000, 86400000,
      "a session ends after this much idle event time"},
+    {"kpi.dimensions", OPT_STR, O(kpi_dimensions), "global,category", 0, 0,
+     "KPI window dimensions: 'global,category' or 'global' (per-category windows cost most)"},
     {"http.listen", OPT_STR, O(http_listen), "127.0.0.1:8080", 0, 0,
      "HTTP (/metrics, /healthz, /api, dashboard) address host:port; empty or 0 disables"},
     /* personalization (operators/profile.c, online_mf.c, recommend.c) */

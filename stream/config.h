@@ -40,6 +40,7 @@ typedef struct sp_config {
     int64_t kpi_allowed_lateness_ms;
     char *kpi_late_policy;         /* "apply" or "drop" */
     int64_t kpi_session_gap_ms;
+    char *kpi_dimensions;          /* "global,category" or "global" */
     char *http_listen;             /* host:port; "" or "0" disables */
     /* personalization operators (operators/profile.c, online_mf.c, recommend.c) */
     char *recommend_model;         /* model file; "" = no sequence model */
