@@ -113,9 +113,10 @@ struct kpi {
     size_t nparts;
 };
 
-/* The one running instance, for sp_kpi_add_impressions (one pipeline per
- * process). */
-static struct kpi *active_kpi;
+/* The running instance of this thread, for sp_kpi_add_impressions: each
+ * worker (workers = N) builds its pipeline on its own thread, so a
+ * thread-local pointer finds that worker's kpi operator. */
+static __thread struct kpi *active_kpi;
 
 static int64_t floor_to(int64_t ts, int64_t len) {
     int64_t q = ts / len;

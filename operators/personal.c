@@ -15,9 +15,10 @@
 #define ITEMS_KEY "mf:items"
 
 /* One context per store: one pipeline per consumer loop, and tests that open
- * several rigs in one process get one each. */
+ * several rigs in one process get one each. Thread-local, since each worker
+ * (workers = N) builds and runs its pipeline on its own thread. */
 #define MAX_CTX 8
-static sp_personal *contexts[MAX_CTX];
+static __thread sp_personal *contexts[MAX_CTX];
 
 double sp_personal_now_us(void) {
     struct timespec ts;
