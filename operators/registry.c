@@ -7,12 +7,14 @@ extern const sp_op sp_op_dedupe;
 extern const sp_op sp_op_counts;
 extern const sp_op sp_op_kpi;
 extern const sp_op sp_op_reviews;
+extern const sp_op sp_op_fraud;
 
 static const sp_op *const registry[] = {
     &sp_op_dedupe,
     &sp_op_counts,
     &sp_op_kpi,
     &sp_op_reviews,
+    &sp_op_fraud,
 };
 
 const sp_op *sp_op_find(const char *name) {

@@ -51,5 +51,12 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             sp_hist_quantile(&m->commit_latency, 0.99) / 1000.0,
             (unsigned long long)m->kpi_windows, (unsigned long long)m->kpi_corrections,
             (unsigned long long)m->kpi_late, (unsigned long long)m->kpi_late_dropped);
+    fprintf(f,
+            "fraud: fraud_orders=%llu fraud_alerts=%llu review_burst_alerts=%llu kpi_alerts=%llu "
+            "fraud_score_p50_us=%.1f fraud_score_p99_us=%.1f\n",
+            (unsigned long long)m->fraud_orders, (unsigned long long)m->fraud_alerts,
+            (unsigned long long)m->review_burst_alerts, (unsigned long long)m->kpi_alerts,
+            sp_hist_quantile(&m->fraud_score_latency, 0.5),
+            sp_hist_quantile(&m->fraud_score_latency, 0.99));
     fflush(f);
 }

@@ -35,6 +35,11 @@ typedef struct sp_metrics {
     uint64_t kpi_late;                 /* late events applied (kpi.late_policy=apply) */
     uint64_t kpi_late_dropped;         /* late events dropped (kpi.late_policy=drop) */
     uint64_t rec_impressions;          /* recommendation impressions (sp_kpi_add_impressions) */
+    uint64_t fraud_orders;             /* orders scored by the fraud operator */
+    uint64_t fraud_alerts;             /* FraudAlert messages for orders */
+    uint64_t review_burst_alerts;      /* FraudAlert messages for review bursts */
+    uint64_t kpi_alerts;               /* KpiAlert messages */
+    sp_hist fraud_score_latency;       /* feature extraction + scoring of one order, microseconds */
     sp_hist commit_latency;            /* Redis commit, microseconds */
     sp_hist batch_latency;             /* whole batch, microseconds */
 } sp_metrics;
