@@ -18,7 +18,11 @@
  *     first   event time of the user's earliest event seen (any kind): the
  *             account age, where the data has no account creation time
  *     sess, sv  hash of the latest session with page views, and its views:
- *             "orders with no views in the session"
+ *             "orders with no views in the session". The input topics are
+ *             consumed independently, so a partition's orders can run ahead
+ *             of its clicks: an order is only said to have no views when the
+ *             partition's clicks have been processed past the order's event
+ *             time (tracked in memory); before that its views are unknown.
  *
  *   Cards are not partitioned by user. We keep a per-user view of each card
  *   (the card as this account used it), which is what Apache Flink's
@@ -47,6 +51,7 @@
  * not carry: the terminal features are zero here (they are used by
  * `shopstream eval-fraud` on labelled data). */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +79,8 @@ struct fraud_part {
     int active;
     sp_fraud_scorer *scorer;
     uint32_t hst_windows; /* HST windows completed at the last checkpoint */
+    int64_t click_maxts;  /* newest click event time processed (in memory) */
+    struct sp_ewma_z shop_amount; /* log(1 + amount) of the partition's orders (in memory) */
 };
 
 struct fraud {
@@ -243,6 +250,37 @@ found:
     return &c->card[best];
 }
 
+/* New accounts have no amount history of their own, so the user-relative
+ * signals say nothing about a first order of 2,000 in a shop whose orders
+ * are 50. For users with fewer than SHOP_PRIOR_ORDERS orders the amount is
+ * also compared with the partition's orders (robust EWMA of log amounts):
+ * one more signal, noisy-OR'ed into the score, with its sentence among the
+ * reasons. In memory only: it is relearned within a few hundred orders. */
+#define SHOP_PRIOR_ORDERS 3
+static const struct sp_ewma_z_opts shop_opts = {
+    .alpha = 0.01, .clip = 3, .min_std = 0.25, .rel_std = 0, .warmup = 20};
+
+static void shop_prior(struct fraud_part *p, const struct sp_fraud_user *u, double amount,
+                       struct sp_fraud_result *r) {
+    double x = log1p(amount > 0 ? amount : 0);
+    double z = sp_ewma_z_score(&p->shop_amount, x, &shop_opts);
+    sp_ewma_z_update(&p->shop_amount, x, &shop_opts);
+    if (u->orders >= SHOP_PRIOR_ORDERS || z <= 0) return;
+    double s = sp_anomaly_z_to_score(z);
+    r->score = 1.0 - (1.0 - r->score) * (1.0 - s);
+    if (s < 0.3) return;
+    char why[SP_FRAUD_REASON_LEN];
+    snprintf(why, sizeof why, "amount %.2f is %.1f\xcf\x83 above this shop's usual order (new account)",
+             amount, z);
+    if (r->nreasons < SP_FRAUD_MAX_REASONS) r->nreasons++;
+    int at = r->nreasons - 1; /* a strong signal goes first, a moderate one last */
+    while (at > 0 && s >= 0.5) {
+        memcpy(r->reasons[at], r->reasons[at - 1], SP_FRAUD_REASON_LEN);
+        at--;
+    }
+    memcpy(r->reasons[at], why, SP_FRAUD_REASON_LEN);
+}
+
 static void copy_code(char *dst, const char *src) {
     snprintf(dst, 4, "%s", src ? src : "");
 }
@@ -316,13 +354,13 @@ static int process_order(struct fraud *f, const sp_op_event *e, sp_obj *o) {
     }
     copy_code(fo.ship_country, ord->shipping_country);
     fo.account_created_ms = sp_obj_get_int(o, "first", 0);
-    if (ev->session_id && *ev->session_id) {
+    if (ev->session_id && *ev->session_id && p->click_maxts >= fo.ts_ms) {
         char sess[24];
         snprintf(sess, sizeof sess, "%016" PRIx64, sp_fraud_hash(ev->session_id));
         const char *cur = sp_obj_get_str(o, "sess");
         fo.session_views = cur && !strcmp(cur, sess) ? (int)sp_obj_get_int(o, "sv", 0) : 0;
     } else {
-        fo.session_views = -1;
+        fo.session_views = -1; /* unknown: the clicks have not caught up with the order */
     }
 
     struct sp_fraud_state st = {
@@ -336,6 +374,8 @@ static int process_order(struct fraud *f, const sp_op_event *e, sp_obj *o) {
     int64_t t0 = now_us();
     sp_fraud_extract(&f->fc, &st, &fo, &feat);
     sp_fraud_score(p->scorer, &feat, &res);
+    shop_prior(p, &user, fo.amount, &res);
+    res.alert = res.alert || res.score > f->fc.alert_threshold;
     sp_hist_add(&f->metrics->fraud_score_latency, (double)(now_us() - t0));
     f->metrics->fraud_orders++;
 
@@ -347,6 +387,9 @@ static int process_order(struct fraud *f, const sp_op_event *e, sp_obj *o) {
     sp_blob_encode(&cards, sizeof cards, f->enc);
     sp_obj_set_str(o, "cards", f->enc);
 
+    sp_debug("fraud score %s user=%s amount=%.2f score=%.3f reasons=%d%s%s", ev->event_id,
+             ev->user_id, fo.amount, res.score, res.nreasons, res.nreasons ? ": " : "",
+             res.nreasons ? res.reasons[0] : "");
     return res.alert ? emit_alert(f, e, &res) : SP_OK;
 }
 
@@ -362,6 +405,10 @@ static int fraud_process(void *priv, const sp_op_event *e) {
     int64_t first = sp_obj_get_int(o, "first", 0);
     if (!first || ev->ts_ms < first) sp_obj_set_int(o, "first", ev->ts_ms);
 
+    if (e->kind <= SP_KIND_SEARCH) {
+        struct fraud_part *p = part_get(f, e->partition);
+        if (ev->ts_ms > p->click_maxts) p->click_maxts = ev->ts_ms;
+    }
     if (e->kind == SP_KIND_VIEW && ev->session_id && *ev->session_id) {
         char sess[24];
         snprintf(sess, sizeof sess, "%016" PRIx64, sp_fraud_hash(ev->session_id));
