@@ -17,8 +17,9 @@
  *             sp_fraud_card), least recently used replaced; one blob
  *     first   event time of the user's earliest event seen (any kind): the
  *             account age, where the data has no account creation time
- *     sess, sv  hash of the latest session with page views, and its views:
- *             "orders with no views in the session". The input topics are
+ *     sv      page views of the user's latest 4 sessions ("<session hash>:
+ *             <views>,...", newest first): "orders with no views in the
+ *             session". The input topics are
  *             consumed independently, so a partition's orders can run ahead
  *             of its clicks: an order is only said to have no views when the
  *             partition's clicks have been processed past the order's event
@@ -281,6 +282,38 @@ static void shop_prior(struct fraud_part *p, const struct sp_fraud_user *u, doub
     memcpy(r->reasons[at], why, SP_FRAUD_REASON_LEN);
 }
 
+/* Page views of the user's latest SESSIONS sessions, in the field sv as
+ * "<session hash>:<views>,..." newest first. Several sessions, not one,
+ * because a partition's clicks can run ahead of its orders: by the time an
+ * order is scored, the user's next session may have started. add = 1 counts
+ * a view; add = 0 just reads. Returns the session's views. */
+#define SESSIONS 4
+static int session_views(sp_obj *o, const char *session_id, int add) {
+    char want[17], rest[SESSIONS * 32] = "";
+    snprintf(want, sizeof want, "%016" PRIx64, sp_fraud_hash(session_id));
+    long found = 0;
+    int kept = 0;
+    size_t n = 0;
+    for (const char *p = sp_obj_get_str(o, "sv"); p && *p;) {
+        char h[17];
+        long v;
+        int used = 0;
+        if (sscanf(p, "%16[0-9a-f]:%ld%n", h, &v, &used) != 2) break;
+        p += used + (p[used] == ',');
+        if (!strcmp(h, want))
+            found = v;
+        else if (kept < SESSIONS - 1 && n < sizeof rest) {
+            n += (size_t)snprintf(rest + n, sizeof rest - n, ",%s:%ld", h, v);
+            kept++;
+        }
+    }
+    if (!add) return (int)found;
+    char sv[sizeof rest + 40];
+    snprintf(sv, sizeof sv, "%s:%ld%s", want, found + 1, rest);
+    sp_obj_set_str(o, "sv", sv);
+    return (int)(found + 1);
+}
+
 static void copy_code(char *dst, const char *src) {
     snprintf(dst, 4, "%s", src ? src : "");
 }
@@ -354,14 +387,10 @@ static int process_order(struct fraud *f, const sp_op_event *e, sp_obj *o) {
     }
     copy_code(fo.ship_country, ord->shipping_country);
     fo.account_created_ms = sp_obj_get_int(o, "first", 0);
-    if (ev->session_id && *ev->session_id && p->click_maxts >= fo.ts_ms) {
-        char sess[24];
-        snprintf(sess, sizeof sess, "%016" PRIx64, sp_fraud_hash(ev->session_id));
-        const char *cur = sp_obj_get_str(o, "sess");
-        fo.session_views = cur && !strcmp(cur, sess) ? (int)sp_obj_get_int(o, "sv", 0) : 0;
-    } else {
+    if (ev->session_id && *ev->session_id && p->click_maxts >= fo.ts_ms)
+        fo.session_views = session_views(o, ev->session_id, 0);
+    else
         fo.session_views = -1; /* unknown: the clicks have not caught up with the order */
-    }
 
     struct sp_fraud_state st = {
         .user = &user,
@@ -410,15 +439,7 @@ static int fraud_process(void *priv, const sp_op_event *e) {
         if (ev->ts_ms > p->click_maxts) p->click_maxts = ev->ts_ms;
     }
     if (e->kind == SP_KIND_VIEW && ev->session_id && *ev->session_id) {
-        char sess[24];
-        snprintf(sess, sizeof sess, "%016" PRIx64, sp_fraud_hash(ev->session_id));
-        const char *cur = sp_obj_get_str(o, "sess");
-        if (cur && !strcmp(cur, sess)) {
-            sp_obj_incr(o, "sv", 1);
-        } else {
-            sp_obj_set_str(o, "sess", sess);
-            sp_obj_set_int(o, "sv", 1);
-        }
+        session_views(o, ev->session_id, 1);
         return SP_OK;
     }
     if (e->kind == SP_KIND_ORDER) return process_order(f, e, o);

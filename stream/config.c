@@ -96,6 +96,9 @@ static const struct opt opts[] = {
      "where KPI anomalies go (orders, GMV, conversion rate per partition window series)"},
     {"kpi.anomaly_threshold", OPT_DBL, O(kpi_anomaly_threshold), "0.8", 0, 1,
      "KPI anomaly score above which an alert is emitted (0.5 = 3 sigma, 0.8 = 6 sigma)"},
+    {"kpi.anomaly_min_support", OPT_DBL, O(kpi_anomaly_min_support), "10", 0, 1e9,
+     "KPI anomalies: judge orders/GMV only with this many orders (window or forecast), "
+     "conversion with this many sessions"},
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])

@@ -51,6 +51,7 @@ typedef struct sp_config {
     int review_burst_min_dupes;
     char *kpi_alerts_topic;
     double kpi_anomaly_threshold;
+    double kpi_anomaly_min_support;
     /* kafka.<prop> pairs, in the order given; the last value of a key wins. */
     size_t nkafka;
     char **kafka_keys;
