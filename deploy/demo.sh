@@ -57,9 +57,15 @@ log "generating $EVENTS events (seed $SEED)"
 log "processing"
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" \
   --group.id "shopstream-demo-$$" --run.stop_when_idle_ms 2000 \
+  --operators "${DEMO_OPERATORS:-dedupe,counts,fraud}" --fraud.log_alerts 1 \
   >"$tmp/run.out" 2>"$tmp/run.log" || { cat "$tmp/run.log" >&2; exit 1; }
 tail -n 3 "$tmp/run.log" >&2
 counters=$(grep '^counters:' "$tmp/run.out" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$counters"; }
+# fraud (issue 6): the alert count and the latest alert with its reasons
+fraud_alerts=$(sed -nE 's/^fraud: .*fraud_alerts=([0-9]+).*/\1/p' "$tmp/run.out" | tail -1)
+latest=$(grep -E 'fraud alert ' "$tmp/run.log" | tail -1 | sed -E 's/.*(fraud alert )/\1/')
+[ -n "$latest" ] && echo "demo: latest $latest" >&2
 echo "summary: events=$(field events) clicks=$(field clicks) orders=$(field orders)" \
-  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)"
+  "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)" \
+  "fraud_alerts=${fraud_alerts:-0}"
