@@ -255,7 +255,8 @@ found:
  * signals say nothing about a first order of 2,000 in a shop whose orders
  * are 50. For users with fewer than SHOP_PRIOR_ORDERS orders the amount is
  * also compared with the partition's orders (robust EWMA of log amounts):
- * one more signal, noisy-OR'ed into the score, with its sentence among the
+ * one more signal, noisy-OR'ed into the score (the unsupervised one, or the
+ * model's probability when fraud.model is set), with its sentence among the
  * reasons. In memory only: it is relearned within a few hundred orders. */
 #define SHOP_PRIOR_ORDERS 3
 static const struct sp_ewma_z_opts shop_opts = {
@@ -267,15 +268,18 @@ static void shop_prior(struct fraud_part *p, const struct sp_fraud_user *u, doub
     double z = sp_ewma_z_score(&p->shop_amount, x, &shop_opts);
     sp_ewma_z_update(&p->shop_amount, x, &shop_opts);
     if (u->orders >= SHOP_PRIOR_ORDERS || z <= 0) return;
-    double s = sp_anomaly_z_to_score(z);
+    double s = sp_anomaly_z_to_score(z), before = r->score;
     r->score = 1.0 - (1.0 - r->score) * (1.0 - s);
     if (s < 0.3) return;
     char why[SP_FRAUD_REASON_LEN];
-    snprintf(why, sizeof why, "amount %.2f is %.1f\xcf\x83 above this shop's usual order (new account)",
+    snprintf(why, sizeof why, "amount %.2f is %.1f\xcf\x83 above this shop's usual order (little history)",
              amount, z);
     if (r->nreasons < SP_FRAUD_MAX_REASONS) r->nreasons++;
-    int at = r->nreasons - 1; /* a strong signal goes first, a moderate one last */
-    while (at > 0 && s >= 0.5) {
+    /* Reasons are strongest first. The combined score is at least its
+     * strongest signal, so a signal above it is stronger than all: first;
+     * otherwise last (its exact rank among the others is not known here). */
+    int at = r->nreasons - 1;
+    while (at > 0 && s > before) {
         memcpy(r->reasons[at], r->reasons[at - 1], SP_FRAUD_REASON_LEN);
         at--;
     }
