@@ -94,8 +94,8 @@ log "processing"
 echo "dashboard: http://127.0.0.1:$hport/"
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" \
   --group.id "shopstream-demo-$$" --run.stop_when_idle_ms "$idle_ms" \
-  --operators "${DEMO_OPERATORS:-dedupe,counts,kpi,reviews,profile,mf,recommend}" \
-  --http.listen "127.0.0.1:$hport" "${personal_args[@]}" \
+  --operators "${DEMO_OPERATORS:-dedupe,counts,kpi,reviews,profile,mf,recommend,fraud}" \
+  --http.listen "127.0.0.1:$hport" "${personal_args[@]}" --fraud.log_alerts 1 \
   >"$tmp/run.out" 2>"$tmp/run.log" || { cat "$tmp/run.log" >&2; exit 1; }
 tail -n 3 "$tmp/run.log" >&2
 # --- personalization: one example user's profile and latest recommendations
@@ -107,6 +107,11 @@ fi
 # --- end personalization
 counters=$(grep '^counters:' "$tmp/run.out" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$counters"; }
+# fraud (issue 6): the alert count and the latest alert with its reasons
+fraud_alerts=$(sed -nE 's/^fraud: .*fraud_alerts=([0-9]+).*/\1/p' "$tmp/run.out" | tail -1)
+latest=$(grep -E 'fraud alert ' "$tmp/run.log" | tail -1 | sed -E 's/.*(fraud alert )/\1/')
+[ -n "$latest" ] && echo "demo: latest $latest" >&2
 echo "summary: events=$(field events) clicks=$(field clicks) orders=$(field orders)" \
   "reviews=$(field reviews) deadletter=$(field deadletter) duplicates=$(field duplicates)" \
-  "kpi_windows=$(field kpi_windows) recommendations=$(field recommendations)"
+  "kpi_windows=$(field kpi_windows) recommendations=$(field recommendations)" \
+  "fraud_alerts=${fraud_alerts:-0}"

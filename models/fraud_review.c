@@ -97,6 +97,16 @@ void sp_review_burst_score(const struct sp_review_burst_config *c, const struct 
         if (sh && it->simhash[i] && sp_hamming64(sh, it->simhash[i]) <= c->near_bits)
             r->near_dupes++;
     }
+    sp_review_burst_from_counts(c, r->in_window, r->young, r->near_dupes, r);
+}
+
+void sp_review_burst_from_counts(const struct sp_review_burst_config *c, uint32_t in_window,
+                                 uint32_t young, uint32_t near_dupes,
+                                 struct sp_review_burst_result *r) {
+    memset(r, 0, sizeof *r);
+    r->in_window = in_window;
+    r->young = young;
+    r->near_dupes = near_dupes;
     double sy = burst_score(r->young, c->min_young), sd = burst_score(r->near_dupes, c->min_dupes);
     if (r->near_dupes < 2) sd = 0; /* one text alone is never a duplicate */
     r->score = sy > sd ? sy : sd;
@@ -104,7 +114,7 @@ void sp_review_burst_score(const struct sp_review_burst_config *c, const struct 
     double minutes = (double)c->window_ms / 60000.0;
     if (sy >= 0.5)
         snprintf(r->reasons[r->nreasons++], sizeof r->reasons[0],
-                 "%u reviews of this item in %.0f minutes from accounts younger than %.0f days",
+                 "%u reviews of this item in %.0f minutes from accounts younger than %g days",
                  r->young, minutes, c->young_days);
     if (sd >= 0.5)
         snprintf(r->reasons[r->nreasons++], sizeof r->reasons[0],

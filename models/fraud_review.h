@@ -45,6 +45,12 @@ struct sp_review_burst_result {
 void sp_review_item_init(struct sp_review_item *it);
 void sp_review_burst_score(const struct sp_review_burst_config *c, const struct sp_review_item *it,
                            const struct sp_review_obs *o, struct sp_review_burst_result *r);
+/* The same score and reasons from counts made elsewhere (the reviews
+ * operator counts in Redis, over all partitions): in_window, young and
+ * near_dupes as in sp_review_burst_result, this review included. */
+void sp_review_burst_from_counts(const struct sp_review_burst_config *c, uint32_t in_window,
+                                 uint32_t young, uint32_t near_dupes,
+                                 struct sp_review_burst_result *r);
 void sp_review_burst_update(struct sp_review_item *it, const struct sp_review_obs *o);
 
 /* 64-bit SimHash (Charikar) of the lower-cased words and word pairs of text:

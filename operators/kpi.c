@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "operators/kpi.h"
+#include "operators/kpi_anomaly.h"
 #include "operators/operator.h"
 #include "operators/reviews.h"
 #include "proto/shopstream.pb-c.h"
@@ -111,6 +112,7 @@ struct kpi {
     int ntopics;
     struct kpi_part *parts;
     size_t nparts;
+    sp_kpi_anomaly *anomaly; /* KPI ANOMALIES: detectors over the emitted series */
 };
 
 /* The running instance of this thread, for sp_kpi_add_impressions: each
@@ -203,6 +205,7 @@ static int kpi_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
          t = strtok_r(NULL, ", ", &save))
         k->topics[k->ntopics++] = sp_xstrdup(t);
     free(list);
+    k->anomaly = sp_kpi_anomaly_new(env, k->lens[0]); /* KPI ANOMALIES */
     active_kpi = k;
     *priv = k;
     return SP_OK;
@@ -222,6 +225,7 @@ static void kpi_destroy(void *priv) {
     for (size_t i = 0; i < k->nparts; i++) part_release(&k->parts[i]);
     for (int i = 0; i < k->ntopics; i++) free(k->topics[i]);
     free(k->parts);
+    sp_kpi_anomaly_destroy(k->anomaly); /* KPI ANOMALIES */
     free(k);
 }
 
@@ -589,6 +593,11 @@ static int emit(struct kpi *k, int32_t part, const char *member, int correction,
     free(buf);
     k->metrics->kpi_windows++;
     if (correction) k->metrics->kpi_corrections++;
+    /* KPI ANOMALIES: the first emission of each base window of the global
+     * dimension extends this partition's series (operators/kpi_anomaly.h). */
+    if (rc == SP_OK && !correction && len == k->lens[0] && !strcmp(dim, "global"))
+        rc = sp_kpi_anomaly_observe(k->anomaly, part, start, c[C_ORDERS], c[C_GMV] / 100.0, dv[0],
+                                    c[C_SESSIONS]);
     return rc;
 }
 

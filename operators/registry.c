@@ -10,6 +10,7 @@ extern const sp_op sp_op_reviews;
 extern const sp_op sp_op_profile;
 extern const sp_op sp_op_mf;
 extern const sp_op sp_op_recommend;
+extern const sp_op sp_op_fraud;
 
 static const sp_op *const registry[] = {
     &sp_op_dedupe,
@@ -19,6 +20,7 @@ static const sp_op *const registry[] = {
     &sp_op_profile,
     &sp_op_mf,
     &sp_op_recommend,
+    &sp_op_fraud,
 };
 
 const sp_op *sp_op_find(const char *name) {

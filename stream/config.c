@@ -13,7 +13,7 @@
 
 extern char **environ;
 
-enum opt_type { OPT_STR, OPT_INT, OPT_I64 };
+enum opt_type { OPT_STR, OPT_INT, OPT_I64, OPT_DBL };
 
 struct opt {
     const char *key;
@@ -114,6 +114,36 @@ static const struct opt opts[] = {
     {"mf.neg", OPT_INT, O(mf_neg), "2", 1, 64, "online MF sampled negatives per event"},
     {"mf.refresh_ms", OPT_I64, O(mf_refresh_ms), "10000", 0, INT64_MAX,
      "reload the shared item factors from Redis this often (0 = only at start)"},
+    /* --- fraud operator, review bursts, KPI anomalies --- */
+    {"topics.fraud_alerts", OPT_STR, O(fraud_alerts_topic), "shop.fraud-alerts", 0, 0,
+     "where the fraud and reviews operators write FraudAlert messages"},
+    {"fraud.threshold", OPT_DBL, O(fraud_threshold), "0.5", 0, 1,
+     "alert when an order's combined fraud score is above this (the rule alerts always)"},
+    {"fraud.model", OPT_STR, O(fraud_model), "", 0, 0,
+     "supervised fraud model (shopstream fraud train); empty: unsupervised score only"},
+    {"fraud.rule_small_amount", OPT_DBL, O(fraud_rule_small), "1.00", 0, 1e12,
+     "small-then-large rule (Flink walkthrough): an order below this amount ..."},
+    {"fraud.rule_large_amount", OPT_DBL, O(fraud_rule_large), "500.00", 0, 1e12,
+     "... then one above this amount on the same card ..."},
+    {"fraud.rule_window_ms", OPT_I64, O(fraud_rule_window_ms), "60000", 1, 86400000,
+     "... within this many milliseconds of event time"},
+    {"fraud.log_alerts", OPT_INT, O(fraud_log_alerts), "1", 0, 1,
+     "log one line per fraud alert (score and reasons)"},
+    {"reviews.burst_window_ms", OPT_I64, O(review_burst_window_ms), "3600000", 1000, 30 * 86400000LL,
+     "review bursts: how far back the reviews of one item are counted"},
+    {"reviews.young_days", OPT_DBL, O(review_young_days), "7", 0, 3650,
+     "review bursts: an account first seen less than this many days ago is young"},
+    {"reviews.burst_min_young", OPT_INT, O(review_burst_min_young), "5", 1, 100000,
+     "review bursts: alert at this many reviews of one item from young accounts in the window"},
+    {"reviews.burst_min_dupes", OPT_INT, O(review_burst_min_dupes), "3", 2, 100000,
+     "review bursts: alert at this many near-identical reviews of one item in the window"},
+    {"topics.kpi_alerts", OPT_STR, O(kpi_alerts_topic), "shop.kpi-alerts", 0, 0,
+     "where KPI anomalies go (orders, GMV, conversion rate per partition window series)"},
+    {"kpi.anomaly_threshold", OPT_DBL, O(kpi_anomaly_threshold), "0.8", 0, 1,
+     "KPI anomaly score above which an alert is emitted (0.5 = 3 sigma, 0.8 = 6 sigma)"},
+    {"kpi.anomaly_min_support", OPT_DBL, O(kpi_anomaly_min_support), "10", 0, 1e9,
+     "KPI anomalies: judge orders/GMV only with this many orders (window or forecast), "
+     "conversion with this many sessions"},
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -135,6 +165,16 @@ static int set_opt(sp_config *cfg, const struct opt *o, const char *value, char 
     }
     char *end;
     errno = 0;
+    if (o->type == OPT_DBL) {
+        double d = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !(d >= (double)o->min && d <= (double)o->max)) {
+            snprintf(err, errlen, "key '%s': '%s' is not a number in [%lld, %lld]", o->key, value,
+                     (long long)o->min, (long long)o->max);
+            return SP_ERR_FATAL;
+        }
+        *(double *)field = d;
+        return SP_OK;
+    }
     long long v = strtoll(value, &end, 10);
     if (errno || end == value || *end != '\0') {
         snprintf(err, errlen, "key '%s': '%s' is not an integer", o->key, value);

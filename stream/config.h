@@ -60,6 +60,22 @@ typedef struct sp_config {
     char *mf_weights;              /* kind=weight,... */
     int mf_neg;                    /* sampled negatives per event */
     int64_t mf_refresh_ms;         /* reload of the shared item table */
+    /* fraud operator, review bursts, KPI anomalies (operators/fraud.c,
+     * operators/reviews.c, operators/kpi_anomaly.c) */
+    char *fraud_alerts_topic;
+    char *fraud_model;             /* logistic model file; "" = unsupervised only */
+    double fraud_threshold;
+    double fraud_rule_small;
+    double fraud_rule_large;
+    int64_t fraud_rule_window_ms;
+    int fraud_log_alerts;          /* 1: one log line per alert */
+    int64_t review_burst_window_ms;
+    double review_young_days;
+    int review_burst_min_young;
+    int review_burst_min_dupes;
+    char *kpi_alerts_topic;
+    double kpi_anomaly_threshold;
+    double kpi_anomaly_min_support;
     /* kafka.<prop> pairs, in the order given; the last value of a key wins. */
     size_t nkafka;
     char **kafka_keys;

@@ -55,6 +55,13 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             (unsigned long long)m->kpi_late, (unsigned long long)m->kpi_late_dropped,
             (unsigned long long)m->recommendations, sp_hist_quantile(&m->rec_latency, 0.5) / 1000.0,
             sp_hist_quantile(&m->rec_latency, 0.99) / 1000.0);
+    fprintf(f,
+            "fraud: fraud_orders=%llu fraud_alerts=%llu review_burst_alerts=%llu kpi_alerts=%llu "
+            "fraud_score_p50_us=%.1f fraud_score_p99_us=%.1f\n",
+            (unsigned long long)m->fraud_orders, (unsigned long long)m->fraud_alerts,
+            (unsigned long long)m->review_burst_alerts, (unsigned long long)m->kpi_alerts,
+            sp_hist_quantile(&m->fraud_score_latency, 0.5),
+            sp_hist_quantile(&m->fraud_score_latency, 0.99));
     fflush(f);
 }
 
@@ -66,11 +73,13 @@ void sp_metrics_sum(sp_metrics *dst, const sp_metrics *src) {
     uint64_t *d = (uint64_t *)dst;
     const uint64_t *s = (const uint64_t *)src;
     for (size_t i = 0; i < offsetof(sp_metrics, commit_latency) / sizeof(uint64_t); i++) d[i] += s[i];
-    const sp_hist *sh[] = {&src->commit_latency, &src->batch_latency};
-    sp_hist *dh[] = {&dst->commit_latency, &dst->batch_latency};
-    for (int h = 0; h < 2; h++) {
-        dh[h]->count += sh[h]->count;
-        dh[h]->sum += sh[h]->sum;
-        for (int i = 0; i < SP_HIST_BUCKETS; i++) dh[h]->buckets[i] += sh[h]->buckets[i];
+    _Static_assert((sizeof(sp_metrics) - offsetof(sp_metrics, commit_latency)) % sizeof(sp_hist) == 0,
+                   "histograms last");
+    sp_hist *dh = &dst->commit_latency;
+    const sp_hist *sh = &src->commit_latency;
+    for (size_t h = 0; h < (sizeof(sp_metrics) - offsetof(sp_metrics, commit_latency)) / sizeof(sp_hist); h++) {
+        dh[h].count += sh[h].count;
+        dh[h].sum += sh[h].sum;
+        for (int i = 0; i < SP_HIST_BUCKETS; i++) dh[h].buckets[i] += sh[h].buckets[i];
     }
 }

@@ -19,8 +19,8 @@ typedef struct sp_hist {
     uint64_t buckets[SP_HIST_BUCKETS]; /* bucket i: up to 2^(i/4) microseconds */
 } sp_hist;
 
-/* Every field before commit_latency must be a 64-bit counter: sp_metrics_add
- * sums that prefix as an array of uint64_t. */
+/* Every field before commit_latency must be a 64-bit counter and every field
+ * from commit_latency on an sp_hist: sp_metrics_sum relies on that layout. */
 typedef struct sp_metrics {
     uint64_t events[SP_KIND__COUNT];   /* processed, by kind */
     uint64_t messages;                 /* consumed from Kafka */
@@ -38,9 +38,15 @@ typedef struct sp_metrics {
     uint64_t kpi_late_dropped;         /* late events dropped (kpi.late_policy=drop) */
     uint64_t rec_impressions;          /* recommendation impressions (sp_kpi_add_impressions) */
     uint64_t recommendations;          /* Recommendation messages emitted (recommend operator) */
-    sp_hist rec_latency;               /* message polled -> recommendation produced, microseconds */
+    uint64_t fraud_orders;             /* orders scored by the fraud operator */
+    uint64_t fraud_alerts;             /* FraudAlert messages for orders */
+    uint64_t review_burst_alerts;      /* FraudAlert messages for review bursts */
+    uint64_t kpi_alerts;               /* KpiAlert messages */
+    /* Histograms: every field from commit_latency to the end is an sp_hist. */
     sp_hist commit_latency;            /* Redis commit, microseconds */
     sp_hist batch_latency;             /* whole batch, microseconds */
+    sp_hist rec_latency;               /* message polled -> recommendation produced, microseconds */
+    sp_hist fraud_score_latency;       /* feature extraction + scoring of one order, microseconds */
 } sp_metrics;
 
 void sp_hist_add(sp_hist *h, double us);
