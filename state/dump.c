@@ -231,8 +231,9 @@ int sp_cmd_dump_state(int argc, char **argv) {
         redisFree(c);
     }
     qsort(d.lines, d.n, sizeof *d.lines, kv_cmp);
+    for (size_t i = 0; i < d.n && !rc; i++)
+        if (!i || strcmp(d.lines[i].k, d.lines[i - 1].k)) printf("%s\n", d.lines[i].v);
     for (size_t i = 0; i < d.n; i++) {
-        if (!rc && !(i && !strcmp(d.lines[i].k, d.lines[i - 1].k))) printf("%s\n", d.lines[i].v);
         free(d.lines[i].k);
         free(d.lines[i].v);
     }

@@ -256,7 +256,7 @@ Test(cluster_client, script_load_reaches_every_master, .init = start3, .fini = s
     freeReplyObject(r);
     int nodes_used[SP_T_CLUSTER_MAX] = {0};
     for (int p = 0; p < 24; p++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof key, "{p%d}:k", p);
         const char *evalsha[] = {"EVALSHA", sha, "1", key};
         size_t lens[] = {7, strlen(sha), 1, strlen(key)};
@@ -304,7 +304,7 @@ Test(cluster_store, commits_each_partition_on_the_node_that_owns_it, .init = sta
     sp_store_destroy(st);
     /* Every partition's keys are on the master of its slot, nowhere else. */
     for (int p = 0; p < 12; p++) {
-        char tag[16];
+        char tag[32];
         snprintf(tag, sizeof tag, "{p%d}", p);
         int owner = sp_t_cluster_master_of(&cl3, tag);
         cr_assert_geq(owner, 0);
@@ -619,7 +619,7 @@ Test(cluster_pipeline, end_to_end_state_equals_a_single_redis_run, .init = setup
     /* The partitions really are spread over the masters. */
     int owners[SP_T_CLUSTER_MAX] = {0}, used = 0;
     for (int p = 0; p < PARTITIONS; p++) {
-        char tag[16];
+        char tag[32];
         snprintf(tag, sizeof tag, "{p%d}", p);
         int k = sp_t_cluster_master_of(&w.cluster, tag);
         cr_assert_geq(k, 0);
@@ -662,7 +662,7 @@ static void migrate_partitions(int from, int to) {
     redisContext *dst = redisConnect("127.0.0.1", w.cluster.node[to].port);
     int moved = 0;
     for (int p = 0; p < PARTITIONS; p++) {
-        char tag[16];
+        char tag[32];
         snprintf(tag, sizeof tag, "{p%d}", p);
         if (sp_t_cluster_master_of(&w.cluster, tag) != from) continue;
         int slot = (int)sp_cluster_keyslot(tag, strlen(tag));
