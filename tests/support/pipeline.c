@@ -718,6 +718,50 @@ void pl_case_group_kill9(int kills) {
  * the broker and starts it again on the same address (it returns 0 on
  * success). The processor must ride it out -- reconnect, rejoin, go on --
  * and end with the state of an uninterrupted run. */
+/* The last `n` bytes of the world's log `name`, for failure messages
+ * (static buffer). */
+static const char *log_tail(const char *name, size_t n) {
+    static char buf[2048];
+    char path[300];
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/%s", w.dir, name);
+    char *text = sp_t_read_file(path, &len);
+    if (n >= sizeof buf) n = sizeof buf - 1;
+    snprintf(buf, sizeof buf, "%s", text ? text + (len > n ? len - n : 0) : "(no log)");
+    free(text);
+    return buf;
+}
+
+/* pl_count_topics for a broker that has just restarted: a partition may
+ * have no leader yet for a few seconds (NOT_LEADER, timeouts), so each
+ * query is retried until timeout_ms has passed. */
+static void count_topics_patiently(int timeout_ms) {
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", w.bootstrap, err, sizeof err);
+    pl_apply_xprops(conf);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    int waited = 0;
+    for (int t = 0; t < 3; t++) {
+        w.per_topic[t] = 0;
+        for (int p = 0; p < w.partitions; p++) {
+            int64_t lo, hi;
+            rd_kafka_resp_err_t e;
+            while ((e = rd_kafka_query_watermark_offsets(rk, topics[t], p, &lo, &hi, 2000)) &&
+                   waited < timeout_ms) {
+                sp_t_sleep_ms(200);
+                waited += 200;
+            }
+            cr_assert_eq(e, 0, "watermarks of %s [%d] after the restart: %s", topics[t], p,
+                         rd_kafka_err2str(e));
+            cr_assert_eq(lo, 0, "the broker dropped messages (partition %d of %s)", p, topics[t]);
+            w.per_topic[t] += hi;
+        }
+    }
+    rd_kafka_destroy(rk);
+}
+
 void pl_case_broker_restart(int (*restart)(void *ctx), void *ctx) {
     pl_gen("jsonl", PL_NEVENTS, 0.01, 0.01);
     pid_t rp = pl_replay_start("3000");
@@ -726,10 +770,15 @@ void pl_case_broker_restart(int (*restart)(void *ctx), void *ctx) {
     int64_t before = pl_committed_total(w.redis.url);
     cr_assert_eq(restart(ctx), 0, "the broker did not restart");
     cr_log_info("broker restarted at %lld events committed", (long long)before);
-    cr_assert_eq(sp_t_wait(rp, 180000), 0, "replay did not survive the broker restart");
-    pl_count_topics();
+    int st = sp_t_wait(rp, 180000);
+    cr_assert_eq(st, 0, "replay did not survive the broker restart (status %d): ...%s", st,
+                 log_tail("replay.log", 1500));
+    cr_assert_eq(sp_t_wait(pid, 0), -1, "the processor exited during the restart: ...%s",
+                 log_tail("restart.log", 1500));
+    count_topics_patiently(60000);
     pl_wait_all_committed(w.redis.url);
-    cr_assert_eq(sp_t_wait(pid, 0), -1, "the processor exited during the restart");
+    cr_assert_eq(sp_t_wait(pid, 0), -1, "the processor exited after the restart: ...%s",
+                 log_tail("restart.log", 1500));
     kill(pid, SIGTERM);
     cr_assert_eq(sp_t_wait(pid, 30000), 0, "processor did not stop cleanly");
     char *got = sp_t_dump(w.redis.url);
