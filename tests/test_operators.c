@@ -60,7 +60,7 @@ static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t 
     ev.user_id = "u1";
     ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
     ev.click = &click;
-    sp_op_event e = {&ev, SP_KIND_VIEW, 0, topic, 0};
+    sp_op_event e = {&ev, SP_KIND_VIEW, 0, topic, 0, 0};
     sp_pipeline_prefetch(r->pl, &e);
     cr_assert_eq(sp_store_prefetch(r->store), SP_OK);
     return sp_pipeline_process(r->pl, &e, NULL);
