@@ -4,7 +4,8 @@ click log: each list (Recommendation, as kcat -f '%R%s' wrote them: 4-byte
 big-endian length, then the protobuf) is matched to its trigger event by
 trigger_event_id (replay's id: "rsc15-" + FNV-1a of the row, tabs as NULs)
 and scored against the session's next click: Recall@K (hit) and MRR@K.
-Usage: prequential.py TEST_FILE RECS_FILE K"""
+Usage: prequential.py TEST_FILE RECS_FILE K
+       prequential.py --latency RECS_FILE   (p50/p99 of Recommendation.latency_ms)"""
 import struct
 import sys
 
@@ -49,7 +50,30 @@ def fields(b):
             raise ValueError("wire type %d" % t)
 
 
+def messages(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    i = 0
+    while i + 4 <= len(data):
+        (n,) = struct.unpack(">I", data[i:i + 4])
+        yield data[i + 4:i + 4 + n]
+        i += 4 + n
+
+
+def latency(path):
+    lat = sorted(struct.unpack("<d", v)[0] for m in messages(path)
+                 for f, v in fields(m) if f == 7)
+    if not lat:
+        print("lists=0")
+        return
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    print("lists=%d latency_ms p50=%.3f p99=%.3f max=%.3f" % (len(lat), q(0.5), q(0.99), lat[-1]))
+
+
 def main():
+    if sys.argv[1] == "--latency":
+        latency(sys.argv[2])
+        return
     test, recs, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rows = []
     with open(test, "rb") as f:
@@ -66,13 +90,7 @@ def main():
         if a[0] == b[0]:
             next_item[a[3]] = b[1].decode()
     lists = {}
-    with open(recs, "rb") as f:
-        data = f.read()
-    i = 0
-    while i + 4 <= len(data):
-        (n,) = struct.unpack(">I", data[i:i + 4])
-        msg = data[i + 4:i + 4 + n]
-        i += 4 + n
+    for msg in messages(recs):
         items, trig = [], None
         for fno, v in fields(msg):
             if fno == 3:

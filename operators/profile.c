@@ -197,7 +197,8 @@ static void price_add(sp_obj *o, double price) {
     if (!(price > 0)) return;
     int64_t n = sp_obj_get_int(o, "price_n", 0);
     double sum = sp_obj_get_double(o, "price_sum", 0) + price;
-    double lo = sp_obj_get_double(o, "price_min", price), hi = sp_obj_get_double(o, "price_max", price);
+    double lo = sp_obj_get_double(o, "price_min", price);
+    double hi = sp_obj_get_double(o, "price_max", price);
     sp_obj_set_int(o, "price_n", n + 1);
     sp_obj_set_double(o, "price_sum", sum);
     sp_obj_set_double(o, "price_min", price < lo ? price : lo);

@@ -222,9 +222,11 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
     for (size_t i = 0; i < n; i++) {
         int32_t row = identity ? (int32_t)i : c->model2mf[i];
         float s = w0 != 0 ? w0 * r->seq[i] : 0;
-        if (use_mf)
-            s += w1 * ((identity ? r->mf[i] : cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1)) +
-                       c->bias[row]);
+        if (use_mf) {
+            float dot = identity ? r->mf[i]
+                                 : cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1);
+            s += w1 * (dot + c->bias[row]);
+        }
         r->blend[i] = s + w2 * c->lpop[row];
     }
     /* the exclusions, as row flags */

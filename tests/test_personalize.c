@@ -43,7 +43,8 @@ static void train_planted(void) {
             for (int i = 0; i < 3; i++)
                 fprintf(f,
                         "{\"event_id\":\"h%ld\",\"ts_ms\":%lld,\"user_id\":\"hu%d\","
-                        "\"click\":{\"kind\":\"view\",\"item_id\":\"%s%d\",\"category\":\"c%d\"}}\n",
+                        "\"click\":{\"kind\":\"view\",\"item_id\":\"%s%d\","
+                        "\"category\":\"c%d\"}}\n",
                         n++, (long long)(ts += 1000), u, step[i], k, k);
             fprintf(f,
                     "{\"event_id\":\"h%ld\",\"ts_ms\":%lld,\"user_id\":\"hu%d\","
@@ -52,9 +53,10 @@ static void train_planted(void) {
         }
     }
     fclose(f);
-    char *argv[] = {(char *)sp_t_bin(), "train", "--data", data, "--format", "events", "--model",
-                    "gru", "--dim", "16", "--epochs", "20", "--batch", "16", "--lr", "0.01", "--seed", "3", "--quiet", "--out",
-                    model_path, NULL};
+    char *argv[] = {(char *)sp_t_bin(), "train",  "--data",  data,     "--format", "events",
+                    "--model",          "gru",    "--dim",   "16",     "--epochs", "20",
+                    "--batch",          "16",     "--lr",    "0.01",   "--seed",   "3",
+                    "--quiet",          "--out",  model_path, NULL};
     int st;
     free(sp_t_capture(argv, &st));
     cr_assert_eq(st, 0, "train failed");
@@ -187,7 +189,9 @@ static char **rec_items(const char *user) {
     cJSON *items = cJSON_GetObjectItem(j, "items"), *it;
     char **out = calloc((size_t)cJSON_GetArraySize(items) + 1, sizeof *out);
     int n = 0;
-    cJSON_ArrayForEach(it, items) out[n++] = strdup(cJSON_GetObjectItem(it, "item_id")->valuestring);
+    cJSON_ArrayForEach(it, items) {
+        out[n++] = strdup(cJSON_GetObjectItem(it, "item_id")->valuestring);
+    }
     cJSON_Delete(j);
     return out;
 }
@@ -232,7 +236,8 @@ Test(personalize, planted_chain_puts_the_next_item_in_the_top_k) {
         click(&r, user, a, "c", SP_KIND_VIEW, T0 + k);
         commit(&r);
         char **items = rec_items(user);
-        cr_assert_eq(count(items), 10, "user %s: %d items, want recommend.k=10", user, count(items));
+        cr_assert_eq(count(items), 10, "user %s: %d items, want recommend.k=10", user,
+                     count(items));
         cr_assert(!has(items, a), "the item being viewed was recommended");
         hits += has(items, b);
         free_items(items);
