@@ -52,6 +52,7 @@
  * not carry: the terminal features are zero here (they are used by
  * `shopstream eval-fraud` on labelled data). */
 #include <inttypes.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +329,34 @@ static int64_t now_us(void) {
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+/* Keeps the alert, as JSON, at the head of the Redis list alerts:recent (the
+ * latest ALERTS_KEPT), which the dashboard and /api/alerts read. Like the
+ * Kafka output it is at-least-once: a batch replayed after a crash can push
+ * an alert again, so readers drop repeats by alert_id. */
+#define ALERTS_KEPT "99"
+static int remember_alert(struct fraud *f, const char *alert_id, const sp_op_event *e,
+                          const struct sp_fraud_result *r) {
+    const sp_event *ev = e->ev;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "alert_id", alert_id);
+    cJSON_AddStringToObject(j, "kind", "order");
+    cJSON_AddStringToObject(j, "user_id", ev->user_id);
+    cJSON_AddStringToObject(j, "order_id", ev->order->order_id);
+    cJSON_AddNumberToObject(j, "score", r->score);
+    cJSON_AddNumberToObject(j, "ts_ms", (double)ev->ts_ms);
+    cJSON *why = cJSON_AddArrayToObject(j, "reasons");
+    for (int i = 0; i < r->nreasons; i++) cJSON_AddItemToArray(why, cJSON_CreateString(r->reasons[i]));
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    const char *push[] = {"LPUSH", "alerts:recent", text};
+    const char *trim[] = {"LTRIM", "alerts:recent", "0", ALERTS_KEPT};
+    const int argcs[] = {3, 4};
+    const char *const *argvs[] = {push, trim};
+    int rc = sp_store_side(f->store, 2, argcs, argvs, NULL);
+    free(text);
+    return rc;
+}
+
 static int emit_alert(struct fraud *f, const sp_op_event *e, const struct sp_fraud_result *r) {
     const sp_event *ev = e->ev;
     char alert_id[160];
@@ -351,6 +380,7 @@ static int emit_alert(struct fraud *f, const sp_op_event *e, const struct sp_fra
     sp_header h = {"content-type", "application/x-protobuf", 22};
     int rc = sp_sink_produce(f->sink, f->topic, ev->user_id, strlen(ev->user_id), buf, size, &h, 1);
     f->metrics->fraud_alerts++;
+    if (rc == SP_OK) rc = remember_alert(f, alert_id, e, r);
     if (f->log_alerts) {
         char why[SP_FRAUD_MAX_REASONS * (SP_FRAUD_REASON_LEN + 2)] = "";
         size_t n = 0;

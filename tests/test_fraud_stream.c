@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis.h>
+
 #include "proto/shopstream.pb-c.h"
 #include "tests/support/harness.h"
 
@@ -586,4 +588,33 @@ Test(fraud_stream, kill9_per_user_fraud_state_equals_a_clean_run) {
     cr_assert_str_eq(a, b, "per-user fraud state differs after kill -9");
     free(a);
     free(b);
+}
+
+/* The dashboard's alert panel reads the Redis list alerts:recent: the latest
+ * order alerts (at most 100), newest first, each one also in Kafka. */
+Test(fraud_stream, latest_alerts_are_kept_in_redis_for_the_dashboard) {
+    gen_and_replay(16000, 0.05, 7);
+    run_to_end(w.redis.url, "g-recent", "run", NULL);
+    struct alerts as = read_alerts();
+    size_t order_alerts = 0;
+    for (size_t i = 0; i < as.n; i++) order_alerts += !strcmp(as.a[i].kind, "order");
+    cr_assert_gt(order_alerts, 0, "no order alerts to keep");
+    redisContext *c = redisConnect("127.0.0.1", w.redis.port);
+    cr_assert(c && !c->err);
+    redisReply *r = redisCommand(c, "LRANGE alerts:recent 0 -1");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, order_alerts < 100 ? order_alerts : 100);
+    for (size_t i = 0; i < r->elements; i++) {
+        cJSON *j = cJSON_Parse(r->element[i]->str);
+        cr_assert_not_null(j, "not JSON: %s", r->element[i]->str);
+        const char *id = cJSON_GetObjectItem(j, "alert_id")->valuestring;
+        int in_kafka = 0;
+        for (size_t k = 0; k < as.n && !in_kafka; k++) in_kafka = !strcmp(as.a[k].id, id);
+        cr_assert(in_kafka, "%s is in alerts:recent but not in Kafka", id);
+        cr_assert_gt(cJSON_GetArraySize(cJSON_GetObjectItem(j, "reasons")), 0);
+        cJSON_Delete(j);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    free(as.a);
 }
