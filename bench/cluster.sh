@@ -72,14 +72,14 @@ flush() { # redis-url-or-cluster
   fi
 }
 
-# run_case LABEL TARGET INSTANCES WAIT -> "rate p50 p99"
+# run_case LABEL TARGET INSTANCES WAIT ROUND WORKERS -> "messages rate p50 p99"
 run_case() {
-  local label=$1 target=$2 inst=$3 wait=$4 r=$5 args=() outs=()
+  local label=$1 target=$2 inst=$3 wait=$4 r=$5 workers=${6:-1} args=() outs=()
   if [[ $target == cluster:* ]]; then args=(--redis.cluster "${target#cluster:}"); else args=(--redis.url "$target"); fi
   flush "$target"
   local run_pids=()
   for i in $(seq "$inst"); do
-    "$BIN" run --brokers "$brokers" "${args[@]}" --redis.wait_replicas "$wait" \
+    "$BIN" run --brokers "$brokers" "${args[@]}" --redis.wait_replicas "$wait" --workers "$workers" \
       --group.id "bench-$label-$r-$$" --run.stop_when_idle_ms 2000 --log.level warn \
       >"$tmp/$label-$i.out" 2>"$tmp/$label-$i.log" &
     run_pids+=($!)
@@ -117,12 +117,14 @@ cases=(
   "cluster6w-1|Redis Cluster, 3 masters + 3 replicas, wait_replicas=1|$c6|1|1"
   "single-2|one redis-server|$single|2|0"
   "cluster3-2|Redis Cluster, 3 masters|$c3|2|0"
+  "single-w2|one redis-server, workers=2|$single|1|0|2"
+  "single-w4|one redis-server, workers=4|$single|1|0|4"
 )
 rows=""
 for r in $(seq "$ROUNDS"); do
   for c in "${cases[@]}"; do
-    IFS='|' read -r label what target inst wait <<<"$c"
-    read -r m rate p50 p99 <<<"$(run_case "$label" "$target" "$inst" "$wait" "$r")"
+    IFS='|' read -r label what target inst wait workers <<<"$c"
+    read -r m rate p50 p99 <<<"$(run_case "$label" "$target" "$inst" "$wait" "$r" "${workers:-1}")"
     echo "round $r: $what, $inst processor(s): $rate msg/s ($m messages), commit p50 $p50 ms p99 $p99 ms"
     rows+="| $r | $what | $inst | $rate | $p50 | $p99 |"$'\n'
   done
@@ -130,7 +132,7 @@ done
 
 section=$(cat <<MD
 <!-- cluster:begin -->
-## Redis Cluster: one Redis vs a 3-master cluster, and one vs two processors
+## Redis Cluster and workers: one Redis vs a 3-master cluster; 1 or 2 processors; 1, 2 or 4 workers
 
 Command: \`bash bench/cluster.sh\` (BENCH_EVENTS=$EVENTS BENCH_PARTITIONS=$PARTITIONS BENCH_ROUNDS=$ROUNDS), $(date -u +%Y-%m-%d),
 $(nproc) cores, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1), load average before the run: $(cut -d' ' -f1-3 /proc/loadavg).
@@ -153,7 +155,9 @@ processor gains roughly 30%, not 100%: with two cores, the second processor's co
 Redis and the broker. What limits scaling here is the machine, not the design: partitions are
 processed independently and each Redis master serves its own slots, so on separate machines
 processors scale up to the partition count and masters with the slots they own (docs/scaling.md).
-Workers (threads) are not in this table: \`workers = N\` is not implemented yet.
+\`workers = N\` rows: one process with N consumer threads (each its own group member and
+Redis connection); on two cores they can gain only what the processes above gain, since the
+threads share the cores with Redis and the broker the same way.
 <!-- cluster:end -->
 MD
 )
