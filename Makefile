@@ -142,6 +142,18 @@ demo: $(SHOPSTREAM)
 bench: $(SHOPSTREAM)
 	$(Q)bash bench/run.sh
 
+# make fuzz: the event codec under a random mutator, with ASan+UBSan.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(LIB)
+	@echo "  LINK    $@"
+	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/fuzz/fuzz_decode
+	$(Q)./build-asan/fuzz/fuzz_decode $(FUZZ_SECONDS)
+
 soak: $(SHOPSTREAM)
 	$(Q)SOAK=1 bash bench/run.sh
 

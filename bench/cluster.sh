@@ -148,11 +148,11 @@ ${rows%$'\n'}
 
 Reading it (2 cores, shared with the other engineers' builds and tests, so every process here --
 mock broker, up to 6 redis-servers, the processors -- competes for the same two cores): the
-cluster costs no throughput but each commit takes longer (p50 about twice one Redis: the same
-work now shares the two cores with three redis-servers instead of one); WAIT for one replica costs about a tenth of the
-throughput (one more round trip per master per batch, plus the replicas' CPU). A second
-processor gains roughly 30%, not 100%: with two cores, the second processor's core is shared with
-Redis and the broker. What limits scaling here is the machine, not the design: partitions are
+cluster costs no throughput on one machine (the same work shares the two cores with three
+redis-servers instead of one); WAIT for one replica costs a tenth to a fifth of the throughput
+(one more round trip per master per batch, plus the replicas' CPU). A second processor, or 2
+and 4 workers, gain 10-35%, not 100-300%: with two cores, the extra consumers share them
+with Redis and the broker. What limits scaling here is the machine, not the design: partitions are
 processed independently and each Redis master serves its own slots, so on separate machines
 processors scale up to the partition count and masters with the slots they own (docs/scaling.md).
 \`workers = N\` rows: one process with N consumer threads (each its own group member and

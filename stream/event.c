@@ -586,6 +586,10 @@ int sp_event_validate(const sp_event *ev, char *err, size_t errlen) {
     STR(ev->event_id, "event_id", SP_EVENT_MAX_ID, 1);
     STR(ev->user_id, "user_id", SP_EVENT_MAX_ID, 1);
     if (ev->ts_ms <= 0) return fail(err, errlen, "ts_ms must be > 0");
+    /* Before year 10000: also below 2^53, so the JSON rendering (a double)
+     * carries every accepted timestamp exactly. Found by make fuzz. */
+    if (ev->ts_ms >= SP_EVENT_MAX_TS_MS)
+        return fail(err, errlen, "ts_ms must be before year 10000 (got %lld)", (long long)ev->ts_ms);
     STR(ev->session_id, "session_id", SP_EVENT_MAX_ID, 0);
     if (ev->context) {
         STR(ev->context->device_id, "context.device_id", SP_EVENT_MAX_ID, 0);

@@ -16,6 +16,7 @@ typedef Shopstream__V1__Event sp_event;
 #define SP_EVENT_MAX_ID      128   /* event_id, user_id, session_id, item ids ... */
 #define SP_EVENT_MAX_TEXT    8192  /* review text, search query */
 #define SP_EVENT_MAX_ITEMS   256   /* order line items */
+#define SP_EVENT_MAX_TS_MS   253402300800000LL /* 10000-01-01T00:00:00Z */
 
 enum sp_event_kind {
     SP_KIND_VIEW = 0,

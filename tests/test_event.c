@@ -126,6 +126,7 @@ static void rating_1(struct fx *f) { f->review.rating = 1; }
 static void rating_5(struct fx *f) { f->review.rating = 5; }
 static void free_item(struct fx *f) { f->click.price = 0; }
 static void negative_zero_price(struct fx *f) { f->click.price = -0.0; }
+static void last_ts(struct fx *f) { f->ev.ts_ms = 253402300800000LL - 1; }
 
 struct good_case {
     const char *name;
@@ -147,6 +148,7 @@ static const struct good_case good[] = {
     {"rating 5", B_REVIEW, rating_5, SP_KIND_REVIEW},
     {"price 0", B_CLICK, free_item, SP_KIND_VIEW},
     {"price -0.0", B_CLICK, negative_zero_price, SP_KIND_VIEW},
+    {"last ts_ms before year 10000", B_CLICK, last_ts, SP_KIND_VIEW},
 };
 
 Test(event, good_messages_round_trip_in_both_formats) {
@@ -237,6 +239,8 @@ Test(event, handwritten_json_matches_protobuf) {
 static void empty_user(struct fx *f) { f->ev.user_id = ""; }
 static void empty_event_id(struct fx *f) { f->ev.event_id = ""; }
 static void zero_ts(struct fx *f) { f->ev.ts_ms = 0; }
+/* make fuzz found this one: a timestamp JSON cannot carry exactly. */
+static void far_ts(struct fx *f) { f->ev.ts_ms = 253402300800000LL; }
 static void bad_utf8_user(struct fx *f) { f->ev.user_id = "u\xc3\x28"; }
 static void bad_utf8_text(struct fx *f) { f->review.text = "great \xff product"; }
 static void overlong_utf8(struct fx *f) { f->ctx.device_id = "d\xc0\xaf"; }
@@ -309,6 +313,7 @@ static const struct bad_case bad[] = {
     {"empty user_id json", JSON, B_ORDER, empty_user, NULL, NULL, "missing user_id"},
     {"empty event_id", PB, B_CLICK, empty_event_id, NULL, NULL, "missing event_id"},
     {"ts_ms 0", PB, B_CLICK, zero_ts, NULL, NULL, "ts_ms must be > 0"},
+    {"ts_ms year 10000", PB, B_CLICK, far_ts, NULL, NULL, "ts_ms must be before year 10000"},
     {"invalid utf8 pb", PB, B_CLICK, bad_utf8_user, NULL, NULL, "invalid UTF-8 in user_id"},
     {"invalid utf8 json", JSON, B_REVIEW, bad_utf8_text, NULL, NULL,
      "invalid UTF-8 in review.text"},
