@@ -15,39 +15,18 @@ ROUNDS=${BENCH_ROUNDS:-2}
 PARTITIONS=${BENCH_PARTITIONS:-12}
 BACKENDS=${BENCH_KAFKA:-both}
 [ "$BACKENDS" = both ] && BACKENDS="mock local"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-bench.XXXXXX")
-pids=()
-kafka_dir=
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$kafka_dir" ] && bash deploy/local/kafka.sh stop --dir "$kafka_dir" >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  exit 1
-}
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
-  --logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+. deploy/lib.sh
+sp_init bench
+rport=$(sp_free_port)
+sp_redis_start "$rport"
 "$BIN" gen --events "$EVENTS" --seed 1 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"
 
 # bench_on mock|local: one backend's rounds and its section of RESULTS.md.
 bench_on() {
 backend=$1
 if [ "$backend" = mock ]; then
-  "$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>&1 &
-  pids+=($!)
-  for _ in $(seq 200); do [ -s "$tmp/bootstrap" ] && break; sleep 0.05; done
-  brokers=$(cat "$tmp/bootstrap")
+  sp_mock_start "$PARTITIONS"
+  brokers=$sp_bootstrap
   where="librdkafka's mock cluster"
 else
   kafka_dir=$tmp/kafka

@@ -19,34 +19,14 @@ BIN=${SHOPSTREAM_BIN:-bin/shopstream}
 EVENTS=${DEMO_EVENTS:-100000}
 PARTITIONS=${DEMO_PARTITIONS:-6}
 SEED=${DEMO_SEED:-42}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-demo.XXXXXX")
-pids=()
+. deploy/lib.sh
+sp_init demo
 
-kafka_dir=
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$kafka_dir" ] && bash deploy/local/kafka.sh stop --dir "$kafka_dir" >&2 || true
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  echo "demo: no free port" >&2; exit 1
-}
 
 log() { echo "demo: $*" >&2; }
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
-  --logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+rport=$(sp_free_port)
+sp_redis_start "$rport"
 log "redis-server on 127.0.0.1:$rport"
 
 if [ "${KAFKA:-}" = local ]; then
@@ -58,14 +38,16 @@ if [ "${KAFKA:-}" = local ]; then
 fi
 if [ -n "${KAFKA:-}" ]; then
   [ -n "$kafka_dir" ] || brokers=$KAFKA
+  # Inputs, dead letters and every output topic of the demo's operators: a
+  # broker that does not create topics on use (the local one) would leave
+  # outputs to a missing topic in flight until they time out.
   "$BIN" topics create --brokers "$brokers" --partitions "$PARTITIONS" \
-    shop.clicks shop.orders shop.reviews shop.deadletter >&2
+    shop.clicks shop.orders shop.reviews shop.deadletter shop.kpi shop.recommendations \
+    shop.fraud-alerts shop.kpi-alerts >&2
   log "using Kafka at $brokers"
 else
-  "$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>"$tmp/mock.log" &
-  pids+=($!)
-  for _ in $(seq 200); do [ -s "$tmp/bootstrap" ] && break; sleep 0.05; done
-  brokers=$(cat "$tmp/bootstrap")
+  sp_mock_start "$PARTITIONS"
+  brokers=$sp_bootstrap
   log "mock Kafka cluster at $brokers ($PARTITIONS partitions per topic)"
 fi
 
@@ -76,7 +58,7 @@ log "generating $EVENTS events (seed $SEED)"
 
 # The dashboard is served while the processor runs; DEMO_HOLD=SECONDS keeps
 # it running (and serving) that long after everything is consumed.
-hport=${DEMO_HTTP_PORT:-$(free_port)}
+hport=${DEMO_HTTP_PORT:-$(sp_free_port)}
 idle_ms=$(( ${DEMO_HOLD:-0} * 1000 > 2000 ? ${DEMO_HOLD:-0} * 1000 : 2000 ))
 
 # --- personalization (issue 5): train a small GRU on a separate history from
