@@ -10,31 +10,12 @@ BIN=${SHOPSTREAM_BIN:-bin/shopstream}
 EVENTS=${KPI_EVENTS:-100000}
 ROUNDS=${KPI_ROUNDS:-2}
 PARTITIONS=${KPI_PARTITIONS:-6}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-kpibench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  exit 1
-}
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
-  --logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$tmp/bootstrap" ] && break; sleep 0.05; done
-brokers=$(cat "$tmp/bootstrap")
+. deploy/lib.sh
+sp_init kpibench
+rport=$(sp_free_port)
+sp_redis_start "$rport"
+sp_mock_start "$PARTITIONS"
+brokers=$sp_bootstrap
 "$BIN" gen --events "$EVENTS" --seed 42 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet
 
@@ -52,7 +33,7 @@ done
 
 # HTTP latency over the last run's state: 50 sequential requests per path on
 # one connection, curl's own time_total per request (mean and max).
-hport=$(free_port)
+hport=$(sp_free_port)
 "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" --group.id "kpi-1" \
   --operators dedupe,counts,kpi,reviews --http.listen "127.0.0.1:$hport" >/dev/null 2>&1 &
 pids+=($!)

@@ -13,31 +13,12 @@ EVENTS=${BENCH_EVENTS:-100000}
 ITEMS=${BENCH_ITEMS:-10000}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 OPS=dedupe,counts,profile,mf,recommend
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shopstream-pbench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
-  done
-  exit 1
-}
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
-  --logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$tmp/bootstrap" ] && break; sleep 0.05; done
-brokers=$(cat "$tmp/bootstrap")
+. deploy/lib.sh
+sp_init pbench
+rport=$(sp_free_port)
+sp_redis_start "$rport"
+sp_mock_start "$PARTITIONS"
+brokers=$sp_bootstrap
 
 "$BIN" gen --events 100000 --items "$ITEMS" --seed 2 --format jsonl --out "$tmp/history.jsonl" \
   --truth "$tmp/h.json"
