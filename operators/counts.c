@@ -4,6 +4,7 @@
  * what the exactly-once tests compare. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "operators/operator.h"
 #include "stream/error.h"
@@ -21,8 +22,14 @@ static int counts_init(void **priv, const sp_op_env *env, char *err, size_t errl
     return SP_OK;
 }
 
+/* "u:<user_id>" (user ids are at most SP_EVENT_MAX_ID bytes). */
 static void user_key(char *buf, size_t len, const sp_op_event *e) {
-    snprintf(buf, len, "u:%s", e->ev->user_id);
+    size_t n = strlen(e->ev->user_id);
+    if (n > len - 3) n = len - 3;
+    buf[0] = 'u';
+    buf[1] = ':';
+    memcpy(buf + 2, e->ev->user_id, n);
+    buf[2 + n] = '\0';
 }
 
 static void counts_prefetch(void *priv, const sp_op_event *e) {

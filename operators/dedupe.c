@@ -218,7 +218,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
     argv[0] = "ZADD";
     argv[1] = key;
     for (size_t i = 0; i < p->npending; i++) {
-        snprintf(scores[i], sizeof scores[i], "%lld", (long long)p->pending[i].ts);
+        sp_i64toa(p->pending[i].ts, scores[i]);
         argv[2 + 2 * i] = scores[i];
         argv[3 + 2 * i] = p->pending[i].id;
     }

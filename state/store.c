@@ -2,6 +2,7 @@
  * and the fenced per-partition commit. See state/store.h for the contract. */
 #include <errno.h>
 #include <hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 struct field {
     char *name;
     char *value;
+    size_t cap;           /* bytes allocated for value */
     int dirty;
 };
 
@@ -32,6 +34,8 @@ struct sp_obj {
     int dirty;            /* some field changed since the last commit */
     int loaded;           /* read from Redis (or known absent) */
     int queued;           /* in st->want, waiting for sp_store_prefetch */
+    uint64_t pending;     /* the transaction carrying its last changes (not evicted
+                           * before that one is applied) */
     sp_obj *next;         /* hash chain */
     sp_obj *dirty_next;   /* partition's dirty list */
     sp_store *st;
@@ -39,8 +43,9 @@ struct sp_obj {
 
 struct cmd {
     int argc;
-    char **argv;
+    char **argv;          /* into buf */
     size_t *lens;
+    char *buf;
 };
 
 struct part {
@@ -65,7 +70,35 @@ struct sp_store {
     uint64_t reconnects;
     uint64_t wait_retries;
     char sha[48];         /* SHA1 of the commit script, once loaded */
+    /* The committer (sp_store_submit): a thread with a connection of its own
+     * (cst, a store used for nothing else), sending transactions in order. */
+    sp_store *cst;
+    pthread_t thread;
+    int thread_started, stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;    /* queue grew, or a transaction finished */
+    sp_txn *queue, *queue_tail, *done, *done_tail;
+    uint64_t next_seq;    /* last transaction prepared */
+    uint64_t applied;     /* last transaction reaped */
 };
+
+struct sp_txn_priv {
+    uint64_t seq;
+    int *argcs;
+    const char ***argvs;
+    size_t **lens;
+    char **bufs;          /* one copy of each commit's arguments */
+    sp_txn *next;
+};
+
+static void txn_free(sp_txn *t);
+
+static void txn_free_list(sp_txn *t) {
+    for (sp_txn *next; t; t = next) {
+        next = t->priv->next;
+        txn_free(t);
+    }
+}
 
 /* ---------------------------------------------------------------- URL */
 
@@ -428,8 +461,20 @@ static void cache_remove_if(sp_store *st, int (*pred)(const sp_obj *, const void
     }
 }
 
+/* "{p<part>}:<suffix>", cut to len - 1 bytes (keys are far shorter). */
 static void make_key(char *buf, size_t len, int32_t part, const char *suffix) {
-    snprintf(buf, len, "{p%d}:%s", (int)part, suffix);
+    char num[24];
+    size_t n = sp_i64toa(part, num), s = strlen(suffix);
+    if (4 + n + s >= len) {
+        snprintf(buf, len, "{p%s}:%s", num, suffix);
+        return;
+    }
+    buf[0] = '{';
+    buf[1] = 'p';
+    memcpy(buf + 2, num, n);
+    buf[2 + n] = '}';
+    buf[3 + n] = ':';
+    memcpy(buf + 4 + n, suffix, s + 1);
 }
 
 static struct field *field_find(const sp_obj *o, const char *name) {
@@ -448,10 +493,16 @@ static struct field *field_put(sp_obj *o, const char *name, const char *value, s
         f = &o->fields[o->nfields++];
         f->name = sp_xstrdup(name);
         f->value = NULL;
+        f->cap = 0;
         f->dirty = 0;
     }
-    free(f->value);
-    f->value = sp_xstrndup(value, vlen);
+    if (vlen + 1 > f->cap) { /* counters change in place */
+        free(f->value);
+        f->cap = vlen + 1 < 24 ? 24 : vlen + 1;
+        f->value = sp_xmalloc(f->cap);
+    }
+    memcpy(f->value, value, vlen);
+    f->value[vlen] = '\0';
     return f;
 }
 
@@ -499,7 +550,7 @@ fail:
 
 static void part_clear_cmds(struct part *p) {
     for (size_t i = 0; i < p->ncmds; i++) {
-        for (int j = 0; j < p->cmds[i].argc; j++) free(p->cmds[i].argv[j]);
+        free(p->cmds[i].buf);
         free(p->cmds[i].argv);
         free(p->cmds[i].lens);
     }
@@ -508,6 +559,18 @@ static void part_clear_cmds(struct part *p) {
 
 void sp_store_destroy(sp_store *st) {
     if (!st) return;
+    if (st->thread_started) {
+        pthread_mutex_lock(&st->mu);
+        st->stopping = 1;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->thread, NULL);
+        txn_free_list(st->queue); /* empty: the thread sends all before it ends */
+        txn_free_list(st->done);  /* applied, never reaped */
+        pthread_mutex_destroy(&st->mu);
+        pthread_cond_destroy(&st->cv);
+        sp_store_destroy(st->cst);
+    }
     disconnect(st);
     if (st->cl) {
         sp_cluster_stats cs;
@@ -690,8 +753,8 @@ void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
 
 void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
     char buf[32];
-    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
-    obj_mark(o, field_put(o, field, buf, (size_t)n));
+    size_t n = sp_i64toa(v, buf);
+    obj_mark(o, field_put(o, field, buf, n));
 }
 
 void sp_obj_set_double(sp_obj *o, const char *field, double v) {
@@ -722,9 +785,13 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
     c->argc = argc;
     c->argv = sp_xmalloc((size_t)argc * sizeof *c->argv);
     c->lens = sp_xmalloc((size_t)argc * sizeof *c->lens);
+    size_t total = 0;
+    for (int i = 0; i < argc; i++) total += (c->lens[i] = strlen(argv[i])) + 1;
+    char *w = c->buf = sp_xmalloc(total); /* every argument in one block */
     for (int i = 0; i < argc; i++) {
-        c->lens[i] = strlen(argv[i]);
-        c->argv[i] = sp_xstrndup(argv[i], c->lens[i]);
+        memcpy(w, argv[i], c->lens[i] + 1);
+        c->argv[i] = w;
+        w += c->lens[i] + 1;
     }
 }
 
@@ -770,11 +837,11 @@ static void arg_push(struct argbuf *a, const char *s, size_t len) {
     a->l[a->n++] = len;
 }
 
-static void arg_pushf(struct argbuf *a, const char *fmt, long long v) {
+static void arg_pushi(struct argbuf *a, long long v) {
     char buf[32];
-    int n = snprintf(buf, sizeof buf, fmt, v);
-    char *s = sp_xstrndup(buf, (size_t)n);
-    arg_push(a, s, (size_t)n);
+    size_t n = sp_i64toa(v, buf);
+    char *s = sp_xstrndup(buf, n);
+    arg_push(a, s, n);
     a->owned[a->nowned++] = s;
 }
 
@@ -794,20 +861,20 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
     nkeys += p->ncmds;
     arg_push(a, "EVALSHA", 7);
     arg_push(a, st->sha, strlen(st->sha));
-    arg_pushf(a, "%lld", (long long)nkeys);
+    arg_pushi(a, (long long)nkeys);
     arg_push(a, meta, strlen(meta));
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, strlen(o->key));
     for (size_t i = 0; i < p->ncmds; i++) arg_push(a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
-    arg_pushf(a, "%lld", p->epoch);
-    arg_pushf(a, "%lld", (long long)c->n);
+    arg_pushi(a, p->epoch);
+    arg_pushi(a, (long long)c->n);
     for (int i = 0; i < c->n; i++) {
         arg_push(a, c->topics[i], strlen(c->topics[i]));
-        arg_pushf(a, "%lld", (long long)c->offsets[i]);
+        arg_pushi(a, (long long)c->offsets[i]);
     }
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
         size_t nd = 0;
         for (size_t i = 0; i < o->nfields; i++) nd += o->fields[i].dirty;
-        arg_pushf(a, "%lld", (long long)(2 + 2 * nd));
+        arg_pushi(a, (long long)(2 + 2 * nd));
         arg_push(a, "HSET", 4);
         arg_push(a, o->key, strlen(o->key));
         for (size_t i = 0; i < o->nfields; i++)
@@ -817,7 +884,7 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
             }
     }
     for (size_t i = 0; i < p->ncmds; i++) {
-        arg_pushf(a, "%lld", (long long)p->cmds[i].argc);
+        arg_pushi(a, (long long)p->cmds[i].argc);
         for (int j = 0; j < p->cmds[i].argc; j++)
             arg_push(a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
     }
@@ -840,15 +907,58 @@ static int load_script(sp_store *st) {
     return SP_OK;
 }
 
-static void mark_clean(struct part *p) {
+/* The partition's changes have left the batch (committed, or copied into
+ * transaction `seq`, which keeps its objects cached until applied). */
+static void mark_clean(struct part *p, uint64_t seq) {
     for (sp_obj *o = p->dirty, *next; o; o = next) {
         next = o->dirty_next;
         o->dirty = 0;
+        if (seq) o->pending = seq;
         o->dirty_next = NULL;
         for (size_t i = 0; i < o->nfields; i++) o->fields[i].dirty = 0;
     }
     p->dirty = NULL;
     part_clear_cmds(p);
+}
+
+/* Sends built commits on st's connection (argv[1] of each, the script's
+ * SHA1, is filled in here), loading the script first when Redis does not
+ * know it. Every commit is idempotent, so after a lost connection the whole
+ * pipeline is simply sent again; with wait_replicas it returns once the
+ * replicas of every node written to hold it. */
+static int send_commits(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
+                        redisReply **rs) {
+    int rc = SP_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!st->sha[0] && (rc = load_script(st)) != SP_OK) return rc;
+        for (size_t i = 0; i < n; i++) {
+            argvs[i][1] = st->sha;
+            lens[i][1] = strlen(st->sha);
+        }
+        if ((rc = pipeline_durable(st, n, argcs, argvs, lens, rs, "commit")) != SP_OK) return rc;
+        int noscript = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rs[i]->type == REDIS_REPLY_ERROR && !strncmp(rs[i]->str, "NOSCRIPT", 8))
+                noscript = 1;
+        if (!noscript) return SP_OK;
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(rs[i]);
+            rs[i] = NULL;
+        }
+        st->sha[0] = '\0';
+    }
+    return SP_ERR_FATAL;
+}
+
+/* The outcome of one partition's commit from its reply. */
+static int commit_result(const redisReply *r, int32_t part) {
+    if (r->type != REDIS_REPLY_ERROR) return SP_OK;
+    if (strstr(r->str, "FENCED")) {
+        sp_warn("partition %d: fenced (%s); dropping its state", (int)part, r->str);
+        return SP_ERR_FENCED;
+    }
+    sp_error("partition %d: commit failed: %s", (int)part, r->str);
+    return SP_ERR_FATAL;
 }
 
 int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
@@ -860,51 +970,24 @@ int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
     redisReply **rs = sp_xcalloc(n, sizeof *rs);
     char (*metas)[64] = sp_xmalloc(n * sizeof *metas);
     int rc = SP_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!st->sha[0] && (rc = load_script(st)) != SP_OK) goto out;
-        for (size_t i = 0; i < n; i++) {
-            arg_free(&as[i]);
-            memset(&as[i], 0, sizeof as[i]);
-            cs[i].result = SP_OK;
-            struct part *p = part_get(st, cs[i].part);
-            if (!p->owned) cs[i].result = SP_ERR_FENCED;
-            build_commit(st, p, cs[i].part, &cs[i], &as[i], metas[i], sizeof metas[i]);
-            argcs[i] = (int)as[i].n;
-            argvs[i] = as[i].v;
-            lens[i] = as[i].l;
-        }
-        /* Every commit is idempotent, so after a lost connection the whole
-         * pipeline is simply sent again; with wait_replicas it returns once
-         * the replicas of every node written to hold it. */
-        if ((rc = pipeline_durable(st, n, argcs, argvs, lens, rs, "commit")) != SP_OK) goto out;
-        int noscript = 0;
-        for (size_t i = 0; i < n; i++)
-            if (rs[i]->type == REDIS_REPLY_ERROR && !strncmp(rs[i]->str, "NOSCRIPT", 8))
-                noscript = 1;
-        if (!noscript) break;
-        for (size_t i = 0; i < n; i++) {
-            freeReplyObject(rs[i]);
-            rs[i] = NULL;
-        }
-        st->sha[0] = '\0';
-    }
     for (size_t i = 0; i < n; i++) {
-        redisReply *r = rs[i];
-        if (!r) {
-            rc = SP_ERR_FATAL;
-            continue;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-            int fenced = strstr(r->str, "FENCED") != NULL;
-            if (fenced)
-                sp_warn("partition %d: fenced (%s); dropping its state", (int)cs[i].part, r->str);
-            else
-                sp_error("partition %d: commit failed: %s", (int)cs[i].part, r->str);
+        cs[i].result = SP_OK;
+        struct part *p = part_get(st, cs[i].part);
+        if (!p->owned) cs[i].result = SP_ERR_FENCED;
+        build_commit(st, p, cs[i].part, &cs[i], &as[i], metas[i], sizeof metas[i]);
+        argcs[i] = (int)as[i].n;
+        argvs[i] = as[i].v;
+        lens[i] = as[i].l;
+    }
+    if ((rc = send_commits(st, n, argcs, argvs, lens, rs)) != SP_OK) goto out;
+    for (size_t i = 0; i < n; i++) {
+        int res = commit_result(rs[i], cs[i].part);
+        if (res != SP_OK) {
             sp_store_revoke(st, cs[i].part);
-            cs[i].result = fenced ? SP_ERR_FENCED : SP_ERR_FATAL;
-            if (!fenced) rc = SP_ERR_FATAL;
+            cs[i].result = res;
+            if (res == SP_ERR_FATAL) rc = SP_ERR_FATAL;
         } else if (cs[i].result == SP_OK) {
-            mark_clean(part_get(st, cs[i].part));
+            mark_clean(part_get(st, cs[i].part), 0);
         }
     }
 out:
@@ -919,6 +1002,173 @@ out:
     free(rs);
     free(metas);
     return rc;
+}
+
+/* ------------------------------------------------- asynchronous commits */
+
+
+sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
+    sp_txn *t = sp_xcalloc(1, sizeof *t);
+    struct sp_txn_priv *q = t->priv = sp_xcalloc(1, sizeof *q);
+    size_t m = n ? n : 1;
+    t->n = n;
+    t->commits = sp_xmalloc(m * sizeof *t->commits);
+    q->seq = ++st->next_seq;
+    q->argcs = sp_xmalloc(m * sizeof *q->argcs);
+    q->argvs = sp_xmalloc(m * sizeof *q->argvs);
+    q->lens = sp_xmalloc(m * sizeof *q->lens);
+    q->bufs = sp_xmalloc(m * sizeof *q->bufs);
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = part_get(st, cs[i].part);
+        struct argbuf a = {0};
+        char meta[64];
+        t->commits[i] = cs[i];
+        t->commits[i].topics = NULL;
+        t->commits[i].offsets = NULL;
+        t->commits[i].result = p->owned ? SP_OK : SP_ERR_FENCED;
+        build_commit(st, p, cs[i].part, &cs[i], &a, meta, sizeof meta);
+        /* The snapshot: the batch goes on changing the objects. */
+        size_t total = 0;
+        for (size_t k = 0; k < a.n; k++) total += a.l[k] + 1;
+        char *buf = q->bufs[i] = sp_xmalloc(total), *w = buf;
+        q->argvs[i] = sp_xmalloc(a.n * sizeof *q->argvs[i]);
+        q->lens[i] = sp_xmalloc(a.n * sizeof *q->lens[i]);
+        for (size_t k = 0; k < a.n; k++) {
+            memcpy(w, a.v[k], a.l[k]);
+            w[a.l[k]] = '\0';
+            q->argvs[i][k] = w;
+            q->lens[i][k] = a.l[k];
+            w += a.l[k] + 1;
+        }
+        q->argcs[i] = (int)a.n;
+        arg_free(&a);
+        mark_clean(p, q->seq);
+    }
+    return t;
+}
+
+static void txn_free(sp_txn *t) {
+    if (!t) return;
+    struct sp_txn_priv *q = t->priv;
+    for (size_t i = 0; i < t->n; i++) {
+        free(q->argvs[i]);
+        free(q->lens[i]);
+        free(q->bufs[i]);
+    }
+    free(q->argcs);
+    free(q->argvs);
+    free(q->lens);
+    free(q->bufs);
+    free(q);
+    free(t->commits);
+    free(t);
+}
+
+void sp_txn_free(sp_txn *t) { txn_free(t); }
+
+static double mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* On the committer thread: sends one transaction on the committer's
+ * connection, opened on first use. */
+static void txn_run(sp_store *st, sp_txn *t) {
+    struct sp_txn_priv *q = t->priv;
+    double t0 = mono_us();
+    if (!st->cst) {
+        char err[256];
+        sp_store_conf conf = st->conf;
+        if (!(st->cst = sp_store_new(&conf, err, sizeof err))) {
+            sp_error("committer: %s", err);
+            t->rc = aborted(st) ? SP_ERR_RETRY : SP_ERR_FATAL;
+            return;
+        }
+    }
+    if (!t->n) return;
+    redisReply **rs = sp_xcalloc(t->n, sizeof *rs);
+    t->rc = send_commits(st->cst, t->n, q->argcs, q->argvs, q->lens, rs);
+    for (size_t i = 0; i < t->n && t->rc == SP_OK; i++) {
+        int res = commit_result(rs[i], t->commits[i].part);
+        if (t->commits[i].result == SP_OK) t->commits[i].result = res;
+        if (res == SP_ERR_FATAL) t->rc = SP_ERR_FATAL;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (rs[i]) freeReplyObject(rs[i]);
+    free(rs);
+    t->latency_us = mono_us() - t0;
+}
+
+static void *committer_main(void *arg) {
+    sp_store *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->queue && !st->stopping) pthread_cond_wait(&st->cv, &st->mu);
+        if (!st->queue) break;
+        sp_txn *t = st->queue;
+        pthread_mutex_unlock(&st->mu);
+        txn_run(st, t);
+        pthread_mutex_lock(&st->mu);
+        st->queue = t->priv->next;
+        if (!st->queue) st->queue_tail = NULL;
+        t->priv->next = NULL;
+        if (st->done_tail)
+            st->done_tail->priv->next = t;
+        else
+            st->done = t;
+        st->done_tail = t;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+void sp_store_submit(sp_store *st, sp_txn *t) {
+    if (!st->thread_started) {
+        pthread_mutex_init(&st->mu, NULL);
+        pthread_cond_init(&st->cv, NULL);
+        if (pthread_create(&st->thread, NULL, committer_main, st)) {
+            sp_error("committer: cannot start a thread");
+            abort();
+        }
+        st->thread_started = 1;
+    }
+    pthread_mutex_lock(&st->mu);
+    if (st->queue_tail)
+        st->queue_tail->priv->next = t;
+    else
+        st->queue = t;
+    st->queue_tail = t;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+sp_txn *sp_store_reap(sp_store *st, int wait_ms) {
+    if (!st->thread_started) return NULL;
+    pthread_mutex_lock(&st->mu);
+    if (!st->done && wait_ms > 0 && st->queue) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)wait_ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        while (!st->done && st->queue &&
+               pthread_cond_timedwait(&st->cv, &st->mu, &ts) != ETIMEDOUT) {
+        }
+    }
+    sp_txn *t = st->done;
+    if (t) {
+        st->done = t->priv->next;
+        if (!st->done) st->done_tail = NULL;
+        t->priv->next = NULL;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!t) return NULL;
+    st->applied = t->priv->seq;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->commits[i].result != SP_OK) sp_store_revoke(st, t->commits[i].part);
+    return t;
 }
 
 int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
@@ -966,15 +1216,14 @@ int sp_store_side_bin(sp_store *st, size_t n, const int *argcs, const char *cons
 }
 
 static int is_clean(const sp_obj *o, const void *arg) {
-    (void)arg;
-    return !o->dirty;
+    return !o->dirty && o->pending <= *(const uint64_t *)arg;
 }
 
 void sp_store_end_batch(sp_store *st) {
     want_clear(st);
     if ((int64_t)st->nobjs > st->conf.max_entries) {
         size_t before = st->nobjs;
-        cache_remove_if(st, is_clean, NULL);
+        cache_remove_if(st, is_clean, &st->applied);
         sp_debug("state cache: evicted %zu clean entries", before - st->nobjs);
     }
 }

@@ -126,6 +126,43 @@ typedef struct sp_commit {
 } sp_commit;
 int sp_store_commit_many(sp_store *st, sp_commit *commits, size_t n);
 
+/* Asynchronous commits: the consumer loop goes on with the next batch
+ * while Redis applies the last one.
+ *
+ * sp_store_prepare() builds the commits of cs[0..n) exactly as
+ * sp_store_commit_many() would, copies them, and takes the partitions'
+ * changes out of the batch: their objects are clean again (later changes
+ * make them dirty for the next transaction) and stay cached, never evicted
+ * or re-read, until this transaction has been reaped. sp_store_submit()
+ * hands a prepared transaction to the store's committer thread, which sends
+ * transactions in submit order on a connection of its own, with the same
+ * retry, fencing, NOSCRIPT and wait_replicas handling as the synchronous
+ * commit. sp_store_reap() returns finished transactions in that order;
+ * a partition whose commit was refused (.result SP_ERR_FENCED or
+ * SP_ERR_FATAL) is revoked as sp_store_commit_many() does.
+ *
+ * Order is what keeps exactly-once: a transaction holds only the fields
+ * changed since the previous one, and Redis applies them in sequence, each
+ * with the offsets it covers. Prepared-but-unapplied transactions die with a
+ * crash; their batches are consumed again from the offsets in Redis. Do not
+ * mix with sp_store_commit*() while transactions are in flight. */
+typedef struct sp_txn {
+    sp_commit *commits;  /* copies; .topics/.offsets are not kept */
+    size_t n;
+    int rc;              /* when reaped: SP_OK, SP_ERR_RETRY (aborted) or SP_ERR_FATAL */
+    double latency_us;   /* the committer's round trip(s) */
+    void *user;          /* the caller's */
+    struct sp_txn_priv *priv;
+} sp_txn;
+sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n);
+/* From here until reaped the transaction is the store's; sp_store_destroy()
+ * sends what is still queued, then frees what was not reaped. */
+void sp_store_submit(sp_store *st, sp_txn *t);
+/* The oldest finished transaction, or NULL if none has finished within
+ * wait_ms (0: do not wait). Free it with sp_txn_free(). */
+sp_txn *sp_store_reap(sp_store *st, int wait_ms);
+void sp_txn_free(sp_txn *t);
+
 /* Ends a batch: evicts clean objects while the cache is over its bound. */
 void sp_store_end_batch(sp_store *st);
 

@@ -22,4 +22,9 @@ void *sp_xrealloc(void *p, size_t n);
 char *sp_xstrdup(const char *s);
 char *sp_xstrndup(const char *s, size_t n);
 
+/* Writes v in decimal to out (at least 21 bytes), NUL-terminated, and
+ * returns its length: the hot paths' replacement for snprintf("%lld"). */
+#include <stdint.h>
+size_t sp_i64toa(int64_t v, char *out);
+
 #endif

@@ -1,4 +1,5 @@
 /* librdkafka configuration and the output sink. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,17 +36,28 @@ fail:
 struct sp_sink {
     rd_kafka_t *rk;
     sp_metrics *metrics;
+    uint64_t gen;                        /* current generation (sp_sink_next_gen) */
+    int64_t outstanding[SP_SINK_GENS];   /* queued, not yet settled, per gen % SP_SINK_GENS */
+    rd_kafka_topic_t *checked[8];        /* topics looked up by sp_sink_check_topic */
+    int nchecked;
 };
+
+/* The message opaque: generation << 8 | retries so far. */
+#define OPAQUE(gen, tries) ((void *)(uintptr_t)(((uint64_t)(gen) << 8) | (uint64_t)(tries)))
+#define OPAQUE_GEN(o) ((uint64_t)(uintptr_t)(o) >> 8)
+#define OPAQUE_TRIES(o) ((int)((uintptr_t)(o) & 0xff))
 
 /* Delivery report: a final failure is produced again (the retry count rides
  * in the message opaque) up to SP_SINK_MAX_RETRIES, then counted. */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     sp_sink *sk = opaque;
+    uint64_t gen = OPAQUE_GEN(m->_private);
     if (!m->err) {
         sk->metrics->produced++;
+        sk->outstanding[gen % SP_SINK_GENS]--;
         return;
     }
-    intptr_t tries = (intptr_t)m->_private;
+    int tries = OPAQUE_TRIES(m->_private);
     const char *topic = rd_kafka_topic_name(m->rkt);
     if (tries < SP_SINK_MAX_RETRIES) {
         rd_kafka_headers_t *hdrs = NULL, *copy = NULL;
@@ -54,7 +66,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
             RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_OPAQUE((void *)(tries + 1)), RD_KAFKA_V_END);
+            RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_OPAQUE(OPAQUE(gen, tries + 1)), RD_KAFKA_V_END);
         if (!e) {
             sp_warn("sink: delivery to %s failed (%s); retry %d", topic, rd_kafka_err2str(m->err),
                     (int)tries + 1);
@@ -63,7 +75,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         if (copy) rd_kafka_headers_destroy(copy);
     }
     sk->metrics->produce_failed++;
-    sp_error("sink: message to %s lost after %d retries: %s", topic, (int)tries,
+    sk->outstanding[gen % SP_SINK_GENS]--;
+    sp_error("sink: message to %s lost after %d retries: %s", topic, tries,
              rd_kafka_err2str(m->err));
 }
 
@@ -112,6 +125,7 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
 void sp_sink_destroy(sp_sink *sk) {
     if (!sk) return;
     sp_sink_flush(sk, 10000);
+    for (int i = 0; i < sk->nchecked; i++) rd_kafka_topic_destroy(sk->checked[i]);
     rd_kafka_destroy(sk->rk);
     free(sk);
 }
@@ -125,8 +139,11 @@ int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keyl
         rd_kafka_resp_err_t e = rd_kafka_producev(
             sk->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
             RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)0), RD_KAFKA_V_END);
-        if (!e) return SP_OK;
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(OPAQUE(sk->gen, 0)), RD_KAFKA_V_END);
+        if (!e) {
+            sk->outstanding[sk->gen % SP_SINK_GENS]++;
+            return SP_OK;
+        }
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(sk->rk, 50);
             continue;
@@ -155,4 +172,47 @@ int sp_sink_flush(sp_sink *sk, int timeout_ms) {
             return SP_ERR_RETRY;
     }
     return SP_OK;
+}
+
+uint64_t sp_sink_next_gen(sp_sink *sk) { return sk->gen++; }
+
+int64_t sp_sink_outstanding(const sp_sink *sk, uint64_t gen) {
+    return sk->outstanding[gen % SP_SINK_GENS];
+}
+
+void sp_sink_poll(sp_sink *sk, int timeout_ms) { rd_kafka_poll(sk->rk, timeout_ms); }
+
+int sp_sink_check_topic(sp_sink *sk, const char *topic, int timeout_ms, char *err,
+                        size_t errlen) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(sk->rk, topic, NULL);
+    if (!rkt) {
+        snprintf(err, errlen, "output topic '%s': %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return SP_ERR_FATAL;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(sk->rk, 0, rkt, &md, timeout_ms);
+    int rc = SP_OK;
+    if (e) {
+        snprintf(err, errlen, "output topic '%s': no metadata within %d ms (%s)", topic,
+                 timeout_ms, rd_kafka_err2str(e));
+        rc = SP_ERR_RETRY;
+    } else if (md->topic_cnt < 1 || md->topics[0].err) {
+        rd_kafka_resp_err_t te = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                                                   : md->topics[0].err;
+        if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || te == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+            snprintf(err, errlen,
+                     "output topic '%s' does not exist on the cluster (create it, e.g. "
+                     "`shopstream topics create --brokers ... %s`)",
+                     topic, topic);
+        else
+            snprintf(err, errlen, "output topic '%s': %s", topic, rd_kafka_err2str(te));
+        rc = te == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ? SP_ERR_RETRY : SP_ERR_NOTFOUND;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    if (sk->nchecked < (int)(sizeof sk->checked / sizeof sk->checked[0]))
+        sk->checked[sk->nchecked++] = rkt;
+    else
+        rd_kafka_topic_destroy(rkt);
+    return rc;
 }

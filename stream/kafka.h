@@ -5,6 +5,7 @@
  * configuration from shopstream's config, and the output producer. */
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "stream/config.h"
 #include "stream/metrics.h"
@@ -40,5 +41,28 @@ int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keyl
  * timeout_ms. Outputs are flushed before the state commit that depends on
  * them, so a crash can repeat an output but never lose one. */
 int sp_sink_flush(sp_sink *sk, int timeout_ms);
+
+/* Looks an output topic up on the cluster now, so that a topic that does not
+ * exist stops startup with a clear error instead of blocking the first
+ * commit, and so that the first output does not wait for librdkafka's next
+ * metadata refresh (about a second). Returns 0; SP_ERR_NOTFOUND (or
+ * another error the cluster gave for the topic, e.g. not authorized) with
+ * err naming the topic; SP_ERR_RETRY when no answer came in timeout_ms (the
+ * caller may go on: librdkafka keeps trying). */
+int sp_sink_check_topic(sp_sink *sk, const char *topic, int timeout_ms, char *err,
+                        size_t errlen);
+
+/* Generations, for the consumer loop's asynchronous commits: every message
+ * is tagged with the generation current when it was produced;
+ * sp_sink_next_gen() returns the current one and starts the next, and
+ * sp_sink_outstanding() tells how many of a generation's messages are
+ * neither delivered nor failed for good yet (delivery reports are served by
+ * sp_sink_poll, which waits up to timeout_ms for one, sp_sink_flush and a
+ * full queue). Counts are kept modulo
+ * SP_SINK_GENS generations: at most that many may be outstanding at once. */
+#define SP_SINK_GENS 64
+uint64_t sp_sink_next_gen(sp_sink *sk);
+int64_t sp_sink_outstanding(const sp_sink *sk, uint64_t gen);
+void sp_sink_poll(sp_sink *sk, int timeout_ms);
 
 #endif

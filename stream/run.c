@@ -4,11 +4,15 @@
  * validate every message (bad ones go to the dead-letter topic); let every
  * operator declare the keys it will touch and load the misses in one Redis
  * round trip; run the events through the operators in partition order;
- * flush the producer (outputs and dead letters are durable before the state
- * that produced them is); then per partition commit the dirty state and the
- * next input offsets in one fenced Redis script. Kafka's own committed
- * offsets are written afterwards, asynchronously, for lag monitoring only:
- * on assignment the next offset comes from Redis.
+ * then take the batch's changes -- per partition the dirty state and the next
+ * input offsets, one fenced Redis script each -- into a transaction
+ * (sp_store_prepare). The transaction is sent once every output and dead
+ * letter of its batch is delivered (outputs are durable before the state
+ * that produced them is), by the store's committer thread, while this loop
+ * already processes the next batches: up to commit.max_inflight batches are
+ * in flight, committed strictly in order. Kafka's own committed offsets are
+ * written once a transaction is applied, asynchronously, for lag monitoring
+ * only: on assignment the next offset comes from Redis.
  *
  * A rebalance is served inside rd_kafka_consumer_poll(): on revocation the
  * batch in hand is processed and committed before the partitions are handed
@@ -68,6 +72,17 @@ struct runner {
     int64_t last_msg_ms;
     double first_msg_us;          /* rate: first message to last commit */
     double last_commit_us;
+    struct inflight *infl;        /* prepared commits, oldest first */
+    size_t ninfl;
+};
+
+/* A batch's commit on its way: waiting for the batch's outputs (gen), then
+ * sent (submitted), then applied (reaped). */
+struct inflight {
+    sp_txn *txn;
+    uint64_t gen;
+    int submitted;
+    rd_kafka_topic_partition_list_t *offsets; /* for Kafka's committed offsets */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -148,7 +163,9 @@ static const char *content_type(const rd_kafka_message_t *m, char *buf, size_t l
     if (rd_kafka_header_get_last(hdrs, "content-type", &val, &size) !=
         RD_KAFKA_RESP_ERR_NO_ERROR)
         return NULL;
-    snprintf(buf, len, "%.*s", (int)size, (const char *)val);
+    if (size >= len) size = len - 1;
+    memcpy(buf, val, size);
+    buf[size] = '\0';
     return buf;
 }
 
@@ -161,61 +178,132 @@ static void free_batch(struct runner *r) {
     if (r->arena) sp_arena_reset(r->arena);
 }
 
-/* Commits every partition the batch touched (operators flushed before): one
- * pipelined round trip carrying one fenced script per partition. */
-static int commit_partitions(struct runner *r) {
-    size_t n = 0;
-    sp_commit *cs = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *cs);
-    const char *(*topics)[MAX_TOPICS] = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *topics);
-    int64_t (*offs)[MAX_TOPICS] = sp_xmalloc((r->nparts ? r->nparts : 1) * sizeof *offs);
-    int rc = SP_OK;
+/* Takes the changes of every partition the batch touched (operators flushed
+ * before) into one transaction, sent by pump() once the batch's outputs
+ * (generation gen) are delivered. */
+static void prepare_commit(struct runner *r, uint64_t gen) {
+    size_t n = 0, np = r->nparts ? r->nparts : 1;
+    sp_commit *cs = sp_xmalloc(np * sizeof *cs);
+    const char *(*topics)[MAX_TOPICS] = sp_xmalloc(np * sizeof *topics);
+    int64_t (*offs)[MAX_TOPICS] = sp_xmalloc(np * sizeof *offs);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (size_t p = 0; p < r->nparts; p++) {
         struct rpart *rp = &r->parts[p];
         if (!rp->touched || !rp->owned) continue;
         int k = 0;
-        for (int t = 0; t < r->ntopics; t++)
+        for (int t = 0; t < r->ntopics; t++) {
             if (rp->dirty_off[t]) {
                 topics[n][k] = r->topics[t];
                 offs[n][k++] = rp->next[t];
             }
+            if (rp->next[t] >= 0)
+                rd_kafka_topic_partition_list_add(l, r->topics[t], (int32_t)p)->offset =
+                    rp->next[t];
+            rp->dirty_off[t] = 0;
+        }
+        rp->touched = 0;
         cs[n] = (sp_commit){(int32_t)p, topics[n], offs[n], k, SP_OK};
         n++;
     }
-    double t0 = now_us();
-    rc = sp_store_commit_many(r->store, cs, n);
-    sp_hist_add(&r->metrics.commit_latency, now_us() - t0);
-    if (rc != SP_OK) goto out;
-    for (size_t i = 0; i < n; i++) {
-        struct rpart *rp = rpart_get(r, cs[i].part);
-        if (cs[i].result == SP_ERR_FENCED) {
-            r->metrics.fenced++;
-            sp_pipeline_revoke(r->pl, cs[i].part);
-            rp->owned = 0;
-            r->assigned--;
-            continue;
-        }
-        r->metrics.commits++;
-        for (int t = 0; t < r->ntopics; t++) rp->dirty_off[t] = 0;
-        rp->touched = 0;
-    }
-out:
+    struct inflight *f = &r->infl[r->ninfl++];
+    *f = (struct inflight){sp_store_prepare(r->store, cs, n), gen, 0, l};
     free(cs);
     free(topics);
     free(offs);
+}
+
+/* A transaction came back: count it, give up the partitions that were
+ * fenced, and record the offsets with Kafka too (asynchronously), so that
+ * standard lag tools see the group's progress. */
+static int finish_commit(struct runner *r, struct inflight *f) {
+    sp_txn *t = f->txn;
+    int rc = t->rc;
+    sp_hist_add(&r->metrics.commit_latency, t->latency_us);
+    for (size_t i = 0; i < t->n && rc == SP_OK; i++) {
+        int32_t p = t->commits[i].part;
+        struct rpart *rp = rpart_get(r, p);
+        if (t->commits[i].result == SP_OK) {
+            r->metrics.commits++;
+            continue;
+        }
+        if (t->commits[i].result != SP_ERR_FENCED) {
+            rc = SP_ERR_FATAL;
+            break;
+        }
+        r->metrics.fenced++;
+        if (rp->owned) {
+            sp_pipeline_revoke(r->pl, p);
+            rp->owned = 0;
+            r->assigned--;
+        }
+        for (int k = 0; k < r->ntopics; k++) rd_kafka_topic_partition_list_del(f->offsets, r->topics[k], p);
+    }
+    if (rc == SP_OK) {
+        r->last_commit_us = now_us();
+        if (f->offsets->cnt) rd_kafka_commit(r->rk, f->offsets, 1);
+    }
+    rd_kafka_topic_partition_list_destroy(f->offsets);
+    sp_txn_free(t);
+    r->ninfl--;
+    memmove(r->infl, r->infl + 1, r->ninfl * sizeof *r->infl);
     return rc;
 }
 
-/* Records the committed offsets with Kafka too (asynchronously), so that
- * standard lag tools see the group's progress. Not used for recovery. */
-static void commit_kafka(struct runner *r) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    for (size_t p = 0; p < r->nparts; p++)
-        for (int t = 0; t < r->ntopics && r->parts[p].owned; t++)
-            if (r->parts[p].next[t] >= 0)
-                rd_kafka_topic_partition_list_add(l, r->topics[t], (int32_t)p)->offset =
-                    r->parts[p].next[t];
-    if (l->cnt) rd_kafka_commit(r->rk, l, 1);
-    rd_kafka_topic_partition_list_destroy(l);
+/* Moves the commits in flight along: serves delivery reports, sends (in
+ * order) each one whose batch's outputs are all delivered, and takes in the
+ * applied ones. With wait_ms > 0 it waits that long for progress when
+ * nothing could move at once. Returns SP_OK or the error that stops the
+ * loop (SP_ERR_RETRY: aborted while Redis was unreachable). */
+static int pump(struct runner *r, int wait_ms) {
+    int rc = SP_OK;
+    for (int round = 0; round < 2 && rc == SP_OK; round++) {
+        size_t before = r->ninfl, sent = 0;
+        sp_sink_poll(r->sink, round ? wait_ms : 0);
+        for (size_t i = 0; i < r->ninfl; i++) {
+            struct inflight *f = &r->infl[i];
+            if (f->submitted) continue;
+            if (sp_sink_outstanding(r->sink, f->gen) > 0) break;
+            sp_store_submit(r->store, f->txn);
+            f->submitted = 1;
+            sent++;
+        }
+        int w = round ? wait_ms : 0;
+        while (rc == SP_OK && r->ninfl && r->infl[0].submitted) {
+            if (!sp_store_reap(r->store, w)) break;
+            w = 0;
+            rc = finish_commit(r, &r->infl[0]);
+        }
+        /* The reaped transaction is the head: sp_store_reap returns them in
+         * submit order, which is this queue's order. */
+        if (!wait_ms || sent || r->ninfl < before || !r->ninfl) break;
+        if (r->infl[0].submitted) {
+            sp_sink_poll(r->sink, 0);
+            break; /* waited for Redis above */
+        }
+    }
+    if (rc != SP_OK)
+        sp_error(rc == SP_ERR_RETRY ? "commit aborted while Redis was unreachable"
+                                    : "commit failed (%d)", rc);
+    return rc;
+}
+
+/* Waits until every prepared commit is applied. While Kafka holds a batch's
+ * outputs back, its commit waits: a stop request (abort) gives up, and the
+ * uncommitted batches are consumed again on restart. */
+static int drain(struct runner *r) {
+    int rc = SP_OK, warned = 0;
+    double t0 = now_us();
+    while (r->ninfl && rc == SP_OK) {
+        rc = pump(r, 10);
+        if (r->ninfl && !r->infl[0].submitted) {
+            if (abort_flag) return SP_ERR_RETRY;
+            if (!warned && now_us() - t0 > 1e6) {
+                sp_warn("sink: outputs still in flight; waiting before commit");
+                warned = 1;
+            }
+        }
+    }
+    return rc;
 }
 
 /* Processes and commits the batch in hand (see the top of the file). */
@@ -262,23 +350,20 @@ static int process_batch(struct runner *r) {
         if (rc != SP_OK) goto out;
         r->metrics.events[oes[i].kind]++;
     }
-    /* Operators flush (they may produce outputs, e.g. KPI windows), then
-     * outputs go out: a crash after this point repeats them, never loses them. */
+    /* Operators flush (they may produce outputs, e.g. KPI windows); the
+     * commit goes out once those outputs are delivered: a crash before it
+     * repeats them, never loses them. */
     for (size_t p = 0; p < r->nparts; p++)
         if (r->parts[p].touched && r->parts[p].owned)
             if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
-    while (sp_sink_flush(r->sink, 1000) != SP_OK) {
-        sp_warn("sink: outputs still in flight; waiting before commit");
-        if (abort_flag) {
-            rc = SP_ERR_RETRY;
-            goto out;
-        }
-    }
-    if ((rc = commit_partitions(r)) != SP_OK) goto out;
-    commit_kafka(r);
+    prepare_commit(r, sp_sink_next_gen(r->sink));
     r->metrics.batches++;
-    r->last_commit_us = now_us();
     sp_hist_add(&r->metrics.batch_latency, now_us() - t0);
+    rc = pump(r, 0);
+    while (rc == SP_OK && r->ninfl >= (size_t)r->cfg.commit_max_inflight) {
+        rc = pump(r, 5);
+        if (rc == SP_OK && abort_flag && r->ninfl && !r->infl[0].submitted) rc = SP_ERR_RETRY;
+    }
 out:
     free(oes);
     free_batch(r);
@@ -335,6 +420,7 @@ static void on_assign(struct runner *r, rd_kafka_topic_partition_list_t *l) {
 static void on_revoke(struct runner *r, rd_kafka_topic_partition_list_t *l) {
     if (!r->failed) process_batch(r);
     else free_batch(r);
+    if (!r->failed && drain(r) != SP_OK) r->failed = 1;
     int32_t *ps = sp_xmalloc((size_t)(l->cnt ? l->cnt : 1) * sizeof *ps);
     size_t n = distinct_partitions(l, ps);
     for (size_t k = 0; k < n; k++) {
@@ -543,6 +629,16 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
         status = 2;
         goto done;
     }
+    /* The dead-letter topic must exist before the first bad message needs
+     * it: a missing one would hold every commit back. */
+    int trc = sp_sink_check_topic(r.sink, r.cfg.deadletter_topic, 10000, err, sizeof err);
+    if (trc == SP_ERR_RETRY) {
+        sp_warn("%s; going on", err);
+    } else if (trc != SP_OK) {
+        fprintf(stderr, "shopstream run: key 'topics.deadletter': %s\n", err);
+        status = 2;
+        goto done;
+    }
     sp_store_conf sc = {.url = r.cfg.redis_url,
                         .timeout_ms = r.cfg.redis_timeout_ms,
                         .max_entries = r.cfg.cache_max_entries,
@@ -591,14 +687,24 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
     r.arrival_us = sp_xmalloc(r.capmsgs * sizeof *r.arrival_us);
     r.evs = sp_xcalloc(r.capmsgs, sizeof *r.evs);
     r.arena = sp_arena_new(4 << 20);
+    r.infl = sp_xcalloc((size_t)r.cfg.commit_max_inflight + 1, sizeof *r.infl);
     r.last_msg_ms = now_ms();
     while (!stop_flag && !r.failed) {
         int64_t deadline = now_ms() + r.cfg.batch_max_ms;
         while (r.nmsgs < r.capmsgs && !stop_flag && !r.failed) {
             int64_t left = deadline - now_ms();
             if (left <= 0) break;
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, (int)left);
-            if (!m) continue;
+            /* Commits in flight move on between messages; while some wait,
+             * an idle poll comes back every millisecond to serve them. */
+            if (r.ninfl && !(r.nmsgs & 255) && pump(&r, 0) != SP_OK) {
+                r.failed = 1;
+                break;
+            }
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, r.ninfl && left > 1 ? 1 : (int)left);
+            if (!m) {
+                if (r.ninfl && pump(&r, 0) != SP_OK) r.failed = 1;
+                continue;
+            }
             if (m->err) {
                 handle_consumer_error(&r, m);
                 rd_kafka_message_destroy(m);
@@ -623,7 +729,7 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
             sp_info("SIGHUP: reloading");
             sp_pipeline_reload(r.pl);
         }
-        if (r.cfg.stop_when_idle_ms && all_at_eof(&r) &&
+        if (r.cfg.stop_when_idle_ms && all_at_eof(&r) && !r.ninfl &&
             now_ms() - r.last_msg_ms >= r.cfg.stop_when_idle_ms) {
             sp_info("all partitions consumed and idle for %d ms: stopping",
                     r.cfg.stop_when_idle_ms);
@@ -633,7 +739,7 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
     if (!r.failed) {
         /* Leaves the group; the revoke callback commits what is in hand. */
         abort_flag = 0;
-        process_batch(&r);
+        if (process_batch(&r) != SP_OK || drain(&r) != SP_OK) r.failed = 1;
         rd_kafka_consumer_close(r.rk);
     }
     status = r.failed ? 1 : 0;
@@ -655,6 +761,11 @@ done:
     free(r.msgs);
     free(r.arrival_us);
     free(r.evs);
+    for (size_t i = 0; i < r.ninfl; i++) { /* never sent: consumed again on restart */
+        if (!r.infl[i].submitted) sp_txn_free(r.infl[i].txn); /* else the store's */
+        rd_kafka_topic_partition_list_destroy(r.infl[i].offsets);
+    }
+    free(r.infl);
     sp_arena_destroy(r.arena);
     free(r.parts);
     sp_config_release(&r.cfg);

@@ -9,6 +9,20 @@
 #include "stream/error.h"
 #include "stream/log.h"
 
+size_t sp_i64toa(int64_t v, char *out) {
+    char tmp[24];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[len++] = '-';
+    while (n) out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 static void oom(size_t n) {
     fprintf(stderr, "shopstream: out of memory allocating %zu bytes\n", n);
     abort();

@@ -151,6 +151,47 @@ static int file_has(const char *path, const char *needle) {
     return found;
 }
 
+/* Runs argv with stdout and stderr to the given files; returns its exit
+ * status, or fails the test when it has not stopped within 30 s (generous
+ * for a loaded machine; a hang is what the callers catch). */
+static int run_to_exit(char *const *argv, const char *out, const char *errf, const char *what) {
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st = sp_t_wait(pid, 30000);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        sp_t_wait(pid, 5000);
+        cr_assert_fail("run with %s did not stop within 30 s", what);
+    }
+    return st;
+}
+
+/* The broker does not auto-create topics: a dead-letter topic that does not
+ * exist stops `run` at startup (exit 2) with a message naming the key and
+ * the topic, instead of a processor whose first bad message would hold every
+ * commit back for ever. */
+Test(pipeline_kafka, missing_deadletter_topic_stops_startup_naming_it) {
+    char out[300], errf[300];
+    snprintf(out, sizeof out, "%s/missing.out", w.dir);
+    snprintf(errf, sizeof errf, "%s/missing.err", w.dir);
+    char *argv[] = {(char *)sp_t_bin(), "run", "--brokers", w.bootstrap, "--redis.url",
+                    w.redis.url, "--group.id", "missing", "--topics.input", w.inputs,
+                    "--topics.deadletter", "no.such.deadletter", "--http.listen", "0", NULL};
+    int st = run_to_exit(argv, out, errf, "a missing dead-letter topic");
+    cr_assert_eq(st, 2, "exit %d, want 2 (config error)", st);
+    cr_expect(file_has(errf, "key 'topics.deadletter'"), "stderr does not name the key");
+    cr_expect(file_has(errf, "'no.such.deadletter' does not exist"), "stderr does not name the topic");
+}
+
 TestSuite(pipeline_kafka_sasl, .init = setup_sasl, .fini = teardown, .timeout = 400);
 
 /* gen -> replay -> run -> Redis with every client logging in over
@@ -177,24 +218,7 @@ Test(pipeline_kafka_sasl, wrong_password_stops_run_with_a_clear_error) {
                     "--topics.deadletter", w.dlq, "--kafka.security.protocol=SASL_PLAINTEXT",
                     "--kafka.sasl.mechanism=PLAIN", "--kafka.sasl.username=" SASL_USER,
                     "--kafka.sasl.password=" WRONG_PASS, NULL};
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    /* Generous bound for a loaded machine; a hang is what it catches. */
-    int st = sp_t_wait(pid, 30000);
-    if (st == -1) {
-        kill(pid, SIGKILL);
-        sp_t_wait(pid, 5000);
-        cr_assert_fail("run with a wrong password did not stop within 30 s");
-    }
+    int st = run_to_exit(argv, out, errf, "a wrong password");
     cr_assert_eq(st, 1, "run with a wrong password exited %d (want 1; >128 is a crash)", st);
     cr_expect(file_has(errf, "Kafka authentication failed: "), "no authentication error on stderr");
     cr_expect(file_has(errf, "Invalid username or password"), "stderr lacks the broker's reason");

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <hiredis.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,4 +226,127 @@ Test(store, url_with_password_database_and_unix_socket) {
     cr_assert_eq(off, -1, "database 0 must be untouched");
     sp_store_destroy(st);
     sp_t_redis_stop(&redis);
+}
+
+/* Waits for the next finished transaction (the committer is a thread). */
+static sp_txn *reap(sp_store *st) {
+    for (int i = 0; i < 500; i++) {
+        sp_txn *t = sp_store_reap(st, 20);
+        if (t) return t;
+    }
+    cr_assert_fail("no transaction finished within 10 s");
+    return NULL;
+}
+
+Test(store_async, a_transaction_holds_the_batch_it_was_prepared_from, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    const char *topics[] = {"t"};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(st, 1, topics, 1, offs), SP_OK);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(st, 1, "u:bob", &o), SP_OK);
+    sp_obj_incr(o, "view", 3);
+    int64_t next1[] = {100};
+    sp_commit c1 = {1, topics, next1, 1, SP_OK};
+    sp_txn *t1 = sp_store_prepare(st, &c1, 1);
+    /* The next batch goes on changing the object before t1 is even sent:
+     * t1 must carry the value it was prepared with, not this one. */
+    sp_obj_incr(o, "view", 4);
+    sp_obj_set_str(o, "last", "shoes");
+    cr_assert_null(hget("{p1}:u:bob", "view"), "prepare must not write");
+    sp_store_submit(st, t1);
+    sp_txn *r1 = reap(st);
+    cr_assert_eq(r1, t1);
+    cr_assert_eq(r1->rc, SP_OK);
+    cr_assert_eq(r1->commits[0].result, SP_OK);
+    sp_txn_free(r1);
+    char *v = hget("{p1}:u:bob", "view");
+    cr_assert_str_eq(v, "3");
+    free(v);
+    cr_assert_null(hget("{p1}:u:bob", "last"));
+    v = hget("{p1}:meta", "off:t");
+    cr_assert_str_eq(v, "100");
+    free(v);
+    /* The second transaction carries the later changes and offsets. */
+    int64_t next2[] = {200};
+    sp_commit c2 = {1, topics, next2, 1, SP_OK};
+    sp_store_submit(st, sp_store_prepare(st, &c2, 1));
+    sp_txn *r2 = reap(st);
+    cr_assert_eq(r2->rc, SP_OK);
+    sp_txn_free(r2);
+    v = hget("{p1}:u:bob", "view");
+    cr_assert_str_eq(v, "7");
+    free(v);
+    v = hget("{p1}:u:bob", "last");
+    cr_assert_str_eq(v, "shoes");
+    free(v);
+    v = hget("{p1}:meta", "off:t");
+    cr_assert_str_eq(v, "200");
+    free(v);
+    sp_store_destroy(st);
+}
+
+Test(store_async, transactions_apply_in_order_and_unapplied_objects_stay_cached, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(16, NULL); /* a tiny cache: end_batch evicts */
+    const char *topics[] = {"t"};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(st, 2, topics, 1, offs), SP_OK);
+    sp_txn *ts[5];
+    for (int b = 0; b < 5; b++) {
+        for (int u = 0; u < 40; u++) {
+            char key[32];
+            snprintf(key, sizeof key, "u:%d", u);
+            sp_obj *o;
+            cr_assert_eq(sp_store_get(st, 2, key, &o), SP_OK);
+            sp_obj_incr(o, "n", 1);
+        }
+        int64_t next[] = {10 * (b + 1)};
+        sp_commit c = {2, topics, next, 1, SP_OK};
+        ts[b] = sp_store_prepare(st, &c, 1);
+        sp_store_end_batch(st);
+        /* Nothing applied yet: every object must still be cached, or the
+         * next batch would re-read a stale count from Redis. */
+        cr_assert_geq(sp_store_cached(st), 40);
+    }
+    for (int b = 0; b < 5; b++) sp_store_submit(st, ts[b]);
+    for (int b = 0; b < 5; b++) {
+        sp_txn *t = reap(st);
+        cr_assert_eq(t, ts[b], "transactions must come back in submit order");
+        cr_assert_eq(t->rc, SP_OK);
+        sp_txn_free(t);
+    }
+    sp_store_end_batch(st);
+    cr_assert_leq(sp_store_cached(st), 16, "applied objects are evictable again");
+    char *v = hget("{p2}:u:39", "n");
+    cr_assert_str_eq(v, "5");
+    free(v);
+    v = hget("{p2}:meta", "off:t");
+    cr_assert_str_eq(v, "50");
+    free(v);
+    sp_store_destroy(st);
+}
+
+Test(store_async, a_fenced_transaction_writes_nothing_and_revokes, .init = start, .fini = stop) {
+    sp_store *a = open_store(1000, NULL), *b = open_store(1000, NULL);
+    const char *topics[] = {"t"};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(a, 0, "u:x", &o), SP_OK);
+    sp_obj_incr(o, "view", 1);
+    int64_t next[] = {10};
+    sp_commit c = {0, topics, next, 1, SP_OK};
+    sp_txn *t = sp_store_prepare(a, &c, 1);
+    cr_assert_eq(sp_store_assign(b, 0, topics, 1, offs), SP_OK); /* takes over meanwhile */
+    sp_store_submit(a, t);
+    sp_txn *r = reap(a);
+    cr_assert_eq(r->rc, SP_OK);
+    cr_assert_eq(r->commits[0].result, SP_ERR_FENCED);
+    sp_txn_free(r);
+    cr_assert_not(sp_store_owns(a, 0));
+    cr_assert_null(hget("{p0}:u:x", "view"));
+    cr_assert_null(hget("{p0}:meta", "off:t"));
+    sp_store_destroy(a);
+    sp_store_destroy(b);
 }
