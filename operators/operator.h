@@ -13,8 +13,10 @@
  * then for each partition touched:
  *   flush(part)   add non-hash state to the partition's commit
  *                 (sp_store_tx_cmd) and produce end-of-batch outputs; the
- *                 runtime flushes every touched partition, then the
- *                 producer, then commits each partition.
+ *                 runtime flushes every touched partition, then takes the
+ *                 batch's changes into a transaction that is applied once
+ *                 the batch's outputs are delivered (state/store.h,
+ *                 sp_store_prepare), while the next batch runs.
  * assign/revoke bracket a partition's ownership; assign runs after the store
  * has bumped the partition's epoch. reload (SIGHUP) runs between batches:
  * re-read files such as a model; on a bad file keep the old one, log why and

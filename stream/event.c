@@ -487,6 +487,11 @@ void sp_event_free(sp_event *ev) {
 int sp_utf8_valid(const char *s, size_t len) {
     const uint8_t *p = (const uint8_t *)s, *end = p + len;
     while (p < end) {
+        uint64_t w; /* ASCII, the common case, eight bytes at a time */
+        if (end - p >= 8 && (memcpy(&w, p, 8), !(w & 0x8080808080808080ULL))) {
+            p += 8;
+            continue;
+        }
         uint8_t c = *p;
         if (c < 0x80) {
             p++;

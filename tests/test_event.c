@@ -467,6 +467,13 @@ Test(event, utf8_boundaries) {
         {"\xc3", 0},                  /* cut short */
         {"\x80", 0},                  /* stray continuation */
         {"\xf8\x88\x80\x80\x80", 0},  /* 5-byte form */
+        /* Past the eight-byte ASCII fast path: the bad byte after one,
+         * two and a half words, and a sequence split across a word. */
+        {"abcdefgh\xff", 0},
+        {"abcdefghijklmnopqrst\x80u", 0},
+        {"abcdefghijklmnopqrstuvwxyz0123\xc3", 0},
+        {"abcdefg\xc3\xa9hijklmnop", 1},
+        {"abcdefghijklmnop\xf0\x9f\x9b\x92", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(sp_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok, "case %zu", i);
