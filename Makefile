@@ -155,7 +155,7 @@ fuzz:
 	$(Q)./build-asan/fuzz/fuzz_decode $(FUZZ_SECONDS)
 
 soak: $(SHOPSTREAM)
-	$(Q)SOAK=1 bash bench/run.sh
+	$(Q)bash bench/soak.sh
 
 # No container engine or cluster needed: see deploy/check.py for what it checks.
 deploy-check: $(SHOPSTREAM)
