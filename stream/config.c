@@ -52,7 +52,7 @@ static const struct opt opts[] = {
      "a batch closes after this many messages ..."},
     {"batch.max_ms", OPT_INT, O(batch_max_ms), "100", 1, 600000,
      "... or after this many milliseconds, whichever comes first"},
-    {"commit.max_inflight", OPT_INT, O(commit_max_inflight), "4", 1, 32,
+    {"commit.max_inflight", OPT_INT, O(commit_max_inflight), "16", 1, 32,
      "batches whose Redis commit may be in flight while the next ones are processed "
      "(1: each batch is committed before the next is processed)"},
     {"cache.max_entries", OPT_I64, O(cache_max_entries), "200000", 16, INT64_MAX,
