@@ -33,7 +33,7 @@
 
 struct entry {
     int64_t ts;
-    char *id;
+    const char *id;  /* the ids map's copy: one allocation per remembered id */
     size_t len;
 };
 
@@ -116,18 +116,17 @@ static int topic_of(const struct dedupe *d, const char *topic) {
 
 static void part_release(struct dd_part *p) {
     sp_strmap_destroy(p->ids);
-    for (size_t i = 0; i < p->nheap; i++) free(p->heap[i].id);
     free(p->heap);
-    for (size_t i = 0; i < p->npending; i++) free(p->pending[i].id);
     free(p->pending);
     memset(p, 0, sizeof *p);
 }
 
-static void remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
-    struct entry e = {ts, sp_xstrndup(id, len), len};
+static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
     sp_strmap_put(p->ids, id, len, ts);
+    struct entry e = {ts, sp_strmap_key(p->ids, id, len), len};
     heap_push(p, e);
     if (ts > p->maxts) p->maxts = ts;
+    return e.id;
 }
 
 static void dedupe_destroy(void *priv);
@@ -189,12 +188,13 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
         if (seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
         return SP_OK; /* outside the window: new again, and already remembered */
     }
-    remember(p, id, len, e->ev->ts_ms);
+    const char *kept = remember(p, id, len, e->ev->ts_ms);
     if (p->npending == p->cappending) {
         p->cappending = p->cappending ? p->cappending * 2 : 256;
         p->pending = sp_xrealloc(p->pending, p->cappending * sizeof *p->pending);
     }
-    p->pending[p->npending++] = (struct entry){e->ev->ts_ms, sp_xstrndup(id, len), len};
+    /* Borrowed: ids leave the map only in flush, after pending is written. */
+    p->pending[p->npending++] = (struct entry){e->ev->ts_ms, kept, len};
     return SP_OK;
 }
 
@@ -223,7 +223,6 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         argv[3 + 2 * i] = p->pending[i].id;
     }
     sp_store_tx_cmd(d->store, part, (int)argc, argv);
-    for (size_t i = 0; i < p->npending; i++) free(p->pending[i].id);
     p->npending = 0;
     free(scores);
     free(argv);
@@ -234,8 +233,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
     sp_store_tx_cmd(d->store, part, 4, byscore);
     while (p->nheap && p->heap[0].ts < cutoff) {
         struct entry e = heap_pop(p);
-        sp_strmap_del(p->ids, e.id, e.len);
-        free(e.id);
+        sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
     }
     if ((int64_t)p->nheap > d->max_ids) {
         snprintf(buf, sizeof buf, "%lld", (long long)((int64_t)p->nheap - d->max_ids - 1));
@@ -243,8 +241,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         sp_store_tx_cmd(d->store, part, 4, byrank);
         while ((int64_t)p->nheap > d->max_ids) {
             struct entry e = heap_pop(p);
-            sp_strmap_del(p->ids, e.id, e.len);
-            free(e.id);
+            sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
         }
     }
 }

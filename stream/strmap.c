@@ -82,6 +82,10 @@ int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *valu
     return 1;
 }
 
+const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len) {
+    return m->slots[find(m, key, len, hash_bytes(key, len))].key;
+}
+
 int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
     size_t i = find(m, key, len, hash_bytes(key, len));
     if (!m->slots[i].key) return 0;

@@ -13,6 +13,10 @@ sp_strmap *sp_strmap_new(size_t hint);
 void sp_strmap_destroy(sp_strmap *m);
 /* Inserts or overwrites. Returns 1 if the key was new. */
 int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value);
+/* The map's own copy of a present key (NUL-terminated), valid until the key
+ * is deleted or the map destroyed; NULL when absent. Lets callers index the
+ * same string without copying it again. */
+const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len);
 /* Returns 1 and sets *value (if non-NULL) when present. */
 int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value);
 int sp_strmap_del(sp_strmap *m, const char *key, size_t len);
