@@ -88,6 +88,7 @@ struct sp_txn_priv {
     const char ***argvs;
     size_t **lens;
     char **bufs;          /* one copy of each commit's arguments */
+    long long *epochs;    /* the partition's epoch each commit was built with */
     sp_txn *next;
 };
 
@@ -1018,6 +1019,7 @@ sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
     q->argvs = sp_xmalloc(m * sizeof *q->argvs);
     q->lens = sp_xmalloc(m * sizeof *q->lens);
     q->bufs = sp_xmalloc(m * sizeof *q->bufs);
+    q->epochs = sp_xmalloc(m * sizeof *q->epochs);
     for (size_t i = 0; i < n; i++) {
         struct part *p = part_get(st, cs[i].part);
         struct argbuf a = {0};
@@ -1026,6 +1028,7 @@ sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
         t->commits[i].topics = NULL;
         t->commits[i].offsets = NULL;
         t->commits[i].result = p->owned ? SP_OK : SP_ERR_FENCED;
+        q->epochs[i] = p->epoch;
         build_commit(st, p, cs[i].part, &cs[i], &a, meta, sizeof meta);
         /* The snapshot: the batch goes on changing the objects. */
         size_t total = 0;
@@ -1059,6 +1062,7 @@ static void txn_free(sp_txn *t) {
     free(q->argvs);
     free(q->lens);
     free(q->bufs);
+    free(q->epochs);
     free(q);
     free(t->commits);
     free(t);
@@ -1166,8 +1170,14 @@ sp_txn *sp_store_reap(sp_store *st, int wait_ms) {
     pthread_mutex_unlock(&st->mu);
     if (!t) return NULL;
     st->applied = t->priv->seq;
-    for (size_t i = 0; i < t->n; i++)
-        if (t->commits[i].result != SP_OK) sp_store_revoke(st, t->commits[i].part);
+    /* A refused commit gives the partition up -- unless it has been
+     * assigned to us again since (a new epoch), which that stale refusal
+     * must not undo. */
+    for (size_t i = 0; i < t->n; i++) {
+        struct part *p = part_get(st, t->commits[i].part);
+        if (t->commits[i].result != SP_OK && p->epoch == t->priv->epochs[i])
+            sp_store_revoke(st, t->commits[i].part);
+    }
     return t;
 }
 

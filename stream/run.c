@@ -231,7 +231,7 @@ static int finish_commit(struct runner *r, struct inflight *f) {
             break;
         }
         r->metrics.fenced++;
-        if (rp->owned) {
+        if (rp->owned && !sp_store_owns(r->store, p)) { /* not if assigned again since */
             sp_pipeline_revoke(r->pl, p);
             rp->owned = 0;
             r->assigned--;

@@ -350,3 +350,25 @@ Test(store_async, a_fenced_transaction_writes_nothing_and_revokes, .init = start
     sp_store_destroy(a);
     sp_store_destroy(b);
 }
+
+Test(store_async, a_stale_refusal_does_not_undo_a_newer_assignment, .init = start, .fini = stop) {
+    sp_store *a = open_store(1000, NULL), *b = open_store(1000, NULL);
+    const char *topics[] = {"t"};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(a, 0, "u:x", &o), SP_OK);
+    sp_obj_incr(o, "view", 1);
+    int64_t next[] = {10};
+    sp_commit c = {0, topics, next, 1, SP_OK};
+    sp_txn *t = sp_store_prepare(a, &c, 1);
+    cr_assert_eq(sp_store_assign(b, 0, topics, 1, offs), SP_OK); /* b takes it ... */
+    cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK); /* ... and a gets it back */
+    sp_store_submit(a, t);
+    sp_txn *r = reap(a);
+    cr_assert_eq(r->commits[0].result, SP_ERR_FENCED, "built with the first epoch");
+    sp_txn_free(r);
+    cr_assert(sp_store_owns(a, 0), "the refusal of an old epoch revoked the new assignment");
+    sp_store_destroy(a);
+    sp_store_destroy(b);
+}
