@@ -88,7 +88,7 @@ if [ "$ref_msgs" != "$replayed" ]; then
 fi
 
 verdict=identical; status=0
-for pat in '*:u:*' '*:prof:*' '*:fraud:*' '*:kpi:*' '*:dd:*'; do
+for pat in '*:u:*' '*:prof:*' '*:fraud:*' '*:kpi:*' '*:dd*'; do
   "$BIN" dump-state --redis-url "redis://127.0.0.1:$rport" --match "$pat" >"$tmp/a.txt"
   "$BIN" dump-state --redis-url "redis://127.0.0.1:$fport" --match "$pat" >"$tmp/b.txt"
   keys=$(wc -l <"$tmp/b.txt")

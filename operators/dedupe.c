@@ -2,8 +2,7 @@
  * topic-partition (producer retries, replays by an upstream).
  *
  * A retry lands in the same topic-partition as its original, so ids are kept
- * per topic-partition, in the sorted set "{p<n>}:dd:<topic>" (member
- * event_id, score ts_ms), written in the partition's commit: the set and the
+ * per topic-partition and written in the partition's commit: the ids and the
  * offsets move together, and after a crash the restarted instance sees
  * exactly the ids the committed offsets imply.
  *
@@ -17,12 +16,32 @@
  * where batch boundaries fall -- which is what lets a crashed and restarted
  * run end in exactly the state of an uninterrupted one.
  *
- * In memory the set is a hash map (membership, ts) plus a min-heap ordered
- * like the sorted set (score, then member bytes), so trimming memory and
- * Redis by the same rules -- everything older than maxts minus the window,
- * then the lowest entries beyond dedupe.max_ids -- leaves both holding the
- * same ids. (Only the max_ids bound, a memory guard, can make the outcome
- * depend on batch boundaries.) */
+ * In memory the ids are a hash map (membership, ts) plus a min-heap ordered
+ * by (ts, id bytes); after each batch everything older than maxts minus the
+ * window goes, then the lowest entries beyond dedupe.max_ids. That set is the
+ * newest max_ids of all ids ever seen with ts inside the window, whatever
+ * the batch boundaries.
+ *
+ * In Redis the ids live in event-time buckets (an eighth of the window, at
+ * least a second): the string
+ * "{p<n>}:ddx:<topic>:<start>" holds the ids of that bucket as
+ * "<ts>:<len>:<id>" records, appended in offset order (APPEND of the batch's
+ * new ids, one command per bucket), and the hash "{p<n>}:ddx:<topic>" maps
+ * each live bucket's start to its end. A bucket is deleted once it ends
+ * before maxts minus the window. An id is written only when it is inside
+ * the window at the moment it is seen, and never into a bucket that is
+ * already being deleted, so the buckets' text, too, depends only on the
+ * events and not on batch boundaries. Redis keeps a superset of the memory
+ * (whole buckets; max_ids is a memory bound only): a new owner reads every
+ * live bucket and applies the same two trimming rules, which gives it
+ * exactly the set the committed offsets imply.
+ *
+ * Why buckets and not one sorted set (the first design, whose key
+ * "{p<n>}:dd:<topic>" is still read once and deleted, so upgrading loses
+ * nothing): ZADD into a sorted set of 10^5 members cost Redis about 3 us per
+ * id (redis-benchmark, 170 ids per call into a 340k-member set: 535 us a
+ * call), more than all the rest of a batch's commit; an APPEND of the batch's
+ * ids is one command per bucket per batch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,16 +61,22 @@ struct dd_part {
     sp_strmap *ids;
     struct entry *heap;
     size_t nheap, capheap;
-    struct entry *pending;  /* added since the last flush */
+    struct entry *pending;  /* added since the last flush, inside the window when seen */
     size_t npending, cappending;
     int64_t maxts;
+    struct bucket { int64_t start, end; } *buckets; /* in Redis, by start */
+    size_t nbuckets, capbuckets;
+    int legacy;             /* the old sorted set exists: delete it at the next flush */
 };
+
+
 
 #define DD_MAX_TOPICS 8
 
 struct dedupe {
     sp_store *store;
     int64_t window_ms, max_ids;
+    int64_t bucket_ms;      /* event-time span of a Redis bucket of ids */
     char *topics[DD_MAX_TOPICS];
     int ntopics;
     struct dd_part *parts;  /* [partition * DD_MAX_TOPICS + topic] */
@@ -118,11 +143,13 @@ static void part_release(struct dd_part *p) {
     sp_strmap_destroy(p->ids);
     free(p->heap);
     free(p->pending);
+    free(p->buckets);
     memset(p, 0, sizeof *p);
 }
 
 static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
-    sp_strmap_put(p->ids, id, len, ts);
+    if (!sp_strmap_put(p->ids, id, len, ts)) /* already there (a bucket read twice) */
+        return sp_strmap_key(p->ids, id, len);
     struct entry e = {ts, sp_strmap_key(p->ids, id, len), len};
     heap_push(p, e);
     if (ts > p->maxts) p->maxts = ts;
@@ -136,6 +163,10 @@ static int dedupe_init(void **priv, const sp_op_env *env, char *err, size_t errl
     d->store = env->store;
     d->window_ms = env->cfg->dedupe_window_ms;
     d->max_ids = env->cfg->dedupe_max_ids;
+    /* A batch then touches one or two buckets of a topic-partition; each
+     * bucket records its own end, so a changed window only changes the
+     * buckets written from then on. */
+    d->bucket_ms = d->window_ms / 8 < 1000 ? 1000 : d->window_ms / 8;
     char *list = sp_xstrdup(env->cfg->input_topics), *save = NULL;
     for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
         if (d->ntopics == DD_MAX_TOPICS) {
@@ -151,8 +182,84 @@ static int dedupe_init(void **priv, const sp_op_env *env, char *err, size_t errl
     return SP_OK;
 }
 
-static void load_one(void *ctx, const char *member, size_t len, double score) {
-    remember(ctx, member, len, (int64_t)score);
+static int64_t bucket_of(const struct dedupe *d, int64_t ts) {
+    return ts - ((ts % d->bucket_ms) + d->bucket_ms) % d->bucket_ms;
+}
+
+/* The bucket starting at `start`, added with end `end` if new; its end is
+ * raised to `end` if lower (a bucket written under a smaller window). Sets
+ * *changed when the index entry must be written. */
+static struct bucket *bucket_get(struct dd_part *p, int64_t start, int64_t end, int *changed) {
+    size_t i = p->nbuckets;
+    while (i > 0 && p->buckets[i - 1].start > start) i--;
+    *changed = 0;
+    if (i > 0 && p->buckets[i - 1].start == start) {
+        struct bucket *b = &p->buckets[i - 1];
+        if (b->end < end) b->end = end, *changed = 1;
+        return b;
+    }
+    if (p->nbuckets == p->capbuckets) {
+        p->capbuckets = p->capbuckets ? p->capbuckets * 2 : 16;
+        p->buckets = sp_xrealloc(p->buckets, p->capbuckets * sizeof *p->buckets);
+    }
+    memmove(p->buckets + i + 1, p->buckets + i, (p->nbuckets - i) * sizeof *p->buckets);
+    p->buckets[i] = (struct bucket){start, end};
+    p->nbuckets++;
+    *changed = 1;
+    return &p->buckets[i];
+}
+
+/* Drops ids that can never match again: older than the window, then the
+ * lowest beyond max_ids (see the top of the file). */
+static void trim_memory(struct dedupe *d, struct dd_part *p) {
+    int64_t cutoff = p->maxts - d->window_ms;
+    while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)p->nheap > d->max_ids)) {
+        struct entry e = heap_pop(p);
+        sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
+    }
+}
+
+static void pending_add(struct dd_part *p, int64_t ts, const char *id, size_t len) {
+    if (p->npending == p->cappending) {
+        p->cappending = p->cappending ? p->cappending * 2 : 256;
+        p->pending = sp_xrealloc(p->pending, p->cappending * sizeof *p->pending);
+    }
+    /* Borrowed: ids leave the map only in flush, after pending is written. */
+    p->pending[p->npending++] = (struct entry){ts, id, len};
+}
+
+/* An id of the old sorted set: kept, and (see dedupe_assign) written into a
+ * bucket with the next commit, which deletes the old key. */
+static void load_legacy(void *ctx, const char *member, size_t len, double score) {
+    struct dd_part *p = ctx;
+    remember(p, member, len, (int64_t)score);
+    p->legacy = 1;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+    return entry_less(a, b) ? -1 : entry_less(b, a) ? 1 : 0;
+}
+
+static void load_index(void *ctx, const char *field, size_t flen, const char *value,
+                       size_t vlen) {
+    (void)flen;
+    (void)vlen;
+    int changed;
+    bucket_get(ctx, strtoll(field, NULL, 10), strtoll(value, NULL, 10), &changed);
+}
+
+/* Parses a bucket's "<ts>:<len>:<id>" records. */
+static void load_bucket(void *ctx, const char *data, size_t len) {
+    const char *s = data, *end = data + len;
+    while (s < end) {
+        char *q;
+        long long ts = strtoll(s, &q, 10);
+        if (q >= end || *q != ':') break;
+        long long n = strtoll(q + 1, &q, 10);
+        if (q >= end || *q != ':' || n < 0 || n > end - (q + 1)) break;
+        remember(ctx, q + 1, (size_t)n, ts);
+        s = q + 1 + n;
+    }
 }
 
 static int dedupe_assign(void *priv, int32_t part) {
@@ -164,8 +271,23 @@ static int dedupe_assign(void *priv, int32_t part) {
         p->active = 1;
         char suffix[300];
         snprintf(suffix, sizeof suffix, "dd:%s", d->topics[t]);
-        int rc = sp_store_zscan(d->store, part, suffix, load_one, p);
+        int rc = sp_store_zscan(d->store, part, suffix, load_legacy, p);
         if (rc != SP_OK) return rc;
+        snprintf(suffix, sizeof suffix, "ddx:%s", d->topics[t]);
+        if ((rc = sp_store_hscan(d->store, part, suffix, load_index, p)) != SP_OK) return rc;
+        for (size_t i = 0; i < p->nbuckets; i++) {
+            char key[340], num[24];
+            sp_i64toa(p->buckets[i].start, num);
+            snprintf(key, sizeof key, "%s:%s", suffix, num);
+            if ((rc = sp_store_read_string(d->store, part, key, load_bucket, p)) != SP_OK)
+                return rc;
+        }
+        trim_memory(d, p);
+        if (p->legacy) { /* the surviving old ids go into buckets at the next flush */
+            for (size_t i = 0; i < p->nheap; i++)
+                pending_add(p, p->heap[i].ts, p->heap[i].id, p->heap[i].len);
+            qsort(p->pending, p->npending, sizeof *p->pending, entry_cmp);
+        }
     }
     return SP_OK;
 }
@@ -189,12 +311,10 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
         return SP_OK; /* outside the window: new again, and already remembered */
     }
     const char *kept = remember(p, id, len, e->ev->ts_ms);
-    if (p->npending == p->cappending) {
-        p->cappending = p->cappending ? p->cappending * 2 : 256;
-        p->pending = sp_xrealloc(p->pending, p->cappending * sizeof *p->pending);
-    }
-    /* Borrowed: ids leave the map only in flush, after pending is written. */
-    p->pending[p->npending++] = (struct entry){e->ev->ts_ms, kept, len};
+    /* Outside the window already (a late event): gone at the next trim, so
+     * never written -- a rule that depends on the events alone. */
+    if (e->ev->ts_ms < p->maxts - d->window_ms) return SP_OK;
+    pending_add(p, e->ev->ts_ms, kept, len);
     return SP_OK;
 }
 
@@ -209,41 +329,80 @@ static int dedupe_flush(void *priv, int32_t part) {
 }
 
 static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, const char *topic) {
-    if (!p->active || !p->npending) return;
-    char key[320], buf[64];
-    snprintf(key, sizeof key, "{p%d}:dd:%s", (int)part, topic);
-    size_t argc = 2 + 2 * p->npending;
-    const char **argv = sp_xmalloc(argc * sizeof *argv);
-    char (*scores)[24] = sp_xmalloc(p->npending * sizeof *scores);
-    argv[0] = "ZADD";
-    argv[1] = key;
-    for (size_t i = 0; i < p->npending; i++) {
-        sp_i64toa(p->pending[i].ts, scores[i]);
-        argv[2 + 2 * i] = scores[i];
-        argv[3 + 2 * i] = p->pending[i].id;
-    }
-    sp_store_tx_cmd(d->store, part, (int)argc, argv);
-    p->npending = 0;
-    free(scores);
-    free(argv);
-
+    if (!p->active || (!p->npending && !p->legacy)) return;
+    char idx[320], key[360], num[24], end[24];
+    snprintf(idx, sizeof idx, "{p%d}:ddx:%s", (int)part, topic);
     int64_t cutoff = p->maxts - d->window_ms;
-    snprintf(buf, sizeof buf, "(%lld", (long long)cutoff);
-    const char *byscore[] = {"ZREMRANGEBYSCORE", key, "-inf", buf};
-    sp_store_tx_cmd(d->store, part, 4, byscore);
-    while (p->nheap && p->heap[0].ts < cutoff) {
-        struct entry e = heap_pop(p);
-        sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
+    /* Buckets that end before the window: deleted, first, so that nothing
+     * below writes into one of them again. */
+    size_t kept = 0;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        if (p->buckets[i].end >= cutoff) {
+            p->buckets[kept++] = p->buckets[i];
+            continue;
+        }
+        sp_i64toa(p->buckets[i].start, num);
+        snprintf(key, sizeof key, "%s:%s", idx, num);
+        const char *del[] = {"DEL", key};
+        const char *hdel[] = {"HDEL", idx, num};
+        sp_store_tx_cmd(d->store, part, 2, del);
+        sp_store_tx_cmd(d->store, part, 3, hdel);
     }
-    if ((int64_t)p->nheap > d->max_ids) {
-        snprintf(buf, sizeof buf, "%lld", (long long)((int64_t)p->nheap - d->max_ids - 1));
-        const char *byrank[] = {"ZREMRANGEBYRANK", key, "0", buf};
-        sp_store_tx_cmd(d->store, part, 4, byrank);
-        while ((int64_t)p->nheap > d->max_ids) {
-            struct entry e = heap_pop(p);
-            sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
+    p->nbuckets = kept;
+    if (p->legacy) {
+        snprintf(key, sizeof key, "{p%d}:dd:%s", (int)part, topic);
+        const char *del[] = {"DEL", key};
+        sp_store_tx_cmd(d->store, part, 2, del);
+        p->legacy = 0;
+    }
+    /* The batch's new ids, one APPEND per bucket, each bucket's records in
+     * the order they came (the pending list is in offset order). */
+    int64_t seen[64];
+    size_t nseen = 0, cap = 256, n = 0;
+    char *buf = sp_xmalloc(cap);
+    for (size_t i = 0; i < p->npending; i++) {
+        int64_t b = bucket_of(d, p->pending[i].ts);
+        if (b + d->bucket_ms - 1 < cutoff) continue; /* its bucket is gone */
+        size_t k = 0;
+        while (k < nseen && seen[k] != b) k++;
+        if (k < nseen) continue; /* written with the first id of its bucket */
+        if (nseen < sizeof seen / sizeof seen[0]) seen[nseen++] = b;
+        else { /* a batch over more than 64 buckets: scan back instead */
+            size_t j = 0;
+            while (j < i && bucket_of(d, p->pending[j].ts) != b) j++;
+            if (j < i) continue;
+        }
+        n = 0;
+        for (size_t j = i; j < p->npending; j++) {
+            const struct entry *e = &p->pending[j];
+            if (bucket_of(d, e->ts) != b) continue;
+            if (n + e->len + 48 > cap) {
+                while (n + e->len + 48 > cap) cap *= 2;
+                buf = sp_xrealloc(buf, cap);
+            }
+            n += sp_i64toa(e->ts, buf + n);
+            buf[n++] = ':';
+            n += sp_i64toa((int64_t)e->len, buf + n);
+            buf[n++] = ':';
+            memcpy(buf + n, e->id, e->len);
+            n += e->len;
+        }
+        buf[n] = '\0';
+        sp_i64toa(b, num);
+        snprintf(key, sizeof key, "%s:%s", idx, num);
+        const char *app[] = {"APPEND", key, buf};
+        sp_store_tx_cmd(d->store, part, 3, app);
+        int changed;
+        struct bucket *bk = bucket_get(p, b, b + d->bucket_ms - 1, &changed);
+        if (changed) {
+            sp_i64toa(bk->end, end);
+            const char *hset[] = {"HSET", idx, num, end};
+            sp_store_tx_cmd(d->store, part, 4, hset);
         }
     }
+    free(buf);
+    p->npending = 0;
+    trim_memory(d, p);
 }
 
 static void dedupe_destroy(void *priv) {

@@ -1254,6 +1254,37 @@ int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
     return SP_OK;
 }
 
+int sp_store_hscan(sp_store *st, int32_t part, const char *suffix,
+                   void (*fn)(void *ctx, const char *field, size_t flen, const char *value,
+                              size_t vlen),
+                   void *ctx) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    redisReply *r = NULL;
+    const char *argv[] = {"HGETALL", key};
+    int rc = command(st, &r, 2, argv);
+    if (rc != SP_OK) return rc;
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            fn(ctx, r->element[i]->str, r->element[i]->len, r->element[i + 1]->str,
+               r->element[i + 1]->len);
+    freeReplyObject(r);
+    return SP_OK;
+}
+
+int sp_store_read_string(sp_store *st, int32_t part, const char *suffix,
+                         void (*fn)(void *ctx, const char *data, size_t len), void *ctx) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    redisReply *r = NULL;
+    const char *argv[] = {"GET", key};
+    int rc = command(st, &r, 2, argv);
+    if (rc != SP_OK) return rc;
+    if (r->type == REDIS_REPLY_STRING) fn(ctx, r->str, r->len);
+    freeReplyObject(r);
+    return SP_OK;
+}
+
 size_t sp_store_cached(const sp_store *st) { return st->nobjs; }
 uint64_t sp_store_reconnects(const sp_store *st) { return st->reconnects; }
 uint64_t sp_store_wait_retries(const sp_store *st) { return st->wait_retries; }

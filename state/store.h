@@ -166,6 +166,16 @@ void sp_txn_free(sp_txn *t);
 /* Ends a batch: evicts clean objects while the cache is over its bound. */
 void sp_store_end_batch(sp_store *st);
 
+/* Calls fn for each field of the hash "{p<part>}:<suffix>" (binary-safe). */
+int sp_store_hscan(sp_store *st, int32_t part, const char *suffix,
+                   void (*fn)(void *ctx, const char *field, size_t flen, const char *value,
+                              size_t vlen),
+                   void *ctx);
+
+/* Calls fn once with the string "{p<part>}:<suffix>", if it exists. */
+int sp_store_read_string(sp_store *st, int32_t part, const char *suffix,
+                         void (*fn)(void *ctx, const char *data, size_t len), void *ctx);
+
 /* Calls fn for each member of the sorted set "{p<part>}:<suffix>". */
 int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
                    void (*fn)(void *ctx, const char *member, size_t len, double score),
