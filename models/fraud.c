@@ -339,6 +339,10 @@ void sp_fraud_extract(const struct sp_fraud_config *c, const struct sp_fraud_sta
     if (st->terminal) {
         f->v[SP_FF_TERM_STREAK] = (float)log1p(st->terminal->fraud_streak);
         f->v[SP_FF_TERM_STREAK_2] = st->terminal->fraud_streak >= 2;
+        uint32_t tx, fr;
+        int64_t today = floordiv(ts, DAY_MS);
+        term_window(st->terminal, today, c->label_delay_days, &tx, &fr);
+        f->v[SP_FF_TERM_FRESH_FRAUDS] = (float)log1p(fr);
     }
     if (st->card) {
         f->card_users_1d = recent_distinct(&st->card->users, o->user, ts, DAY_MS);
@@ -410,7 +414,7 @@ static const char *const feature_names[SP_FF__COUNT] = {
     "amount_over_100", "amount_over_200", "amount_over_500", "amount_z_over_3",
     "term_frauds_7d", "term_frauds_30d", "amount_median_z", "amount_median_ratio", "card_users_1d",
     "x5_llr", "clean_amount_ratio", "x5_recent_14d", "x5_llr_if_recent", "x5_evidence", "x5_posterior", "term_fraud_streak",
-    "term_fraud_streak_2", "hst",
+    "term_fraud_streak_2", "term_fresh_frauds", "hst",
     "unsup"};
 
 const char *sp_fraud_feature_name(int i) {

@@ -187,6 +187,9 @@ enum sp_fraud_feature {
                            * that evidence and its x5_llr (0 without a baseline) */
     SP_FF_TERM_STREAK,    /* log(1 + the terminal's fraud_streak) */
     SP_FF_TERM_STREAK_2,  /* 1: that streak is 2 or more */
+    SP_FF_TERM_FRESH_FRAUDS, /* log(1 + known frauds at the terminal of tx days after the label
+                              * horizon): labels known early, e.g. from investigated alerts;
+                              * 0 when every label comes label_delay_days late */
     SP_FF_HST,            /* Half-Space Trees anomaly score (set by the scorer) */
     SP_FF_UNSUP,          /* the unsupervised score (set by the scorer) */
     SP_FF__COUNT

@@ -136,6 +136,27 @@ Test(features, inflated_amounts_against_the_clean_baseline) {
     cr_assert_float_eq(f.x5_llr, 256.0 * 3 / 400 - log(5.0), 1e-9);
 }
 
+/* Labels known before the delay (investigated alerts) count only in
+ * term_fresh_frauds: tx days after the horizon (today - 7), today included. */
+Test(features, terminal_fresh_frauds_are_labels_inside_the_delay) {
+    struct sp_fraud_features f;
+    struct sp_fraud_state ts = {.terminal = &term};
+    /* today = day 20, horizon = day 13: days 14..20 are "fresh" */
+    sp_fraud_terminal_label(&term, T0 + 13 * DAY + HOUR, 1); /* at the horizon: not fresh */
+    sp_fraud_terminal_label(&term, T0 + 14 * DAY, 1);
+    sp_fraud_terminal_label(&term, T0 + 19 * DAY + 5 * HOUR, 1);
+    sp_fraud_terminal_label(&term, T0 + 19 * DAY + 6 * HOUR, 0);
+    sp_fraud_terminal_label(&term, T0 + 20 * DAY + HOUR, 1);
+    struct sp_fraud_order o = order(T0 + 20 * DAY + 2 * HOUR, 10);
+    sp_fraud_extract(&cfg, &ts, &o, &f);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRESH_FRAUDS], log1p(3), 1e-6);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRAUDS_7D], log1p(1), 1e-6, "the day-13 label is past the delay");
+    /* A day later day 14 has crossed the horizon. */
+    o.ts_ms = T0 + 21 * DAY;
+    sp_fraud_extract(&cfg, &ts, &o, &f);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRESH_FRAUDS], log1p(2), 1e-6);
+}
+
 /* Frauds in a row among a terminal's latest labels. */
 Test(features, terminal_fraud_streak) {
     struct sp_fraud_features f;
