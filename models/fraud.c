@@ -109,6 +109,8 @@ void sp_fraud_user_init(struct sp_fraud_user *u) {
     window_init(&u->w1d);
     window_init(&u->w30d);
     window_init(&u->frauds30d);
+    window_init(&u->x5_14d);
+    window_init(&u->ev14d);
 }
 
 void sp_fraud_card_init(struct sp_fraud_card *c) { memset(c, 0, sizeof *c); }
@@ -135,6 +137,7 @@ void sp_fraud_terminal_label(struct sp_fraud_terminal *t, int64_t tx_ts_ms, int 
     if (slot < 0) return;
     t->labelled[slot]++;
     t->fraud[slot] += fraud != 0;
+    t->fraud_streak = fraud ? t->fraud_streak + 1 : 0;
 }
 
 void sp_fraud_user_label(struct sp_fraud_user *u, int64_t tx_ts_ms, int fraud) {
@@ -194,6 +197,44 @@ static int amount_median(const struct sp_fraud_user *u, double *med, double *mad
 
 static float lg(double x) { return (float)log(x > 0 ? x : 1e-9); }
 
+/* Mean and spread of the user's clean amounts; 0 while there are fewer than
+ * SP_FRAUD_CLEAN_MIN. The spread is the sample standard deviation, floored at
+ * a tenth of the mean and at 0.5 so that a few equal amounts do not make
+ * every other one infinitely unlikely. */
+static int clean_baseline(const struct sp_fraud_user *u, double *mean, double *sd) {
+    if (u->clean_n < SP_FRAUD_CLEAN_MIN) return 0;
+    double n = u->clean_n, m = u->clean_sum / n;
+    double var = (u->clean_sumsq - n * m * m) / (n - 1);
+    *mean = m;
+    *sd = fmax(sqrt(var > 0 ? var : 0), fmax(0.1 * fabs(m), 0.5));
+    return 1;
+}
+
+/* log p(amount | a usual amount times 5) - log p(amount | a usual amount),
+ * usual amounts ~ N(mean, sd): the 1/5 is the Jacobian of x -> x/5. */
+static double x5_llr(double amount, double mean, double sd) {
+    double a = amount - mean, b = amount / 5.0 - mean;
+    double llr = (a * a - b * b) / (2 * sd * sd) - log(5.0);
+    return llr < -10 ? -10 : llr > 30 ? 30 : llr;
+}
+
+/* What one amount with this x5_llr adds to the compromise evidence. */
+static double x5_evidence_term(double llr) {
+    double q = SP_FRAUD_X5_SHARE;
+    return log(1 - q + q * exp(fmin(llr, SP_FRAUD_X5_EV_CAP)));
+}
+
+/* log-odds that an amount with this llr is an inflated one, given the
+ * compromise evidence of the earlier amounts: with pc = P(compromised),
+ * P(inflated | x) = pc q p5(x) / (pc (1 - q + q e^llr) + 1 - pc) p(x)). */
+static double x5_posterior(double llr, double evidence) {
+    double q = SP_FRAUD_X5_SHARE;
+    double lc = log(SP_FRAUD_X5_PRIOR / (1 - SP_FRAUD_X5_PRIOR)) + evidence;
+    double pc = 1 / (1 + exp(-lc));
+    double num = pc * q * exp(llr), den = pc * (1 - q) + (1 - pc);
+    return log(num / den);
+}
+
 /* Reads every piece of state the order touches into a fixed feature vector.
  * Counts are of the orders before this one (the state has not learned it
  * yet), except the distinct cards/devices/IPs, which include this order's
@@ -221,6 +262,19 @@ void sp_fraud_extract(const struct sp_fraud_config *c, const struct sp_fraud_sta
             f->amount_med_z = (o->amount - med) / fmax(mad, floor);
             f->v[SP_FF_AMOUNT_MED_Z] = (float)f->amount_med_z;
             f->v[SP_FF_AMOUNT_MED_RATIO] = lg((o->amount + 1) / (med + 1));
+        }
+        double cm, csd;
+        f->x5_recent_14d = window_get(&u->x5_14d, 14, DAY_MS, ts, NULL);
+        f->v[SP_FF_X5_RECENT_14D] = (float)log1p(f->x5_recent_14d);
+        if (clean_baseline(u, &cm, &csd)) {
+            f->clean_mean = cm;
+            f->x5_llr = x5_llr(o->amount, cm, csd);
+            f->v[SP_FF_X5_LLR] = (float)f->x5_llr;
+            f->v[SP_FF_CLEAN_RATIO] = lg((o->amount + 1) / (cm + 1));
+            if (f->x5_recent_14d) f->v[SP_FF_X5_LLR_RECENT] = (float)f->x5_llr;
+            window_get(&u->ev14d, 14, DAY_MS, ts, &f->x5_evidence);
+            f->v[SP_FF_X5_EVIDENCE] = (float)f->x5_evidence;
+            f->v[SP_FF_X5_POSTERIOR] = (float)x5_posterior(f->x5_llr, f->x5_evidence);
         }
         f->tx_10m = window_get(&u->w10m, 10, MINUTE_MS, ts, NULL);
         f->tx_1h = window_get(&u->w1h, 12, 5 * MINUTE_MS, ts, NULL);
@@ -282,6 +336,14 @@ void sp_fraud_extract(const struct sp_fraud_config *c, const struct sp_fraud_sta
             }
         }
     }
+    if (st->terminal) {
+        f->v[SP_FF_TERM_STREAK] = (float)log1p(st->terminal->fraud_streak);
+        f->v[SP_FF_TERM_STREAK_2] = st->terminal->fraud_streak >= 2;
+        uint32_t tx, fr;
+        int64_t today = floordiv(ts, DAY_MS);
+        term_window(st->terminal, today, c->label_delay_days, &tx, &fr);
+        f->v[SP_FF_TERM_FRESH_FRAUDS] = (float)log1p(fr);
+    }
     if (st->card) {
         f->card_users_1d = recent_distinct(&st->card->users, o->user, ts, DAY_MS);
         f->v[SP_FF_CARD_USERS_1D] = (float)f->card_users_1d;
@@ -310,6 +372,17 @@ void sp_fraud_update(const struct sp_fraud_config *c, const struct sp_fraud_stat
         window_add(&u->w1h, 12, 5 * MINUTE_MS, ts, o->amount);
         window_add(&u->w1d, 24, HOUR_MS, ts, o->amount);
         window_add(&u->w30d, 30, DAY_MS, ts, o->amount);
+        double cm, csd;
+        int base = clean_baseline(u, &cm, &csd);
+        double llr = base ? x5_llr(o->amount, cm, csd) : 0;
+        if (!base || llr <= SP_FRAUD_X5_SUSPECT) {
+            u->clean_n++;
+            u->clean_sum += o->amount;
+            u->clean_sumsq += o->amount * o->amount;
+        } else {
+            window_add(&u->x5_14d, 14, DAY_MS, ts, o->amount);
+        }
+        if (base) window_add(&u->ev14d, 14, DAY_MS, ts, x5_evidence_term(llr));
         u->last_amounts[u->last_n % SP_FRAUD_LAST_AMOUNTS] = (float)o->amount;
         u->last_n++;
         recent_add(&u->cards, o->card, ts);
@@ -339,7 +412,9 @@ static const char *const feature_names[SP_FF__COUNT] = {
     "quantity_z",   "log_price_ratio", "term_risk_1d",    "term_risk_7d", "term_risk_30d",
     "term_log_tx_1d", "term_log_tx_7d", "term_log_tx_30d", "rule",        "user_frauds_30d",
     "amount_over_100", "amount_over_200", "amount_over_500", "amount_z_over_3",
-    "term_frauds_7d", "term_frauds_30d", "amount_median_z", "amount_median_ratio", "card_users_1d", "hst",
+    "term_frauds_7d", "term_frauds_30d", "amount_median_z", "amount_median_ratio", "card_users_1d",
+    "x5_llr", "clean_amount_ratio", "x5_recent_14d", "x5_llr_if_recent", "x5_evidence", "x5_posterior", "term_fraud_streak",
+    "term_fraud_streak_2", "term_fresh_frauds", "hst",
     "unsup"};
 
 const char *sp_fraud_feature_name(int i) {

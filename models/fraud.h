@@ -65,7 +65,28 @@ struct sp_fraud_user {
     struct sp_fraud_window frauds30d; /* known frauds by tx day, 30 x 1 day */
     float last_amounts[SP_FRAUD_LAST_AMOUNTS]; /* ring of the latest amounts, for the median */
     uint32_t last_n;                           /* amounts ever put in the ring */
+    /* The "clean" amount baseline: count, sum and sum of squares of the
+     * amounts that did not look inflated when they came (x5 log-likelihood
+     * ratio <= SP_FRAUD_X5_SUSPECT against the baseline of the time; every amount while the
+     * baseline has fewer than SP_FRAUD_CLEAN_MIN). Inflated amounts on a
+     * compromised card therefore never move it. */
+    double clean_n, clean_sum, clean_sumsq;
+    struct sp_fraud_window x5_14d; /* amounts that looked inflated, 14 x 1 day */
+    struct sp_fraud_window ev14d;  /* every amount, its sum = compromise evidence (below) */
 };
+#define SP_FRAUD_CLEAN_MIN 3
+/* An amount whose x5 log-likelihood ratio is above this "looks inflated":
+ * it stays out of the clean baseline and counts in x5_14d. */
+#define SP_FRAUD_X5_SUSPECT 3.0
+/* The compromised-card threat model behind x5_evidence and x5_posterior (the
+ * fraud handbook's scenario 3): a card is compromised with prior probability
+ * SP_FRAUD_X5_PRIOR, and then a share SP_FRAUD_X5_SHARE of its amounts are
+ * usual amounts times 5. Each amount adds log(1 - q + q e^llr) to the
+ * evidence that the card is compromised (llr: its x5 log-likelihood ratio,
+ * capped at SP_FRAUD_X5_EV_CAP so one outlier cannot decide alone). */
+#define SP_FRAUD_X5_PRIOR  0.01
+#define SP_FRAUD_X5_SHARE  (1.0 / 3.0)
+#define SP_FRAUD_X5_EV_CAP 10.0
 
 struct sp_fraud_card {
     int64_t small_ts_ms; /* time of a pending "small" tx; 0 = none (Flink's flag + timer) */
@@ -81,6 +102,11 @@ struct sp_fraud_terminal {
     uint32_t tx[SP_FRAUD_TERM_DAYS];
     uint32_t labelled[SP_FRAUD_TERM_DAYS];
     uint32_t fraud[SP_FRAUD_TERM_DAYS];
+    /* Frauds among the latest labels in a row (0 after a legitimate label):
+     * a compromised terminal's labels are all fraud, while a terminal where
+     * a stolen card happened to pay once has one fraud then legitimate
+     * labels again. In label delivery order. */
+    uint32_t fraud_streak;
 };
 
 struct sp_fraud_item {
@@ -150,6 +176,20 @@ enum sp_fraud_feature {
     SP_FF_AMOUNT_MED_Z,   /* amount vs the median of the user's last 16, in MADs */
     SP_FF_AMOUNT_MED_RATIO, /* log((amount + 1) / (that median + 1)) */
     SP_FF_CARD_USERS_1D,  /* distinct accounts on this card in 1 day, this one included */
+    SP_FF_X5_LLR,         /* log-likelihood ratio "this amount is a usual one times 5" vs
+                           * "a usual one", under a normal fitted to the clean baseline;
+                           * clipped to [-10, 30]; 0 without a baseline */
+    SP_FF_CLEAN_RATIO,    /* log((amount + 1) / (clean baseline mean + 1)) */
+    SP_FF_X5_RECENT_14D,  /* log(1 + the user's earlier amounts in 14 days that looked inflated) */
+    SP_FF_X5_LLR_RECENT,  /* x5_llr if there is such an earlier amount, else 0 */
+    SP_FF_X5_EVIDENCE,    /* sum of the compromise evidence of the user's amounts in 14 days */
+    SP_FF_X5_POSTERIOR,   /* log-odds that this amount is an inflated one, from the prior,
+                           * that evidence and its x5_llr (0 without a baseline) */
+    SP_FF_TERM_STREAK,    /* log(1 + the terminal's fraud_streak) */
+    SP_FF_TERM_STREAK_2,  /* 1: that streak is 2 or more */
+    SP_FF_TERM_FRESH_FRAUDS, /* log(1 + known frauds at the terminal of tx days after the label
+                              * horizon): labels known early, e.g. from investigated alerts;
+                              * 0 when every label comes label_delay_days late */
     SP_FF_HST,            /* Half-Space Trees anomaly score (set by the scorer) */
     SP_FF_UNSUP,          /* the unsupervised score (set by the scorer) */
     SP_FF__COUNT
@@ -159,6 +199,8 @@ struct sp_fraud_features {
     float v[SP_FF__COUNT];
     /* Raw quantities kept for the reasons. */
     double amount_z, amount_med_z, amount_median, quantity_z, price_ratio, term_risk_7d;
+    double x5_llr, x5_evidence, clean_mean; /* clean_mean 0: no clean baseline yet */
+    uint32_t x5_recent_14d;
     uint32_t tx_10m, tx_1h, cards_10m, devices_1d, ips_1d, term_labelled_7d, user_frauds_30d;
     uint32_t card_users_1d;
     double account_age_days;

@@ -41,14 +41,15 @@ struct fraud_args {
     int label_delay;
     int train_all_labels; /* 1: train on labels not yet known at train-until */
     int has_train_until;
+    int feedback; /* investigated cards per day whose labels are known the next day; 0 = none */
 };
 
 static void usage(FILE *f) {
     fprintf(f,
-        "usage: shopstream fraud train --data DIR [--weeks 1,2] --out FILE [--label-delay D]\n"
+        "usage: shopstream fraud train --data DIR [--weeks 1,2] --out FILE [--label-delay D] [--feedback K]\n"
         "       shopstream fraud eval  --data DIR [--weeks 1,2,3] [--model FILE]\n"
         "                              [--train-until DAY [--train-labels known|all]]\n"
-        "                              [--test-from DAY] [--test-until DAY] [--label-delay D]\n"
+        "                              [--test-from DAY] [--test-until DAY] [--label-delay D] [--feedback K]\n"
         "       shopstream eval-fraud --data FILE|DIR [--format handbook] [eval options]\n"
         "  DIR holds weekN.csv files in the fraud handbook's format (--weeks picks\n"
         "  them); FILE is one such CSV with every week in it. Transactions are\n"
@@ -61,7 +62,12 @@ static void usage(FILE *f) {
         "  label before train-until), or unsupervised; prints AUC ROC, Average\n"
         "  Precision, Card Precision@100, recall per fraud scenario, scoring cost.\n"
         "  --scores FILE writes transaction_id,customer,terminal,day,score,label,scenario\n"
-        "  for every test transaction.\n");
+        "  for every test transaction.\n"
+        "  --feedback K (train and eval): investigated alerts. After each day the K\n"
+        "  customers with the highest score that day (the --model's score, else the\n"
+        "  unsupervised one) are investigated, and the labels of their transactions of\n"
+        "  that day are known from the next day on; every other label still comes D\n"
+        "  days late. Default 0: only the delay.\n");
 }
 
 static int parse_weeks(const char *s, struct fraud_args *a) {
@@ -143,16 +149,63 @@ struct replay {
     float *x;        /* n * SP_FF__COUNT features, as each tx was scored */
     double *unsup;   /* unsupervised score */
     double *cost_ns; /* extract + score time per tx */
+    double *live;    /* the score the stream had for it (model if loaded, else unsupervised) */
+    uint8_t *known;  /* label released to the state (early by investigation, or by delay) */
+    size_t investigated; /* labels released early */
     uint64_t alerts_rule;
     double wall_s; /* the whole replay: labels, extract, score, update, learn */
 };
 
+static void release(const struct tx *l, struct sp_fraud_user *users, struct sp_fraud_terminal *terms) {
+    sp_fraud_terminal_label(&terms[l->terminal], l->ts_ms, l->fraud);
+    sp_fraud_user_label(&users[l->customer], l->ts_ms, l->fraud);
+}
+
+/* Investigated alerts for the day held by t->v[from, to): the k customers
+ * with the highest live score that day (ties by lower id) get all their
+ * labels of the day released now. best[] is scratch of max_customer + 1
+ * entries, all -1 on entry and on return. */
+static void investigate(const struct txs *t, size_t from, size_t to, int k, double *best,
+                        struct replay *out, struct sp_fraud_user *users,
+                        struct sp_fraud_terminal *terms) {
+    int32_t *cand = sp_xmalloc((to - from + 1) * sizeof *cand);
+    size_t nc = 0;
+    for (size_t i = from; i < to; i++) {
+        int32_t c = t->v[i].customer;
+        if (best[c] < 0) cand[nc++] = c;
+        if (out->live[i] > best[c]) best[c] = out->live[i];
+    }
+    /* partial selection of the k best: k is small (100) */
+    size_t top = nc < (size_t)k ? nc : (size_t)k;
+    for (size_t a = 0; a < top; a++) {
+        size_t m = a;
+        for (size_t b = a + 1; b < nc; b++)
+            if (best[cand[b]] > best[cand[m]] ||
+                (best[cand[b]] == best[cand[m]] && cand[b] < cand[m]))
+                m = b;
+        int32_t tmp = cand[a];
+        cand[a] = cand[m];
+        cand[m] = tmp;
+    }
+    for (size_t a = 0; a < top; a++) best[cand[a]] = 2; /* mark: investigated */
+    for (size_t i = from; i < to; i++)
+        if (best[t->v[i].customer] == 2 && !out->known[i]) {
+            release(&t->v[i], users, terms);
+            out->known[i] = 1;
+            out->investigated++;
+        }
+    for (size_t a = 0; a < nc; a++) best[cand[a]] = -1;
+    free(cand);
+}
+
 /* The stream: labels whose delay has passed reach the terminals, then the
  * tx is featurized and scored against the state as it was, then learned.
  * Labels are released in transaction order, which is release order too
- * because the delay is constant. */
+ * because the delay is constant. With feedback > 0, the investigated
+ * customers' labels of a day are released when the next day starts. */
 static void replay_stream(const struct txs *t, const struct sp_fraud_config *cfg,
-                          sp_fraud_scorer *sc, struct replay *out) {
+                          sp_fraud_scorer *sc, const sp_logreg *model, int feedback,
+                          struct replay *out) {
     size_t nc = (size_t)t->max_customer + 1, nt = (size_t)t->max_terminal + 1;
     struct sp_fraud_user *users = sp_xmalloc(nc * sizeof *users);
     struct sp_fraud_card *cards = sp_xmalloc(nc * sizeof *cards);
@@ -163,13 +216,21 @@ static void replay_stream(const struct txs *t, const struct sp_fraud_config *cfg
     }
     for (size_t i = 0; i < nt; i++) sp_fraud_terminal_init(&terms[i]);
     int64_t delay_ms = (int64_t)cfg->label_delay_days * DAY_MS;
-    size_t released = 0;
+    size_t released = 0, day_start = 0;
+    double *best = NULL;
+    if (feedback > 0) {
+        best = sp_xmalloc(nc * sizeof *best);
+        for (size_t i = 0; i < nc; i++) best[i] = -1;
+    }
     for (size_t i = 0; i < t->n; i++) {
         const struct tx *x = &t->v[i];
+        if (x->day != t->v[day_start].day) {
+            if (best) investigate(t, day_start, i, feedback, best, out, users, terms);
+            day_start = i;
+        }
         while (released < i && t->v[released].ts_ms + delay_ms <= x->ts_ms) {
-            const struct tx *l = &t->v[released++];
-            sp_fraud_terminal_label(&terms[l->terminal], l->ts_ms, l->fraud);
-            sp_fraud_user_label(&users[l->customer], l->ts_ms, l->fraud);
+            if (!out->known[released]) release(&t->v[released], users, terms);
+            out->known[released++] = 1;
         }
         struct sp_fraud_state st = {.user = &users[x->customer], .card = &cards[x->customer],
                                     .terminal = &terms[x->terminal]};
@@ -191,10 +252,12 @@ static void replay_stream(const struct txs *t, const struct sp_fraud_config *cfg
         out->cost_ns[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
         memcpy(out->x + i * SP_FF__COUNT, f.v, sizeof f.v);
         out->unsup[i] = r.unsup;
+        out->live[i] = model ? sp_logreg_predict(model, f.v) : r.unsup;
         out->alerts_rule += f.v[SP_FF_RULE] > 0;
         sp_fraud_update(cfg, &st, &o);
         sp_fraud_scorer_learn(sc, &f);
     }
+    free(best);
     free(users);
     free(cards);
     free(terms);
@@ -364,9 +427,14 @@ static int run(const char *mode, struct fraud_args *a) {
     rp.x = sp_xmalloc(t.n * SP_FF__COUNT * sizeof(float));
     rp.unsup = sp_xmalloc(t.n * sizeof(double));
     rp.cost_ns = sp_xmalloc(t.n * sizeof(double));
+    rp.live = sp_xmalloc(t.n * sizeof(double));
+    rp.known = sp_xcalloc(t.n, 1);
     struct timespec w0, w1;
     clock_gettime(CLOCK_MONOTONIC, &w0);
-    replay_stream(&t, &cfg, sc, &rp);
+    replay_stream(&t, &cfg, sc, model, a->feedback, &rp);
+    if (a->feedback > 0)
+        fprintf(stderr, "fraud: investigated alerts: %d customers a day, %zu labels known the next day\n",
+                a->feedback, rp.investigated);
     clock_gettime(CLOCK_MONOTONIC, &w1);
     rp.wall_s = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
     keep = sp_xcalloc(t.n, 1);
@@ -402,6 +470,8 @@ fail:
     free(rp.x);
     free(rp.unsup);
     free(rp.cost_ns);
+    free(rp.live);
+    free(rp.known);
     free(t.v);
     sp_logreg_destroy(model);
     sp_fraud_scorer_destroy(sc);
@@ -439,7 +509,7 @@ int sp_cmd_fraud(int argc, char **argv) {
         {"train-until", required_argument, NULL, 't'}, {"test-from", required_argument, NULL, 'f'},
         {"test-until", required_argument, NULL, 'u'},  {"label-delay", required_argument, NULL, 'l'},
         {"train-labels", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-        {"scores", required_argument, NULL, 's'},
+        {"scores", required_argument, NULL, 's'},      {"feedback", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0}};
     if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval"))) {
         usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
@@ -467,6 +537,7 @@ int sp_cmd_fraud(int argc, char **argv) {
         case 'f': a.test_from = atoi(optarg); break;
         case 'u': a.test_until = atoi(optarg); break;
         case 'l': a.label_delay = atoi(optarg); break;
+        case 'F': a.feedback = atoi(optarg); break;
         case 'L':
             if (strcmp(optarg, "known") && strcmp(optarg, "all")) {
                 fprintf(stderr, "fraud: --train-labels is 'known' or 'all'\n");
@@ -479,7 +550,7 @@ int sp_cmd_fraud(int argc, char **argv) {
         }
     }
     if (!a.data || (train && !a.out) || (!train && a.model && a.has_train_until) ||
-        a.label_delay < 0 || a.test_until <= a.test_from || optind != argc - 1) {
+        a.label_delay < 0 || a.feedback < 0 || a.test_until <= a.test_from || optind != argc - 1) {
         usage(stderr);
         return 2;
     }

@@ -12,7 +12,10 @@
  *   {p<n>}:fraud:<user>   hash, exactly-once (in the partition's commit):
  *     u       struct sp_fraud_user (EWMA amount and quantity, velocity
  *             windows 10 min / 1 h / 1 day / 30 days, recent cards, devices
- *             and IPs, first order), as a state/blob.h blob
+ *             and IPs, first order, the clean amount baseline and the 14-day
+ *             inflated-amount windows; 4128 bytes), as a state/blob.h blob.
+ *             A blob of another size (a build with another struct) does
+ *             not decode and the user starts afresh
  *     cards   the user's cards: SP_FRAUD_RECENT slots of (card hash, struct
  *             sp_fraud_card), least recently used replaced; one blob
  *     first   event time of the user's earliest event seen (any kind): the

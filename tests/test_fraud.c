@@ -92,6 +92,86 @@ Test(features, median_ignores_a_run_of_inflated_amounts) {
     cr_assert_gt(f.amount_med_z, 8, "still %.1f MADs out", f.amount_med_z);
 }
 
+/* The compromised-card features on a hand-computed stream. Amounts 10, 20,
+ * 30 make the clean baseline: mean 20, sample sd 10 (above the floors of
+ * 10% of the mean and 0.5). Then 60: its x5 log-likelihood ratio is
+ * ((60-20)^2 - (60/5-20)^2) / (2 * 10^2) - ln 5 = 7.68 - ln 5 = 6.0706,
+ * above the suspect threshold of 3, so it stays out of the baseline and
+ * counts as an inflated-looking amount; its compromise evidence is
+ * ln(2/3 + e^6.0706 / 3) = 4.97656. The posteriors were computed by hand
+ * (a separate script) from prior 0.01 and share 1/3. */
+Test(features, inflated_amounts_against_the_clean_baseline) {
+    struct sp_fraud_features f;
+    feed(order(T0, 10), &f);
+    cr_assert_float_eq(f.v[SP_FF_X5_LLR], 0, 1e-12, "no baseline yet");
+    feed(order(T0 + HOUR, 20), NULL);
+    feed(order(T0 + 2 * HOUR, 30), NULL);
+    feed(order(T0 + 3 * HOUR, 60), &f);
+    cr_assert_float_eq(f.clean_mean, 20.0, 1e-9);
+    cr_assert_float_eq(f.x5_llr, 7.68 - log(5.0), 1e-9);
+    cr_assert_float_eq(f.v[SP_FF_CLEAN_RATIO], log(61.0 / 21.0), 1e-5);
+    cr_assert_float_eq(f.v[SP_FF_X5_RECENT_14D], 0, 1e-12);
+    cr_assert_float_eq(f.v[SP_FF_X5_LLR_RECENT], 0, 1e-12, "nothing suspicious before");
+    cr_assert_float_eq(f.v[SP_FF_X5_EVIDENCE], 0, 1e-12);
+    cr_assert_float_eq(f.v[SP_FF_X5_POSTERIOR], 0.370118514, 1e-5);
+    /* A day later, 20: the baseline did not learn the 60 (still mean 20,
+     * sd 10), llr = (0 - 16^2) / 200 - ln 5 = -2.88944. */
+    sp_fraud_extract(&cfg, &st, &(struct sp_fraud_order){.ts_ms = T0 + DAY, .amount = 20}, &f);
+    cr_assert_float_eq(f.clean_mean, 20.0, 1e-9, "the inflated-looking 60 is not in the baseline");
+    cr_assert_float_eq(f.x5_llr, -1.28 - log(5.0), 1e-9);
+    cr_assert_eq(f.x5_recent_14d, 1);
+    cr_assert_float_eq(f.v[SP_FF_X5_RECENT_14D], log(2.0), 1e-6);
+    cr_assert_float_eq(f.v[SP_FF_X5_LLR_RECENT], -1.28 - log(5.0), 1e-5);
+    cr_assert_float_eq(f.v[SP_FF_X5_EVIDENCE], 4.976558910, 1e-5);
+    cr_assert_float_eq(f.v[SP_FF_X5_POSTERIOR], -4.287817453, 1e-5);
+    /* 15 days later the 14-day windows have forgotten the 60. */
+    sp_fraud_extract(&cfg, &st, &(struct sp_fraud_order){.ts_ms = T0 + 15 * DAY, .amount = 20}, &f);
+    cr_assert_eq(f.x5_recent_14d, 0);
+    cr_assert_float_eq(f.v[SP_FF_X5_EVIDENCE], 0, 1e-12);
+    cr_assert_float_eq(f.v[SP_FF_X5_LLR_RECENT], 0, 1e-12);
+    /* An ordinary amount joins the baseline: 10, 20, 30, 20 -> mean 20. */
+    feed(order(T0 + 15 * DAY, 20), NULL);
+    sp_fraud_extract(&cfg, &st, &(struct sp_fraud_order){.ts_ms = T0 + 15 * DAY, .amount = 40}, &f);
+    /* sd = sqrt(200 / 3) = 8.16497: llr = (400 - 144) / (2 * 200 / 3) - ln 5 */
+    cr_assert_float_eq(f.x5_llr, 256.0 * 3 / 400 - log(5.0), 1e-9);
+}
+
+/* Labels known before the delay (investigated alerts) count only in
+ * term_fresh_frauds: tx days after the horizon (today - 7), today included. */
+Test(features, terminal_fresh_frauds_are_labels_inside_the_delay) {
+    struct sp_fraud_features f;
+    struct sp_fraud_state ts = {.terminal = &term};
+    /* today = day 20, horizon = day 13: days 14..20 are "fresh" */
+    sp_fraud_terminal_label(&term, T0 + 13 * DAY + HOUR, 1); /* at the horizon: not fresh */
+    sp_fraud_terminal_label(&term, T0 + 14 * DAY, 1);
+    sp_fraud_terminal_label(&term, T0 + 19 * DAY + 5 * HOUR, 1);
+    sp_fraud_terminal_label(&term, T0 + 19 * DAY + 6 * HOUR, 0);
+    sp_fraud_terminal_label(&term, T0 + 20 * DAY + HOUR, 1);
+    struct sp_fraud_order o = order(T0 + 20 * DAY + 2 * HOUR, 10);
+    sp_fraud_extract(&cfg, &ts, &o, &f);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRESH_FRAUDS], log1p(3), 1e-6);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRAUDS_7D], log1p(1), 1e-6, "the day-13 label is past the delay");
+    /* A day later day 14 has crossed the horizon. */
+    o.ts_ms = T0 + 21 * DAY;
+    sp_fraud_extract(&cfg, &ts, &o, &f);
+    cr_assert_float_eq(f.v[SP_FF_TERM_FRESH_FRAUDS], log1p(2), 1e-6);
+}
+
+/* Frauds in a row among a terminal's latest labels. */
+Test(features, terminal_fraud_streak) {
+    struct sp_fraud_features f;
+    struct sp_fraud_state ts = {.terminal = &term};
+    struct sp_fraud_order o = order(T0 + 20 * DAY, 10);
+    static const int labels[] = {1, 1, 0, 1, 1, 1};
+    static const int want[] = {1, 2, 0, 1, 2, 3};
+    for (int i = 0; i < 6; i++) {
+        sp_fraud_terminal_label(&term, T0 + 10 * DAY + i * HOUR, labels[i]);
+        sp_fraud_extract(&cfg, &ts, &o, &f);
+        cr_assert_float_eq(f.v[SP_FF_TERM_STREAK], log1p(want[i]), 1e-6, "after label %d", i);
+        cr_assert_eq(f.v[SP_FF_TERM_STREAK_2], want[i] >= 2, "after label %d", i);
+    }
+}
+
 Test(features, velocity_in_sliding_windows) {
     struct sp_fraud_features f;
     for (int i = 0; i < 4; i++) feed(order(T0 + i * MIN, 10), NULL);

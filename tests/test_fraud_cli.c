@@ -106,3 +106,44 @@ Test(fraud_cli, train_eval_and_corrupted_model, .timeout = 60) {
     snprintf(args, sizeof args, "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* Investigated alerts (--feedback K): after each day, the K customers with
+ * the day's highest scores have their labels of that day released at once.
+ * Hand-made: day 0 has customer 7 alone (3 tx), day 1 customers 7 and 8 (2 tx
+ * each), day 2 customer 8 (1 tx, the last day: nothing follows it, so it is
+ * never investigated). With K = 1: 3 + 2 early labels whichever of 7 and 8
+ * scores higher on day 1; with K = 2: 3 + 4; without --feedback none. */
+Test(fraud_cli, investigated_alerts_release_labels_the_next_day, .timeout = 30) {
+    cr_assert_not_null(getenv("SHOPSTREAM_BIN"), "SHOPSTREAM_BIN not set (run through make test)");
+    char path[] = "/tmp/sp_fraudfb_XXXXXX", args[512];
+    int fd = mkstemp(path), st;
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,"
+               "TX_TIME_SECONDS,TX_TIME_DAYS,TX_FRAUD,TX_FRAUD_SCENARIO\n");
+    static const struct { long secs; int cust, term, fraud; double amount; } rows[] = {
+        {3600, 7, 1, 0, 20},          {7200, 7, 2, 1, 25},           {10800, 7, 1, 0, 30},
+        {86400 + 3600, 7, 1, 0, 20},  {86400 + 4000, 8, 2, 1, 40},   {86400 + 7200, 8, 3, 0, 35},
+        {86400 + 9000, 7, 2, 1, 900}, {2 * 86400 + 60, 8, 1, 0, 30}};
+    for (int i = 0; i < 8; i++)
+        fprintf(f, "%d,2018-04-0%ld 00:00:00,%d,%d,%.2f,%ld,%ld,%d,%d\n", i, rows[i].secs / 86400 + 1,
+                rows[i].cust, rows[i].term, rows[i].amount, rows[i].secs, rows[i].secs / 86400,
+                rows[i].fraud, rows[i].fraud ? 2 : 0);
+    fclose(f);
+    snprintf(args, sizeof args, "eval-fraud --data %s --format handbook --test-from 0 --test-until 3 --feedback 1", path);
+    char *out = run(args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "investigated alerts: 1 customers a day, 5 labels known the next day"), "%s", out);
+    snprintf(args, sizeof args, "eval-fraud --data %s --format handbook --test-from 0 --test-until 3 --feedback 2", path);
+    out = run(args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "investigated alerts: 2 customers a day, 7 labels known the next day"), "%s", out);
+    snprintf(args, sizeof args, "eval-fraud --data %s --format handbook --test-from 0 --test-until 3", path);
+    out = run(args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_null(strstr(out, "investigated"), "%s", out);
+    snprintf(args, sizeof args, "eval-fraud --data %s --feedback -1", path);
+    out = run(args, &st);
+    cr_assert_neq(st, 0, "a negative --feedback is refused");
+    unlink(path);
+}
