@@ -133,6 +133,14 @@ static size_t select_all(sp_scorer *s, const float *sc, size_t k, struct sp_scor
     return n;
 }
 
+size_t sp_scores_topk(const float *scores, size_t n, size_t k, struct sp_scored *out) {
+    size_t got = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(scores[i])) heap_offer(out, &got, k, (int32_t)i, scores[i]);
+    heap_finish(out, got);
+    return got;
+}
+
 int sp_scorer_topk(sp_scorer *s, const float *user, const int32_t *cands, size_t n_cands,
                    const struct sp_exclude *excl, size_t k, struct sp_scored *out) {
     const sp_model *m = s->m;

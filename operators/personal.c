@@ -49,25 +49,30 @@ void sp_personal_hex_encode(const float *v, size_t n, char *out) {
     *out = '\0';
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
+/* Hex digit values (0 for any other byte, which hex_ok rejects): one load
+ * a digit (the decode runs for every event). */
+static const signed char hexval[256] = {
+    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,
+    ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13,
+    ['e'] = 14, ['f'] = 15,
+};
+static int hex_ok(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
     if (!s || strlen(s) != 8 * n) return 0;
-    for (size_t i = 0; i < n; i++) {
+    const unsigned char *u8 = (const unsigned char *)s;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++, u8 += 8) {
         uint32_t u = 0;
         for (int b = 0; b < 4; b++) {
-            int hi = hexval(s[8 * i + 2 * b]), lo = hexval(s[8 * i + 2 * b + 1]);
-            if (hi < 0 || lo < 0) return 0;
-            u |= (uint32_t)(hi << 4 | lo) << (8 * b);
+            unsigned char hi = u8[2 * b], lo = u8[2 * b + 1];
+            bad |= !hex_ok(hi) | !hex_ok(lo);
+            u |= (uint32_t)(hexval[hi] << 4 | hexval[lo]) << (8 * b);
         }
         memcpy(&v[i], &u, 4);
-        if (!isfinite(v[i])) return 0;
+        bad |= !isfinite(v[i]);
     }
-    return n;
+    return bad ? 0 : n;
 }
 
 /* ---------------------------------------------------------------- settings */
@@ -118,6 +123,20 @@ static int parse_settings(sp_personal *p, const sp_config *c, char *err, size_t 
     memcpy(p->mf_weights, defw, sizeof defw);
     if (parse_weights(c->mf_weights, p->mf_weights, err, errlen)) return SP_ERR_FATAL;
     p->mf_neg = c->mf_neg;
+    const char *nc = getenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
+    p->n_cands = SP_PERSONAL_CANDIDATES;
+    if (nc && *nc) {
+        char *end;
+        long long v = strtoll(nc, &end, 10);
+        if (end == nc || *end || v < 0 || v > SP_PERSONAL_CANDIDATES_MAX) {
+            snprintf(err, errlen,
+                     "environment SHOPSTREAM_RECOMMEND_CANDIDATES: '%s' is not an integer in "
+                     "[0, %d]",
+                     nc, SP_PERSONAL_CANDIDATES_MAX);
+            return SP_ERR_FATAL;
+        }
+        p->n_cands = (size_t)v;
+    }
     p->mf_refresh_ms = c->mf_refresh_ms;
     p->dim = (size_t)c->mf_dim;
     p->half_life_ms = (double)c->profile_half_life_s * 1000.0;
@@ -171,6 +190,9 @@ static void grow(sp_personal *p, size_t need) {
     p->cat = sp_xrealloc(p->cat, n * sizeof(int32_t));
     p->dirty = sp_xrealloc(p->dirty, n);
     p->dirty_list = sp_xrealloc(p->dirty_list, n * sizeof(int32_t));
+    p->mf2model = sp_xrealloc(p->mf2model, n * sizeof(int32_t));
+    for (size_t i = p->cap; i < n; i++) p->mf2model[i] = -1;
+    if (p->cands) sp_cands_reserve(p->cands, n);
     memset(p->dvec + p->cap * d, 0, (n - p->cap) * d * sizeof(float));
     memset(p->dbias + p->cap, 0, (n - p->cap) * sizeof(float));
     memset(p->pop + p->cap, 0, (n - p->cap) * sizeof(float));
@@ -221,6 +243,7 @@ int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *catego
 void sp_personal_seen(sp_personal *p, int32_t row) {
     p->pop[row] += 1;
     p->lpop[row] = log1pf(p->pop[row]);
+    if (p->cands) sp_cands_seen(p->cands, row, p->pop[row]);
 }
 
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
@@ -256,8 +279,20 @@ static void adopt_model(sp_personal *p, const sp_model *m) {
     free(p->model2mf);
     p->model2mf = map;
     p->model2mf_identity = 1;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < p->cap; i++) p->mf2model[i] = -1;
+    for (size_t i = 0; i < n; i++) {
         if (map[i] != (int32_t)i) p->model2mf_identity = 0;
+        p->mf2model[map[i]] = (int32_t)i;
+    }
+    if (p->cands) {
+        double t0 = sp_personal_now_us();
+        if (sp_cands_build_model(p->cands, m, p->scorer, map) != SP_OK)
+            sp_warn("recommend: the model's candidate lists could not be built; candidates come "
+                    "from co-visitation and popularity only");
+        else
+            sp_info("recommend: candidate lists of %zu items built in %.0f ms", n,
+                    (sp_personal_now_us() - t0) / 1000);
+    }
 }
 
 /* ---------------------------------------------------------------- Redis */
@@ -473,6 +508,8 @@ static void destroy(sp_personal *p) {
     free(p->dirty);
     free(p->dirty_list);
     free(p->model2mf);
+    free(p->mf2model);
+    sp_cands_destroy(p->cands);
     free(p);
 }
 
@@ -509,6 +546,11 @@ sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen) {
     if (p->dim < 1 || p->dim > SP_PERSONAL_MAX_DIM) {
         snprintf(err, errlen, "key 'mf.dim': %zu out of range", p->dim);
         goto fail;
+    }
+    if (p->n_cands) {
+        sp_cands_conf cc;
+        sp_cands_conf_default(&cc);
+        p->cands = sp_cands_new(&cc);
     }
     grow(p, 1);
     if (p->model) adopt_model(p, p->model);
