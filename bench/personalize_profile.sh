@@ -4,7 +4,8 @@
 # `dedupe,counts` and once with `dedupe,counts,profile,mf,recommend`, the
 # same events. Prints, per run, the processor's total instructions per
 # event and the inclusive instructions per event of the pipeline's
-# process/flush calls and of each personalization operator.
+# process/flush calls and of each personalization operator (process+flush),
+# and apart the one-off build of the candidate lists at start-up.
 #   PROFILE_EVENTS (20000)  PROFILE_ITEMS (10000)  MODEL (trained here when absent)
 #   PROFILE_KEEP (dir: keep the callgrind.out files there)
 #   extra arguments are passed to `shopstream run` (e.g. --recommend.rate_limit_ms 0)
@@ -50,7 +51,11 @@ for ops in dedupe,counts dedupe,counts,profile,mf,recommend; do
   printf 'operators %s: %s messages, %s, Ir/msg total %s; pipeline process %s flush %s; ' \
     "$ops" "$msgs" "$recs" "$(awk -v a="$total" -v m="$msgs" 'BEGIN{printf "%.0f", a/m}')" \
     "$(per sp_pipeline_process)" "$(per sp_pipeline_flush)"
-  printf 'profile %s mf %s+%s recommend %s+%s\n' "$(per profile_process)" "$(per mf_process)" \
+  printf 'profile %s mf %s+%s recommend %s+%s; ' "$(per profile_process)" "$(per mf_process)" \
     "$(per mf_flush)" "$(per rec_process)" "$(per rec_flush)"
+  # the candidate lists are built once at start-up: shown apart, not per event
+  printf 'start-up candidate lists %s Ir/msg (total without them %s)\n' \
+    "$(per sp_cands_build_model)" \
+    "$(awk -v a="$total" -v b="$(per sp_cands_build_model)" -v m="$msgs" 'BEGIN{printf "%.0f", a/m-b}')"
   if [ -n "${PROFILE_KEEP:-}" ]; then mkdir -p "$PROFILE_KEEP"; cp "$out" "$out.txt" "$PROFILE_KEEP/"; fi
 done

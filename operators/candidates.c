@@ -31,10 +31,12 @@ struct sp_cands {
 };
 
 void sp_cands_conf_default(sp_cands_conf *conf) {
-    conf->next = 100;
+    /* at most 3 + (64 + 16) + 2 * (32 + 16) + 32 + 32 = 255 rows for three
+     * seeds: the default budget (SP_PERSONAL_CANDIDATES) takes them all */
+    conf->next = 64;
     conf->covisit = 16;
-    conf->popular = 50;
-    conf->prior = 50;
+    conf->popular = 32;
+    conf->prior = 32;
 }
 
 sp_cands *sp_cands_new(const sp_cands_conf *conf) {

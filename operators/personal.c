@@ -36,44 +36,49 @@ uint64_t sp_personal_hash(const char *s, uint64_t h) {
 }
 
 void sp_personal_hex_encode(const float *v, size_t n, char *out) {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        for (int b = 0; b < 4; b++) {
-            unsigned byte = (u >> (8 * b)) & 0xff;
-            *out++ = hex[byte >> 4];
-            *out++ = hex[byte & 15];
-        }
-    }
+    /* "00".."ff": two characters a byte, one copy */
+    static const char pairs[513] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    const unsigned char *bytes = (const unsigned char *)v; /* little-endian, as documented */
+    for (size_t i = 0; i < 4 * n; i++, out += 2) memcpy(out, pairs + 2 * bytes[i], 2);
     *out = '\0';
 }
 
-/* Hex digit values (0 for any other byte, which hex_ok rejects): one load
- * a digit (the decode runs for every event). */
-static const signed char hexval[256] = {
-    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,
-    ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13,
-    ['e'] = 14, ['f'] = 15,
+/* Hex digit values, 0x10 for any other byte: one load a digit and one OR
+ * to remember a bad one (the decode runs for every event). */
+#define BAD 0x10
+static const unsigned char hexval[256] = {
+#define R8 BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD
+    R8, R8, R8, R8, R8, R8, /* 0x00-0x2f */
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, BAD, BAD, BAD, BAD, BAD, BAD, /* 0x30-0x3f */
+    R8, R8, R8, R8,         /* 0x40-0x5f */
+    BAD, 10, 11, 12, 13, 14, 15, BAD, R8, R8, R8, /* 0x60-0x7f */
+    R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, /* 0x80-0xff */
+#undef R8
 };
-static int hex_ok(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
     if (!s || strlen(s) != 8 * n) return 0;
     const unsigned char *u8 = (const unsigned char *)s;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++, u8 += 8) {
-        uint32_t u = 0;
-        for (int b = 0; b < 4; b++) {
-            unsigned char hi = u8[2 * b], lo = u8[2 * b + 1];
-            bad |= !hex_ok(hi) | !hex_ok(lo);
-            u |= (uint32_t)(hexval[hi] << 4 | hexval[lo]) << (8 * b);
-        }
-        memcpy(&v[i], &u, 4);
-        bad |= !isfinite(v[i]);
+    unsigned char *out = (unsigned char *)v, bad = 0;
+    for (size_t i = 0; i < 4 * n; i++, u8 += 2) {
+        unsigned char hi = hexval[u8[0]], lo = hexval[u8[1]];
+        bad |= hi | lo;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
-    return bad ? 0 : n;
+    if (bad & BAD) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return n;
 }
+#undef BAD
 
 /* ---------------------------------------------------------------- settings */
 

@@ -37,6 +37,7 @@ typedef struct sp_personal {
     sp_metrics *metrics;
     const sp_config *cfg;
     int refs;
+    int has_mf;               /* the mf operator runs: it prefetches mfu:<user> */
 
     /* the model (recommend.model); NULL when none is configured */
     sp_model *model;
@@ -89,7 +90,7 @@ void sp_personal_put(sp_personal *p);
  * environment (the name a `recommend.candidates` config key would have;
  * stream/config.h has no such key yet), default SP_PERSONAL_CANDIDATES; 0
  * scores every item (exhaustive). */
-#define SP_PERSONAL_CANDIDATES 500
+#define SP_PERSONAL_CANDIDATES 256
 #define SP_PERSONAL_CANDIDATES_MAX 100000
 
 /* Loads recommend.model again; on any error keeps the current model and

@@ -16,6 +16,9 @@
  *   ratings_n ratings_sum ratings_mean    reviews given
  *   rec_clicks                            clicks that came from a recommendation
  *
+ * The means (price_mean, aov, ratings_mean) are for reading, in six
+ * significant digits; the sums they come from keep every digit.
+ *
  * Every value is a function of the user's events in partition order, so a
  * replayed batch recomputes the same profile (decay uses event time, never
  * the clock). */
@@ -257,6 +260,14 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     sp_obj_set_int(o, "aff_ms", at);
 }
 
+/* A derived value for people to read (a mean: never read back to compute
+ * with), in six significant digits without printf's %.17g. */
+static void set_shown(sp_obj *o, const char *field, double v) {
+    char buf[40];
+    fmt_g6(v, buf);
+    sp_obj_set_str(o, field, buf);
+}
+
 static void price_add(sp_obj *o, double price) {
     if (!(price > 0)) return;
     int64_t n = sp_obj_get_int(o, "price_n", 0);
@@ -268,7 +279,7 @@ static void price_add(sp_obj *o, double price) {
     /* min and max rarely move: written when they do (or are new) */
     if (price < lo || !n) sp_obj_set_double(o, "price_min", price < lo ? price : lo);
     if (price > hi || !n) sp_obj_set_double(o, "price_max", price > hi ? price : hi);
-    sp_obj_set_double(o, "price_mean", sum / (double)(n + 1));
+    set_shown(o, "price_mean", sum / (double)(n + 1));
 }
 
 static int profile_process(void *priv, const sp_op_event *e) {
@@ -322,7 +333,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         double spend = sp_obj_get_double(o, "spend", 0) + ord->total;
         sp_obj_set_int(o, "orders", orders);
         sp_obj_set_double(o, "spend", spend);
-        sp_obj_set_double(o, "aov", spend / (double)orders);
+        set_shown(o, "aov", spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
             if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, ts);
@@ -333,7 +344,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         int64_t sum = sp_obj_get_int(o, "ratings_sum", 0) + ev->review->rating;
         sp_obj_set_int(o, "ratings_n", n);
         sp_obj_set_int(o, "ratings_sum", sum);
-        sp_obj_set_double(o, "ratings_mean", (double)sum / (double)n);
+        set_shown(o, "ratings_mean", (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
             recent_push(p, o, ev->review->item_id, kind, ts);
     }

@@ -98,6 +98,7 @@ static void rec_prefetch(void *priv, const sp_op_event *e) {
     char key[256];
     user_key(key, sizeof key, "rs:", e->ev->user_id);
     sp_store_want(r->store, e->partition, key);
+    if (r->ctx->has_mf) return; /* mf wants mfu:<user> already */
     user_key(key, sizeof key, "mfu:", e->ev->user_id);
     sp_store_want(r->store, e->partition, key);
 }
