@@ -9,7 +9,7 @@
 # section for bench/RESULTS.md.
 #   BENCH_EVENTS (100000)  BENCH_ITEMS (10000)  BENCH_PARTITIONS (6)
 #   BENCH_BATCH_MS (2: batch.max_ms of the latency run)
-#   SHOPSTREAM_RECOMMEND_CANDIDATES (500; 0 scores every item)
+#   SHOPSTREAM_RECOMMEND_CANDIDATES (256; 0 scores every item)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SHOPSTREAM_BIN:-bin/shopstream}
@@ -36,7 +36,7 @@ msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$2"; }
 raw=$("$BIN" bench-consume --brokers "$brokers" --messages "$msgs")
 raw_rate=$(field rate "$raw")
-CANDS=${SHOPSTREAM_RECOMMEND_CANDIDATES:-500}
+CANDS=${SHOPSTREAM_RECOMMEND_CANDIDATES:-256}
 export SHOPSTREAM_RECOMMEND_CANDIDATES=$CANDS
 BATCH_MS=${BENCH_BATCH_MS:-2}
 run() { # group, operators, extra args...; prints counters + throughput + cpu line
@@ -60,23 +60,36 @@ ops_us=$(awk -v a="$cpu" -v b="$cpu_base" -v e="$msgs" 'BEGIN{printf "%.1f", (a-
 ops_rate=$(awk -v a="$cpu" -v b="$cpu_base" -v e="$msgs" 'BEGIN{printf "%.0f", (a>b)?e/(a-b):0}')
 
 # Latency at half the measured rate: the processor first, then a paced replay
-# into fresh topics (a second mock cluster), batches closed every 2 ms.
+# into fresh topics (a new mock cluster each time), batches closed every
+# BATCH_MS. Twice: with librdkafka's default fetch.wait.max.ms (500), which
+# the mock cluster honours even with data waiting, so messages reach the
+# processor in bursts of half a second's worth; and with 5 ms, as a broker
+# answering fetch.min.bytes=1 at once would deliver them.
 half=$((rate / 2))
-"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap2" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$tmp/bootstrap2" ] && break; sleep 0.05; done
-b2=$(cat "$tmp/bootstrap2")
-redis-cli -p "$rport" flushall >/dev/null
-"$BIN" run --brokers "$b2" --redis.url "redis://127.0.0.1:$rport" --group.id "pb-lat-$$" \
-  --run.stop_when_idle_ms 3000 --log.level warn --http.listen 0 --operators "$OPS" \
-  --recommend.model "$tmp/model.gru" --batch.max_ms "$BATCH_MS" >"$tmp/lat.out" 2>"$tmp/lat.log" &
-lat_pid=$!
-sleep 3
-"$BIN" replay "$tmp/events.pb" --brokers "$b2" --rate "$half" --quiet 2>/dev/null
-wait "$lat_pid"
-lc=$(grep '^counters:' "$tmp/lat.out")
-kcat -C -b "$b2" -t shop.recommendations -e -q -f '%R%s' >"$tmp/lat.recs"
-lq=" $(python3 bench/prequential.py --latency "$tmp/lat.recs")"
+lat_run() { # name, extra run args...; the prequential.py --latency line into $tmp/lat-<name>.q
+  local name=$1; shift
+  "$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap-$name" >/dev/null 2>&1 &
+  local mock=$!
+  pids+=($mock)
+  for _ in $(seq 200); do [ -s "$tmp/bootstrap-$name" ] && break; sleep 0.05; done
+  local b2
+  b2=$(cat "$tmp/bootstrap-$name")
+  redis-cli -p "$rport" flushall >/dev/null
+  "$BIN" run --brokers "$b2" --redis.url "redis://127.0.0.1:$rport" --group.id "pb-lat-$$" \
+    --run.stop_when_idle_ms 3000 --log.level warn --http.listen 0 --operators "$OPS" \
+    --recommend.model "$tmp/model.gru" --batch.max_ms "$BATCH_MS" "$@" \
+    >"$tmp/lat-$name.out" 2>"$tmp/lat-$name.log" &
+  local lat_pid=$!
+  sleep 3
+  "$BIN" replay "$tmp/events.pb" --brokers "$b2" --rate "$half" --quiet 2>/dev/null
+  wait "$lat_pid"
+  kcat -C -b "$b2" -t shop.recommendations -e -q -f '%R%s' >"$tmp/lat-$name.recs"
+  echo " $(python3 bench/prequential.py --latency "$tmp/lat-$name.recs")" >"$tmp/lat-$name.q"
+  kill "$mock" 2>/dev/null || true
+}
+lat_run default
+lat_run fetch5 --kafka.fetch.wait.max.ms 5
+lq=$(cat "$tmp/lat-default.q") lq5=$(cat "$tmp/lat-fetch5.q")
 kcat -C -b "$brokers" -t shop.recommendations -e -q -f '%R%s' >"$tmp/full.recs"
 fq=" $(python3 bench/prequential.py --latency "$tmp/full.recs")"
 
@@ -101,6 +114,7 @@ the mock cluster; one processor with \`--operators $OPS\`, default settings
 | events / recommendations emitted | $events / $recs |
 | arrival -> recommendation produced, full speed (batches of 2000 / 100 ms) | p50 $(field p50 "$fq") ms, p99 $(field p99 "$fq") ms |
 | the same at half that rate ($half msg/s paced replay, batch.max_ms $BATCH_MS) | p50 $(field p50 "$lq") ms, p99 $(field p99 "$lq") ms ($(field lists "$lq") lists) |
+| the same, \`--kafka.fetch.wait.max.ms 5\` | p50 $(field p50 "$lq5") ms, p99 $(field p99 "$lq5") ms ($(field lists "$lq5") lists) |
 
 Latency is Recommendation.latency_ms of every list read back from shop.recommendations with kcat:
 from the poll that returned the message to the sp_sink_produce call (queued, not yet

@@ -107,7 +107,7 @@ int sp_cands_build_model(sp_cands *c, const sp_model *m, sp_scorer *scorer,
     const float *E = m->params + m->lay.emb, *bias = m->params + m->lay.bias;
     size_t kk = M > c->conf.prior ? M : c->conf.prior;
     struct sp_scored *h = sp_xmalloc((kk ? kk : 1) * sizeof *h);
-    c->nprior = sp_scores_topk(bias, n, c->conf.prior, h);
+    c->nprior = sp_scores_topk(bias, NULL, n, c->conf.prior, h);
     for (size_t j = 0; j < c->nprior; j++) c->prior[j] = model2row[h[j].item];
     int rc = SP_OK;
     if (M) {
@@ -115,15 +115,14 @@ int sp_cands_build_model(sp_cands *c, const sp_model *m, sp_scorer *scorer,
         float *S = sp_xmalloc(BUILD_BLOCK * n * sizeof(float));
         for (size_t i0 = 0; i0 < n && rc == SP_OK; i0 += BUILD_BLOCK) {
             size_t b = n - i0 < BUILD_BLOCK ? n - i0 : BUILD_BLOCK;
-            for (size_t r = 0; r < b && rc == SP_OK; r++) {
+            for (size_t r = 0; r < b && rc == SP_OK; r++)
                 rc = session_of(m, scorer, (int32_t)(i0 + r), U + r * d);
-                memcpy(S + r * n, bias, n * sizeof(float));
-            }
             if (rc != SP_OK) break;
+            /* the bias is added in the selection's pass, not copied in first */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)n, (int)d, 1.0f, U,
-                        (int)d, E, (int)d, 1.0f, S, (int)n);
+                        (int)d, E, (int)d, 0.0f, S, (int)n);
             for (size_t r = 0; r < b; r++) {
-                size_t got = sp_scores_topk(S + r * n, n, M, h);
+                size_t got = sp_scores_topk(S + r * n, bias, n, M, h);
                 int32_t *dst = c->next + (size_t)model2row[i0 + r] * M;
                 for (size_t j = 0; j < got; j++) dst[j] = model2row[h[j].item];
             }
