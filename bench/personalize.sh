@@ -18,18 +18,15 @@ ITEMS=${BENCH_ITEMS:-10000}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 OPS=dedupe,counts,profile,mf,recommend
 . deploy/lib.sh
+. bench/personalize_lib.sh
 sp_init pbench
 rport=$(sp_free_port)
 sp_redis_start "$rport"
 sp_mock_start "$PARTITIONS"
 brokers=$sp_bootstrap
 
-"$BIN" gen --events 100000 --items "$ITEMS" --seed 2 --format jsonl --out "$tmp/history.jsonl" \
-  --truth "$tmp/h.json"
-"$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 2 \
-  --max-seconds 60 --quiet --out "$tmp/model.gru"
-"$BIN" gen --events "$EVENTS" --items "$ITEMS" --seed 1 --format proto --out "$tmp/events.pb" \
-  --truth "$tmp/truth.json"
+pz_model "$tmp/model.gru" "$ITEMS"
+pz_events "$tmp/events.pb" "$EVENTS" "$ITEMS"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log"
 msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
 

@@ -15,6 +15,7 @@ BIN=${SHOPSTREAM_BIN:-bin/shopstream}
 EVENTS=${PROFILE_EVENTS:-20000}
 ITEMS=${PROFILE_ITEMS:-10000}
 . deploy/lib.sh
+. bench/personalize_lib.sh
 sp_init pprof
 rport=$(sp_free_port)
 sp_redis_start "$rport"
@@ -22,14 +23,8 @@ sp_mock_start 2
 brokers=$sp_bootstrap
 
 model=${MODEL:-$tmp/model.gru}
-if [ ! -s "$model" ]; then
-  "$BIN" gen --events 100000 --items "$ITEMS" --seed 2 --format jsonl --out "$tmp/history.jsonl" \
-    --truth "$tmp/h.json"
-  "$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 1 \
-    --max-seconds 30 --quiet --out "$model"
-fi
-"$BIN" gen --events "$EVENTS" --items "$ITEMS" --seed 1 --format proto --out "$tmp/events.pb" \
-  --truth "$tmp/truth.json"
+pz_model "$model" "$ITEMS"
+pz_events "$tmp/events.pb" "$EVENTS" "$ITEMS"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log"
 msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
 
