@@ -3,9 +3,13 @@
 # run with dedupe,counts,profile,mf,recommend on the mock cluster, beside the
 # raw consume rate of the same topics in the same run; then the latency from
 # an event's arrival to its recommendation being produced at half the
-# measured rate (replay paced, small batches). Prints one markdown section
-# for bench/RESULTS.md.
+# measured rate (replay paced, small batches). The same events also go
+# through `dedupe,counts` alone, so that the personalization operators' own
+# CPU per event is the difference of the two runs. Prints one markdown
+# section for bench/RESULTS.md.
 #   BENCH_EVENTS (100000)  BENCH_ITEMS (10000)  BENCH_PARTITIONS (6)
+#   BENCH_BATCH_MS (2: batch.max_ms of the latency run)
+#   SHOPSTREAM_RECOMMEND_CANDIDATES (256; 0 scores every item)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SHOPSTREAM_BIN:-bin/shopstream}
@@ -14,57 +18,75 @@ ITEMS=${BENCH_ITEMS:-10000}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 OPS=dedupe,counts,profile,mf,recommend
 . deploy/lib.sh
+. bench/personalize_lib.sh
 sp_init pbench
 rport=$(sp_free_port)
 sp_redis_start "$rport"
 sp_mock_start "$PARTITIONS"
 brokers=$sp_bootstrap
 
-"$BIN" gen --events 100000 --items "$ITEMS" --seed 2 --format jsonl --out "$tmp/history.jsonl" \
-  --truth "$tmp/h.json"
-"$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 2 \
-  --max-seconds 60 --quiet --out "$tmp/model.gru"
-"$BIN" gen --events "$EVENTS" --items "$ITEMS" --seed 1 --format proto --out "$tmp/events.pb" \
-  --truth "$tmp/truth.json"
+pz_model "$tmp/model.gru" "$ITEMS"
+pz_events "$tmp/events.pb" "$EVENTS" "$ITEMS"
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log"
 msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
 
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<"$2"; }
 raw=$("$BIN" bench-consume --brokers "$brokers" --messages "$msgs")
 raw_rate=$(field rate "$raw")
-run() { # group, extra args...; prints counters + throughput + cpu line
-  local g=$1; shift
+CANDS=${SHOPSTREAM_RECOMMEND_CANDIDATES:-256}
+export SHOPSTREAM_RECOMMEND_CANDIDATES=$CANDS
+BATCH_MS=${BENCH_BATCH_MS:-2}
+run() { # group, operators, extra args...; prints counters + throughput + cpu line
+  local g=$1 ops=$2; shift 2
   redis-cli -p "$rport" flushall >/dev/null
   /usr/bin/time -f "cpu: user=%U sys=%S" "$BIN" run --brokers "$brokers" \
     --redis.url "redis://127.0.0.1:$rport" --group.id "$g" --run.stop_when_idle_ms 1500 \
-    --log.level warn --http.listen 0 --operators "$OPS" --recommend.model "$tmp/model.gru" "$@" \
+    --log.level warn --http.listen 0 --operators "$ops" --recommend.model "$tmp/model.gru" "$@" \
     >"$tmp/$g.out" 2>"$tmp/$g.log"
   cat "$tmp/$g.out"; grep '^cpu:' "$tmp/$g.log"
 }
-full=$(run "pb-full-$$")
+cpu_of() { awk -v a="$(field user "$1")" -v b="$(field sys "$1")" 'BEGIN{print a+b}'; }
+base=$(run "pb-base-$$" dedupe,counts)
+cpu_base=$(cpu_of "$(grep '^cpu:' <<<"$base")")
+full=$(run "pb-full-$$" "$OPS")
 c=$(grep '^counters:' <<<"$full"); t=$(grep '^throughput:' <<<"$full"); u=$(grep '^cpu:' <<<"$full")
 rate=$(field rate "$t"); events=$(field events "$c"); recs=$(field recommendations "$c")
-cpu=$(awk -v a="$(field user "$u")" -v b="$(field sys "$u")" 'BEGIN{print a+b}')
+cpu=$(cpu_of "$u")
 per_core=$(awk -v e="$msgs" -v s="$cpu" 'BEGIN{printf "%.0f", e/s}')
+ops_us=$(awk -v a="$cpu" -v b="$cpu_base" -v e="$msgs" 'BEGIN{printf "%.1f", (a-b)/e*1e6}')
+ops_rate=$(awk -v a="$cpu" -v b="$cpu_base" -v e="$msgs" 'BEGIN{printf "%.0f", (a>b)?e/(a-b):0}')
 
 # Latency at half the measured rate: the processor first, then a paced replay
-# into fresh topics (a second mock cluster), batches closed every 2 ms.
+# into fresh topics (a new mock cluster each time), batches closed every
+# BATCH_MS. Twice: with librdkafka's default fetch.wait.max.ms (500), which
+# the mock cluster honours even with data waiting, so messages reach the
+# processor in bursts of half a second's worth; and with 5 ms, as a broker
+# answering fetch.min.bytes=1 at once would deliver them.
 half=$((rate / 2))
-"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap2" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do [ -s "$tmp/bootstrap2" ] && break; sleep 0.05; done
-b2=$(cat "$tmp/bootstrap2")
-redis-cli -p "$rport" flushall >/dev/null
-"$BIN" run --brokers "$b2" --redis.url "redis://127.0.0.1:$rport" --group.id "pb-lat-$$" \
-  --run.stop_when_idle_ms 3000 --log.level warn --http.listen 0 --operators "$OPS" \
-  --recommend.model "$tmp/model.gru" --batch.max_ms 2 >"$tmp/lat.out" 2>"$tmp/lat.log" &
-lat_pid=$!
-sleep 3
-"$BIN" replay "$tmp/events.pb" --brokers "$b2" --rate "$half" --quiet 2>/dev/null
-wait "$lat_pid"
-lc=$(grep '^counters:' "$tmp/lat.out")
-kcat -C -b "$b2" -t shop.recommendations -e -q -f '%R%s' >"$tmp/lat.recs"
-lq=" $(python3 bench/prequential.py --latency "$tmp/lat.recs")"
+lat_run() { # name, extra run args...; the prequential.py --latency line into $tmp/lat-<name>.q
+  local name=$1; shift
+  "$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap-$name" >/dev/null 2>&1 &
+  local mock=$!
+  pids+=($mock)
+  for _ in $(seq 200); do [ -s "$tmp/bootstrap-$name" ] && break; sleep 0.05; done
+  local b2
+  b2=$(cat "$tmp/bootstrap-$name")
+  redis-cli -p "$rport" flushall >/dev/null
+  "$BIN" run --brokers "$b2" --redis.url "redis://127.0.0.1:$rport" --group.id "pb-lat-$$" \
+    --run.stop_when_idle_ms 3000 --log.level warn --http.listen 0 --operators "$OPS" \
+    --recommend.model "$tmp/model.gru" --batch.max_ms "$BATCH_MS" "$@" \
+    >"$tmp/lat-$name.out" 2>"$tmp/lat-$name.log" &
+  local lat_pid=$!
+  sleep 3
+  "$BIN" replay "$tmp/events.pb" --brokers "$b2" --rate "$half" --quiet 2>/dev/null
+  wait "$lat_pid"
+  kcat -C -b "$b2" -t shop.recommendations -e -q -f '%R%s' >"$tmp/lat-$name.recs"
+  echo " $(python3 bench/prequential.py --latency "$tmp/lat-$name.recs")" >"$tmp/lat-$name.q"
+  kill "$mock" 2>/dev/null || true
+}
+lat_run default
+lat_run fetch5 --kafka.fetch.wait.max.ms 5
+lq=$(cat "$tmp/lat-default.q") lq5=$(cat "$tmp/lat-fetch5.q")
 kcat -C -b "$brokers" -t shop.recommendations -e -q -f '%R%s' >"$tmp/full.recs"
 fq=" $(python3 bench/prequential.py --latency "$tmp/full.recs")"
 
@@ -72,7 +94,8 @@ cat <<MD
 <!-- personalize:begin -->
 ## Personalization (issue 5): profile, mf, recommend
 
-Command: \`nice bash bench/personalize.sh\` (BENCH_EVENTS=$EVENTS BENCH_ITEMS=$ITEMS BENCH_PARTITIONS=$PARTITIONS),
+Command: \`nice bash bench/personalize.sh\` (BENCH_EVENTS=$EVENTS BENCH_ITEMS=$ITEMS BENCH_PARTITIONS=$PARTITIONS
+SHOPSTREAM_RECOMMEND_CANDIDATES=$CANDS BENCH_BATCH_MS=$BATCH_MS),
 $(date -u +%Y-%m-%d), $(nproc) cores shared with other work (load average $(cut -d' ' -f1 /proc/loadavg) at the end), $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1).
 GRU d=32 trained on 100k generated events over $ITEMS items; $msgs messages (protobuf) replayed into
 the mock cluster; one processor with \`--operators $OPS\`, default settings
@@ -83,9 +106,12 @@ the mock cluster; one processor with \`--operators $OPS\`, default settings
 | raw consume (bench-consume, same topics) | $raw_rate msg/s |
 | shopstream with personalization, wall clock | $rate msg/s |
 | processor CPU (user+sys) | $cpu s, i.e. $per_core msg per CPU-second |
+| the same events through \`dedupe,counts\` only | $cpu_base s |
+| personalization operators' own CPU (difference) | $ops_us us per message, i.e. $ops_rate msg per CPU-second |
 | events / recommendations emitted | $events / $recs |
 | arrival -> recommendation produced, full speed (batches of 2000 / 100 ms) | p50 $(field p50 "$fq") ms, p99 $(field p99 "$fq") ms |
-| the same at half that rate ($half msg/s paced replay, batch.max_ms 2) | p50 $(field p50 "$lq") ms, p99 $(field p99 "$lq") ms ($(field lists "$lq") lists) |
+| the same at half that rate ($half msg/s paced replay, batch.max_ms $BATCH_MS) | p50 $(field p50 "$lq") ms, p99 $(field p99 "$lq") ms ($(field lists "$lq") lists) |
+| the same, \`--kafka.fetch.wait.max.ms 5\` | p50 $(field p50 "$lq5") ms, p99 $(field p99 "$lq5") ms ($(field lists "$lq5") lists) |
 
 Latency is Recommendation.latency_ms of every list read back from shop.recommendations with kcat:
 from the poll that returned the message to the sp_sink_produce call (queued, not yet

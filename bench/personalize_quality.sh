@@ -6,7 +6,10 @@
 # session's next click (bench/prequential.py), beside `shopstream eval
 # --protocol prequential` for the same model.
 #   RSC15_DIR (/work/shared/data/rsc15-100k)  MODEL (trained here when absent)
-#   BENCH_VARIANTS ("1,0,0:1 1,0,0:0 1,0.5,0.2:0": recommend.blend:recommend.exclude_viewed)
+#   BENCH_VARIANTS (blend:exclude_viewed:candidates, i.e. recommend.blend,
+#     recommend.exclude_viewed and SHOPSTREAM_RECOMMEND_CANDIDATES -- 0 scores
+#     every item; default: each of "1,0,0:1 1,0,0:0 1,0.5,0.2:0" exhaustive,
+#     then with 500 candidates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SHOPSTREAM_BIN:-bin/shopstream}
@@ -42,8 +45,9 @@ if [ ! -s "$model" ]; then
 fi
 echo "offline: $("$BIN" eval --data "$TEST" --format rsc15 --model "$model" --protocol prequential --k 20 | tail -1)"
 
-for variant in ${BENCH_VARIANTS:-1,0,0:1 1,0,0:0 1,0.5,0.2:0}; do
-  blend=${variant%:*} exclude=${variant#*:}
+for variant in ${BENCH_VARIANTS:-1,0,0:1:0 1,0,0:0:0 1,0.5,0.2:0:0 1,0,0:1:500 1,0,0:0:500 1,0.5,0.2:0:500}; do
+  IFS=: read -r blend exclude cands <<<"$variant"
+  cands=${cands:-0}
   rm -f "$tmp/bootstrap"
   "$BIN" mock-kafka --partitions 4 --bootstrap-file "$tmp/bootstrap" >/dev/null 2>&1 &
   mock=$!
@@ -52,13 +56,15 @@ for variant in ${BENCH_VARIANTS:-1,0,0:1 1,0,0:0 1,0.5,0.2:0}; do
   brokers=$(cat "$tmp/bootstrap")
   "$BIN" replay "$TEST" --format rsc15 --brokers "$brokers" --quiet 2>/dev/null
   redis-cli -p "$rport" flushall >/dev/null
-  "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" --group.id q \
+  SHOPSTREAM_RECOMMEND_CANDIDATES=$cands /usr/bin/time -f "cpu: user=%U sys=%S" \
+    "$BIN" run --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" --group.id q \
     --run.stop_when_idle_ms 1500 --log.level warn --http.listen 0 \
     --operators dedupe,mf,recommend --recommend.model "$model" --recommend.k 20 \
     --recommend.rate_limit_ms 0 --recommend.blend "$blend" \
     --recommend.exclude_viewed "$exclude" >"$tmp/run.out" 2>"$tmp/run.log"
   kcat -C -b "$brokers" -t shop.recommendations -e -q -f '%R%s' >"$tmp/recs.bin"
-  echo "stream blend $blend exclude_viewed $exclude: $(python3 bench/prequential.py "$TEST" "$tmp/recs.bin" 20)" \
-    "($(grep -o 'recommendations=[0-9]*' "$tmp/run.out"))"
+  echo "stream blend $blend exclude_viewed $exclude candidates $cands:" \
+    "$(python3 bench/prequential.py "$TEST" "$tmp/recs.bin" 20)" \
+    "($(grep -o 'recommendations=[0-9]*' "$tmp/run.out"), $(grep '^cpu:' "$tmp/run.log"))"
   kill "$mock"; wait "$mock" 2>/dev/null || true
 done

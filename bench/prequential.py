@@ -5,7 +5,9 @@ big-endian length, then the protobuf) is matched to its trigger event by
 trigger_event_id (replay's id: "rsc15-" + FNV-1a of the row, tabs as NULs)
 and scored against the session's next click: Recall@K (hit) and MRR@K.
 Usage: prequential.py TEST_FILE RECS_FILE K
-       prequential.py --latency RECS_FILE   (p50/p99 of Recommendation.latency_ms)"""
+       prequential.py --latency RECS_FILE   (p50/p99 of Recommendation.latency_ms)
+       prequential.py --agree RECS_A RECS_B K   (lists of the same trigger in two runs:
+           how many are identical in their top K, and the mean share of items in common)"""
 import struct
 import sys
 
@@ -70,9 +72,37 @@ def latency(path):
     print("lists=%d latency_ms p50=%.3f p99=%.3f max=%.3f" % (len(lat), q(0.5), q(0.99), lat[-1]))
 
 
+def lists_of(path):
+    out = {}
+    for msg in messages(path):
+        items, trig = [], None
+        for fno, v in fields(msg):
+            if fno == 3:
+                for g, w in fields(v):
+                    if g == 1:
+                        items.append(w.decode())
+            elif fno == 5:
+                trig = v.decode()
+        out[trig] = items  # a repeated list (same rec_id) counts once
+    return out
+
+
+def agree(path_a, path_b, k):
+    a, b = lists_of(path_a), lists_of(path_b)
+    both = [t for t in a if t in b]
+    same = sum(1 for t in both if a[t][:k] == b[t][:k])
+    common = sum(len(set(a[t][:k]) & set(b[t][:k])) / max(len(a[t][:k]), 1) for t in both)
+    print("lists_a=%d lists_b=%d matched=%d identical@%d=%.4f overlap@%d=%.4f"
+          % (len(a), len(b), len(both), k, same / max(len(both), 1), k,
+             common / max(len(both), 1)))
+
+
 def main():
     if sys.argv[1] == "--latency":
         latency(sys.argv[2])
+        return
+    if sys.argv[1] == "--agree":
+        agree(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     test, recs, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rows = []
@@ -89,17 +119,7 @@ def main():
     for a, b in zip(rows, rows[1:]):
         if a[0] == b[0]:
             next_item[a[3]] = b[1].decode()
-    lists = {}
-    for msg in messages(recs):
-        items, trig = [], None
-        for fno, v in fields(msg):
-            if fno == 3:
-                for g, w in fields(v):
-                    if g == 1:
-                        items.append(w.decode())
-            elif fno == 5:
-                trig = v.decode()
-        lists[trig] = items  # a repeated list (same rec_id) counts once
+    lists = lists_of(recs)
     preds = hits = 0
     rr = 0.0
     for trig, want in next_item.items():

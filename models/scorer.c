@@ -133,6 +133,20 @@ static size_t select_all(sp_scorer *s, const float *sc, size_t k, struct sp_scor
     return n;
 }
 
+size_t sp_scores_topk(const float *scores, const float *bias, size_t n, size_t k,
+                      struct sp_scored *out) {
+    size_t got = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = bias ? scores[i] + bias[i] : scores[i];
+        /* once full, an item enters only by beating the root's score: a tie
+         * loses to the root's lower index (and NaN compares false) */
+        if (got == k && !(s > out[0].score)) continue;
+        if (!isnan(s)) heap_offer(out, &got, k, (int32_t)i, s);
+    }
+    heap_finish(out, got);
+    return got;
+}
+
 int sp_scorer_topk(sp_scorer *s, const float *user, const int32_t *cands, size_t n_cands,
                    const struct sp_exclude *excl, size_t k, struct sp_scored *out) {
     const sp_model *m = s->m;

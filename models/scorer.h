@@ -70,6 +70,13 @@ struct sp_exclude {
     size_t n;
 };
 
+/* Top k of scores[i] + bias[i] (bias may be NULL), i < n, NaN skipped,
+ * into out, best first, ties to the lower index: the partial selection the
+ * scorer uses, for callers that have their own scores. Returns the number
+ * written (<= k). */
+size_t sp_scores_topk(const float *scores, const float *bias, size_t n, size_t k,
+                      struct sp_scored *out);
+
 /* Scratch space for up to max_batch users per call. */
 sp_scorer *sp_scorer_new(const sp_model *m, size_t max_batch, char *err, size_t errlen);
 void sp_scorer_destroy(sp_scorer *s);

@@ -41,12 +41,17 @@ static int mf_init(void **priv, const sp_op_env *env, char *err, size_t errlen) 
     struct mf *m = sp_xcalloc(1, sizeof *m);
     m->store = env->store;
     m->ctx = ctx;
+    ctx->has_mf = 1;
     *priv = m;
     return SP_OK;
 }
 
 static void mfu_key(char *buf, size_t len, const sp_op_event *e) {
-    snprintf(buf, len, "mfu:%s", e->ev->user_id);
+    size_t u = strlen(e->ev->user_id);
+    if (u + 5 > len) u = len - 5;
+    memcpy(buf, "mfu:", 4);
+    memcpy(buf + 4, e->ev->user_id, u);
+    buf[4 + u] = '\0';
 }
 
 static void mf_prefetch(void *priv, const sp_op_event *e) {
@@ -145,6 +150,7 @@ static int mf_flush(void *priv, int32_t part) {
 static void mf_destroy(void *priv) {
     struct mf *m = priv;
     if (!m) return;
+    m->ctx->has_mf = 0;
     sp_personal_put(m->ctx);
     free(m);
 }

@@ -36,39 +36,49 @@ uint64_t sp_personal_hash(const char *s, uint64_t h) {
 }
 
 void sp_personal_hex_encode(const float *v, size_t n, char *out) {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        for (int b = 0; b < 4; b++) {
-            unsigned byte = (u >> (8 * b)) & 0xff;
-            *out++ = hex[byte >> 4];
-            *out++ = hex[byte & 15];
-        }
-    }
+    /* "00".."ff": two characters a byte, one copy */
+    static const char pairs[513] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    const unsigned char *bytes = (const unsigned char *)v; /* little-endian, as documented */
+    for (size_t i = 0; i < 4 * n; i++, out += 2) memcpy(out, pairs + 2 * bytes[i], 2);
     *out = '\0';
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
+/* Hex digit values, 0x10 for any other byte: one load a digit and one OR
+ * to remember a bad one (the decode runs for every event). */
+#define BAD 0x10
+static const unsigned char hexval[256] = {
+#define R8 BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD
+    R8, R8, R8, R8, R8, R8, /* 0x00-0x2f */
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, BAD, BAD, BAD, BAD, BAD, BAD, /* 0x30-0x3f */
+    R8, R8, R8, R8,         /* 0x40-0x5f */
+    BAD, 10, 11, 12, 13, 14, 15, BAD, R8, R8, R8, /* 0x60-0x7f */
+    R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, R8, /* 0x80-0xff */
+#undef R8
+};
 
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
     if (!s || strlen(s) != 8 * n) return 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = 0;
-        for (int b = 0; b < 4; b++) {
-            int hi = hexval(s[8 * i + 2 * b]), lo = hexval(s[8 * i + 2 * b + 1]);
-            if (hi < 0 || lo < 0) return 0;
-            u |= (uint32_t)(hi << 4 | lo) << (8 * b);
-        }
-        memcpy(&v[i], &u, 4);
-        if (!isfinite(v[i])) return 0;
+    const unsigned char *u8 = (const unsigned char *)s;
+    unsigned char *out = (unsigned char *)v, bad = 0;
+    for (size_t i = 0; i < 4 * n; i++, u8 += 2) {
+        unsigned char hi = hexval[u8[0]], lo = hexval[u8[1]];
+        bad |= hi | lo;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
+    if (bad & BAD) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
     return n;
 }
+#undef BAD
 
 /* ---------------------------------------------------------------- settings */
 
@@ -118,6 +128,20 @@ static int parse_settings(sp_personal *p, const sp_config *c, char *err, size_t 
     memcpy(p->mf_weights, defw, sizeof defw);
     if (parse_weights(c->mf_weights, p->mf_weights, err, errlen)) return SP_ERR_FATAL;
     p->mf_neg = c->mf_neg;
+    const char *nc = getenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
+    p->n_cands = SP_PERSONAL_CANDIDATES;
+    if (nc && *nc) {
+        char *end;
+        long long v = strtoll(nc, &end, 10);
+        if (end == nc || *end || v < 0 || v > SP_PERSONAL_CANDIDATES_MAX) {
+            snprintf(err, errlen,
+                     "environment SHOPSTREAM_RECOMMEND_CANDIDATES: '%s' is not an integer in "
+                     "[0, %d]",
+                     nc, SP_PERSONAL_CANDIDATES_MAX);
+            return SP_ERR_FATAL;
+        }
+        p->n_cands = (size_t)v;
+    }
     p->mf_refresh_ms = c->mf_refresh_ms;
     p->dim = (size_t)c->mf_dim;
     p->half_life_ms = (double)c->profile_half_life_s * 1000.0;
@@ -171,6 +195,9 @@ static void grow(sp_personal *p, size_t need) {
     p->cat = sp_xrealloc(p->cat, n * sizeof(int32_t));
     p->dirty = sp_xrealloc(p->dirty, n);
     p->dirty_list = sp_xrealloc(p->dirty_list, n * sizeof(int32_t));
+    p->mf2model = sp_xrealloc(p->mf2model, n * sizeof(int32_t));
+    for (size_t i = p->cap; i < n; i++) p->mf2model[i] = -1;
+    if (p->cands) sp_cands_reserve(p->cands, n);
     memset(p->dvec + p->cap * d, 0, (n - p->cap) * d * sizeof(float));
     memset(p->dbias + p->cap, 0, (n - p->cap) * sizeof(float));
     memset(p->pop + p->cap, 0, (n - p->cap) * sizeof(float));
@@ -221,6 +248,7 @@ int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *catego
 void sp_personal_seen(sp_personal *p, int32_t row) {
     p->pop[row] += 1;
     p->lpop[row] = log1pf(p->pop[row]);
+    if (p->cands) sp_cands_seen(p->cands, row, p->pop[row]);
 }
 
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
@@ -256,8 +284,20 @@ static void adopt_model(sp_personal *p, const sp_model *m) {
     free(p->model2mf);
     p->model2mf = map;
     p->model2mf_identity = 1;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < p->cap; i++) p->mf2model[i] = -1;
+    for (size_t i = 0; i < n; i++) {
         if (map[i] != (int32_t)i) p->model2mf_identity = 0;
+        p->mf2model[map[i]] = (int32_t)i;
+    }
+    if (p->cands) {
+        double t0 = sp_personal_now_us();
+        if (sp_cands_build_model(p->cands, m, p->scorer, map) != SP_OK)
+            sp_warn("recommend: the model's candidate lists could not be built; candidates come "
+                    "from co-visitation and popularity only");
+        else
+            sp_info("recommend: candidate lists of %zu items built in %.0f ms", n,
+                    (sp_personal_now_us() - t0) / 1000);
+    }
 }
 
 /* ---------------------------------------------------------------- Redis */
@@ -473,6 +513,8 @@ static void destroy(sp_personal *p) {
     free(p->dirty);
     free(p->dirty_list);
     free(p->model2mf);
+    free(p->mf2model);
+    sp_cands_destroy(p->cands);
     free(p);
 }
 
@@ -509,6 +551,11 @@ sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen) {
     if (p->dim < 1 || p->dim > SP_PERSONAL_MAX_DIM) {
         snprintf(err, errlen, "key 'mf.dim': %zu out of range", p->dim);
         goto fail;
+    }
+    if (p->n_cands) {
+        sp_cands_conf cc;
+        sp_cands_conf_default(&cc);
+        p->cands = sp_cands_new(&cc);
     }
     grow(p, 1);
     if (p->model) adopt_model(p, p->model);

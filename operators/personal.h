@@ -26,6 +26,7 @@
 
 #include "models/scorer.h"
 #include "models/vocab.h"
+#include "operators/candidates.h"
 #include "operators/operator.h"
 
 #define SP_PERSONAL_MAX_DIM 256
@@ -36,6 +37,7 @@ typedef struct sp_personal {
     sp_metrics *metrics;
     const sp_config *cfg;
     int refs;
+    int has_mf;               /* the mf operator runs: it prefetches mfu:<user> */
 
     /* the model (recommend.model); NULL when none is configured */
     sp_model *model;
@@ -55,6 +57,7 @@ typedef struct sp_personal {
     sp_vocab *cats;
     int32_t *model2mf;        /* model item index -> row, n_items of the model */
     int model2mf_identity;    /* model2mf[i] == i: the MF scores are one sgemv */
+    int32_t *mf2model;        /* cap: row -> model item index, -1 not a model item */
     float *lpop;              /* cap: log(1 + pop), kept in step by sp_personal_seen */
     /* deltas of the batch in hand, applied by sp_personal_apply */
     float *dvec, *dbias;      /* cap x dim, cap */
@@ -62,6 +65,11 @@ typedef struct sp_personal {
     int32_t *dirty_list;
     size_t ndirty;
     int64_t last_refresh_ms;
+
+    /* candidate generation (operators/candidates.h); NULL when the
+     * recommend operator scores every item (n_cands 0) */
+    sp_cands *cands;
+    size_t n_cands;           /* candidates scored per list */
 
     /* settings parsed from the config */
     float mf_lr, mf_item_lr;
@@ -77,6 +85,13 @@ typedef struct sp_personal {
  * reason (a bad setting, an unreadable model file) in err. */
 sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen);
 void sp_personal_put(sp_personal *p);
+
+/* The candidate budget: SHOPSTREAM_RECOMMEND_CANDIDATES from the
+ * environment (the name a `recommend.candidates` config key would have;
+ * stream/config.h has no such key yet), default SP_PERSONAL_CANDIDATES; 0
+ * scores every item (exhaustive). */
+#define SP_PERSONAL_CANDIDATES 256
+#define SP_PERSONAL_CANDIDATES_MAX 100000
 
 /* Loads recommend.model again; on any error keeps the current model and
  * returns SP_ERR_BADINPUT with the reason logged. */

@@ -16,6 +16,9 @@
  *   ratings_n ratings_sum ratings_mean    reviews given
  *   rec_clicks                            clicks that came from a recommendation
  *
+ * The means (price_mean, aov, ratings_mean) are for reading, in six
+ * significant digits; the sums they come from keep every digit.
+ *
  * Every value is a function of the user's events in partition order, so a
  * replayed batch recomputes the same profile (decay uses event time, never
  * the clock). */
@@ -36,6 +39,7 @@ struct profile {
     sp_store *store;
     sp_personal *ctx;
     int recent, top;
+    char n_field[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
 };
 
 static int profile_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -46,12 +50,19 @@ static int profile_init(void **priv, const sp_op_env *env, char *err, size_t err
     p->ctx = ctx;
     p->recent = env->cfg->profile_recent_items;
     p->top = env->cfg->profile_top_categories;
+    for (int k = 0; k <= SP_KIND__COUNT; k++)
+        snprintf(p->n_field[k], sizeof p->n_field[k], "n_%s",
+                 sp_event_kind_name((enum sp_event_kind)k));
     *priv = p;
     return SP_OK;
 }
 
 static void prof_key(char *buf, size_t len, const sp_op_event *e) {
-    snprintf(buf, len, "prof:%s", e->ev->user_id);
+    size_t u = strlen(e->ev->user_id);
+    if (u + 6 > len) u = len - 6;
+    memcpy(buf, "prof:", 5);
+    memcpy(buf + 5, e->ev->user_id, u);
+    buf[5 + u] = '\0';
 }
 
 static void profile_prefetch(void *priv, const sp_op_event *e) {
@@ -67,14 +78,16 @@ static void list_push(sp_obj *o, const char *field, const char *word, int max) {
     if (!word || !*word || strchr(word, ' ')) return;
     const char *old = sp_obj_get_str(o, field);
     char out[TEXT_MAX];
-    size_t n = (size_t)snprintf(out, sizeof out, "%s", word);
+    size_t n = strlen(word), wl = n;
+    if (n >= sizeof out) return;
+    memcpy(out, word, n + 1);
     int count = 1;
     if (old) {
         const char *s = old;
         while (*s && count < max) {
             const char *sp = strchr(s, ' ');
             size_t len = sp ? (size_t)(sp - s) : strlen(s);
-            if (len && !(len == strlen(word) && !strncmp(s, word, len)) &&
+            if (len && !(len == wl && !strncmp(s, word, len)) &&
                 n + len + 2 < sizeof out) {
                 out[n++] = ' ';
                 memcpy(out + n, s, len);
@@ -129,6 +142,54 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
     }
     out[n] = '\0';
     if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
+}
+
+/* v as printf's "%.6g" writes it, without printf for the values an
+ * affinity takes (1e-4 <= |v| < 1e6; printf for the others): six
+ * significant digits, fixed notation, trailing zeros dropped; ties
+ * (exact, or made by the scaling's rounding) go to printf, so the text is
+ * printf's. Returns the length written (out holds at least 32 bytes). */
+static size_t fmt_g6(double v, char *out) {
+    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    double a = fabs(v);
+    if (v == 0) {
+        memcpy(out, "0", 2);
+        return 1;
+    }
+    if (!(a >= 1e-4 && a < 1e6)) return (size_t)snprintf(out, 32, "%.6g", v);
+    int e = (int)floor(log10(a));
+    long long q = 0;
+    for (int tries = 0; tries < 3; tries++) { /* log10 may be one off near powers of 10 */
+        if (e < -4 || e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
+        double x = a * p10[5 - e];
+        if (x - floor(x) == 0.5) /* a tie, or one made by the product's rounding */
+            return (size_t)snprintf(out, 32, "%.6g", v);
+        q = llround(x);
+        if (q >= 1000000) e++;
+        else if (q < 100000) e--;
+        else break;
+    }
+    if (q < 100000 || q >= 1000000) return (size_t)snprintf(out, 32, "%.6g", v);
+    char dig[6];
+    for (int i = 5; i >= 0; i--, q /= 10) dig[i] = (char)('0' + q % 10);
+    int last = 5; /* last significant digit kept */
+    while (last > 0 && dig[last] == '0' && last > e) last--;
+    size_t n = 0;
+    if (v < 0) out[n++] = '-';
+    if (e >= 0) {
+        for (int i = 0; i <= e; i++) out[n++] = dig[i];
+        if (last > e) {
+            out[n++] = '.';
+            for (int i = e + 1; i <= last; i++) out[n++] = dig[i];
+        }
+    } else {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -e - 1; i++) out[n++] = '0';
+        for (int i = 0; i <= last; i++) out[n++] = dig[i];
+    }
+    out[n] = '\0';
+    return n;
 }
 
 struct aff {
@@ -186,11 +247,25 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     if (n > p->top) n = p->top;
     char out[TEXT_MAX];
     size_t len = 0;
-    for (int i = 0; i < n && len < sizeof out - 160; i++)
-        len += (size_t)snprintf(out + len, sizeof out - len, "%s%s:%.6g", i ? "," : "", a[i].cat,
-                                a[i].score);
+    for (int i = 0; i < n && len < sizeof out - 160; i++) {
+        size_t cl = strlen(a[i].cat);
+        if (i) out[len++] = ',';
+        memcpy(out + len, a[i].cat, cl);
+        len += cl;
+        out[len++] = ':';
+        len += fmt_g6(a[i].score, out + len);
+    }
+    out[len] = '\0';
     sp_obj_set_str(o, "aff", out);
     sp_obj_set_int(o, "aff_ms", at);
+}
+
+/* A derived value for people to read (a mean: never read back to compute
+ * with), in six significant digits without printf's %.17g. */
+static void set_shown(sp_obj *o, const char *field, double v) {
+    char buf[40];
+    fmt_g6(v, buf);
+    sp_obj_set_str(o, field, buf);
 }
 
 static void price_add(sp_obj *o, double price) {
@@ -201,15 +276,16 @@ static void price_add(sp_obj *o, double price) {
     double hi = sp_obj_get_double(o, "price_max", price);
     sp_obj_set_int(o, "price_n", n + 1);
     sp_obj_set_double(o, "price_sum", sum);
-    sp_obj_set_double(o, "price_min", price < lo ? price : lo);
-    sp_obj_set_double(o, "price_max", price > hi ? price : hi);
-    sp_obj_set_double(o, "price_mean", sum / (double)(n + 1));
+    /* min and max rarely move: written when they do (or are new) */
+    if (price < lo || !n) sp_obj_set_double(o, "price_min", price < lo ? price : lo);
+    if (price > hi || !n) sp_obj_set_double(o, "price_max", price > hi ? price : hi);
+    set_shown(o, "price_mean", sum / (double)(n + 1));
 }
 
 static int profile_process(void *priv, const sp_op_event *e) {
     struct profile *p = priv;
     const sp_event *ev = e->ev;
-    char key[256], field[64];
+    char key[256];
     prof_key(key, sizeof key, e);
     sp_obj *o;
     int rc = sp_store_get(p->store, e->partition, key, &o);
@@ -219,8 +295,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (ts < sp_obj_get_int(o, "first_ms", INT64_MAX)) sp_obj_set_int(o, "first_ms", ts);
     if (ts > sp_obj_get_int(o, "last_ms", INT64_MIN)) sp_obj_set_int(o, "last_ms", ts);
     sp_obj_incr(o, "events", 1);
-    snprintf(field, sizeof field, "n_%s", kind);
-    sp_obj_incr(o, field, 1);
+    sp_obj_incr(o, p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
     if (ev->session_id && *ev->session_id && !strchr(ev->session_id, ' ')) {
         /* distinct session ids among the last SESSIONS_MAX seen: a count that
          * does not depend on how the input topics were interleaved */
@@ -258,7 +333,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         double spend = sp_obj_get_double(o, "spend", 0) + ord->total;
         sp_obj_set_int(o, "orders", orders);
         sp_obj_set_double(o, "spend", spend);
-        sp_obj_set_double(o, "aov", spend / (double)orders);
+        set_shown(o, "aov", spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
             if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, ts);
@@ -269,7 +344,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         int64_t sum = sp_obj_get_int(o, "ratings_sum", 0) + ev->review->rating;
         sp_obj_set_int(o, "ratings_n", n);
         sp_obj_set_int(o, "ratings_sum", sum);
-        sp_obj_set_double(o, "ratings_mean", (double)sum / (double)n);
+        set_shown(o, "ratings_mean", (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
             recent_push(p, o, ev->review->item_id, kind, ts);
     }

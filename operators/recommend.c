@@ -12,22 +12,29 @@
  *               log(1 + the most seen item's, at least POP_FLOOR) -- a
  *               per-instance prior, not state.
  * Items the user bought (the last BOUGHT_MAX) and, with
- * recommend.exclude_viewed, the item being viewed are excluded. Without a
- * model the candidates are every item of the MF table.
+ * recommend.exclude_viewed, the item being viewed are excluded.
+ *
+ * What is scored: by default a candidate set of at most n_cands rows
+ * (operators/candidates.h: the user's last SEEDS items, the model's next
+ * items after each, the items co-visited after each, the most popular,
+ * the model's favourites), a few hundred dot products instead of two
+ * sgemvs over the catalogue. With SHOPSTREAM_RECOMMEND_CANDIDATES=0, every
+ * item of the model (without a model, of the MF table) is scored, as before.
+ * With a model, only its items are ranked in either mode.
  *
  * Per-user state in "{p<n>}:rs:<user_id>": h (GRU hidden state, hex
- * float32s), ring (SASRec: last item ids), bought, last_ms (event time of the
- * last list: the rate limit, recommend.rate_limit_ms, is in event time so
- * that a replay recommends exactly where the first run did). rec_id is a
- * hash of (user_id, trigger event_id): a list repeated after a crash has the
- * same id. */
+ * float32s), ring (SASRec: last item ids), seen (candidate mode: the last
+ * SEEDS item ids, newest first), bought, last_ms (event time of the last
+ * list: the rate limit, recommend.rate_limit_ms, is in event time so that a
+ * replay recommends exactly where the first run did). rec_id is a hash of
+ * (user_id, trigger event_id): a list repeated after a crash has the same
+ * id. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
-#include <cjson/cJSON.h>
 
 #include "models/model.h"
 #include "operators/kpi.h"
@@ -42,21 +49,26 @@
 #define TEXT_MAX 8192
 #define K_MAX 100
 #define POP_FLOOR 100.0f
-
-struct pending {
-    char *key, *json;
-};
+#define SEEDS 3 /* recent items whose neighbours are candidates */
 
 struct recommend {
     sp_store *store;
     sp_personal *ctx;
     const sp_config *cfg;
-    float *seq, *blend, *mf;  /* per-item scratch, sized to the candidates */
+    float *seq, *blend, *mf;  /* per-item scratch of exhaustive scoring */
     size_t cap;
     unsigned char *ban;       /* per-row flags, all zero between calls */
     size_t bancap;
-    struct pending *pend;     /* rec:<user> writes of the batch */
+    int32_t *cands;           /* candidate rows of one list */
+    size_t candcap;
+    /* rec:<user> writes of the batch: "key\0json\0" back to back in text,
+     * pend[i] the offset of the i-th key (offsets: text may move) */
+    char *text;
+    size_t ntext, captext;
+    size_t *pend;
     size_t npend, cappend;
+    uint8_t *pbuf;            /* the packed Recommendation */
+    size_t pcap;
     float maxpop;
 };
 
@@ -71,12 +83,23 @@ static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
     return SP_OK;
 }
 
+/* prefix + user id into key (the user id is bounded by validation; a
+ * longer one is cut, as snprintf did). */
+static void user_key(char *key, size_t len, const char *prefix, const char *user) {
+    size_t p = strlen(prefix), u = strlen(user);
+    if (p + u + 1 > len) u = len - p - 1;
+    memcpy(key, prefix, p);
+    memcpy(key + p, user, u);
+    key[p + u] = '\0';
+}
+
 static void rec_prefetch(void *priv, const sp_op_event *e) {
     struct recommend *r = priv;
     char key[256];
-    snprintf(key, sizeof key, "rs:%s", e->ev->user_id);
+    user_key(key, sizeof key, "rs:", e->ev->user_id);
     sp_store_want(r->store, e->partition, key);
-    snprintf(key, sizeof key, "mfu:%s", e->ev->user_id);
+    if (r->ctx->has_mf) return; /* mf wants mfu:<user> already */
+    user_key(key, sizeof key, "mfu:", e->ev->user_id);
     sp_store_want(r->store, e->partition, key);
 }
 
@@ -155,14 +178,19 @@ static int cand_cmp(const void *a, const void *b) {
     return worse(x, y) ? 1 : worse(y, x) ? -1 : 0;
 }
 
-/* The user representation for the sequence part; 0 when there is none. */
-static int seq_user(struct recommend *r, sp_obj *rs, const float *mfu, int have_mfu, float *u) {
+/* The user representation for the sequence part; 0 when there is none.
+ * h: the GRU state this event left, when the caller has it decoded. */
+static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float *mfu,
+                    int have_mfu, float *u) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     size_t d = sp_model_user_dim(m);
     switch (sp_model_kind_of(m)) {
     case SP_MODEL_GRU:
-        if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), u, d) != d) memset(u, 0, d * 4);
+        if (h)
+            memcpy(u, h, d * sizeof(float));
+        else if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), u, d) != d)
+            memset(u, 0, d * 4);
         return 1;
     case SP_MODEL_SASREC: {
         int32_t idx[SP_MODEL_MAX_LEN];
@@ -190,9 +218,56 @@ static int seq_user(struct recommend *r, sp_obj *rs, const float *mfu, int have_
     }
 }
 
-/* Scores the candidates and fills top[0..ret), best first. */
-static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_mfu,
-                   const char *bought, int32_t viewed_row, struct cand *top) {
+/* a . b over d floats, in four lanes of SSE (d = 32: eight multiply-adds). */
+typedef float v4sf __attribute__((vector_size(16)));
+static inline float dot(const float *a, const float *b, size_t d) {
+    v4sf s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    size_t k = 0;
+    for (; k + 8 <= d; k += 8) {
+        v4sf x0, y0, x1, y1;
+        memcpy(&x0, a + k, 16);
+        memcpy(&y0, b + k, 16);
+        memcpy(&x1, a + k + 4, 16);
+        memcpy(&y1, b + k + 4, 16);
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+    }
+    s0 += s1;
+    float s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; k < d; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* Marks the rows the user must not get (the item in view with
+ * recommend.exclude_viewed, the items bought) in r->ban; returns how many
+ * went into banned[] (for unmarking). */
+static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_row,
+                       int32_t *banned) {
+    sp_personal *c = r->ctx;
+    size_t rows = sp_vocab_size(c->items), nb = 0;
+    if (rows > r->bancap) {
+        r->ban = sp_xrealloc(r->ban, rows);
+        memset(r->ban + r->bancap, 0, rows - r->bancap);
+        r->bancap = rows;
+    }
+    if (r->cfg->recommend_exclude_viewed) banned[nb++] = viewed_row;
+    for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
+        const char *sp = strchr(s, ' ');
+        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+        if (len <= SP_EVENT_MAX_ID) {
+            int32_t b = sp_vocab_find(c->items, s, len);
+            if (b >= 0) banned[nb++] = b;
+        }
+        s += len;
+        while (*s == ' ') s++;
+    }
+    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 1;
+    return nb;
+}
+
+/* Scores every item (the model's, else the MF table's): two sgemvs. */
+static void score_all(struct recommend *r, const float *u, int have_seq, const float *mfu,
+                      int use_mf, const float w[3], struct cand *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     size_t n = m ? sp_model_n_items(m) : sp_vocab_size(c->items), d = c->dim;
@@ -202,119 +277,289 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *mfu, int have_m
         r->blend = sp_xrealloc(r->blend, n * sizeof(float));
         r->mf = sp_xrealloc(r->mf, n * sizeof(float));
     }
-    size_t rows = sp_vocab_size(c->items);
-    if (rows > r->bancap) {
-        r->ban = sp_xrealloc(r->ban, rows);
-        memset(r->ban + r->bancap, 0, rows - r->bancap);
-        r->bancap = rows;
-    }
-    float u[SP_PERSONAL_MAX_DIM];
-    int have_seq = m && c->blend[0] != 0 && seq_user(r, rs, mfu, have_mfu, u);
     if (have_seq) sp_scorer_score_all(c->scorer, u, 1, r->seq);
-    /* scaled by the most popular item, but never by fewer than POP_FLOOR
-     * events: a prior that has seen three events should not decide */
-    float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
-    int identity = !m || c->model2mf_identity, use_mf = have_mfu && c->blend[1] != 0;
+    int identity = !m || c->model2mf_identity;
     if (use_mf && identity) /* rows 0..n-1 are the candidates: one sgemv */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, c->vec, (int)d, mfu, 1,
                     0.0f, r->mf, 1);
-    float w0 = have_seq ? c->blend[0] : 0, w1 = c->blend[1], w2 = c->blend[2] * lp;
     for (size_t i = 0; i < n; i++) {
         int32_t row = identity ? (int32_t)i : c->model2mf[i];
-        float s = w0 != 0 ? w0 * r->seq[i] : 0;
+        float s = w[0] != 0 ? w[0] * r->seq[i] : 0;
         if (use_mf) {
-            float dot = identity ? r->mf[i]
-                                 : cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1);
-            s += w1 * (dot + c->bias[row]);
+            float dt = identity ? r->mf[i]
+                                : cblas_sdot((int)d, mfu, 1, c->vec + (size_t)row * d, 1);
+            s += w[1] * (dt + c->bias[row]);
         }
-        r->blend[i] = s + w2 * c->lpop[row];
+        r->blend[i] = s + w[2] * c->lpop[row];
     }
-    /* the exclusions, as row flags */
-    int32_t banned[BOUGHT_MAX + 1];
-    size_t nb = 0;
-    if (r->cfg->recommend_exclude_viewed) banned[nb++] = viewed_row;
-    char id[SP_EVENT_MAX_ID + 1];
-    for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
-        const char *sp = strchr(s, ' ');
-        size_t len = sp ? (size_t)(sp - s) : strlen(s);
-        if (len <= SP_EVENT_MAX_ID) {
-            memcpy(id, s, len);
-            id[len] = '\0';
-            int32_t b = sp_vocab_find(c->items, id, len);
-            if (b >= 0) banned[nb++] = b;
-        }
-        s += len;
-        while (*s == ' ') s++;
-    }
-    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 1;
-    size_t k = (size_t)r->cfg->recommend_k, got = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t row = identity ? (int32_t)i : c->model2mf[i];
         if (r->ban[row] || !isfinite(r->blend[i])) continue;
-        offer(top, &got, k, row, r->blend[i]);
+        offer(top, got, k, row, r->blend[i]);
     }
+}
+
+/* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
+ * term by term, as score_all (up to float rounding). With a model, rows
+ * that are not model items are skipped, as score_all never sees them. */
+static void score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu,
+                        int use_mf, const float w[3], const int32_t *seeds, size_t nseeds,
+                        struct cand *top, size_t *got, size_t k) {
+    sp_personal *c = r->ctx;
+    const sp_model *m = c->model;
+    size_t d = c->dim;
+    if (c->n_cands > r->candcap) {
+        r->candcap = c->n_cands;
+        r->cands = sp_xrealloc(r->cands, r->candcap * sizeof *r->cands);
+    }
+    size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
+    const float *E = m ? m->params + m->lay.emb : NULL, *eb = m ? m->params + m->lay.bias : NULL;
+    for (size_t j = 0; j < n; j++) {
+        int32_t row = r->cands[j];
+        if ((size_t)row < r->bancap && r->ban[row]) continue;
+        int32_t mi = m ? c->mf2model[row] : -1;
+        if (m && mi < 0) continue;
+        float s = have_seq ? w[0] * (dot(u, E + (size_t)mi * d, d) + eb[mi]) : 0;
+        if (use_mf) s += w[1] * (dot(mfu, c->vec + (size_t)row * d, d) + c->bias[row]);
+        s += w[2] * c->lpop[row];
+        if (isfinite(s)) offer(top, got, k, row, s);
+    }
+}
+
+/* Ranks for one user and fills top[0..ret), best first. */
+static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float *mfu, int have_mfu,
+                   const char *bought, int32_t viewed_row, const int32_t *seeds, size_t nseeds,
+                   struct cand *top) {
+    sp_personal *c = r->ctx;
+    const sp_model *m = c->model;
+    float u[SP_PERSONAL_MAX_DIM];
+    int have_seq = m && c->blend[0] != 0 && seq_user(r, rs, h, mfu, have_mfu, u);
+    /* scaled by the most popular item, but never by fewer than POP_FLOOR
+     * events: a prior that has seen three events should not decide */
+    float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
+    int use_mf = have_mfu && c->blend[1] != 0;
+    float w[3] = {have_seq ? c->blend[0] : 0, c->blend[1], c->blend[2] * lp};
+    int32_t banned[BOUGHT_MAX + 2];
+    size_t nb = ban_rows(r, bought, viewed_row, banned);
+    size_t k = (size_t)r->cfg->recommend_k, got = 0;
+    if (c->cands)
+        score_cands(r, u, have_seq, mfu, use_mf, w, seeds, nseeds, top, &got, k);
+    else
+        score_all(r, u, have_seq, mfu, use_mf, w, top, &got, k);
     for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 0;
     qsort(top, got, sizeof *top, cand_cmp);
     return got;
+}
+
+/* ---------------------------------------------------------------- rec:<user> JSON */
+
+static void text_reserve(struct recommend *r, size_t more) {
+    if (r->ntext + more <= r->captext) return;
+    size_t n = r->captext ? r->captext : 16384;
+    while (n < r->ntext + more) n *= 2;
+    r->text = sp_xrealloc(r->text, n);
+    r->captext = n;
+}
+
+/* Appends at most `room` bytes (reserved by the caller). */
+static void put_raw(struct recommend *r, const char *s, size_t n) {
+    memcpy(r->text + r->ntext, s, n);
+    r->ntext += n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped, as
+ * cJSON did. Reserves its own room (6 bytes a character at worst). */
+static void put_str(struct recommend *r, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(s);
+    text_reserve(r, 6 * n + 2);
+    char *o = r->text + r->ntext;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            *o++ = '\\';
+            *o++ = (char)ch;
+        } else if (ch < 0x20) {
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        } else {
+            *o++ = (char)ch;
+        }
+    }
+    *o++ = '"';
+    r->ntext = (size_t)(o - r->text);
+}
+
+static void put_i64(struct recommend *r, int64_t v) {
+    char buf[24], *e = buf + sizeof buf, *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do *--p = (char)('0' + u % 10); while (u /= 10);
+    if (v < 0) *--p = '-';
+    text_reserve(r, (size_t)(e - p));
+    put_raw(r, p, (size_t)(e - p));
+}
+
+/* A score cut to 4 decimals (what the JSON carried before: trailing zeros
+ * dropped), without printf. */
+static void put_score(struct recommend *r, float score) {
+    double v = (double)score;
+    if (!(fabs(v) < 1e12)) { /* out of the fixed-point range (never, with d=32 dots) */
+        char buf[40];
+        int n = snprintf(buf, sizeof buf, "%.4g", isfinite(v) ? v : 0.0);
+        text_reserve(r, (size_t)n);
+        put_raw(r, buf, (size_t)n);
+        return;
+    }
+    long long q = (long long)(v * 1e4); /* truncation toward zero, as before */
+    if (q < 0) {
+        text_reserve(r, 1);
+        put_raw(r, "-", 1);
+        q = -q;
+    }
+    put_i64(r, q / 10000);
+    int frac = (int)(q % 10000), digits = 4;
+    if (!frac) return;
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    char buf[6] = ".";
+    for (int i = digits; i > 0; i--, frac /= 10) buf[i] = (char)('0' + frac % 10);
+    text_reserve(r, (size_t)digits + 1);
+    put_raw(r, buf, (size_t)digits + 1);
+}
+
+#define PUT_LIT(r, s) (text_reserve((r), sizeof(s) - 1), put_raw((r), (s), sizeof(s) - 1))
+
+/* rec:<user_id> and its JSON, for rec_flush. */
+static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
+                      const char *model, const struct cand *top, size_t n) {
+    sp_personal *c = r->ctx;
+    if (r->npend == r->cappend) {
+        r->cappend = r->cappend ? r->cappend * 2 : 64;
+        r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
+    }
+    r->pend[r->npend++] = r->ntext;
+    PUT_LIT(r, "rec:");
+    size_t ul = strlen(ev->user_id);
+    text_reserve(r, ul + 1);
+    put_raw(r, ev->user_id, ul + 1); /* with its NUL: the key ends here */
+    PUT_LIT(r, "{\"rec_id\":");
+    put_str(r, rec_id);
+    PUT_LIT(r, ",\"trigger_event_id\":");
+    put_str(r, ev->event_id);
+    PUT_LIT(r, ",\"ts_ms\":");
+    put_i64(r, ev->ts_ms);
+    PUT_LIT(r, ",\"model\":");
+    put_str(r, model);
+    PUT_LIT(r, ",\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) PUT_LIT(r, ",");
+        PUT_LIT(r, "{\"item_id\":");
+        put_str(r, sp_vocab_id(c->items, top[i].row));
+        PUT_LIT(r, ",\"score\":");
+        put_score(r, top[i].score);
+        PUT_LIT(r, "}");
+    }
+    PUT_LIT(r, "]}");
+    text_reserve(r, 1);
+    put_raw(r, "", 1);
 }
 
 static void emit(struct recommend *r, const sp_op_event *e, const struct cand *top, size_t n,
                  double t0) {
     sp_personal *c = r->ctx;
     const sp_event *ev = e->ev;
-    char key[512], rec_id[40];
-    snprintf(key, sizeof key, "%s/%s", ev->user_id, ev->event_id);
-    snprintf(rec_id, sizeof rec_id, "r%016llx", (unsigned long long)sp_personal_hash(key, 0));
+    char rec_id[40];
+    static const char hex[] = "0123456789abcdef";
+    /* hash of "user_id/event_id", as before */
+    uint64_t h = sp_personal_hash("/", sp_personal_hash(ev->user_id, 0));
+    h = sp_personal_hash(ev->event_id, h);
+    rec_id[0] = 'r';
+    for (int i = 0; i < 16; i++) rec_id[1 + i] = hex[(h >> (60 - 4 * i)) & 15];
+    rec_id[17] = '\0';
     double start = e->arrival_us > 0 ? e->arrival_us : t0;
     double latency_ms = (sp_personal_now_us() - start) / 1000.0;
+    const char *model = c->model ? c->model_name : "mf";
 
     Shopstream__V1__ScoredItem items[K_MAX], *ptrs[K_MAX];
-    cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-    cJSON_AddStringToObject(j, "rec_id", rec_id);
-    cJSON_AddStringToObject(j, "trigger_event_id", ev->event_id);
-    cJSON_AddNumberToObject(j, "ts_ms", (double)ev->ts_ms);
-    cJSON_AddStringToObject(j, "model", c->model ? c->model_name : "mf");
     for (size_t i = 0; i < n; i++) {
         shopstream__v1__scored_item__init(&items[i]);
         items[i].item_id = (char *)sp_vocab_id(c->items, top[i].row);
         items[i].score = top[i].score;
         ptrs[i] = &items[i];
-        cJSON *it = cJSON_CreateObject();
-        cJSON_AddStringToObject(it, "item_id", items[i].item_id);
-        cJSON_AddNumberToObject(it, "score", (double)((int)(top[i].score * 1e4)) / 1e4);
-        cJSON_AddItemToArray(arr, it);
     }
-    cJSON_AddItemToObject(j, "items", arr);
     Shopstream__V1__Recommendation rec = SHOPSTREAM__V1__RECOMMENDATION__INIT;
     rec.rec_id = rec_id;
     rec.user_id = ev->user_id;
     rec.n_items = n;
     rec.items = ptrs;
-    rec.model = c->model ? c->model_name : "mf";
+    rec.model = (char *)model;
     rec.trigger_event_id = ev->event_id;
     rec.ts_ms = ev->ts_ms;
     rec.latency_ms = latency_ms;
     if (c->sink) {
         size_t len = shopstream__v1__recommendation__get_packed_size(&rec);
-        uint8_t *buf = sp_xmalloc(len ? len : 1);
-        shopstream__v1__recommendation__pack(&rec, buf);
-        sp_sink_produce(c->sink, r->cfg->recommend_topic, ev->user_id, strlen(ev->user_id), buf,
-                        len, NULL, 0);
-        free(buf);
+        if (len > r->pcap) {
+            r->pcap = len * 2;
+            r->pbuf = sp_xrealloc(r->pbuf, r->pcap);
+        }
+        shopstream__v1__recommendation__pack(&rec, r->pbuf);
+        sp_sink_produce(c->sink, r->cfg->recommend_topic, ev->user_id, strlen(ev->user_id),
+                        r->pbuf, len, NULL, 0);
     }
     if (c->metrics) {
         c->metrics->recommendations++;
         sp_hist_add(&c->metrics->rec_latency, latency_ms * 1000.0);
     }
     sp_kpi_add_impressions(e->partition, ev->ts_ms, 1);
-    if (r->npend == r->cappend) {
-        r->cappend = r->cappend ? r->cappend * 2 : 64;
-        r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
+    pend_json(r, ev, rec_id, model, top, n);
+}
+
+/* Candidate mode: the user's recent items (newest first) as rows into
+ * seeds, the move from the last one to `row` counted as a co-visit, and
+ * the list "seen" updated with `item` first. Returns the number of seeds. */
+static size_t update_seeds(struct recommend *r, sp_obj *rs, const char *item, int32_t row,
+                           int32_t *seeds) {
+    sp_personal *c = r->ctx;
+    const char *old = sp_obj_get_str(rs, "seen");
+    const char *w[SEEDS];
+    size_t wl[SEEDS], nw = 0, il = strlen(item);
+    for (const char *s = old; s && *s && nw < SEEDS;) {
+        const char *sp = strchr(s, ' ');
+        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+        w[nw] = s;
+        wl[nw++] = len;
+        s += len;
+        while (*s == ' ') s++;
     }
-    snprintf(key, sizeof key, "rec:%s", ev->user_id);
-    r->pend[r->npend].key = sp_xstrdup(key);
-    r->pend[r->npend++].json = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
+    size_t n = 0;
+    seeds[n++] = row;
+    if (nw && !(wl[0] == il && !memcmp(w[0], item, il))) {
+        int32_t prev = sp_vocab_find(c->items, w[0], wl[0]);
+        if (prev >= 0) sp_cands_covisit(c->cands, prev, row);
+    }
+    if (strchr(item, ' ')) return n;
+    char out[SEEDS * (SP_EVENT_MAX_ID + 1) + 1];
+    size_t o = 0;
+    memcpy(out, item, il);
+    o = il;
+    for (size_t i = 0; i < nw && n < SEEDS; i++) {
+        if ((wl[i] == il && !memcmp(w[i], item, il)) || wl[i] > SP_EVENT_MAX_ID) continue;
+        int32_t s = sp_vocab_find(c->items, w[i], wl[i]);
+        if (s >= 0) seeds[n++] = s;
+        out[o++] = ' ';
+        memcpy(out + o, w[i], wl[i]);
+        o += wl[i];
+    }
+    out[o] = '\0';
+    if (!old || strcmp(old, out)) sp_obj_set_str(rs, "seen", out);
+    return n;
 }
 
 static int rec_process(void *priv, const sp_op_event *e) {
@@ -323,7 +568,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     const sp_event *ev = e->ev;
     double t0 = sp_personal_now_us();
     char key[256];
-    snprintf(key, sizeof key, "rs:%s", ev->user_id);
+    user_key(key, sizeof key, "rs:", ev->user_id);
     sp_obj *rs, *mo;
     int rc = sp_store_get(r->store, e->partition, key, &rs);
     if (rc != SP_OK) return rc;
@@ -342,12 +587,14 @@ static int rec_process(void *priv, const sp_op_event *e) {
         if (c->pop[row] > r->maxpop) r->maxpop = c->pop[row];
     }
     const sp_model *m = c->model;
-    int32_t idx = m ? sp_model_item_index(m, item) : -1;
+    int32_t idx = m ? c->mf2model[row] : -1;
+    float h[SP_PERSONAL_MAX_DIM];
+    int have_h = 0;
     if (m && idx >= 0 && e->kind <= SP_KIND_ADD_TO_CART) {
         if (sp_model_kind_of(m) == SP_MODEL_GRU) {
             size_t d = sp_model_user_dim(m);
-            float h[SP_PERSONAL_MAX_DIM];
             if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), h, d) != d) memset(h, 0, d * 4);
+            have_h = 1;
             if (sp_gru_step(m, h, idx) == SP_OK) {
                 char hex[8 * SP_PERSONAL_MAX_DIM + 1];
                 sp_personal_hex_encode(h, d, hex);
@@ -357,17 +604,21 @@ static int rec_process(void *priv, const sp_op_event *e) {
             list_append(rs, "ring", item, (int)sp_model_max_len(m), 0);
         }
     }
+    int32_t seeds[SEEDS] = {row};
+    size_t nseeds = 1;
+    if (c->cands && e->kind <= SP_KIND_ADD_TO_CART) nseeds = update_seeds(r, rs, item, row, seeds);
     if (!c->rec_on[e->kind]) return SP_OK;
     int64_t last = sp_obj_get_int(rs, "last_ms", INT64_MIN);
     if (last != INT64_MIN && ev->ts_ms - last < r->cfg->recommend_rate_limit_ms) return SP_OK;
     sp_obj_set_int(rs, "last_ms", ev->ts_ms);
 
-    snprintf(key, sizeof key, "mfu:%s", ev->user_id);
+    user_key(key, sizeof key, "mfu:", ev->user_id);
     if ((rc = sp_store_get(r->store, e->partition, key, &mo)) != SP_OK) return rc;
     float mfu[SP_PERSONAL_MAX_DIM];
     int have_mfu = sp_personal_hex_decode(sp_obj_get_str(mo, "v"), mfu, c->dim) == c->dim;
     struct cand top[K_MAX];
-    size_t n = rank(r, rs, mfu, have_mfu, sp_obj_get_str(rs, "bought"), row, top);
+    size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str(rs, "bought"), row,
+                    seeds, nseeds, top);
     emit(r, e, top, n, t0);
     return SP_OK;
 }
@@ -384,20 +635,18 @@ static int rec_flush(void *priv, int32_t part) {
     const char ***argvs = sp_xmalloc(r->npend * sizeof *argvs);
     const char **argv = sp_xmalloc(5 * r->npend * sizeof *argv);
     for (size_t i = 0; i < r->npend; i++) {
+        const char *k = r->text + r->pend[i];
         argcs[i] = 5;
         argvs[i] = argv + 5 * i;
         argv[5 * i] = "SET";
-        argv[5 * i + 1] = r->pend[i].key;
-        argv[5 * i + 2] = r->pend[i].json;
+        argv[5 * i + 1] = k;
+        argv[5 * i + 2] = k + strlen(k) + 1;
         argv[5 * i + 3] = "EX";
         argv[5 * i + 4] = ttl;
     }
     int rc = sp_store_side(r->store, r->npend, argcs, (const char *const *const *)argvs, NULL);
-    for (size_t i = 0; i < r->npend; i++) {
-        free(r->pend[i].key);
-        free(r->pend[i].json);
-    }
     r->npend = 0;
+    r->ntext = 0;
     free(argcs);
     free(argvs);
     free(argv);
@@ -412,11 +661,10 @@ static int rec_reload(void *priv) {
 static void rec_destroy(void *priv) {
     struct recommend *r = priv;
     if (!r) return;
-    for (size_t i = 0; i < r->npend; i++) {
-        free(r->pend[i].key);
-        free(r->pend[i].json);
-    }
+    free(r->text);
     free(r->pend);
+    free(r->pbuf);
+    free(r->cands);
     free(r->seq);
     free(r->blend);
     free(r->mf);

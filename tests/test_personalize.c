@@ -247,6 +247,102 @@ Test(personalize, planted_chain_puts_the_next_item_in_the_top_k) {
     rig_close(&r);
 }
 
+/* The personalization context of a rig, to check which scoring it does. */
+static sp_personal *ctx_of(struct rig *r) {
+    sp_op_env env = {r->store, NULL, &r->cfg, NULL};
+    char err[256];
+    sp_personal *p = sp_personal_get(&env, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    sp_personal_put(p); /* the pipeline keeps its reference */
+    return p;
+}
+
+/* A budget of 20 candidates out of 70 items, pure sequence model: for a
+ * user's first event the exhaustive top 10 are the model's top items after
+ * that item alone, which the candidate set holds (the next list), so both
+ * modes must give the same list, in the same order. Later events rank among
+ * candidates only, and must still find the planted next item. */
+Test(personalize, candidate_mode_agrees_with_exhaustive_when_the_top_items_are_candidates) {
+    struct rig r;
+    const char *extra[] = {"recommend.blend", "1,0,0", NULL};
+    char **want[CHAINS];
+    /* one rig after the other: both own partition 0 */
+    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "0", 1);
+    rig_open(&r, model_path, extra);
+    cr_assert_null(ctx_of(&r)->cands, "exhaustive mode has no candidate generator");
+    for (int k = 0; k < CHAINS; k++) {
+        char user[32], a[16];
+        snprintf(user, sizeof user, "ex%d", k);
+        snprintf(a, sizeof a, "a%d", k);
+        click(&r, user, a, "c", SP_KIND_VIEW, T0 + k);
+        commit(&r);
+        want[k] = rec_items(user);
+        cr_assert_eq(count(want[k]), 10);
+    }
+    rig_close(&r);
+    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "20", 1);
+    rig_open(&r, model_path, extra);
+    unsetenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
+    cr_assert_not_null(ctx_of(&r)->cands);
+    cr_assert_eq(ctx_of(&r)->n_cands, 20);
+    int later_hits = 0;
+    for (int k = 0; k < CHAINS; k++) {
+        char user[32], a[16], b[16], c[16];
+        snprintf(user, sizeof user, "ca%d", k);
+        snprintf(a, sizeof a, "a%d", k);
+        snprintf(b, sizeof b, "b%d", k);
+        snprintf(c, sizeof c, "c%d", k);
+        click(&r, user, a, "c", SP_KIND_VIEW, T0 + k);
+        commit(&r);
+        char **got = rec_items(user);
+        cr_assert_eq(count(got), 10, "user %s: %d items", user, count(got));
+        for (int i = 0; i < 10; i++)
+            cr_assert_str_eq(got[i], want[k][i], "chain %d rank %d: candidates %s, exhaustive %s",
+                             k, i, got[i], want[k][i]);
+        free_items(got);
+        free_items(want[k]);
+        click(&r, user, b, "c", SP_KIND_VIEW, T0 + 100 + k);
+        commit(&r);
+        got = rec_items(user);
+        later_hits += has(got, c);
+        free_items(got);
+    }
+    cr_assert_eq(later_hits, CHAINS, "c<k> after a<k> b<k> in %d of %d candidate lists",
+                 later_hits, CHAINS);
+    rig_close(&r);
+}
+
+/* Without a model, a budget below the number of popular items: an item
+ * that only ever followed x (co-visitation) must still be a candidate, and
+ * the list never exceeds the budget. */
+Test(personalize, a_covisited_item_is_a_candidate_beyond_the_popular_ones) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", "8", "recommend.k", "100", NULL};
+    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "12", 1);
+    rig_open(&r, NULL, extra);
+    unsetenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
+    char user[32], item[32];
+    for (int i = 0; i < 60; i++) /* 60 items seen 4 times each */
+        for (int j = 0; j < 4; j++) {
+            snprintf(user, sizeof user, "pop%d", j);
+            snprintf(item, sizeof item, "p%d", i);
+            click(&r, user, item, "c", SP_KIND_VIEW, T0 + i * 10 + j);
+        }
+    for (int j = 0; j < 3; j++) { /* x then y, by three users */
+        snprintf(user, sizeof user, "pair%d", j);
+        click(&r, user, "x", "c", SP_KIND_VIEW, T0 + 1000 + j);
+        click(&r, user, "y", "c", SP_KIND_VIEW, T0 + 1010 + j);
+    }
+    click(&r, "newcomer", "x", "c", SP_KIND_VIEW, T0 + 2000);
+    commit(&r);
+    char **items = rec_items("newcomer");
+    cr_assert(has(items, "y"), "the co-visited item is missing from the list");
+    cr_assert_leq(count(items), 11, "a list of %d items from 12 candidates (x excluded)",
+                  count(items));
+    free_items(items);
+    rig_close(&r);
+}
+
 Test(personalize, purchased_items_are_never_recommended) {
     struct rig r;
     rig_open(&r, model_path, NULL);

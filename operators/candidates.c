@@ -1,0 +1,249 @@
+/* Candidate generation for the recommend operator; see operators/candidates.h. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+#include "operators/candidates.h"
+#include "stream/error.h"
+
+#define BUILD_BLOCK 128 /* one-item sessions scored per sgemm at build time */
+
+struct slot {
+    int32_t row;  /* -1: free */
+    float count;
+};
+
+struct sp_cands {
+    sp_cands_conf conf;
+    size_t cap;           /* rows reserved */
+    int32_t *next;        /* cap x conf.next rows, best first, -1 padded */
+    struct slot *cv;      /* cap x conf.covisit Space-Saving slots */
+    int32_t *pop;         /* the conf.popular most seen rows, most seen first */
+    float *popc;          /* their counts */
+    size_t npop;
+    int32_t *popos;       /* cap: index in pop, or -1 */
+    int32_t *prior;       /* highest-bias model rows, best first */
+    size_t nprior;
+    uint32_t *stamp;      /* cap: the collect call that last listed the row */
+    uint32_t gen;
+};
+
+void sp_cands_conf_default(sp_cands_conf *conf) {
+    /* at most 3 + (64 + 16) + 2 * (32 + 16) + 32 + 32 = 255 rows for three
+     * seeds: the default budget (SP_PERSONAL_CANDIDATES) takes them all */
+    conf->next = 64;
+    conf->covisit = 16;
+    conf->popular = 32;
+    conf->prior = 32;
+}
+
+sp_cands *sp_cands_new(const sp_cands_conf *conf) {
+    sp_cands *c = sp_xcalloc(1, sizeof *c);
+    c->conf = *conf;
+    c->pop = sp_xmalloc((conf->popular ? conf->popular : 1) * sizeof *c->pop);
+    c->popc = sp_xmalloc((conf->popular ? conf->popular : 1) * sizeof *c->popc);
+    c->prior = sp_xmalloc((conf->prior ? conf->prior : 1) * sizeof *c->prior);
+    return c;
+}
+
+void sp_cands_destroy(sp_cands *c) {
+    if (!c) return;
+    free(c->next);
+    free(c->cv);
+    free(c->pop);
+    free(c->popc);
+    free(c->popos);
+    free(c->prior);
+    free(c->stamp);
+    free(c);
+}
+
+void sp_cands_reserve(sp_cands *c, size_t rows) {
+    if (rows <= c->cap) return;
+    size_t n = c->cap ? c->cap : 1024, M = c->conf.next, C = c->conf.covisit;
+    while (n < rows) n *= 2;
+    c->next = sp_xrealloc(c->next, (M ? n * M : 1) * sizeof *c->next);
+    c->cv = sp_xrealloc(c->cv, (C ? n * C : 1) * sizeof *c->cv);
+    c->popos = sp_xrealloc(c->popos, n * sizeof *c->popos);
+    c->stamp = sp_xrealloc(c->stamp, n * sizeof *c->stamp);
+    for (size_t i = c->cap * M; i < n * M; i++) c->next[i] = -1;
+    for (size_t i = c->cap * C; i < n * C; i++) c->cv[i] = (struct slot){-1, 0};
+    for (size_t i = c->cap; i < n; i++) c->popos[i] = -1;
+    memset(c->stamp + c->cap, 0, (n - c->cap) * sizeof *c->stamp);
+    c->cap = n;
+}
+
+void sp_cands_clear_model(sp_cands *c) {
+    for (size_t i = 0; i < c->cap * c->conf.next; i++) c->next[i] = -1;
+    c->nprior = 0;
+}
+
+/* The user vector of a session made of item i alone. */
+static int session_of(const sp_model *m, sp_scorer *scorer, int32_t i, float *u) {
+    size_t d = m->cfg.dim;
+    switch (m->cfg.kind) {
+    case SP_MODEL_GRU:
+        memset(u, 0, d * sizeof(float));
+        return sp_gru_step(m, u, i);
+    case SP_MODEL_SASREC:
+        return sp_scorer_attn_encode(scorer, &i, 1, u);
+    default:
+        memcpy(u, m->params + m->lay.emb + (size_t)i * d, d * sizeof(float));
+        return SP_OK;
+    }
+}
+
+int sp_cands_build_model(sp_cands *c, const sp_model *m, sp_scorer *scorer,
+                         const int32_t *model2row) {
+    size_t n = m->n_items, d = m->cfg.dim, M = c->conf.next;
+    if (!n) return SP_OK;
+    size_t maxrow = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((size_t)model2row[i] + 1 > maxrow) maxrow = (size_t)model2row[i] + 1;
+    sp_cands_reserve(c, maxrow);
+    sp_cands_clear_model(c);
+    const float *E = m->params + m->lay.emb, *bias = m->params + m->lay.bias;
+    size_t kk = M > c->conf.prior ? M : c->conf.prior;
+    struct sp_scored *h = sp_xmalloc((kk ? kk : 1) * sizeof *h);
+    c->nprior = sp_scores_topk(bias, NULL, n, c->conf.prior, h);
+    for (size_t j = 0; j < c->nprior; j++) c->prior[j] = model2row[h[j].item];
+    int rc = SP_OK;
+    if (M) {
+        float *U = sp_xmalloc(BUILD_BLOCK * d * sizeof(float));
+        float *S = sp_xmalloc(BUILD_BLOCK * n * sizeof(float));
+        for (size_t i0 = 0; i0 < n && rc == SP_OK; i0 += BUILD_BLOCK) {
+            size_t b = n - i0 < BUILD_BLOCK ? n - i0 : BUILD_BLOCK;
+            for (size_t r = 0; r < b && rc == SP_OK; r++)
+                rc = session_of(m, scorer, (int32_t)(i0 + r), U + r * d);
+            if (rc != SP_OK) break;
+            /* the bias is added in the selection's pass, not copied in first */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)n, (int)d, 1.0f, U,
+                        (int)d, E, (int)d, 0.0f, S, (int)n);
+            for (size_t r = 0; r < b; r++) {
+                size_t got = sp_scores_topk(S + r * n, bias, n, M, h);
+                int32_t *dst = c->next + (size_t)model2row[i0 + r] * M;
+                for (size_t j = 0; j < got; j++) dst[j] = model2row[h[j].item];
+            }
+        }
+        free(U);
+        free(S);
+    }
+    free(h);
+    if (rc != SP_OK) sp_cands_clear_model(c);
+    return rc;
+}
+
+/* Space-Saving: the count of `to` goes up by one; a new neighbour takes a
+ * free slot, else the least counted one's, inheriting its count (so a
+ * count over-estimates by at most the smallest count). */
+void sp_cands_covisit(sp_cands *c, int32_t from, int32_t to) {
+    size_t C = c->conf.covisit;
+    if (!C || from < 0 || to < 0 || from == to) return;
+    sp_cands_reserve(c, (size_t)(from > to ? from : to) + 1);
+    struct slot *s = c->cv + (size_t)from * C;
+    size_t min = 0;
+    for (size_t j = 0; j < C; j++) {
+        if (s[j].row == to) {
+            s[j].count += 1;
+            return;
+        }
+        if (s[j].row < 0) {
+            s[j] = (struct slot){to, 1};
+            return;
+        }
+        if (s[j].count < s[min].count) min = j;
+    }
+    s[min].row = to;
+    s[min].count += 1;
+}
+
+void sp_cands_seen(sp_cands *c, int32_t row, float count) {
+    size_t P = c->conf.popular;
+    if (!P || row < 0) return;
+    sp_cands_reserve(c, (size_t)row + 1);
+    int32_t i = c->popos[row];
+    if (i < 0) {
+        if (c->npop < P) {
+            i = (int32_t)c->npop++;
+        } else if (count > c->popc[P - 1]) {
+            i = (int32_t)P - 1;
+            c->popos[c->pop[i]] = -1;
+        } else {
+            return;
+        }
+        c->pop[i] = row;
+        c->popos[row] = i;
+    }
+    c->popc[i] = count;
+    /* counts only grow: the row moves up, never down */
+    while (i > 0 && c->popc[i - 1] < c->popc[i]) {
+        int32_t r = c->pop[i - 1];
+        float n = c->popc[i - 1];
+        c->pop[i - 1] = c->pop[i];
+        c->popc[i - 1] = c->popc[i];
+        c->pop[i] = r;
+        c->popc[i] = n;
+        c->popos[c->pop[i]] = i;
+        c->popos[c->pop[i - 1]] = i - 1;
+        i--;
+    }
+}
+
+struct out {
+    sp_cands *c;
+    int32_t *v;
+    size_t n, max;
+};
+
+static void add(struct out *o, int32_t row) {
+    if (row < 0 || (size_t)row >= o->c->cap || o->n == o->max || o->c->stamp[row] == o->c->gen)
+        return;
+    o->c->stamp[row] = o->c->gen;
+    o->v[o->n++] = row;
+}
+
+size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_t *out,
+                        size_t max) {
+    if (++c->gen == 0) { /* wrapped: no stale stamp may equal the new gen */
+        memset(c->stamp, 0, c->cap * sizeof *c->stamp);
+        c->gen = 1;
+    }
+    struct out o = {c, out, 0, max};
+    size_t M = c->conf.next, C = c->conf.covisit;
+    for (size_t s = 0; s < nseeds; s++) add(&o, seeds[s]);
+    for (size_t s = 0; s < nseeds; s++) {
+        int32_t r = seeds[s];
+        if (r < 0 || (size_t)r >= c->cap) continue;
+        /* the newest item's neighbours in full, older ones' best half */
+        size_t take = s == 0 ? M : (M + 1) / 2;
+        const int32_t *nx = c->next + (size_t)r * M;
+        for (size_t j = 0; j < take && nx[j] >= 0; j++) add(&o, nx[j]);
+        const struct slot *cv = c->cv + (size_t)r * C;
+        for (size_t j = 0; j < C && cv[j].row >= 0; j++) add(&o, cv[j].row);
+    }
+    for (size_t j = 0; j < c->npop; j++) add(&o, c->pop[j]);
+    for (size_t j = 0; j < c->nprior; j++) add(&o, c->prior[j]);
+    return o.n;
+}
+
+size_t sp_cands_next_of(const sp_cands *c, int32_t row, int32_t *out, size_t max) {
+    size_t n = 0, M = c->conf.next;
+    if (row < 0 || (size_t)row >= c->cap) return 0;
+    for (size_t j = 0; j < M && n < max && c->next[(size_t)row * M + j] >= 0; j++)
+        out[n++] = c->next[(size_t)row * M + j];
+    return n;
+}
+
+size_t sp_cands_covisit_of(const sp_cands *c, int32_t row, int32_t *out, float *counts,
+                           size_t max) {
+    size_t n = 0, C = c->conf.covisit;
+    if (row < 0 || (size_t)row >= c->cap) return 0;
+    for (size_t j = 0; j < C && n < max && c->cv[(size_t)row * C + j].row >= 0; j++) {
+        out[n] = c->cv[(size_t)row * C + j].row;
+        if (counts) counts[n] = c->cv[(size_t)row * C + j].count;
+        n++;
+    }
+    return n;
+}
