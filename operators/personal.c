@@ -128,20 +128,7 @@ static int parse_settings(sp_personal *p, const sp_config *c, char *err, size_t 
     memcpy(p->mf_weights, defw, sizeof defw);
     if (parse_weights(c->mf_weights, p->mf_weights, err, errlen)) return SP_ERR_FATAL;
     p->mf_neg = c->mf_neg;
-    const char *nc = getenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
-    p->n_cands = SP_PERSONAL_CANDIDATES;
-    if (nc && *nc) {
-        char *end;
-        long long v = strtoll(nc, &end, 10);
-        if (end == nc || *end || v < 0 || v > SP_PERSONAL_CANDIDATES_MAX) {
-            snprintf(err, errlen,
-                     "environment SHOPSTREAM_RECOMMEND_CANDIDATES: '%s' is not an integer in "
-                     "[0, %d]",
-                     nc, SP_PERSONAL_CANDIDATES_MAX);
-            return SP_ERR_FATAL;
-        }
-        p->n_cands = (size_t)v;
-    }
+    p->n_cands = (size_t)c->recommend_candidates; /* 0: every item */
     p->mf_refresh_ms = c->mf_refresh_ms;
     p->dim = (size_t)c->mf_dim;
     p->half_life_ms = (double)c->profile_half_life_s * 1000.0;

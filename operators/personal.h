@@ -86,9 +86,8 @@ typedef struct sp_personal {
 sp_personal *sp_personal_get(const sp_op_env *env, char *err, size_t errlen);
 void sp_personal_put(sp_personal *p);
 
-/* The candidate budget: SHOPSTREAM_RECOMMEND_CANDIDATES from the
- * environment (the name a `recommend.candidates` config key would have;
- * stream/config.h has no such key yet), default SP_PERSONAL_CANDIDATES; 0
+/* The candidate budget: the `recommend.candidates` key (environment
+ * SHOPSTREAM_RECOMMEND_CANDIDATES), default SP_PERSONAL_CANDIDATES; 0
  * scores every item (exhaustive). */
 #define SP_PERSONAL_CANDIDATES 256
 #define SP_PERSONAL_CANDIDATES_MAX 100000

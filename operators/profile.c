@@ -72,34 +72,71 @@ static void profile_prefetch(void *priv, const sp_op_event *e) {
     sp_store_want(p->store, e->partition, key);
 }
 
-/* Puts `word` first in a space-separated list, dropping an older copy and
- * anything past `max` words. */
-static void list_push(sp_obj *o, const char *field, const char *word, int max) {
+/* Keeps `field` as the `max` distinct words with the newest event times,
+ * newest first (ties by word), and their times in `tsfield`. The list is
+ * the top `max` words by the latest event time each was seen with, so it
+ * depends only on which events came, not on how the three input topics were
+ * interleaved: a restarted run and a clean one end with the same text (an
+ * order of arrival would not; `make soak` caught that). A list written
+ * before the times were kept reads as time 0. */
+static void list_push(sp_obj *o, const char *field, const char *tsfield, const char *word,
+                      int64_t ts, int max) {
     if (!word || !*word || strchr(word, ' ')) return;
-    const char *old = sp_obj_get_str(o, field);
-    char out[TEXT_MAX];
-    size_t n = strlen(word), wl = n;
-    if (n >= sizeof out) return;
-    memcpy(out, word, n + 1);
-    int count = 1;
-    if (old) {
-        const char *s = old;
-        while (*s && count < max) {
-            const char *sp = strchr(s, ' ');
-            size_t len = sp ? (size_t)(sp - s) : strlen(s);
-            if (len && !(len == wl && !strncmp(s, word, len)) &&
-                n + len + 2 < sizeof out) {
-                out[n++] = ' ';
-                memcpy(out + n, s, len);
-                n += len;
-                out[n] = '\0';
-                count++;
-            }
-            s += len;
-            while (*s == ' ') s++;
+    enum { CAP = 32 };
+    struct { const char *w; size_t len; int64_t ts; } e[CAP + 1];
+    int n = 0;
+    size_t wl = strlen(word);
+    const char *old = sp_obj_get_str(o, field), *oldts = sp_obj_get_str(o, tsfield);
+    char *tp = (char *)oldts;
+    for (const char *s = old; s && *s && n < CAP;) {
+        const char *sp = strchr(s, ' ');
+        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+        int64_t t = 0;
+        if (tp && *tp) t = strtoll(tp, &tp, 10);
+        if (len == wl && !strncmp(s, word, len)) {
+            if (t > ts) ts = t; /* the word's latest time */
+        } else if (len) {
+            e[n].w = s;
+            e[n].len = len;
+            e[n++].ts = t;
         }
+        s += len;
+        while (*s == ' ') s++;
     }
+    /* Insert the word at its place: newest first, then by bytes. */
+    int at = 0;
+    while (at < n) {
+        int c = e[at].ts != ts ? (e[at].ts > ts ? -1 : 1) : 0;
+        if (!c) {
+            size_t m = e[at].len < wl ? e[at].len : wl;
+            c = memcmp(e[at].w, word, m);
+            if (!c) c = e[at].len < wl ? -1 : 1;
+        }
+        if (c > 0) break;
+        at++;
+    }
+    memmove(e + at + 1, e + at, (size_t)(n - at) * sizeof e[0]);
+    e[at].w = word;
+    e[at].len = wl;
+    e[at].ts = ts;
+    n++;
+    if (n > max) n = max;
+    char out[TEXT_MAX], outts[CAP * 21 + 1];
+    size_t k = 0, kt = 0;
+    for (int i = 0; i < n; i++) {
+        if (k + e[i].len + 2 >= sizeof out) break;
+        if (i) {
+            out[k++] = ' ';
+            outts[kt++] = ' ';
+        }
+        memcpy(out + k, e[i].w, e[i].len);
+        k += e[i].len;
+        kt += sp_i64toa(e[i].ts, outts + kt);
+    }
+    out[k] = '\0';
+    outts[kt] = '\0';
     if (!old || strcmp(old, out)) sp_obj_set_str(o, field, out);
+    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, tsfield, outts);
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
@@ -297,8 +334,8 @@ static int profile_process(void *priv, const sp_op_event *e) {
     sp_obj_incr(o, "events", 1);
     sp_obj_incr(o, p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
     if (ev->session_id && *ev->session_id && !strchr(ev->session_id, ' ')) {
-        /* distinct session ids among the last SESSIONS_MAX seen: a count that
-         * does not depend on how the input topics were interleaved */
+        /* distinct session ids among the SESSIONS_MAX newest (by event
+         * time): a session counts once unless it has dropped out of them */
         const char *seen = sp_obj_get_str(o, "recent_sessions");
         size_t sl = strlen(ev->session_id);
         int known = 0;
@@ -309,14 +346,12 @@ static int profile_process(void *priv, const sp_op_event *e) {
             c += len;
             while (*c == ' ') c++;
         }
-        if (!known) {
-            sp_obj_incr(o, "sessions", 1);
-            list_push(o, "recent_sessions", ev->session_id, SESSIONS_MAX);
-        }
+        if (!known) sp_obj_incr(o, "sessions", 1);
+        list_push(o, "recent_sessions", "recent_sessions_ts", ev->session_id, ts, SESSIONS_MAX);
     }
     if (ev->context) {
-        list_push(o, "devices", ev->context->device_id, LIST_MAX);
-        list_push(o, "ips", ev->context->ip, LIST_MAX);
+        list_push(o, "devices", "devices_ts", ev->context->device_id, ts, LIST_MAX);
+        list_push(o, "ips", "ips_ts", ev->context->ip, ts, LIST_MAX);
     }
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {

@@ -88,6 +88,8 @@ static const struct opt opts[] = {
     {"recommend.model", OPT_STR, O(recommend_model), "", 0, 0,
      "model file from `shopstream train` (gru, sasrec or mf); SIGHUP reloads it"},
     {"recommend.k", OPT_INT, O(recommend_k), "10", 1, 100, "items in a recommendation"},
+    {"recommend.candidates", OPT_INT, O(recommend_candidates), "256", 0, 100000,
+     "items scored per list (the candidate set); 0 = every item"},
     {"recommend.on", OPT_STR, O(recommend_on), "view,click", 0, 0,
      "click kinds that trigger a recommendation"},
     {"recommend.rate_limit_ms", OPT_I64, O(recommend_rate_limit_ms), "1000", 0, INT64_MAX,

@@ -46,6 +46,7 @@ typedef struct sp_config {
     /* personalization operators (operators/profile.c, online_mf.c, recommend.c) */
     char *recommend_model;         /* model file; "" = no sequence model */
     int recommend_k;
+    int recommend_candidates;
     char *recommend_on;            /* click kinds that trigger a recommendation */
     int64_t recommend_rate_limit_ms; /* event time between two lists for one user */
     char *recommend_blend;         /* "sequence,mf,popularity" weights */

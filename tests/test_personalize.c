@@ -543,6 +543,73 @@ Test(personalize, bad_settings_name_the_key) {
     sp_config_set(&cfg, "recommend.model", "/nonexistent/model", err, sizeof err);
     cr_assert_null(sp_pipeline_new("recommend", &env, err, sizeof err));
     cr_assert(strstr(err, "recommend.model"), "%s", err);
+    /* the candidate budget is a config key like any other */
+    cr_assert_neq(sp_config_set(&cfg, "recommend.candidates", "-1", err, sizeof err), SP_OK);
+    cr_assert(strstr(err, "recommend.candidates"), "%s", err);
+    cr_assert_eq(sp_config_set(&cfg, "recommend.candidates", "0", err, sizeof err), SP_OK);
+    cr_assert_eq(cfg.recommend_candidates, 0);
+    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "77", 1);
+    cr_assert_eq(sp_config_load_env(&cfg, err, sizeof err), SP_OK, "%s", err);
+    unsetenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
+    cr_assert_eq(cfg.recommend_candidates, 77);
     sp_store_destroy(st);
     sp_config_release(&cfg);
+}
+
+/* A view with its own session, device and ip. */
+static void seen_with(struct rig *r, const char *user, int i, int64_t ts) {
+    static long id;
+    char eid[32], sess[16], dev[16], ip[32];
+    snprintf(eid, sizeof eid, "w%ld", id++);
+    snprintf(sess, sizeof sess, "s%d", i);
+    snprintf(dev, sizeof dev, "d%d", i);
+    snprintf(ip, sizeof ip, "10.0.0.%d", i);
+    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
+    Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
+    Shopstream__V1__Context ctx = SHOPSTREAM__V1__CONTEXT__INIT;
+    c.kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
+    c.item_id = "a1";
+    c.category = "shoes";
+    c.price = 10;
+    ctx.device_id = dev;
+    ctx.ip = ip;
+    ev.event_id = eid;
+    ev.ts_ms = ts;
+    ev.user_id = (char *)user;
+    ev.session_id = sess;
+    ev.context = &ctx;
+    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
+    ev.click = &c;
+    run_event(r, &ev, SP_KIND_VIEW);
+}
+
+/* The three input topics are fetched independently, so one user's events
+ * arrive in different orders in different runs: the profile's lists of
+ * sessions, devices and ips must come out the same (make soak found
+ * recent_sessions in arrival order differing after kill -9). */
+Test(personalize, profile_lists_do_not_depend_on_arrival_order) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    static const int order_b[] = {5, 11, 0, 7, 3, 9, 1, 10, 2, 8, 4, 6};
+    for (int i = 0; i < 12; i++) seen_with(&r, "ua", i, T0 + 1000 * i);
+    for (int i = 0; i < 12; i++) seen_with(&r, "ub", order_b[i], T0 + 1000 * order_b[i]);
+    seen_with(&r, "ua", 3, T0 + 50000); /* device d3 again, newest now */
+    seen_with(&r, "ub", 3, T0 + 50000);
+    commit(&r);
+    static const char *fields[] = {"devices", "devices_ts", "ips", "ips_ts", "recent_sessions",
+                                   "recent_sessions_ts", "sessions"};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+        char *a = hget("{p0}:prof:ua", fields[f]), *b = hget("{p0}:prof:ub", fields[f]);
+        cr_assert_not_null(a, "%s missing", fields[f]);
+        cr_assert_str_eq(a, b, "%s depends on arrival order", fields[f]);
+        free(a);
+        free(b);
+    }
+    char *dev = hget("{p0}:prof:ua", "devices");
+    cr_assert_str_eq(dev, "d3 d11 d10 d9 d8 d7 d6 d5", "the 8 newest by event time");
+    free(dev);
+    char *sess = hget("{p0}:prof:ua", "sessions");
+    cr_assert_str_eq(sess, "12");
+    free(sess);
+    rig_close(&r);
 }
