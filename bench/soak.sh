@@ -109,6 +109,12 @@ rss_max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
 echo "soak: steady processor RSS ${rss_first} -> ${rss_last} KiB (max ${rss_max}) over ${#rss[@]} samples"
 echo "soak: state after failures vs clean run: $verdict"
 
+prof_note=
+if [ -n "$prof_line" ]; then
+  prof_note=" Profiles: $prof_line (bench/soak_compare.py: \`aff\` and \`sessions\` are sketches
+whose value depends on how one user's events from the three topics interleave, which differs
+between any two runs; every counter matches exactly)."
+fi
 section=$(cat <<MD
 <!-- soak:begin -->
 ## Soak: failures during a long run (make soak)
@@ -119,10 +125,7 @@ operators \`$OPS\`. First half: the processor killed $kills times with kill -9 a
 $terms times with SIGTERM, at random moments 1-${KILL_MAX} s apart, and restarted each time.
 Second half: one processor, RSS sampled every 5 s: ${rss_first} -> ${rss_last} KiB (max ${rss_max}, ${#rss[@]} samples).
 Final state (dump-state of per-user counts, profiles, fraud state, KPI windows, dedupe ids)
-against a clean run over the same topics: **$verdict**.${prof_line:+ Profiles: $prof_line
-(bench/soak_compare.py: \`aff\` and \`sessions\` are sketches whose value depends on how one
-user's events from the three topics interleave, which differs between any two runs; every
-counter matches exactly).}
+against a clean run over the same topics: **$verdict**.$prof_note
 <!-- soak:end -->
 MD
 )

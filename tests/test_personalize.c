@@ -264,11 +264,11 @@ static sp_personal *ctx_of(struct rig *r) {
  * candidates only, and must still find the planted next item. */
 Test(personalize, candidate_mode_agrees_with_exhaustive_when_the_top_items_are_candidates) {
     struct rig r;
-    const char *extra[] = {"recommend.blend", "1,0,0", NULL};
+    const char *exhaustive[] = {"recommend.blend", "1,0,0", "recommend.candidates", "0", NULL};
+    const char *extra[] = {"recommend.blend", "1,0,0", "recommend.candidates", "20", NULL};
     char **want[CHAINS];
     /* one rig after the other: both own partition 0 */
-    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "0", 1);
-    rig_open(&r, model_path, extra);
+    rig_open(&r, model_path, exhaustive);
     cr_assert_null(ctx_of(&r)->cands, "exhaustive mode has no candidate generator");
     for (int k = 0; k < CHAINS; k++) {
         char user[32], a[16];
@@ -280,9 +280,7 @@ Test(personalize, candidate_mode_agrees_with_exhaustive_when_the_top_items_are_c
         cr_assert_eq(count(want[k]), 10);
     }
     rig_close(&r);
-    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "20", 1);
     rig_open(&r, model_path, extra);
-    unsetenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
     cr_assert_not_null(ctx_of(&r)->cands);
     cr_assert_eq(ctx_of(&r)->n_cands, 20);
     int later_hits = 0;
@@ -317,10 +315,8 @@ Test(personalize, candidate_mode_agrees_with_exhaustive_when_the_top_items_are_c
  * the list never exceeds the budget. */
 Test(personalize, a_covisited_item_is_a_candidate_beyond_the_popular_ones) {
     struct rig r;
-    const char *extra[] = {"mf.dim", "8", "recommend.k", "100", NULL};
-    setenv("SHOPSTREAM_RECOMMEND_CANDIDATES", "12", 1);
+    const char *extra[] = {"mf.dim", "8", "recommend.k", "100", "recommend.candidates", "12", NULL};
     rig_open(&r, NULL, extra);
-    unsetenv("SHOPSTREAM_RECOMMEND_CANDIDATES");
     char user[32], item[32];
     for (int i = 0; i < 60; i++) /* 60 items seen 4 times each */
         for (int j = 0; j < 4; j++) {
