@@ -44,19 +44,38 @@ echo "soak: $events events at $RATE/s for ${SECONDS_TOTAL}s, operators $OPS, kil
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --rate "$RATE" --quiet 2>"$tmp/replay.log" &
 replay_pid=$!
 
-run_args=(--brokers "$brokers" --operators "$OPS" --log.level warn --http.listen 0)
+# A killed member leaves the group only when its session times out: 6 s, as
+# in the tests, instead of librdkafka's 45 s.
+run_args=(--brokers "$brokers" --operators "$OPS" --log.level warn --http.listen 0
+          -X session.timeout.ms=6000 -X heartbeat.interval.ms=500)
 start_processor() { # $1 log name
   "$BIN" run "${run_args[@]}" --redis.url "redis://127.0.0.1:$rport" --group.id soak \
     >>"$tmp/$1.out" 2>>"$tmp/$1.log" &
   proc=$!
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The sum of the next offsets committed to Redis, over every partition and topic.
+committed() {
+  redis-cli -p "$rport" eval "local s = 0
+    for _, k in ipairs(redis.call('KEYS', '{p*}:meta')) do
+      local v = redis.call('HGETALL', k)
+      for i = 1, #v, 2 do
+        if string.sub(v[i], 1, 4) == 'off:' then s = s + tonumber(v[i + 1]) end
+      end
+    end
+    return s" 0
+}
 
 t0=$(date +%s)
 kills=0; terms=0
+progressed=0
 while [ $(( $(date +%s) - t0 )) -lt $((SECONDS_TOTAL / 2)) ]; do
   start_processor chaos
-  sleep $((1 + RANDOM % KILL_MAX)).$((RANDOM % 10))
+  # Kill it while it works: once it has committed something (it first has
+  # to join the group), at a random moment after that.
+  c0=$(committed)
+  for _ in $(seq 300); do [ "$(committed)" -gt "$c0" ] && { progressed=$((progressed + 1)); break; }; sleep 0.1; done
+  sleep $((RANDOM % KILL_MAX)).$((RANDOM % 10))
   if [ $(( (kills + terms + 1) % 3 )) -eq 0 ]; then
     kill -TERM "$proc"; terms=$((terms + 1))
   else
@@ -64,7 +83,7 @@ while [ $(( $(date +%s) - t0 )) -lt $((SECONDS_TOTAL / 2)) ]; do
   fi
   wait "$proc" 2>/dev/null || true
 done
-echo "soak: first half done: $kills kill -9, $terms SIGTERM"
+echo "soak: first half done: $kills kill -9, $terms SIGTERM ($progressed of them after the processor had committed)"
 
 start_processor steady
 rss=()
@@ -122,8 +141,10 @@ section=$(cat <<MD
 Command: \`make soak\` (SOAK_SECONDS=$SECONDS_TOTAL SOAK_RATE=$RATE SOAK_KILL_MAX=$KILL_MAX), $(date -u +%Y-%m-%d), $(nproc) cores.
 $replayed events replayed at $RATE/s into the mock cluster ($PARTITIONS partitions x 3 topics);
 operators \`$OPS\`. First half: the processor killed $kills times with kill -9 and stopped
-$terms times with SIGTERM, at random moments 1-${KILL_MAX} s apart, and restarted each time.
-Second half: one processor, RSS sampled every 5 s: ${rss_first} -> ${rss_last} KiB (max ${rss_max}, ${#rss[@]} samples).
+$terms times with SIGTERM, each time once it had committed progress ($progressed of
+$((kills + terms)) within 30 s), at a random moment 0-${KILL_MAX} s after that, and restarted.
+Second half: one processor, RSS sampled every 5 s: ${rss_first} -> ${rss_last} KiB (max ${rss_max}, ${#rss[@]} samples;
+the state cache fills towards \`cache.max_entries\`, so telling a leak apart needs a run past that bound).
 Final state (dump-state of per-user counts, profiles, fraud state, KPI windows, dedupe ids)
 against a clean run over the same topics: **$verdict**.$prof_note
 <!-- soak:end -->

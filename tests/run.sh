@@ -41,6 +41,13 @@ for t in "$@"; do
   rc=$(cat "$logs/$name.rc" 2>/dev/null || echo 1)
   echo "== $name ($(cat "$logs/$name.secs" 2>/dev/null || echo ?) s)"
   grep -v '^\[----\]   *$' "$out" | tail -n 40
+  # A failure's own lines (the assertion, its message, the test's name)
+  # again, in case a sanitizer report pushed them out of the tail above.
+  if [ "$rc" -ne 0 ]; then
+    echo "-- $name: failures"
+    grep -E -A3 '^\[----\] .*(Assertion Failed|Unexpected signal|Timed out)|^\[(FAIL|CRASH)\]' "$out" |
+      grep -v '^\[----\]   *$' | head -n 60
+  fi
   line=$(grep -E 'Synthesis: Tested: [0-9]+' "$out" | tail -1)
   p=$(sed -nE 's/.*Passing: ([0-9]+).*/\1/p' <<<"$line")
   f=$(sed -nE 's/.*Failing: ([0-9]+).*/\1/p' <<<"$line")

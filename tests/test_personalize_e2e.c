@@ -77,6 +77,20 @@ static char *dump_partitions(const char *url) {
     return d;
 }
 
+/* Waits until the processor's log holds `what`: a reload is seen in the
+ * log, not guessed from progress (commits are pipelined, so the committed
+ * offsets can run behind the batch that handled the signal). */
+static void wait_log(const char *log, const char *what, int timeout_ms) {
+    for (int waited = 0;; waited += 50) {
+        char *text = sp_t_read_file(log, NULL);
+        int found = text && strstr(text, what);
+        free(text);
+        if (found) return;
+        if (waited >= timeout_ms) cr_assert_fail("'%s' not in %s after %d ms", what, log, timeout_ms);
+        sp_t_sleep_ms(50);
+    }
+}
+
 TestSuite(personalize_e2e, .init = pl_setup_mock, .fini = pl_teardown, .timeout = 300);
 
 Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
@@ -87,12 +101,16 @@ Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
     char *good = sp_t_read_file(model, &len);
     pid_t rp = pl_replay_start("1500");
     pid_t pid = pl_processor(w.redis.url, "hup", 0, "hup");
+    char log[300];
+    snprintf(log, sizeof log, "%s/hup.log", w.dir);
     pl_wait_progress(w.redis.url, NEVENTS / 5, 120000);
     put_model("not a model", 11);
     kill(pid, SIGHUP);
+    wait_log(log, "reload: keeping the current model", 60000); /* the bad file refused */
     pl_wait_progress(w.redis.url, NEVENTS / 2, 120000);
     put_model(good, len);
     kill(pid, SIGHUP);
+    wait_log(log, "reload: model", 60000); /* the good one loaded */
     cr_assert_eq(sp_t_wait(rp, 60000), 0, "replay failed");
     pl_count_topics();
     pl_wait_all_committed(w.redis.url);
@@ -103,8 +121,6 @@ Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
     struct pl_oracle o = {0};
     pl_oracle_jsonl(&o);
     pl_assert_counts_match(dump, &o);
-    char log[300];
-    snprintf(log, sizeof log, "%s/hup.log", w.dir);
     cr_assert_eq(pl_counter(log, "events"), o.valid);
     cr_assert_gt(pl_counter(log, "recommendations"), 0);
     char *text = sp_t_read_file(log, NULL);
