@@ -73,6 +73,7 @@ struct sp_store {
     /* The committer (sp_store_submit): a thread with a connection of its own
      * (cst, a store used for nothing else), sending transactions in order. */
     sp_store *cst;
+    int quiet;            /* the committer's: its counters go into its owner's line */
     pthread_t thread;
     int thread_started, stopping;
     pthread_mutex_t mu;
@@ -570,20 +571,30 @@ void sp_store_destroy(sp_store *st) {
         txn_free_list(st->done);  /* applied, never reaped */
         pthread_mutex_destroy(&st->mu);
         pthread_cond_destroy(&st->cv);
-        sp_store_destroy(st->cst);
     }
     disconnect(st);
-    if (st->cl) {
-        sp_cluster_stats cs;
+    if (st->cl && !st->quiet) {
+        /* One line for the process's view of the cluster: this store's
+         * connections and its committer's together. */
+        sp_cluster_stats cs, cc = {0};
         sp_cluster_get_stats(st->cl, &cs);
+        if (st->cst && st->cst->cl) sp_cluster_get_stats(st->cst->cl, &cc);
+        cs.moved += cc.moved;
+        cs.ask += cc.ask;
+        cs.tryagain += cc.tryagain;
+        cs.clusterdown += cc.clusterdown;
+        cs.refreshes += cc.refreshes;
+        cs.conn_errors += cc.conn_errors;
         sp_info("redis cluster: moved=%llu ask=%llu tryagain=%llu clusterdown=%llu "
                 "map_refreshes=%llu connection_errors=%llu wait_retries=%llu",
                 (unsigned long long)cs.moved, (unsigned long long)cs.ask,
                 (unsigned long long)cs.tryagain, (unsigned long long)cs.clusterdown,
                 (unsigned long long)cs.refreshes, (unsigned long long)cs.conn_errors,
-                (unsigned long long)st->wait_retries);
-        sp_cluster_destroy(st->cl);
+                (unsigned long long)(st->wait_retries + (st->cst ? st->cst->wait_retries : 0)));
     }
+    if (st->cst) st->cst->quiet = 1;
+    sp_store_destroy(st->cst);
+    if (st->cl) sp_cluster_destroy(st->cl);
     for (size_t i = 0; i < st->nbuckets; i++)
         for (sp_obj *o = st->buckets[i], *next; o; o = next) {
             next = o->next;
@@ -1070,17 +1081,11 @@ static void txn_free(sp_txn *t) {
 
 void sp_txn_free(sp_txn *t) { txn_free(t); }
 
-static double mono_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* On the committer thread: sends one transaction on the committer's
  * connection, opened on first use. */
 static void txn_run(sp_store *st, sp_txn *t) {
     struct sp_txn_priv *q = t->priv;
-    double t0 = mono_us();
+    double t0 = sp_now_us();
     if (!st->cst) {
         char err[256];
         sp_store_conf conf = st->conf;
@@ -1101,7 +1106,7 @@ static void txn_run(sp_store *st, sp_txn *t) {
     for (size_t i = 0; i < t->n; i++)
         if (rs[i]) freeReplyObject(rs[i]);
     free(rs);
-    t->latency_us = mono_us() - t0;
+    t->latency_us = sp_now_us() - t0;
 }
 
 static void *committer_main(void *arg) {
@@ -1238,14 +1243,22 @@ void sp_store_end_batch(sp_store *st) {
     }
 }
 
+/* Runs "<cmd> {p<part>}:<suffix> [args...]" with retry (argv[1] is filled
+ * in here). */
+static int key_command(sp_store *st, int32_t part, const char *suffix, int argc,
+                       const char **argv, redisReply **out) {
+    char key[512];
+    make_key(key, sizeof key, part, suffix);
+    argv[1] = key;
+    return command(st, out, argc, argv);
+}
+
 int sp_store_zscan(sp_store *st, int32_t part, const char *suffix,
                    void (*fn)(void *ctx, const char *member, size_t len, double score),
                    void *ctx) {
-    char key[512];
-    make_key(key, sizeof key, part, suffix);
     redisReply *r = NULL;
-    const char *argv[] = {"ZRANGE", key, "0", "-1", "WITHSCORES"};
-    int rc = command(st, &r, 5, argv);
+    const char *argv[] = {"ZRANGE", NULL, "0", "-1", "WITHSCORES"};
+    int rc = key_command(st, part, suffix, 5, argv, &r);
     if (rc != SP_OK) return rc;
     if (r->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < r->elements; i += 2)
@@ -1258,11 +1271,9 @@ int sp_store_hscan(sp_store *st, int32_t part, const char *suffix,
                    void (*fn)(void *ctx, const char *field, size_t flen, const char *value,
                               size_t vlen),
                    void *ctx) {
-    char key[512];
-    make_key(key, sizeof key, part, suffix);
     redisReply *r = NULL;
-    const char *argv[] = {"HGETALL", key};
-    int rc = command(st, &r, 2, argv);
+    const char *argv[] = {"HGETALL", NULL};
+    int rc = key_command(st, part, suffix, 2, argv, &r);
     if (rc != SP_OK) return rc;
     if (r->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < r->elements; i += 2)
@@ -1274,11 +1285,9 @@ int sp_store_hscan(sp_store *st, int32_t part, const char *suffix,
 
 int sp_store_read_string(sp_store *st, int32_t part, const char *suffix,
                          void (*fn)(void *ctx, const char *data, size_t len), void *ctx) {
-    char key[512];
-    make_key(key, sizeof key, part, suffix);
     redisReply *r = NULL;
-    const char *argv[] = {"GET", key};
-    int rc = command(st, &r, 2, argv);
+    const char *argv[] = {"GET", NULL};
+    int rc = key_command(st, part, suffix, 2, argv, &r);
     if (rc != SP_OK) return rc;
     if (r->type == REDIS_REPLY_STRING) fn(ctx, r->str, r->len);
     freeReplyObject(r);

@@ -27,4 +27,7 @@ char *sp_xstrndup(const char *s, size_t n);
 #include <stdint.h>
 size_t sp_i64toa(int64_t v, char *out);
 
+/* The monotonic clock in microseconds (for latencies and rates). */
+double sp_now_us(void);
+
 #endif

@@ -106,17 +106,9 @@ static void on_hup(int sig) {
     hup_flag = 1;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return (int64_t)(sp_now_us() / 1000); }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+static double now_us(void) { return sp_now_us(); }
 
 static int topic_index(const struct runner *r, const char *topic) {
     for (int i = 0; i < r->ntopics; i++)

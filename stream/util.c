@@ -23,6 +23,12 @@ size_t sp_i64toa(int64_t v, char *out) {
     return len;
 }
 
+double sp_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 static void oom(size_t n) {
     fprintf(stderr, "shopstream: out of memory allocating %zu bytes\n", n);
     abort();

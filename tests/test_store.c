@@ -238,6 +238,31 @@ static sp_txn *reap(sp_store *st) {
     return NULL;
 }
 
+/* Takes partition 0 of topic "t", counts one view of u:x and prepares its
+ * commit (next offset 10), not yet sent. */
+static sp_txn *own_and_prepare_a_view(sp_store *st) {
+    static const char *topics[] = {"t"};
+    static int64_t next[] = {10};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, offs), SP_OK);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(st, 0, "u:x", &o), SP_OK);
+    sp_obj_incr(o, "view", 1);
+    sp_commit c = {0, topics, next, 1, SP_OK};
+    return sp_store_prepare(st, &c, 1);
+}
+
+/* The field holds want (NULL: absent). */
+static void expect_field(const char *key, const char *field, const char *want) {
+    char *v = hget(key, field);
+    if (!want)
+        cr_assert_null(v, "%s %s = %s, want none", key, field, v);
+    else
+        cr_assert(v && !strcmp(v, want), "%s %s = %s, want %s", key, field, v ? v : "(none)",
+                  want);
+    free(v);
+}
+
 Test(store_async, a_transaction_holds_the_batch_it_was_prepared_from, .init = start, .fini = stop) {
     sp_store *st = open_store(1000, NULL);
     const char *topics[] = {"t"};
@@ -260,13 +285,9 @@ Test(store_async, a_transaction_holds_the_batch_it_was_prepared_from, .init = st
     cr_assert_eq(r1->rc, SP_OK);
     cr_assert_eq(r1->commits[0].result, SP_OK);
     sp_txn_free(r1);
-    char *v = hget("{p1}:u:bob", "view");
-    cr_assert_str_eq(v, "3");
-    free(v);
-    cr_assert_null(hget("{p1}:u:bob", "last"));
-    v = hget("{p1}:meta", "off:t");
-    cr_assert_str_eq(v, "100");
-    free(v);
+    expect_field("{p1}:u:bob", "view", "3");
+    expect_field("{p1}:u:bob", "last", NULL);
+    expect_field("{p1}:meta", "off:t", "100");
     /* The second transaction carries the later changes and offsets. */
     int64_t next2[] = {200};
     sp_commit c2 = {1, topics, next2, 1, SP_OK};
@@ -274,15 +295,9 @@ Test(store_async, a_transaction_holds_the_batch_it_was_prepared_from, .init = st
     sp_txn *r2 = reap(st);
     cr_assert_eq(r2->rc, SP_OK);
     sp_txn_free(r2);
-    v = hget("{p1}:u:bob", "view");
-    cr_assert_str_eq(v, "7");
-    free(v);
-    v = hget("{p1}:u:bob", "last");
-    cr_assert_str_eq(v, "shoes");
-    free(v);
-    v = hget("{p1}:meta", "off:t");
-    cr_assert_str_eq(v, "200");
-    free(v);
+    expect_field("{p1}:u:bob", "view", "7");
+    expect_field("{p1}:u:bob", "last", "shoes");
+    expect_field("{p1}:meta", "off:t", "200");
     sp_store_destroy(st);
 }
 
@@ -318,12 +333,8 @@ Test(store_async, transactions_apply_in_order_and_unapplied_objects_stay_cached,
     }
     sp_store_end_batch(st);
     cr_assert_leq(sp_store_cached(st), 16, "applied objects are evictable again");
-    char *v = hget("{p2}:u:39", "n");
-    cr_assert_str_eq(v, "5");
-    free(v);
-    v = hget("{p2}:meta", "off:t");
-    cr_assert_str_eq(v, "50");
-    free(v);
+    expect_field("{p2}:u:39", "n", "5");
+    expect_field("{p2}:meta", "off:t", "50");
     sp_store_destroy(st);
 }
 
@@ -331,13 +342,7 @@ Test(store_async, a_fenced_transaction_writes_nothing_and_revokes, .init = start
     sp_store *a = open_store(1000, NULL), *b = open_store(1000, NULL);
     const char *topics[] = {"t"};
     int64_t offs[1];
-    cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK);
-    sp_obj *o;
-    cr_assert_eq(sp_store_get(a, 0, "u:x", &o), SP_OK);
-    sp_obj_incr(o, "view", 1);
-    int64_t next[] = {10};
-    sp_commit c = {0, topics, next, 1, SP_OK};
-    sp_txn *t = sp_store_prepare(a, &c, 1);
+    sp_txn *t = own_and_prepare_a_view(a);
     cr_assert_eq(sp_store_assign(b, 0, topics, 1, offs), SP_OK); /* takes over meanwhile */
     sp_store_submit(a, t);
     sp_txn *r = reap(a);
@@ -345,8 +350,8 @@ Test(store_async, a_fenced_transaction_writes_nothing_and_revokes, .init = start
     cr_assert_eq(r->commits[0].result, SP_ERR_FENCED);
     sp_txn_free(r);
     cr_assert_not(sp_store_owns(a, 0));
-    cr_assert_null(hget("{p0}:u:x", "view"));
-    cr_assert_null(hget("{p0}:meta", "off:t"));
+    expect_field("{p0}:u:x", "view", NULL);
+    expect_field("{p0}:meta", "off:t", NULL);
     sp_store_destroy(a);
     sp_store_destroy(b);
 }
@@ -355,13 +360,7 @@ Test(store_async, a_stale_refusal_does_not_undo_a_newer_assignment, .init = star
     sp_store *a = open_store(1000, NULL), *b = open_store(1000, NULL);
     const char *topics[] = {"t"};
     int64_t offs[1];
-    cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK);
-    sp_obj *o;
-    cr_assert_eq(sp_store_get(a, 0, "u:x", &o), SP_OK);
-    sp_obj_incr(o, "view", 1);
-    int64_t next[] = {10};
-    sp_commit c = {0, topics, next, 1, SP_OK};
-    sp_txn *t = sp_store_prepare(a, &c, 1);
+    sp_txn *t = own_and_prepare_a_view(a);
     cr_assert_eq(sp_store_assign(b, 0, topics, 1, offs), SP_OK); /* b takes it ... */
     cr_assert_eq(sp_store_assign(a, 0, topics, 1, offs), SP_OK); /* ... and a gets it back */
     sp_store_submit(a, t);
