@@ -51,7 +51,11 @@ void sp_event_free(sp_event *ev);
 
 /* As sp_event_decode, but the event lives in `arena` (it is released by
  * sp_arena_reset, never by sp_event_free): the consumer loop's per-batch
- * path, which so does no malloc/free per event for decoding. */
+ * path, which so does no malloc/free per event for decoding. Protobuf goes
+ * through stream/event_pb.c's decoder instead of protobuf-c's unpack: the
+ * same structs and the same accept/reject decisions, but its reasons may be
+ * more specific ("protobuf: bad wire type 0 for field 3" where protobuf-c's
+ * path says "protobuf: malformed nested message"). */
 struct sp_arena;
 int sp_event_decode_arena(struct sp_arena *arena, const void *buf, size_t len,
                           const char *content_type, sp_event **out, char *err, size_t errlen);
