@@ -456,6 +456,24 @@ int sp_event_decode_arena(sp_arena *arena, const void *buf, size_t len, const ch
     return decode(buf, len, content_type, arena, out, err, errlen);
 }
 
+int sp_event_read_arena(sp_arena *arena, const void *buf, size_t len,
+                        sp_content_type_fn content_type, void *ctx, sp_event **out, char *err,
+                        size_t errlen) {
+    int json = looks_json(buf, len, NULL);
+    if (decode(buf, len, NULL, arena, out, err, errlen) == SP_OK &&
+        sp_event_validate(*out, err, errlen) == SP_OK)
+        return SP_OK;
+    char ctbuf[64];
+    const char *ct = content_type ? content_type(ctx, ctbuf, sizeof ctbuf) : NULL;
+    *out = NULL;
+    if (!ct || !*ct || (strstr(ct, "json") != NULL) == json) return SP_ERR_BADINPUT;
+    if (decode(buf, len, ct, arena, out, err, errlen) == SP_OK &&
+        sp_event_validate(*out, err, errlen) == SP_OK)
+        return SP_OK;
+    *out = NULL;
+    return SP_ERR_BADINPUT;
+}
+
 int sp_event_peek(const void *buf, size_t len, const char *content_type, sp_event_peek_info *info) {
     memset(info, 0, sizeof *info);
     if (!looks_json(buf, len, content_type)) {
