@@ -221,7 +221,8 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
         p += 8;
         break;
     case 2:
-        if ((rc = pb_varint(&p, end, 5, PB_BAD_LENGTH, &f->v))) return rc;
+        if (p < end && *p < 0x80) f->v = *p++;
+        else if ((rc = pb_varint(&p, end, 5, PB_BAD_LENGTH, &f->v))) return rc;
         if (f->v > (uint64_t)(end - p)) return PB_TRUNCATED;
         f->data = p;
         p += f->v;
