@@ -262,6 +262,13 @@ static void negative_total(struct fx *f) { f->order.total = -5; }
 static void negative_price(struct fx *f) { f->click.price = -0.01; }
 static void nan_unit_price(struct fx *f) { f->li[1].unit_price = NAN; }
 static void zero_quantity(struct fx *f) { f->li[0].quantity = 0; }
+static void no_line_item_id(struct fx *f) { f->li[1].item_id = ""; }
+static void bad_utf8_line_category(struct fx *f) { f->li[0].category = "c\xff"; }
+static void long_line_item_id(struct fx *f) {
+    memset(f->big, 'x', SP_EVENT_MAX_ID + 1);
+    f->big[SP_EVENT_MAX_ID + 1] = 0;
+    f->li[1].item_id = f->big;
+}
 static void no_lines(struct fx *f) { f->order.n_items = 0; }
 static void no_order_id(struct fx *f) { f->order.order_id = ""; }
 static void rating_0(struct fx *f) { f->review.rating = 0; }
@@ -329,6 +336,12 @@ static const struct bad_case bad[] = {
     {"negative price", PB, B_CLICK, negative_price, NULL, NULL, "click.price"},
     {"NaN unit price", PB, B_ORDER, nan_unit_price, NULL, NULL, "order.items[1].unit_price"},
     {"quantity 0", PB, B_ORDER, zero_quantity, NULL, NULL, "order.items[0].quantity"},
+    {"line item without id", PB, B_ORDER, no_line_item_id, NULL, NULL,
+     "missing order.items[1].item_id"},
+    {"line item category utf8", PB, B_ORDER, bad_utf8_line_category, NULL, NULL,
+     "invalid UTF-8 in order.items[0].category"},
+    {"line item id too long", PB, B_ORDER, long_line_item_id, NULL, NULL,
+     "order.items[1].item_id too long (129 > 128 bytes)"},
     {"order without lines", PB, B_ORDER, no_lines, NULL, NULL, "order has no items"},
     {"order without id", PB, B_ORDER, no_order_id, NULL, NULL, "missing order.order_id"},
     {"rating 0", PB, B_REVIEW, rating_0, NULL, NULL, "review.rating must be 1..5 (got 0)"},
