@@ -144,9 +144,9 @@ bench: $(SHOPSTREAM)
 
 # make fuzz: the event codec under a random mutator, with ASan+UBSan.
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(LIB)
+$(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c tests/support/pb_diff.c $(LIB)
 	@echo "  LINK    $@"
-	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -o $@ $< tests/support/pb_diff.c $(LIB) $(LDLIBS)
 
 fuzz:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin OPT=-O1 \

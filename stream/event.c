@@ -1,12 +1,14 @@
 /* Input events: decoding from protobuf or its JSON rendering, validation and
  * encoding.
  *
- * Every decoded event, whichever wire format it came in, is a protobuf-c
- * message unpacked by protobuf-c itself, so sp_event_free() has exactly one
- * way to free it. JSON is therefore read into a temporary message whose
- * strings borrow from the cJSON tree, packed, and unpacked again: JSON is the
- * human and kcat path, and one extra pack/unpack there buys a single
- * ownership rule everywhere else.
+ * Every decoded event, whichever wire format it came in, is unpacked from
+ * protobuf bytes: by protobuf-c itself for sp_event_decode, so sp_event_free()
+ * has exactly one way to free it, and by stream/event_pb.c's one-pass decoder
+ * into the arena for sp_event_decode_arena, the consumer's hot path. JSON is
+ * therefore read into a temporary message whose strings borrow from the
+ * cJSON tree, packed, and unpacked again: JSON is the human and kcat path,
+ * and one extra pack/unpack there buys a single ownership rule everywhere
+ * else.
  *
  * Reason strings are short and specific because they become the dead-letter
  * topic's `error` header: "protobuf: ..." and "json: ..." come from decoding,
@@ -23,6 +25,7 @@
 #include "stream/error.h"
 #include "stream/arena.h"
 #include "stream/event.h"
+#include "stream/event_pb.h"
 
 typedef Shopstream__V1__Context sp_pb_context;
 typedef Shopstream__V1__Click sp_pb_click;
@@ -361,8 +364,11 @@ static int json_event_extra(const cJSON *it, struct json_msg *m, char *err, size
 /* Parses with cJSON, rejects trailing bytes (one message is one value), reads
  * the tree strictly into borrowed protobuf-c structs, then packs and unpacks
  * so the caller gets an ordinary protobuf-c event. */
-static int decode_json(const char *buf, size_t len, ProtobufCAllocator *alloc, sp_event **out,
-                       char *err, size_t errlen) {
+static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, char *err,
+                  size_t errlen);
+
+static int decode_json(const char *buf, size_t len, sp_arena *arena, sp_event **out, char *err,
+                       size_t errlen) {
     struct json_msg m = {
         .ev = SHOPSTREAM__V1__EVENT__INIT,
         .ctx = SHOPSTREAM__V1__CONTEXT__INIT,
@@ -389,8 +395,7 @@ static int decode_json(const char *buf, size_t len, ProtobufCAllocator *alloc, s
     size_t n = shopstream__v1__event__get_packed_size(&m.ev);
     packed = sp_xmalloc(n);
     shopstream__v1__event__pack(&m.ev, packed);
-    *out = shopstream__v1__event__unpack(alloc, n, packed);
-    if (!*out) {
+    if (unpack(arena, packed, n, out, err, errlen) != SP_OK) {
         rc = fail(err, errlen, "json: cannot represent as protobuf");
         goto fail;
     }
@@ -416,19 +421,29 @@ static int looks_json(const uint8_t *p, size_t len, const char *content_type) {
     return 0;
 }
 
-static int decode(const void *buf, size_t len, const char *content_type, ProtobufCAllocator *alloc,
+/* Protobuf bytes to an event: with an arena, the batch path's own decoder
+ * (stream/event_pb.c: one pass, arena only); without, protobuf-c's unpack,
+ * so that sp_event_free has one way to free. pb_walk runs first there
+ * because protobuf-c only says "failed", and it gives the reason. */
+static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, char *err,
+                  size_t errlen) {
+    if (arena) return sp_event_pb_decode(arena, p, len, out, err, errlen);
+    int rc = pb_walk(p, len, NULL, err, errlen);
+    if (rc) return rc;
+    *out = shopstream__v1__event__unpack(NULL, len, p);
+    if (!*out) return fail(err, errlen, "protobuf: malformed nested message");
+    return SP_OK;
+}
+
+static int decode(const void *buf, size_t len, const char *content_type, sp_arena *arena,
                   sp_event **out, char *err, size_t errlen) {
     const uint8_t *p = buf;
     *out = NULL;
     if (len > SP_EVENT_MAX_BYTES)
         return fail(err, errlen, "message too large (%zu > %d bytes)", len, SP_EVENT_MAX_BYTES);
     if (len == 0) return fail(err, errlen, "empty message");
-    if (looks_json(p, len, content_type)) return decode_json(buf, len, alloc, out, err, errlen);
-    int rc = pb_walk(p, len, NULL, err, errlen);
-    if (rc) return rc;
-    *out = shopstream__v1__event__unpack(alloc, len, p);
-    if (!*out) return fail(err, errlen, "protobuf: malformed nested message");
-    return SP_OK;
+    if (looks_json(p, len, content_type)) return decode_json(buf, len, arena, out, err, errlen);
+    return unpack(arena, p, len, out, err, errlen);
 }
 
 int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_event **out,
@@ -436,16 +451,27 @@ int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_ev
     return decode(buf, len, content_type, NULL, out, err, errlen);
 }
 
-static void *arena_alloc(void *a, size_t n) { return sp_arena_alloc(a, n); }
-static void arena_free(void *a, void *p) {
-    (void)a;
-    (void)p;
-}
-
 int sp_event_decode_arena(sp_arena *arena, const void *buf, size_t len, const char *content_type,
                           sp_event **out, char *err, size_t errlen) {
-    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
-    return decode(buf, len, content_type, &alloc, out, err, errlen);
+    return decode(buf, len, content_type, arena, out, err, errlen);
+}
+
+int sp_event_read_arena(sp_arena *arena, const void *buf, size_t len,
+                        sp_content_type_fn content_type, void *ctx, sp_event **out, char *err,
+                        size_t errlen) {
+    int json = looks_json(buf, len, NULL);
+    if (decode(buf, len, NULL, arena, out, err, errlen) == SP_OK &&
+        sp_event_validate(*out, err, errlen) == SP_OK)
+        return SP_OK;
+    char ctbuf[64];
+    const char *ct = content_type ? content_type(ctx, ctbuf, sizeof ctbuf) : NULL;
+    *out = NULL;
+    if (!ct || !*ct || (strstr(ct, "json") != NULL) == json) return SP_ERR_BADINPUT;
+    if (decode(buf, len, ct, arena, out, err, errlen) == SP_OK &&
+        sp_event_validate(*out, err, errlen) == SP_OK)
+        return SP_OK;
+    *out = NULL;
+    return SP_ERR_BADINPUT;
 }
 
 int sp_event_peek(const void *buf, size_t len, const char *content_type, sp_event_peek_info *info) {

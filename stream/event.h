@@ -51,10 +51,33 @@ void sp_event_free(sp_event *ev);
 
 /* As sp_event_decode, but the event lives in `arena` (it is released by
  * sp_arena_reset, never by sp_event_free): the consumer loop's per-batch
- * path, which so does no malloc/free per event for decoding. */
+ * path, which so does no malloc/free per event for decoding. Protobuf goes
+ * through stream/event_pb.c's decoder instead of protobuf-c's unpack: the
+ * same structs and the same accept/reject decisions, but its reasons may be
+ * more specific ("protobuf: bad wire type 0 for field 3" where protobuf-c's
+ * path says "protobuf: malformed nested message"). */
 struct sp_arena;
 int sp_event_decode_arena(struct sp_arena *arena, const void *buf, size_t len,
                           const char *content_type, sp_event **out, char *err, size_t errlen);
+
+/* Where sp_event_read_arena finds a message's content type when it needs
+ * it: NULL or "" for none. It may copy the value into buf (len bytes). */
+typedef const char *(*sp_content_type_fn)(void *ctx, char *buf, size_t len);
+
+/* The consumer's batch path: decodes (into arena) and validates one message,
+ * choosing the format by its leading byte alone ('{' after blanks: JSON,
+ * else protobuf), so that the Kafka headers are not parsed for every
+ * message. Only if that decode or validation fails is content_type(ctx)
+ * asked; if it names the other format, the message is decoded and validated
+ * that way too, and that result stands -- a message rejected this way gets
+ * the reason of the format its header names, as when the header decided
+ * alone. The one change from a header-first choice: a message that decodes
+ * and validates by its leading byte is accepted even if its header names
+ * the other format. Returns 0 with the event in arena, or SP_ERR_BADINPUT
+ * with the reason in err. */
+int sp_event_read_arena(struct sp_arena *arena, const void *buf, size_t len,
+                        sp_content_type_fn content_type, void *ctx, sp_event **out, char *err,
+                        size_t errlen);
 
 /* Checks what the schema cannot: required fields present (event_id, user_id,
  * ts_ms > 0, exactly one body), valid UTF-8 in every string, size limits,

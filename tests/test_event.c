@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 
+#include "stream/arena.h"
 #include "stream/error.h"
 #include "stream/event.h"
 #include "stream/gen.h"
@@ -261,6 +262,13 @@ static void negative_total(struct fx *f) { f->order.total = -5; }
 static void negative_price(struct fx *f) { f->click.price = -0.01; }
 static void nan_unit_price(struct fx *f) { f->li[1].unit_price = NAN; }
 static void zero_quantity(struct fx *f) { f->li[0].quantity = 0; }
+static void no_line_item_id(struct fx *f) { f->li[1].item_id = ""; }
+static void bad_utf8_line_category(struct fx *f) { f->li[0].category = "c\xff"; }
+static void long_line_item_id(struct fx *f) {
+    memset(f->big, 'x', SP_EVENT_MAX_ID + 1);
+    f->big[SP_EVENT_MAX_ID + 1] = 0;
+    f->li[1].item_id = f->big;
+}
 static void no_lines(struct fx *f) { f->order.n_items = 0; }
 static void no_order_id(struct fx *f) { f->order.order_id = ""; }
 static void rating_0(struct fx *f) { f->review.rating = 0; }
@@ -328,6 +336,12 @@ static const struct bad_case bad[] = {
     {"negative price", PB, B_CLICK, negative_price, NULL, NULL, "click.price"},
     {"NaN unit price", PB, B_ORDER, nan_unit_price, NULL, NULL, "order.items[1].unit_price"},
     {"quantity 0", PB, B_ORDER, zero_quantity, NULL, NULL, "order.items[0].quantity"},
+    {"line item without id", PB, B_ORDER, no_line_item_id, NULL, NULL,
+     "missing order.items[1].item_id"},
+    {"line item category utf8", PB, B_ORDER, bad_utf8_line_category, NULL, NULL,
+     "invalid UTF-8 in order.items[0].category"},
+    {"line item id too long", PB, B_ORDER, long_line_item_id, NULL, NULL,
+     "order.items[1].item_id too long (129 > 128 bytes)"},
     {"order without lines", PB, B_ORDER, no_lines, NULL, NULL, "order has no items"},
     {"order without id", PB, B_ORDER, no_order_id, NULL, NULL, "missing order.order_id"},
     {"rating 0", PB, B_REVIEW, rating_0, NULL, NULL, "review.rating must be 1..5 (got 0)"},
@@ -426,6 +440,94 @@ Test(event, content_type_overrides_first_byte) {
     cr_assert_eq(sp_event_decode("[1,2]", 5, "application/json", &ev, err, sizeof err),
                  SP_ERR_BADINPUT);
     cr_assert_str_eq(err, "json: not an object");
+}
+
+/* The batch path (sp_event_read_arena): the leading byte picks the format;
+ * the content type is asked only when that fails, and then only matters if
+ * it names the other format. */
+struct ct_probe {
+    const char *ct;
+    int asked;
+};
+
+static const char *ct_probe_get(void *ctx, char *buf, size_t len) {
+    struct ct_probe *p = ctx;
+    p->asked++;
+    if (!p->ct) return NULL;
+    snprintf(buf, len, "%s", p->ct);
+    return buf;
+}
+
+struct read_case {
+    const char *name;
+    int body; /* 0 valid protobuf click, 1 its JSON, 2 its JSON after blanks, 3 raw */
+    const char *raw;
+    const char *ct;
+    int asked; /* was the content type needed */
+    const char *want; /* NULL: accepted; else a substring of the reason */
+};
+
+static const struct read_case read_cases[] = {
+    {"protobuf, no header", 0, NULL, NULL, 0, NULL},
+    {"protobuf, protobuf header", 0, NULL, "application/x-protobuf", 0, NULL},
+    {"protobuf labelled json", 0, NULL, "application/json", 0, NULL},
+    {"json labelled protobuf", 1, NULL, "application/x-protobuf", 0, NULL},
+    {"json after blanks, json header", 2, NULL, "application/json", 0, NULL},
+    {"json after blanks, no header", 2, NULL, NULL, 0, NULL},
+    /* Rejected: the reason is the one of the format the header names. */
+    {"bad json, protobuf header", 3, "{\"user_id\":", "application/x-protobuf", 1,
+     "protobuf: bad wire type 3"},
+    {"bad json, json header", 3, "{\"user_id\":", "application/json", 1, "json: syntax error"},
+    {"bad json, no header", 3, "{\"user_id\":", NULL, 1, "json: syntax error"},
+    {"json array, json header", 3, "[1,2]", "application/json", 1, "json: not an object"},
+    {"json array, no header", 3, "[1,2]", NULL, 1, "protobuf: bad wire type 3"},
+    {"json missing user_id, json header", 3, "{\"event_id\":\"e1\",\"ts_ms\":5}",
+     "application/json", 1, "missing user_id"},
+    {"json missing user_id, protobuf header", 3, "{\"event_id\":\"e1\",\"ts_ms\":5}",
+     "application/x-protobuf", 1, "protobuf: bad wire type 3"},
+    {"empty, json header", 3, "", "application/json", 1, "empty message"},
+};
+
+Test(event, read_arena_picks_by_leading_byte_and_asks_the_header_only_on_failure) {
+    static struct fx f;
+    fx_init(&f, B_CLICK);
+    size_t pblen;
+    uint8_t *pb = sp_event_pack(&f.ev, &pblen);
+    char *js = sp_event_to_json(&f.ev);
+    char blanks[4096];
+    snprintf(blanks, sizeof blanks, " \r\n\t %s", js);
+    sp_arena *arena = sp_arena_new(0);
+    for (size_t i = 0; i < sizeof read_cases / sizeof read_cases[0]; i++) {
+        const struct read_case *c = &read_cases[i];
+        const void *buf = c->body == 0 ? (const void *)pb : c->body == 1 ? js
+                          : c->body == 2 ? blanks : c->raw;
+        size_t len = c->body == 0 ? pblen : strlen(buf);
+        struct ct_probe probe = {c->ct, 0};
+        sp_event *ev = NULL;
+        char err[256] = "";
+        int rc = sp_event_read_arena(arena, buf, len, ct_probe_get, &probe, &ev, err, sizeof err);
+        cr_assert_eq(probe.asked, c->asked, "%s: content type asked %d times", c->name,
+                     probe.asked);
+        if (!c->want) {
+            cr_assert_eq(rc, SP_OK, "%s: %s", c->name, err);
+            cr_assert_str_eq(ev->user_id, "u000042", "%s", c->name);
+            cr_assert_eq(sp_event_kind_of(ev), SP_KIND_VIEW, "%s", c->name);
+        } else {
+            cr_assert_eq(rc, SP_ERR_BADINPUT, "%s: accepted", c->name);
+            cr_assert_null(ev, "%s", c->name);
+            cr_assert_not_null(strstr(err, c->want), "%s: reason '%s' lacks '%s'", c->name, err,
+                               c->want);
+            /* a rejection keeps the reason a header-first choice gave */
+            char old[256] = "";
+            if (len && decode_validate(buf, len, c->ct, old, sizeof old) == SP_ERR_BADINPUT)
+                cr_assert_not_null(strstr(err, old) ? err : strstr(old, err) ? old : NULL,
+                                   "%s: reason '%s', header-first gave '%s'", c->name, err, old);
+        }
+        sp_arena_reset(arena);
+    }
+    sp_arena_destroy(arena);
+    free(pb);
+    free(js);
 }
 
 Test(event, peek_routes_truncated_protobuf_and_json) {
