@@ -6,6 +6,9 @@ trigger_event_id (replay's id: "rsc15-" + FNV-1a of the row, tabs as NULs)
 and scored against the session's next click: Recall@K (hit) and MRR@K.
 Usage: prequential.py TEST_FILE RECS_FILE K
        prequential.py --latency RECS_FILE   (p50/p99 of Recommendation.latency_ms)
+       prequential.py --e2e INPUTS_FILE RECS_FILE   (p50/p99 from each trigger event's
+           Kafka timestamp to its list's, both files as kcat -f '%T:%R%s' wrote them;
+           CreateTime on both sides, i.e. the producers' clocks: one machine)
        prequential.py --agree RECS_A RECS_B K   (lists of the same trigger in two runs:
            how many are identical in their top K, and the mean share of items in common)"""
 import struct
@@ -72,6 +75,35 @@ def latency(path):
     print("lists=%d latency_ms p50=%.3f p99=%.3f max=%.3f" % (len(lat), q(0.5), q(0.99), lat[-1]))
 
 
+def stamped(path):
+    """(timestamp ms, protobuf) of each record of a kcat -f '%T:%R%s' file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    i = 0
+    while i < len(data):
+        j = data.index(b":", i)
+        ts = int(data[i:j])
+        (n,) = struct.unpack(">I", data[j + 1:j + 5])
+        yield ts, data[j + 5:j + 5 + n]
+        i = j + 5 + n
+
+
+def e2e(inputs, recs):
+    sent = {}
+    for ts, m in stamped(inputs):
+        for f, v in fields(m):
+            if f == 1:
+                sent[v] = ts
+                break
+    lat = sorted(ts - sent[trig] for ts, m in stamped(recs)
+                 for f, trig in fields(m) if f == 5 and trig in sent)
+    if not lat:
+        print("e2e_lists=0")
+        return
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    print("e2e_lists=%d e2e_ms p50=%d p99=%d max=%d" % (len(lat), q(0.5), q(0.99), lat[-1]))
+
+
 def lists_of(path):
     out = {}
     for msg in messages(path):
@@ -100,6 +132,9 @@ def agree(path_a, path_b, k):
 def main():
     if sys.argv[1] == "--latency":
         latency(sys.argv[2])
+        return
+    if sys.argv[1] == "--e2e":
+        e2e(sys.argv[2], sys.argv[3])
         return
     if sys.argv[1] == "--agree":
         agree(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -1,5 +1,4 @@
 /* The train and eval subcommands. */
-#include <cblas.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <time.h>
 
 #include "models/data.h"
+#include "models/model.h"
 #include "models/eval.h"
 #include "models/scorer.h"
 #include "models/train.h"
@@ -30,12 +30,6 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The matrices here are small (64 x 64, sequences of 50): OpenBLAS threads
- * cost more in wake-ups than they return, and the machine is shared, so
- * one thread unless OPENBLAS_NUM_THREADS says otherwise. */
-static void blas_threads(void) {
-    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
-}
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -89,7 +83,7 @@ int sp_cmd_train(int argc, char **argv) {
         {0, 0, 0, 0}};
     const char *data = NULL, *fmt_s = "seq", *kind_s = NULL, *out = NULL;
     enum sp_model_kind kind;
-    blas_threads();
+    sp_model_blas_threads();
     /* the kind decides the defaults, so find it before the other flags */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--model")) kind_s = argv[i + 1];
@@ -202,7 +196,7 @@ int sp_cmd_eval(int argc, char **argv) {
     long fit_holdout = -1;
     size_t bench_items = 0, bench_users = 2000;
     int c;
-    blas_threads();
+    sp_model_blas_threads();
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:f:m:p:t:h", opts, NULL)) != -1) {
         switch (c) {

@@ -12,6 +12,7 @@
  * The loader reads the whole file and checks every length against what is
  * left, the shapes against the payload, and the checksum, so a truncated,
  * corrupted or mismatched file is an error message, not a crash. */
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -427,4 +428,8 @@ fail:
         sp_model_destroy(m);
     }
     return NULL;
+}
+
+void sp_model_blas_threads(void) {
+    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
 }

@@ -87,4 +87,11 @@ float sp_rng_normal(uint64_t *s);            /* N(0, 1) */
 uint32_t sp_rng_below(uint64_t *s, uint32_t n); /* [0, n) */
 uint64_t sp_rng_seed(uint64_t seed);
 
+/* One OpenBLAS thread unless OPENBLAS_NUM_THREADS says otherwise. The
+ * matrices here are small (64 x 64, a few hundred candidate rows): OpenBLAS
+ * threads cost more in wake-ups than they return, and an idle one spins in
+ * sched_yield, taking the core that Redis and Kafka share with the
+ * processor. Called by every command that uses BLAS, before the first call. */
+void sp_model_blas_threads(void);
+
 #endif

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "models/model.h"
 #include "operators/operator.h"
 #include "state/store.h"
 #include "stream/arena.h"
@@ -799,6 +800,7 @@ int sp_cmd_run(int argc, char **argv) {
     }
     int workers = cfg.workers;
     sp_config_release(&cfg);
+    sp_model_blas_threads(); /* the recommend operator scores with BLAS */
     if (help) {
         run_usage(stdout);
         sp_op_list(print_op, stdout);
