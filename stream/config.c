@@ -55,6 +55,10 @@ static const struct opt opts[] = {
     {"commit.max_inflight", OPT_INT, O(commit_max_inflight), "16", 1, 32,
      "batches whose Redis commit may be in flight while the next ones are processed "
      "(1: each batch is committed before the next is processed)"},
+    {"commit.interval_ms", OPT_INT, O(commit_interval_ms), "0", 0, 600000,
+     "state changes of the batches processed within this many milliseconds go to Redis "
+     "in one commit (as Kafka Streams' commit.interval.ms): fewer writes when keys repeat; "
+     "a crash replays at most this much more. 0 = one commit per batch"},
     {"cache.max_entries", OPT_I64, O(cache_max_entries), "200000", 16, INT64_MAX,
      "state cache bound: clean entries are evicted above it"},
     {"dedupe.window_ms", OPT_I64, O(dedupe_window_ms), "3600000", 0, INT64_MAX,

@@ -27,6 +27,7 @@ typedef struct sp_config {
     int batch_max_messages;
     int batch_max_ms;
     int commit_max_inflight;
+    int commit_interval_ms;
     int64_t cache_max_entries;
     int64_t dedupe_window_ms;
     int64_t dedupe_max_ids;

@@ -46,8 +46,9 @@
 struct rpart {
     int owned;
     int touched;                  /* has messages in the current batch */
+    int uncommitted;              /* has messages since the last prepared commit */
     int64_t next[MAX_TOPICS];     /* next offset to commit, -1 = none yet */
-    int dirty_off[MAX_TOPICS];    /* next[] changed in this batch */
+    int dirty_off[MAX_TOPICS];    /* next[] changed since the last prepared commit */
     int eof[MAX_TOPICS];
 };
 
@@ -75,6 +76,8 @@ struct runner {
     double last_commit_us;
     struct inflight *infl;        /* prepared commits, oldest first */
     size_t ninfl;
+    int uncommitted;              /* a partition has messages not yet in a commit */
+    int64_t last_prepare_ms;      /* when the last commit was prepared */
 };
 
 /* A batch's commit on its way: waiting for the batch's outputs (gen), then
@@ -186,7 +189,7 @@ static void prepare_commit(struct runner *r, uint64_t gen) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (size_t p = 0; p < r->nparts; p++) {
         struct rpart *rp = &r->parts[p];
-        if (!rp->touched || !rp->owned) continue;
+        if (!rp->uncommitted || !rp->owned) continue;
         int k = 0;
         for (int t = 0; t < r->ntopics; t++) {
             if (rp->dirty_off[t]) {
@@ -198,7 +201,7 @@ static void prepare_commit(struct runner *r, uint64_t gen) {
                     rp->next[t];
             rp->dirty_off[t] = 0;
         }
-        rp->touched = 0;
+        rp->uncommitted = 0;
         cs[n] = (sp_commit){(int32_t)p, topics[n], offs[n], k, SP_OK};
         n++;
     }
@@ -303,9 +306,29 @@ static int drain(struct runner *r) {
     return rc;
 }
 
-/* Processes and commits the batch in hand (see the top of the file). */
+/* Prepares the commit of everything processed since the last one and lets
+ * commits in flight move on; waits while commit.max_inflight are. */
+static int commit_now(struct runner *r) {
+    r->last_prepare_ms = now_ms();
+    if (!r->uncommitted) return pump(r, 0);
+    r->uncommitted = 0;
+    prepare_commit(r, sp_sink_next_gen(r->sink));
+    int rc = pump(r, 0);
+    while (rc == SP_OK && r->ninfl >= (size_t)r->cfg.commit_max_inflight) {
+        rc = pump(r, 5);
+        if (rc == SP_OK && abort_flag && r->ninfl && !r->infl[0].submitted) rc = SP_ERR_RETRY;
+    }
+    return rc;
+}
+
+/* Processes the batch in hand (see the top of the file) and commits it, with
+ * the batches before it, once commit.interval_ms has passed since the last
+ * commit (at once with the default 0). */
 static int process_batch(struct runner *r) {
-    if (!r->nmsgs) return SP_OK;
+    if (!r->nmsgs)
+        return r->uncommitted && now_ms() - r->last_prepare_ms >= r->cfg.commit_interval_ms
+                   ? commit_now(r)
+                   : SP_OK;
     double t0 = now_us();
     char err[256];
     int rc = SP_OK;
@@ -317,7 +340,8 @@ static int process_batch(struct runner *r) {
         int t = topic_index(r, rd_kafka_topic_name(m->rkt));
         r->evs[i] = NULL;
         if (!rp->owned || t < 0) continue; /* lost before we got to it */
-        rp->touched = 1;
+        rp->touched = rp->uncommitted = 1;
+        r->uncommitted = 1;
         rp->next[t] = m->offset + 1;
         rp->dirty_off[t] = 1;
         sp_event *ev = NULL;
@@ -349,16 +373,13 @@ static int process_batch(struct runner *r) {
      * commit goes out once those outputs are delivered: a crash before it
      * repeats them, never loses them. */
     for (size_t p = 0; p < r->nparts; p++)
-        if (r->parts[p].touched && r->parts[p].owned)
+        if (r->parts[p].touched && r->parts[p].owned) {
+            r->parts[p].touched = 0;
             if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
-    prepare_commit(r, sp_sink_next_gen(r->sink));
+        }
     r->metrics.batches++;
     sp_hist_add(&r->metrics.batch_latency, now_us() - t0);
-    rc = pump(r, 0);
-    while (rc == SP_OK && r->ninfl >= (size_t)r->cfg.commit_max_inflight) {
-        rc = pump(r, 5);
-        if (rc == SP_OK && abort_flag && r->ninfl && !r->infl[0].submitted) rc = SP_ERR_RETRY;
-    }
+    if (now_ms() - r->last_prepare_ms >= r->cfg.commit_interval_ms) rc = commit_now(r);
 out:
     free(oes);
     free_batch(r);
@@ -413,8 +434,8 @@ static void on_assign(struct runner *r, rd_kafka_topic_partition_list_t *l) {
 }
 
 static void on_revoke(struct runner *r, rd_kafka_topic_partition_list_t *l) {
-    if (!r->failed) process_batch(r);
-    else free_batch(r);
+    if (r->failed) free_batch(r);
+    else if (process_batch(r) == SP_OK && commit_now(r) != SP_OK) r->failed = 1;
     if (!r->failed && drain(r) != SP_OK) r->failed = 1;
     int32_t *ps = sp_xmalloc((size_t)(l->cnt ? l->cnt : 1) * sizeof *ps);
     size_t n = distinct_partitions(l, ps);
@@ -739,7 +760,8 @@ static void run_instance(int argc, char **argv, struct run_result *res) {
     if (!r.failed) {
         /* Leaves the group; the revoke callback commits what is in hand. */
         abort_flag = 0;
-        if (process_batch(&r) != SP_OK || drain(&r) != SP_OK) r.failed = 1;
+        if (process_batch(&r) != SP_OK || commit_now(&r) != SP_OK || drain(&r) != SP_OK)
+            r.failed = 1;
         rd_kafka_consumer_close(r.rk);
     }
     status = r.failed ? 1 : 0;

@@ -26,6 +26,41 @@ Test(pipeline, redis_outage_mid_stream_loses_nothing) { pl_case_redis_outage(); 
 
 Test(pipeline, poison_messages_go_to_the_dead_letter_topic_with_reasons) { pl_case_poison(); }
 
+/* commit.interval_ms: the state changes of several batches go to Redis in
+ * one commit. Exactly-once must hold as with a commit per batch: a kill -9
+ * loses the uncommitted batches, which are consumed again; a revoke commits
+ * what is in hand before the partitions go; an idle processor still commits
+ * (pl_wait_all_committed waits for every offset while it runs). */
+static void with_interval(const char *ms) {
+    const char *args[] = {"--commit.interval_ms", ms, NULL};
+    memcpy(w.extra_args, args, sizeof args);
+}
+
+Test(pipeline, kill9_with_commit_interval_loses_nothing_and_counts_nothing_twice) {
+    with_interval("300");
+    pl_case_kill9();
+}
+
+Test(pipeline, rebalance_with_commit_interval) {
+    with_interval("300");
+    pl_case_rebalance();
+}
+
+/* An interval longer than the run: nothing is committed until the stop,
+ * which commits every partition once; the counts are still exact. */
+Test(pipeline, commit_interval_longer_than_the_run_commits_once_at_stop) {
+    const char *args[] = {"--commit.interval_ms", "600000", "--batch.max_messages", "100", NULL};
+    memcpy(w.extra_args, args, sizeof args);
+    pl_case_end_to_end("jsonl");
+    char log[300];
+    snprintf(log, sizeof log, "%s/run.log", w.dir);
+    long batches = pl_counter(log, "batches"), commits = pl_counter(log, "commits");
+    cr_assert_gt(batches, 50, "batches=%ld: the run should take many batches", batches);
+    cr_assert_leq(commits, 12, "commits=%ld over %ld batches: expected one per partition at stop",
+                  commits, batches);
+    cr_assert_gt(commits, 0);
+}
+
 /* SIGUSR1 prints the counters while running; SIGTERM finishes, commits,
  * leaves the group and exits 0. */
 Test(pipeline, sigusr1_prints_counters_and_sigterm_exits_cleanly) {
