@@ -323,12 +323,11 @@ static int commit_now(struct runner *r) {
 
 /* Processes the batch in hand (see the top of the file) and commits it, with
  * the batches before it, once commit.interval_ms has passed since the last
- * commit (at once with the default 0). */
+ * commit (at once with the default 0) or when a batch window passes with no
+ * message at all: an idle stream has no writes to save by waiting. */
 static int process_batch(struct runner *r) {
-    if (!r->nmsgs)
-        return r->uncommitted && now_ms() - r->last_prepare_ms >= r->cfg.commit_interval_ms
-                   ? commit_now(r)
-                   : SP_OK;
+    if (!r->nmsgs) /* a batch window without messages: the stream is idle, commit */
+        return r->uncommitted ? commit_now(r) : SP_OK;
     double t0 = now_us();
     char err[256];
     int rc = SP_OK;
