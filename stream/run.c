@@ -429,6 +429,9 @@ static void on_assign(struct runner *r, rd_kafka_topic_partition_list_t *l) {
         sp_info("assigned partition %d (offsets from Redis)", (int)ps[k]);
     }
     free(ps);
+    /* run.stop_when_idle_ms counts from here too: the group join (seconds
+     * on a real broker) is not idleness, and new partitions may hold data. */
+    r->last_msg_ms = now_ms();
     rd_kafka_assign(r->rk, r->failed ? NULL : l);
 }
 

@@ -77,20 +77,6 @@ static char *dump_partitions(const char *url) {
     return d;
 }
 
-/* Waits until the processor's log holds `what`: a reload is seen in the
- * log, not guessed from progress (commits are pipelined, so the committed
- * offsets can run behind the batch that handled the signal). */
-static void wait_log(const char *log, const char *what, int timeout_ms) {
-    for (int waited = 0;; waited += 50) {
-        char *text = sp_t_read_file(log, NULL);
-        int found = text && strstr(text, what);
-        free(text);
-        if (found) return;
-        if (waited >= timeout_ms) cr_assert_fail("'%s' not in %s after %d ms", what, log, timeout_ms);
-        sp_t_sleep_ms(50);
-    }
-}
-
 TestSuite(personalize_e2e, .init = pl_setup_mock, .fini = pl_teardown, .timeout = 300);
 
 Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
@@ -106,11 +92,11 @@ Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
     pl_wait_progress(w.redis.url, NEVENTS / 5, 120000);
     put_model("not a model", 11);
     kill(pid, SIGHUP);
-    wait_log(log, "reload: keeping the current model", 60000); /* the bad file refused */
+    pl_wait_log(log, "reload: keeping the current model", 1, 60000); /* the bad file refused */
     pl_wait_progress(w.redis.url, NEVENTS / 2, 120000);
     put_model(good, len);
     kill(pid, SIGHUP);
-    wait_log(log, "reload: model", 60000); /* the good one loaded */
+    pl_wait_log(log, "reload: model", 1, 60000); /* the good one loaded */
     cr_assert_eq(sp_t_wait(rp, 60000), 0, "replay failed");
     pl_count_topics();
     pl_wait_all_committed(w.redis.url);

@@ -64,6 +64,25 @@ Test(pipeline, commit_interval_longer_than_the_run_commits_once_at_stop) {
     cr_assert_gt(commits, 0);
 }
 
+/* run.stop_when_idle_ms counts from the assignment, not from start-up: a
+ * processor started before its input, which joins the group (seconds on the
+ * mock) and finds its partitions empty, waits for the events produced next
+ * instead of stopping at once (it did, with fetches answered within 5 ms). */
+Test(pipeline, stop_when_idle_counts_from_the_assignment) {
+    pl_gen("jsonl", PL_NEVENTS, 0.01, 0.01);
+    const char *args[] = {"--kafka.fetch.wait.max.ms", "5", NULL};
+    pid_t pid = pl_processor_with(w.redis.url, "idle", 2000, "idle", args);
+    char log[300];
+    snprintf(log, sizeof log, "%s/idle.log", w.dir);
+    pl_wait_log(log, "assigned partition", 1, 60000);
+    pl_replay_all();
+    cr_assert_eq(sp_t_wait(pid, 120000), 0, "processor failed");
+    struct pl_oracle o = {0};
+    pl_oracle_jsonl(&o);
+    cr_assert_eq(pl_counter(log, "events"), o.valid, "the processor stopped before the input came");
+    pl_oracle_free(&o);
+}
+
 /* SIGUSR1 prints the counters while running; SIGTERM finishes, commits,
  * leaves the group and exits 0. */
 Test(pipeline, sigusr1_prints_counters_and_sigterm_exits_cleanly) {

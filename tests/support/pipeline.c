@@ -346,6 +346,19 @@ long pl_counter(const char *log, const char *name) {
     return v;
 }
 
+void pl_wait_log(const char *log, const char *what, int count, int timeout_ms) {
+    for (int waited = 0;; waited += 50) {
+        char *text = sp_t_read_file(log, NULL);
+        int found = 0;
+        for (const char *p = text ? strstr(text, what) : NULL; p; p = strstr(p + 1, what)) found++;
+        free(text);
+        if (found >= count) return;
+        if (waited >= timeout_ms)
+            cr_assert_fail("'%s' %d times not in %s after %d ms", what, count, log, timeout_ms);
+        sp_t_sleep_ms(50);
+    }
+}
+
 /* ------------------------------------------------------- the cases */
 
 void pl_case_end_to_end(const char *format) {

@@ -75,6 +75,11 @@ void pl_oracle_proto(struct pl_oracle *o);
 void pl_assert_counts_match(const char *dump, struct pl_oracle *o);
 void pl_oracle_free(struct pl_oracle *o);
 long pl_counter(const char *log, const char *name);
+/* Waits until `log` holds `what` `count` times (fails the test after
+ * timeout_ms). Signals and assignments are seen in the log, not guessed from
+ * progress: commits are pipelined, so the committed offsets can run behind
+ * the batch that handled a signal. */
+void pl_wait_log(const char *log, const char *what, int count, int timeout_ms);
 
 /* The cases. */
 void pl_case_end_to_end(const char *format);
