@@ -6,9 +6,9 @@
  * see operators/personal.h; n: updates applied), so it is committed with the
  * offsets: exactly-once. The item factors are shared by every instance:
  * each keeps a local copy (operators/personal.c), adds its deltas to it at
- * once, and at the end of the batch, before the state commit, applies the
- * batch's deltas to "mf:items" with one Lua script; it reloads the table
- * every mf.refresh_ms. A crash between that script and the commit applies
+ * once, and just before each state commit (every batch, or every
+ * commit.interval_ms) applies the deltas since the last one to "mf:items"
+ * with one Lua script; it reloads the table every mf.refresh_ms. A crash between that script and the commit applies
  * the deltas again on replay: item factors are at-least-once. Because the
  * user's step reads those item factors, a user vector is exactly-once only
  * given the item table it saw; with mf.item_lr=0 (a frozen table) it is a
@@ -141,8 +141,7 @@ static int mf_process(void *priv, const sp_op_event *e) {
     return SP_OK;
 }
 
-static int mf_flush(void *priv, int32_t part) {
-    (void)part;
+static int mf_before_commit(void *priv) {
     struct mf *m = priv;
     return sp_personal_apply(m->ctx);
 }
@@ -161,6 +160,6 @@ const sp_op sp_op_mf = {
     .init = mf_init,
     .prefetch = mf_prefetch,
     .process = mf_process,
-    .flush = mf_flush,
+    .before_commit = mf_before_commit,
     .destroy = mf_destroy,
 };

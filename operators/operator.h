@@ -17,6 +17,11 @@
  *                 batch's changes into a transaction that is applied once
  *                 the batch's outputs are delivered (state/store.h,
  *                 sp_store_prepare), while the next batch runs.
+ * before_commit() runs once just before the runtime cuts that transaction:
+ * every batch, or every commit.interval_ms. It is for side writes that must
+ * reach Redis before the state that depends on them but need not go out per
+ * batch (mf's shared item deltas: sending them then keeps them at-least-once
+ * and sends one script per commit instead of one per batch).
  * assign/revoke bracket a partition's ownership; assign runs after the store
  * has bumped the partition's epoch. reload (SIGHUP) runs between batches:
  * re-read files such as a model; on a bad file keep the old one, log why and
@@ -62,6 +67,7 @@ typedef struct sp_op {
     void (*prefetch)(void *priv, const sp_op_event *e);
     int (*process)(void *priv, const sp_op_event *e);
     int (*flush)(void *priv, int32_t part);
+    int (*before_commit)(void *priv);
     int (*assign)(void *priv, int32_t part);
     void (*revoke)(void *priv, int32_t part);
     void (*destroy)(void *priv);
@@ -85,6 +91,7 @@ void sp_pipeline_prefetch(sp_pipeline *pl, const sp_op_event *e);
  * which operator: *dropped_by) or an error. */
 int sp_pipeline_process(sp_pipeline *pl, const sp_op_event *e, const char **dropped_by);
 int sp_pipeline_flush(sp_pipeline *pl, int32_t part);
+int sp_pipeline_before_commit(sp_pipeline *pl);
 int sp_pipeline_assign(sp_pipeline *pl, int32_t part);
 void sp_pipeline_revoke(sp_pipeline *pl, int32_t part);
 /* Calls every operator's reload; returns the first error (after trying all). */

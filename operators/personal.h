@@ -59,7 +59,7 @@ typedef struct sp_personal {
     int model2mf_identity;    /* model2mf[i] == i: the MF scores are one sgemv */
     int32_t *mf2model;        /* cap: row -> model item index, -1 not a model item */
     float *lpop;              /* cap: log(1 + pop), kept in step by sp_personal_seen */
-    /* deltas of the batch in hand, applied by sp_personal_apply */
+    /* deltas since the last commit, applied by sp_personal_apply */
     float *dvec, *dbias;      /* cap x dim, cap */
     unsigned char *dirty;     /* cap */
     int32_t *dirty_list;
@@ -107,11 +107,12 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
-/* Applies the batch's deltas to "mf:items" with one Lua script (creating
- * rows Redis does not have from the local values), then refreshes the
- * local copy when mf.refresh_ms has passed. Not idempotent: a crash after
- * it and before the state commit applies those deltas again when the batch
- * is replayed -- item factors are at-least-once. */
+/* Applies the deltas since the last call to "mf:items" with one Lua script
+ * (creating rows Redis does not have from the local values), then refreshes
+ * the local copy when mf.refresh_ms has passed. Called just before each
+ * state commit. Not idempotent: a crash after it and before the state commit
+ * applies those deltas again when the batches are replayed -- item factors
+ * are at-least-once. */
 int sp_personal_apply(sp_personal *p);
 
 /* Reads "mf:items" into the local table (rows Redis has replace ours). */

@@ -82,6 +82,15 @@ int sp_pipeline_flush(sp_pipeline *pl, int32_t part) {
     return SP_OK;
 }
 
+int sp_pipeline_before_commit(sp_pipeline *pl) {
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->stages[i].op->before_commit) {
+            int rc = pl->stages[i].op->before_commit(pl->stages[i].priv);
+            if (rc != SP_OK) return rc;
+        }
+    return SP_OK;
+}
+
 int sp_pipeline_assign(sp_pipeline *pl, int32_t part) {
     for (size_t i = 0; i < pl->n; i++)
         if (pl->stages[i].op->assign) {

@@ -312,8 +312,10 @@ static int commit_now(struct runner *r) {
     r->last_prepare_ms = now_ms();
     if (!r->uncommitted) return pump(r, 0);
     r->uncommitted = 0;
+    int rc = sp_pipeline_before_commit(r->pl);
+    if (rc != SP_OK) return rc;
     prepare_commit(r, sp_sink_next_gen(r->sink));
-    int rc = pump(r, 0);
+    rc = pump(r, 0);
     while (rc == SP_OK && r->ninfl >= (size_t)r->cfg.commit_max_inflight) {
         rc = pump(r, 5);
         if (rc == SP_OK && abort_flag && r->ninfl && !r->infl[0].submitted) rc = SP_ERR_RETRY;

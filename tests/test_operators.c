@@ -70,6 +70,7 @@ static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t 
 static void commit(struct rig *r, int64_t off) {
     const char *topics[] = {"t"};
     cr_assert_eq(sp_pipeline_flush(r->pl, 0), SP_OK);
+    cr_assert_eq(sp_pipeline_before_commit(r->pl), SP_OK);
     cr_assert_eq(sp_store_commit(r->store, 0, topics, &off, 1), SP_OK);
     sp_store_end_batch(r->store);
 }

@@ -162,6 +162,7 @@ static void order(struct rig *r, const char *user, const char *item, int64_t ts)
 static void commit(struct rig *r) {
     const char *topics[] = {"t"};
     cr_assert_eq(sp_pipeline_flush(r->pl, 0), SP_OK);
+    cr_assert_eq(sp_pipeline_before_commit(r->pl), SP_OK);
     cr_assert_eq(sp_store_commit(r->store, 0, topics, &r->off, 1), SP_OK);
     sp_store_end_batch(r->store);
 }
