@@ -574,7 +574,7 @@ static void text_reserve(struct field *f, size_t len) {
 /* Makes the field the string v (len bytes). */
 static void text_set(struct field *f, const char *v, size_t len) {
     text_reserve(f, len);
-    memcpy(f->text, v, len);
+    memmove(f->text, v, len); /* v may be the field's own text */
     f->text[len] = '\0';
     f->tlen = len;
     f->kind = F_STR;
