@@ -29,7 +29,7 @@
 enum { F_STR, F_INT, F_DBL };
 
 struct field {
-    char *name;
+    char *name;           /* one allocation with the first text buffer after it */
     char *text;           /* the value's text when text_ok; NUL-terminated */
     union {
         int64_t i;        /* F_INT */
@@ -40,6 +40,7 @@ struct field {
     uint8_t kind;         /* F_STR: text is the value; else num is */
     uint8_t text_ok;      /* text holds the current value (always, for F_STR) */
     uint8_t dirty;
+    uint8_t text_apart;   /* text outgrew the buffer after the name: freed on its own */
 };
 
 struct sp_obj {
@@ -426,8 +427,8 @@ static struct part *part_get(sp_store *st, int32_t p) {
 
 static void obj_free(sp_obj *o) {
     for (size_t i = 0; i < o->nfields; i++) {
+        if (o->fields[i].text_apart) free(o->fields[i].text);
         free(o->fields[i].name);
-        free(o->fields[i].text);
     }
     free(o->fields);
     free(o->index);
@@ -514,15 +515,27 @@ static void index_put(sp_obj *o, uint32_t h, size_t i) {
     o->index[j] = (uint32_t)i + 1;
 }
 
+/* Keeps the index at most half full for n fields. */
+static void index_reserve(sp_obj *o, size_t n) {
+    if (2 * n <= o->icap) return;
+    free(o->index);
+    if (!o->icap) o->icap = 16;
+    while (2 * n > o->icap) o->icap *= 2;
+    o->index = sp_xcalloc(o->icap, sizeof *o->index);
+    for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
+}
+
 /* The field called `name` (hash h, length len), or NULL; if absent and
- * `create`, a new field without a value, which the caller gives it. Lookup
+ * `create` > 0, a new field without a value, which the caller gives it,
+ * with room for a text of create - 1 bytes (at least a number's) in the
+ * same allocation as its name: one malloc per new field. Lookup
  * is one hash of the name and, with the index at most half full, about one
  * probe: operators touch some twenty fields of a profile per event, and a
  * strcmp scan over a few dozen names was the store's largest cost. The
  * field array may move when it grows; names and texts live apart, so the
  * pointers callers hold do not. */
 static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
-                                  int create) {
+                                  size_t create) {
     size_t mask = o->icap - 1;
     for (size_t j = h & mask; o->icap && o->index[j]; j = (j + 1) & mask) {
         struct field *f = &o->fields[o->index[j] - 1];
@@ -533,15 +546,14 @@ static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint3
         o->cap = o->cap ? o->cap * 2 : 8;
         o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
     }
-    if (2 * (o->nfields + 1) > o->icap) {
-        free(o->index);
-        o->icap = o->icap ? o->icap * 2 : 16;
-        o->index = sp_xcalloc(o->icap, sizeof *o->index);
-        for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
-    }
+    index_reserve(o, o->nfields + 1);
     struct field *f = &o->fields[o->nfields];
     memset(f, 0, sizeof *f);
-    f->name = sp_xstrndup(name, len);
+    f->cap = create < SP_G17_MAX ? SP_G17_MAX : create;
+    f->name = sp_xmalloc(len + 1 + f->cap);
+    memcpy(f->name, name, len);
+    f->name[len] = '\0';
+    f->text = f->name + len + 1;
     f->hash = h;
     f->nlen = len;
     index_put(o, h, o->nfields++);
@@ -558,17 +570,18 @@ static struct field *field_find(const sp_obj *o, const char *name) {
 
 static struct field *field_get(sp_obj *o, const char *name) {
     uint32_t len, h = name_hash(name, &len);
-    return field_lookup(o, name, h, len, 1);
+    return field_lookup(o, name, h, len, SP_G17_MAX);
 }
 
-/* Room for a text of len bytes, never less than a number's longest text,
- * so that once a field has a buffer no numeric value moves it. What it held
+/* Room for a text of len bytes. Every field starts with room for a
+ * number's longest text, so no numeric value ever moves it. What it held
  * is lost when it has to grow: the caller is replacing it. */
 static void text_reserve(struct field *f, size_t len) {
     if (len + 1 <= f->cap) return;
-    free(f->text);
-    f->cap = len + 1 < SP_G17_MAX ? SP_G17_MAX : len + 1;
+    if (f->text_apart) free(f->text);
+    f->cap = len + 1;
     f->text = sp_xmalloc(f->cap);
+    f->text_apart = 1;
 }
 
 /* Makes the field the string v (len bytes). */
@@ -586,7 +599,6 @@ static void text_set(struct field *f, const char *v, size_t len) {
  * before the cache was typed, which dumps of runs compare. */
 static const char *field_text(struct field *f) {
     if (!f->text_ok) {
-        text_reserve(f, SP_G17_MAX - 1);
         f->tlen = f->kind == F_INT ? sp_i64toa(f->num.i, f->text) : sp_g17(f->num.d, f->text);
         f->text_ok = 1;
     }
@@ -631,11 +643,23 @@ static double field_double(struct field *f) {
 /* Fills an entry from an HGETALL reply: texts, parsed when first read as
  * numbers. */
 static void obj_load(sp_obj *o, const redisReply *r) {
-    if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            struct field *f = field_get(o, r->element[i]->str);
-            text_set(f, r->element[i + 1]->str, r->element[i + 1]->len);
-        }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        o->loaded = 1;
+        return;
+    }
+    size_t n = r->elements / 2;
+    if (o->cap < o->nfields + n) { /* sized once, not grown field by field */
+        o->cap = o->nfields + n;
+        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
+    }
+    index_reserve(o, o->nfields + n);
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *name = r->element[i]->str;
+        uint32_t len, h = name_hash(name, &len);
+        const redisReply *v = r->element[i + 1];
+        struct field *f = field_lookup(o, name, h, len, v->len + 1);
+        text_set(f, v->str, v->len);
+    }
     o->loaded = 1;
 }
 
@@ -909,7 +933,7 @@ void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
     uint32_t len, h = name_hash(field, &len);
     struct field *f = field_lookup(o, field, h, len, 0);
     int64_t v = f ? field_int(f) : 0;
-    if (!f) f = field_lookup(o, field, h, len, 1);
+    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
     f->kind = F_INT;
     f->num.i = v + by;
     f->text_ok = 0;
@@ -920,7 +944,7 @@ void sp_obj_incrf(sp_obj *o, const char *field, double by) {
     uint32_t len, h = name_hash(field, &len);
     struct field *f = field_lookup(o, field, h, len, 0);
     double v = f ? field_double(f) : 0;
-    if (!f) f = field_lookup(o, field, h, len, 1);
+    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
     f->kind = F_DBL;
     f->num.d = v + by;
     f->text_ok = 0;
