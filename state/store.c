@@ -23,9 +23,10 @@
  * field, or a reader of the text (sp_obj_get_str, sp_obj_field_value). A
  * value loaded from Redis arrives as text and is parsed the first time it is
  * read as a number, then kept binary beside its text. The buffer is reused
- * from one value to the next, so a numeric field costs no allocation after
- * its first text, and it is separate from the field array so that adding
- * fields never moves a text a caller holds. */
+ * from one value to the next and always has room for a number's text, so
+ * set, incr and their commits allocate nothing once the field exists; it
+ * lives outside the field array (after the name, or apart once a string
+ * outgrew that), so adding fields never moves a text a caller holds. */
 enum { F_STR, F_INT, F_DBL };
 
 struct field {
