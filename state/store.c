@@ -11,18 +11,37 @@
 #include <unistd.h>
 
 #include "state/cluster.h"
+#include "state/numtext.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
 
-/* One field of a cached hash. Values are kept as text, the way Redis holds
- * them; numeric updates parse and format, which costs far less than the
- * round trip they save. */
+/* One field of a cached hash, typed. A value keeps the form it was given
+ * in: an int64 or a double stays binary through set, incr and get, and its
+ * text -- the bytes Redis holds, "%lld" or "%.17g" -- is written into the
+ * field's own buffer only when someone needs it: the commit of a dirty
+ * field, or a reader of the text (sp_obj_get_str, sp_obj_field_value). A
+ * value loaded from Redis arrives as text and is parsed the first time it is
+ * read as a number, then kept binary beside its text. The buffer is reused
+ * from one value to the next and always has room for a number's text, so
+ * set, incr and their commits allocate nothing once the field exists; it
+ * lives outside the field array (after the name, or apart once a string
+ * outgrew that), so adding fields never moves a text a caller holds. */
+enum { F_STR, F_INT, F_DBL };
+
 struct field {
-    char *name;
-    char *value;
-    size_t cap;           /* bytes allocated for value */
-    int dirty;
+    char *name;           /* one allocation with the first text buffer after it */
+    char *text;           /* the value's text when text_ok; NUL-terminated */
+    union {
+        int64_t i;        /* F_INT */
+        double d;         /* F_DBL */
+    } num;
+    uint32_t hash, nlen;  /* of name, for field_find */
+    size_t tlen, cap;     /* text length; bytes allocated for text */
+    uint8_t kind;         /* F_STR: text is the value; else num is */
+    uint8_t text_ok;      /* text holds the current value (always, for F_STR) */
+    uint8_t dirty;
+    uint8_t text_apart;   /* text outgrew the buffer after the name: freed on its own */
 };
 
 struct sp_obj {
@@ -31,6 +50,8 @@ struct sp_obj {
     uint64_t hash;
     struct field *fields;
     size_t nfields, cap;
+    uint32_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty */
+    size_t icap;          /* a power of two, at least twice nfields */
     int dirty;            /* some field changed since the last commit */
     int loaded;           /* read from Redis (or known absent) */
     int queued;           /* in st->want, waiting for sp_store_prefetch */
@@ -407,10 +428,11 @@ static struct part *part_get(sp_store *st, int32_t p) {
 
 static void obj_free(sp_obj *o) {
     for (size_t i = 0; i < o->nfields; i++) {
+        if (o->fields[i].text_apart) free(o->fields[i].text);
         free(o->fields[i].name);
-        free(o->fields[i].value);
     }
     free(o->fields);
+    free(o->index);
     free(o->key);
     free(o);
 }
@@ -479,40 +501,166 @@ static void make_key(char *buf, size_t len, int32_t part, const char *suffix) {
     memcpy(buf + 4 + n, suffix, s + 1);
 }
 
-static struct field *field_find(const sp_obj *o, const char *name) {
-    for (size_t i = 0; i < o->nfields; i++)
-        if (!strcmp(o->fields[i].name, name)) return &o->fields[i];
-    return NULL;
+/* FNV-1a of a field name, and its length, in one pass over it. */
+static uint32_t name_hash(const char *name, uint32_t *len) {
+    uint32_t h = 2166136261u;
+    const char *p = name;
+    while (*p) h = (h ^ (unsigned char)*p++) * 16777619u;
+    *len = (uint32_t)(p - name);
+    return h;
 }
 
-static struct field *field_put(sp_obj *o, const char *name, const char *value, size_t vlen) {
-    struct field *f = field_find(o, name);
-    if (!f) {
-        if (o->nfields == o->cap) {
-            o->cap = o->cap ? o->cap * 2 : 8;
-            o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
-        }
-        f = &o->fields[o->nfields++];
-        f->name = sp_xstrdup(name);
-        f->value = NULL;
-        f->cap = 0;
-        f->dirty = 0;
+static void index_put(sp_obj *o, uint32_t h, size_t i) {
+    size_t mask = o->icap - 1, j = h & mask;
+    while (o->index[j]) j = (j + 1) & mask;
+    o->index[j] = (uint32_t)i + 1;
+}
+
+/* Keeps the index at most half full for n fields. */
+static void index_reserve(sp_obj *o, size_t n) {
+    if (2 * n <= o->icap) return;
+    free(o->index);
+    if (!o->icap) o->icap = 16;
+    while (2 * n > o->icap) o->icap *= 2;
+    o->index = sp_xcalloc(o->icap, sizeof *o->index);
+    for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
+}
+
+/* The field called `name` (hash h, length len), or NULL; if absent and
+ * `create` > 0, a new field without a value, which the caller gives it,
+ * with room for a text of create - 1 bytes (at least a number's) in the
+ * same allocation as its name: one malloc per new field. Lookup
+ * is one hash of the name and, with the index at most half full, about one
+ * probe: operators touch some twenty fields of a profile per event, and a
+ * strcmp scan over a few dozen names was the store's largest cost. The
+ * field array may move when it grows; names and texts live apart, so the
+ * pointers callers hold do not. */
+static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
+                                  size_t create) {
+    size_t mask = o->icap - 1;
+    for (size_t j = h & mask; o->icap && o->index[j]; j = (j + 1) & mask) {
+        struct field *f = &o->fields[o->index[j] - 1];
+        if (f->hash == h && f->nlen == len && !memcmp(f->name, name, len)) return f;
     }
-    if (vlen + 1 > f->cap) { /* counters change in place */
-        free(f->value);
-        f->cap = vlen + 1 < 24 ? 24 : vlen + 1;
-        f->value = sp_xmalloc(f->cap);
+    if (!create) return NULL;
+    if (o->nfields == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 8;
+        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
     }
-    memcpy(f->value, value, vlen);
-    f->value[vlen] = '\0';
+    index_reserve(o, o->nfields + 1);
+    struct field *f = &o->fields[o->nfields];
+    memset(f, 0, sizeof *f);
+    f->cap = create < SP_G17_MAX ? SP_G17_MAX : create;
+    f->name = sp_xmalloc(len + 1 + f->cap);
+    memcpy(f->name, name, len);
+    f->name[len] = '\0';
+    f->text = f->name + len + 1;
+    f->hash = h;
+    f->nlen = len;
+    index_put(o, h, o->nfields++);
     return f;
 }
 
-/* Fills an entry from an HGETALL reply. */
+/* The store's objects are never const underneath; the readers' `const`
+ * promises no change of value, while they may still parse or format into
+ * the cache. */
+static struct field *field_find(const sp_obj *o, const char *name) {
+    uint32_t len, h = name_hash(name, &len);
+    return field_lookup((sp_obj *)o, name, h, len, 0);
+}
+
+static struct field *field_get(sp_obj *o, const char *name) {
+    uint32_t len, h = name_hash(name, &len);
+    return field_lookup(o, name, h, len, SP_G17_MAX);
+}
+
+/* Room for a text of len bytes. Every field starts with room for a
+ * number's longest text, so no numeric value ever moves it. What it held
+ * is lost when it has to grow: the caller is replacing it. */
+static void text_reserve(struct field *f, size_t len) {
+    if (len + 1 <= f->cap) return;
+    if (f->text_apart) free(f->text);
+    f->cap = len + 1;
+    f->text = sp_xmalloc(f->cap);
+    f->text_apart = 1;
+}
+
+/* Makes the field the string v (len bytes). */
+static void text_set(struct field *f, const char *v, size_t len) {
+    text_reserve(f, len);
+    memmove(f->text, v, len); /* v may be the field's own text */
+    f->text[len] = '\0';
+    f->tlen = len;
+    f->kind = F_STR;
+    f->text_ok = 1;
+}
+
+/* The field's text, written now if its number changed since it was last
+ * written: "%lld" by hand, "%.17g" by sp_g17 -- the bytes snprintf gave
+ * before the cache was typed, which dumps of runs compare. */
+static const char *field_text(struct field *f) {
+    if (!f->text_ok) {
+        f->tlen = f->kind == F_INT ? sp_i64toa(f->num.i, f->text) : sp_g17(f->num.d, f->text);
+        f->text_ok = 1;
+    }
+    return f->text;
+}
+
+/* The field read as an integer, which is always strtoll of its text. A
+ * text in the form "%lld" writes (as loaded from Redis) is parsed once and
+ * the field becomes F_INT; a double goes through its text, since reading
+ * "1e+20" or "2.5" as strtoll does is not a binary conversion. */
+static int64_t field_int(struct field *f) {
+    if (f->kind == F_INT) return f->num.i;
+    const char *t = field_text(f);
+    int64_t v = strtoll(t, NULL, 10);
+    if (f->kind == F_STR) {
+        char canon[24];
+        size_t n = sp_i64toa(v, canon);
+        if (n == f->tlen && !memcmp(canon, t, n)) {
+            f->kind = F_INT;
+            f->num.i = v;
+        }
+    }
+    return v;
+}
+
+/* The field read as a double, which is always strtod of its text: an int64
+ * converts as strtod reads its "%lld" (both round to nearest), a double
+ * round-trips through "%.17g", and a text that strtod reads whole is parsed
+ * once and kept beside it (F_DBL; the text stays the value's). */
+static double field_double(struct field *f) {
+    if (f->kind == F_DBL) return f->num.d;
+    if (f->kind == F_INT) return (double)f->num.i;
+    char *end;
+    double v = strtod(f->text, &end);
+    if (end != f->text && end == f->text + f->tlen) {
+        f->kind = F_DBL;
+        f->num.d = v;
+    }
+    return v;
+}
+
+/* Fills an entry from an HGETALL reply: texts, parsed when first read as
+ * numbers. */
 static void obj_load(sp_obj *o, const redisReply *r) {
-    if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i + 1 < r->elements; i += 2)
-            field_put(o, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
+    if (r->type != REDIS_REPLY_ARRAY) {
+        o->loaded = 1;
+        return;
+    }
+    size_t n = r->elements / 2;
+    if (o->cap < o->nfields + n) { /* sized once, not grown field by field */
+        o->cap = o->nfields + n;
+        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
+    }
+    index_reserve(o, o->nfields + n);
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *name = r->element[i]->str;
+        uint32_t len, h = name_hash(name, &len);
+        const redisReply *v = r->element[i + 1];
+        struct field *f = field_lookup(o, name, h, len, v->len + 1);
+        text_set(f, v->str, v->len);
+    }
     o->loaded = 1;
 }
 
@@ -745,47 +893,70 @@ static void obj_mark(sp_obj *o, struct field *f) {
 }
 
 int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
-    const struct field *f = field_find(o, field);
-    return f ? strtoll(f->value, NULL, 10) : def;
+    struct field *f = field_find(o, field);
+    return f ? field_int(f) : def;
 }
 
 double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
-    const struct field *f = field_find(o, field);
-    return f ? strtod(f->value, NULL) : def;
+    struct field *f = field_find(o, field);
+    return f ? field_double(f) : def;
 }
 
 const char *sp_obj_get_str(const sp_obj *o, const char *field) {
-    const struct field *f = field_find(o, field);
-    return f ? f->value : NULL;
+    struct field *f = field_find(o, field);
+    return f ? field_text(f) : NULL;
 }
 
 void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
-    obj_mark(o, field_put(o, field, v, strlen(v)));
+    struct field *f = field_get(o, field);
+    text_set(f, v, strlen(v));
+    obj_mark(o, f);
 }
 
 void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
-    char buf[32];
-    size_t n = sp_i64toa(v, buf);
-    obj_mark(o, field_put(o, field, buf, n));
+    struct field *f = field_get(o, field);
+    f->kind = F_INT;
+    f->num.i = v;
+    f->text_ok = 0;
+    obj_mark(o, f);
 }
 
 void sp_obj_set_double(sp_obj *o, const char *field, double v) {
-    char buf[40];
-    int n = snprintf(buf, sizeof buf, "%.17g", v);
-    obj_mark(o, field_put(o, field, buf, (size_t)n));
+    struct field *f = field_get(o, field);
+    f->kind = F_DBL;
+    f->num.d = v;
+    f->text_ok = 0;
+    obj_mark(o, f);
 }
 
+/* One lookup for the read and the write; an absent field counts from 0. */
 void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
-    sp_obj_set_int(o, field, sp_obj_get_int(o, field, 0) + by);
+    uint32_t len, h = name_hash(field, &len);
+    struct field *f = field_lookup(o, field, h, len, 0);
+    int64_t v = f ? field_int(f) : 0;
+    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
+    f->kind = F_INT;
+    f->num.i = v + by;
+    f->text_ok = 0;
+    obj_mark(o, f);
 }
 
 void sp_obj_incrf(sp_obj *o, const char *field, double by) {
-    sp_obj_set_double(o, field, sp_obj_get_double(o, field, 0) + by);
+    uint32_t len, h = name_hash(field, &len);
+    struct field *f = field_lookup(o, field, h, len, 0);
+    double v = f ? field_double(f) : 0;
+    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
+    f->kind = F_DBL;
+    f->num.d = v + by;
+    f->text_ok = 0;
+    obj_mark(o, f);
 }
 
 size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
 const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
-const char *sp_obj_field_value(const sp_obj *o, size_t i) { return o->fields[i].value; }
+const char *sp_obj_field_value(const sp_obj *o, size_t i) {
+    return field_text(&((sp_obj *)o)->fields[i]);
+}
 
 void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv) {
     struct part *p = part_get(st, part);
@@ -891,8 +1062,9 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
         arg_push(a, o->key, strlen(o->key));
         for (size_t i = 0; i < o->nfields; i++)
             if (o->fields[i].dirty) {
-                arg_push(a, o->fields[i].name, strlen(o->fields[i].name));
-                arg_push(a, o->fields[i].value, strlen(o->fields[i].value));
+                arg_push(a, o->fields[i].name, o->fields[i].nlen);
+                const char *text = field_text(&o->fields[i]);
+                arg_push(a, text, o->fields[i].tlen);
             }
     }
     for (size_t i = 0; i < p->ncmds; i++) {

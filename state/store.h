@@ -73,6 +73,19 @@ int sp_store_prefetch(sp_store *st);
  * pointer stays valid until the end of the batch (sp_store_end_batch). */
 int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out);
 
+/* Fields. A field holds an integer, a double or a string, in the form it was
+ * last set (a value loaded from Redis is a string until first read as a
+ * number, then parsed once). Redis holds text, byte for byte what "%lld"
+ * and "%.17g" print, so doubles read back exactly; that text is written only
+ * when needed (commit, or a reader of the text). Reads behave as reading the
+ * text always did: get_int is strtoll of it, get_double strtod -- so a
+ * double read with get_int truncates its text ("2.5" -> 2, "1e+20" -> 1).
+ *
+ * get_str and field_value return the field's text (a number's is written
+ * on demand). It stays valid and unchanged until that field is next set or
+ * incremented, or the object leaves the cache; changing or adding other
+ * fields does not touch it. Names from field_name live as long as the
+ * object. Fields keep the order they were first set or loaded in. */
 int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def);
 double sp_obj_get_double(const sp_obj *o, const char *field, double def);
 const char *sp_obj_get_str(const sp_obj *o, const char *field); /* NULL if absent */

@@ -371,3 +371,380 @@ Test(store_async, a_stale_refusal_does_not_undo_a_newer_assignment, .init = star
     sp_store_destroy(a);
     sp_store_destroy(b);
 }
+
+/* ------------------------------------------------------ typed fields
+ *
+ * The cache keeps numbers binary and writes their text only when needed;
+ * everything below pins that the text, and what reads return, are exactly
+ * what the text cache gave: "%lld", "%.17g", strtoll and strtod of the text. */
+
+#include <math.h>
+
+#include "state/numtext.h"
+
+static void expect_g17(double v) {
+    char got[SP_G17_MAX], want[64];
+    size_t n = sp_g17(v, got);
+    snprintf(want, sizeof want, "%.17g", v);
+    cr_assert(!strcmp(got, want) && n == strlen(want), "sp_g17(%a) = %s, printf says %s", v, got,
+              want);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Doubles that sit on the fast paths' edges, and the ones callers pass. */
+static const double edge_doubles[] = {
+    0.0, -0.0, 0.1, 0.2, 0.3, 1.0 / 3, 2.5, -1.5, 19.99, 1e300, -1e300, 5e-324, 2.2250738585072014e-308,
+    1e-14, 9.9999999999999998e-15, 1e-15, 1e-5, 1.5e-5, 1e-4, 9.9999999999999995e-5, 0.001,
+    1e16, 1e17, 99999999999999984.0, 1e20, 1e22, 9007199254740992.0, 9007199254740993.0,
+    4503599627370495.5, 1234567890123456.25, 1234567890123456.75, 0.99999999999999989,
+    0.99999999999999994, 123456.789, -123456.789, 1.7976931348623157e308, INFINITY, -INFINITY,
+    NAN, -NAN, 3.0, -3.0, 1e15 + 0.5,
+};
+
+Test(numtext, g17_is_printf_byte_for_byte) {
+    for (size_t i = 0; i < sizeof edge_doubles / sizeof *edge_doubles; i++)
+        expect_g17(edge_doubles[i]);
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 300000; i++) {
+        uint64_t r = rng_next(&s);
+        double v;
+        memcpy(&v, &r, sizeof v); /* any bit pattern */
+        expect_g17(v);
+        expect_g17((double)(int64_t)(rng_next(&s) % 2000000000) / 100.0); /* prices */
+        expect_g17(ldexp((double)(rng_next(&s) >> 11), (int)(rng_next(&s) % 140) - 110));
+        expect_g17(-(double)(rng_next(&s) % 100000) / (double)(1 + rng_next(&s) % 1000));
+    }
+}
+
+/* Takes partition 5 of topic "t" and returns its object u:typed. */
+static sp_obj *typed_obj(sp_store *st) {
+    static const char *topics[] = {"t"};
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(st, 5, topics, 1, offs), SP_OK);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(st, 5, "u:typed", &o), SP_OK);
+    return o;
+}
+
+static void commit5(sp_store *st, int64_t next) {
+    static const char *topics[] = {"t"};
+    cr_assert_eq(sp_store_commit(st, 5, topics, &next, 1), SP_OK);
+}
+
+static int same_double(double a, double b) {
+    return (isnan(a) && isnan(b)) || !memcmp(&a, &b, sizeof a);
+}
+
+static const int64_t edge_ints[] = {0, 1, -1, 9, 10, -10, 1234567890123, INT64_MAX, INT64_MIN,
+                                    INT64_MAX - 1, INT64_MIN + 1, 9007199254740993LL};
+
+Test(store_typed, numbers_round_trip_through_cache_and_redis, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    char name[32], want[64];
+    size_t ni = sizeof edge_ints / sizeof *edge_ints, nd = sizeof edge_doubles / sizeof *edge_doubles;
+    for (size_t i = 0; i < ni; i++) {
+        snprintf(name, sizeof name, "i%zu", i);
+        sp_obj_set_int(o, name, edge_ints[i]);
+        cr_assert_eq(sp_obj_get_int(o, name, 7), edge_ints[i]);
+        cr_assert(same_double(sp_obj_get_double(o, name, 7), (double)edge_ints[i]));
+        snprintf(want, sizeof want, "%lld", (long long)edge_ints[i]);
+        cr_assert_str_eq(sp_obj_get_str(o, name), want);
+    }
+    for (size_t i = 0; i < nd; i++) {
+        snprintf(name, sizeof name, "d%zu", i);
+        sp_obj_set_double(o, name, edge_doubles[i]);
+        cr_assert(same_double(sp_obj_get_double(o, name, 7), edge_doubles[i]), "%s", name);
+        snprintf(want, sizeof want, "%.17g", edge_doubles[i]);
+        cr_assert_eq(sp_obj_get_int(o, name, 7), strtoll(want, NULL, 10), "%s", name);
+        if (i % 2) cr_assert_str_eq(sp_obj_get_str(o, name), want); /* half of them unread */
+    }
+    commit5(st, 1);
+    /* Redis holds the texts printf gave, and a new owner reads them back
+     * exactly -- then counts on from them. */
+    for (size_t i = 0; i < nd; i++) {
+        snprintf(name, sizeof name, "d%zu", i);
+        snprintf(want, sizeof want, "%.17g", edge_doubles[i]);
+        expect_field("{p5}:u:typed", name, want);
+    }
+    sp_store *st2 = open_store(1000, NULL);
+    sp_obj *o2 = typed_obj(st2);
+    for (size_t i = 0; i < ni; i++) {
+        snprintf(name, sizeof name, "i%zu", i);
+        snprintf(want, sizeof want, "%lld", (long long)edge_ints[i]);
+        expect_field("{p5}:u:typed", name, want);
+        cr_assert_eq(sp_obj_get_int(o2, name, 7), edge_ints[i]);
+        cr_assert_str_eq(sp_obj_get_str(o2, name), want);
+        if (edge_ints[i] < INT64_MAX - 5) sp_obj_incr(o2, name, 5);
+    }
+    for (size_t i = 0; i < nd; i++) {
+        snprintf(name, sizeof name, "d%zu", i);
+        cr_assert(same_double(sp_obj_get_double(o2, name, 7), edge_doubles[i]), "%s", name);
+        sp_obj_incrf(o2, name, 0.1);
+    }
+    commit5(st2, 2);
+    for (size_t i = 0; i < ni; i++) {
+        snprintf(name, sizeof name, "i%zu", i);
+        long long v = edge_ints[i] < INT64_MAX - 5 ? (long long)edge_ints[i] + 5 : (long long)edge_ints[i];
+        snprintf(want, sizeof want, "%lld", v);
+        expect_field("{p5}:u:typed", name, want);
+    }
+    for (size_t i = 0; i < nd; i++) {
+        snprintf(name, sizeof name, "d%zu", i);
+        snprintf(want, sizeof want, "%.17g", edge_doubles[i] + 0.1);
+        expect_field("{p5}:u:typed", name, want);
+    }
+    sp_store_destroy(st2);
+    sp_store_destroy(st);
+}
+
+/* A field changes kind with each set, and reads follow its text: a double
+ * read as an integer is strtoll of its "%.17g" (truncation, or the
+ * mantissa's first digits past 1e17), as it always was. */
+Test(store_typed, a_field_changes_type_and_reads_follow_its_text, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    sp_obj_set_str(o, "f", "abc");
+    cr_assert_eq(sp_obj_get_int(o, "f", 7), 0);
+    sp_obj_set_int(o, "f", -42);
+    cr_assert_str_eq(sp_obj_get_str(o, "f"), "-42");
+    sp_obj_set_double(o, "f", 2.75);
+    cr_assert_eq(sp_obj_get_int(o, "f", 7), 2);
+    cr_assert_str_eq(sp_obj_get_str(o, "f"), "2.75");
+    sp_obj_set_double(o, "f", 1e20);
+    cr_assert_eq(sp_obj_get_int(o, "f", 7), 1);
+    sp_obj_incr(o, "f", 1); /* strtoll("1e+20") + 1 */
+    cr_assert_str_eq(sp_obj_get_str(o, "f"), "2");
+    sp_obj_set_str(o, "f", "12");
+    cr_assert_eq(sp_obj_get_int(o, "f", 7), 12);
+    sp_obj_incrf(o, "f", 0.5);
+    cr_assert_str_eq(sp_obj_get_str(o, "f"), "12.5");
+    sp_obj_set_str(o, "f", "back to text");
+    cr_assert_str_eq(sp_obj_get_str(o, "f"), "back to text");
+    cr_assert(same_double(sp_obj_get_double(o, "f", 7), 0.0));
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "f", "back to text");
+
+    /* Texts written by someone else, in forms "%lld"/"%.17g" do not
+     * produce, are kept as they are, and read as strtoll/strtod read them. */
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, "HSET {p5}:u:other a 007 b 2.5 c -0 d +3 e 1e3 f 0x10 g nan h -0"));
+    redisFree(c);
+    sp_obj *p;
+    cr_assert_eq(sp_store_get(st, 5, "u:other", &p), SP_OK);
+    cr_assert_eq(sp_obj_get_int(p, "a", 0), 7);
+    cr_assert_str_eq(sp_obj_get_str(p, "a"), "007");
+    cr_assert(same_double(sp_obj_get_double(p, "a", 0), 7.0));
+    cr_assert_eq(sp_obj_get_int(p, "b", 0), 2);
+    cr_assert(same_double(sp_obj_get_double(p, "b", 0), 2.5));
+    cr_assert_eq(sp_obj_get_int(p, "b", 0), 2);
+    cr_assert_str_eq(sp_obj_get_str(p, "b"), "2.5");
+    cr_assert(same_double(sp_obj_get_double(p, "c", 0), -0.0));
+    cr_assert_eq(sp_obj_get_int(p, "c", 5), 0);
+    cr_assert_str_eq(sp_obj_get_str(p, "c"), "-0");
+    cr_assert_eq(sp_obj_get_int(p, "h", 5), 0); /* read as an integer first */
+    cr_assert(same_double(sp_obj_get_double(p, "h", 0), -0.0));
+    cr_assert_eq(sp_obj_get_int(p, "d", 0), 3);
+    cr_assert_str_eq(sp_obj_get_str(p, "d"), "+3");
+    cr_assert(same_double(sp_obj_get_double(p, "e", 0), 1000.0));
+    cr_assert_eq(sp_obj_get_int(p, "e", 0), 1);
+    cr_assert(same_double(sp_obj_get_double(p, "f", 0), 16.0));
+    cr_assert(isnan(sp_obj_get_double(p, "g", 0)));
+    sp_obj_incr(p, "a", 1);
+    cr_assert_str_eq(sp_obj_get_str(p, "a"), "8");
+    sp_obj_incrf(p, "b", 0.25);
+    cr_assert_str_eq(sp_obj_get_str(p, "b"), "2.75");
+    sp_store_destroy(st);
+}
+
+/* Many fields: lookups stay right while the field array and its index
+ * grow, names keep their order, and texts handed out stay put. */
+Test(store_typed, many_fields_and_pointers_that_stay_valid, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    sp_obj_set_str(o, "s", "kept");
+    sp_obj_set_int(o, "n", 41);
+    const char *s = sp_obj_get_str(o, "s"), *n = sp_obj_get_str(o, "n");
+    const char *sname = sp_obj_field_name(o, 0);
+    char name[32], want[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "field_%d", i);
+        if (i % 3 == 0) sp_obj_set_int(o, name, i);
+        else if (i % 3 == 1) sp_obj_set_double(o, name, i + 0.5);
+        else sp_obj_set_str(o, name, name);
+        /* every earlier field is still found */
+        for (int j = 0; j <= i; j += 1 + i / 10) {
+            snprintf(name, sizeof name, "field_%d", j);
+            if (j % 3 == 0) cr_assert_eq(sp_obj_get_int(o, name, -1), j);
+            else if (j % 3 == 1) cr_assert(same_double(sp_obj_get_double(o, name, -1), j + 0.5));
+            else cr_assert_str_eq(sp_obj_get_str(o, name), name);
+        }
+    }
+    cr_assert_null(sp_obj_get_str(o, "field_300"));
+    cr_assert_null(sp_obj_get_str(o, "field_"));
+    cr_assert_null(sp_obj_get_str(o, "field_10 "));
+    cr_assert_eq(sp_obj_get_int(o, "fie", -9), -9);
+    cr_assert_eq(sp_obj_nfields(o), 302);
+    cr_assert_eq(s, sp_obj_get_str(o, "s"));
+    cr_assert_str_eq(s, "kept");
+    cr_assert_str_eq(n, "41");
+    cr_assert_eq(sname, sp_obj_field_name(o, 0));
+    for (size_t i = 2; i < sp_obj_nfields(o); i++) {
+        int k = (int)i - 2;
+        snprintf(name, sizeof name, "field_%d", k);
+        cr_assert_str_eq(sp_obj_field_name(o, i), name);
+        if (k % 3 == 0) snprintf(want, sizeof want, "%d", k);
+        else if (k % 3 == 1) snprintf(want, sizeof want, "%.17g", k + 0.5);
+        else snprintf(want, sizeof want, "%s", name);
+        cr_assert_str_eq(sp_obj_field_value(o, i), want);
+    }
+    /* A number's text is rewritten in its own buffer: it stays where it was. */
+    sp_obj_incr(o, "n", 1);
+    cr_assert_eq(sp_obj_get_str(o, "n"), n);
+    cr_assert_str_eq(n, "42");
+    sp_obj_set_double(o, "n", -2.2250738585072014e-308);
+    cr_assert_eq(sp_obj_get_str(o, "n"), n);
+    cr_assert_str_eq(n, "-2.2250738585072014e-308");
+    sp_store_destroy(st);
+}
+
+/* The property: random sets, increments and reads on random fields agree
+ * with a reference that keeps every field as plain printf text, through
+ * commits and restarts (objects reloaded from Redis); and Redis ends up
+ * holding the reference's texts. */
+#define PROP_FIELDS 24
+#define PROP_TEXT 64
+
+struct ref {
+    char v[PROP_FIELDS][PROP_TEXT];
+    int set[PROP_FIELDS];
+};
+
+static double pick_double(uint64_t *s) {
+    switch (rng_next(s) % 5) {
+    case 0: return edge_doubles[rng_next(s) % (sizeof edge_doubles / sizeof *edge_doubles)];
+    case 1: return (double)(int64_t)(rng_next(s) % 100000) / 100.0;
+    case 2: return (double)((int64_t)(rng_next(s) % 2000001) - 1000000);
+    case 3: return ldexp((double)(rng_next(s) >> 11), (int)(rng_next(s) % 100) - 80);
+    default: {
+        uint64_t r = rng_next(s);
+        double v;
+        memcpy(&v, &r, sizeof v);
+        return v;
+    }
+    }
+}
+
+static int64_t pick_int(uint64_t *s) {
+    switch (rng_next(s) % 3) {
+    case 0: return (int64_t)(rng_next(s) % 2001) - 1000;
+    case 1: return edge_ints[rng_next(s) % (sizeof edge_ints / sizeof *edge_ints)] / 2;
+    default: return (int64_t)(rng_next(s) >> 2) - (INT64_MAX / 4);
+    }
+}
+
+static const char *const prop_strs[] = {"", "x", "12", "-7", "2.5", "-0", "007", "1e3", "nan", "a b c"};
+
+Test(store_typed, random_operations_agree_with_a_text_reference, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    static struct ref ref;
+    memset(&ref, 0, sizeof ref);
+    uint64_t s = 0x2545f4914f6cdd1dULL;
+    int64_t next = 1;
+    char name[16];
+    for (int step = 0; step < 60000; step++) {
+        int k = (int)(rng_next(&s) % PROP_FIELDS);
+        snprintf(name, sizeof name, "f%d", k);
+        char *r = ref.v[k];
+        switch (rng_next(&s) % 9) {
+        case 0: {
+            int64_t v = pick_int(&s);
+            sp_obj_set_int(o, name, v);
+            snprintf(r, PROP_TEXT, "%lld", (long long)v);
+            ref.set[k] = 1;
+            break;
+        }
+        case 1: {
+            double v = pick_double(&s);
+            sp_obj_set_double(o, name, v);
+            snprintf(r, PROP_TEXT, "%.17g", v);
+            ref.set[k] = 1;
+            break;
+        }
+        case 2: {
+            const char *v = prop_strs[rng_next(&s) % (sizeof prop_strs / sizeof *prop_strs)];
+            sp_obj_set_str(o, name, v);
+            snprintf(r, PROP_TEXT, "%s", v);
+            ref.set[k] = 1;
+            break;
+        }
+        case 3: {
+            int64_t by = (int64_t)(rng_next(&s) % 21) - 10;
+            long long cur = ref.set[k] ? strtoll(r, NULL, 10) : 0;
+            if ((by > 0 && cur > INT64_MAX - by) || (by < 0 && cur < INT64_MIN - by)) break;
+            sp_obj_incr(o, name, by);
+            snprintf(r, PROP_TEXT, "%lld", cur + by);
+            ref.set[k] = 1;
+            break;
+        }
+        case 4: {
+            double by = (double)((int64_t)(rng_next(&s) % 2001) - 1000) / 8.0;
+            double cur = ref.set[k] ? strtod(r, NULL) : 0;
+            sp_obj_incrf(o, name, by);
+            snprintf(r, PROP_TEXT, "%.17g", cur + by);
+            ref.set[k] = 1;
+            break;
+        }
+        case 5:
+            cr_assert_eq(sp_obj_get_int(o, name, -99), ref.set[k] ? strtoll(r, NULL, 10) : -99,
+                         "step %d %s (%s)", step, name, r);
+            break;
+        case 6:
+            cr_assert(same_double(sp_obj_get_double(o, name, -99),
+                                  ref.set[k] ? strtod(r, NULL) : -99),
+                      "step %d %s (%s)", step, name, r);
+            break;
+        case 7: {
+            const char *got = sp_obj_get_str(o, name);
+            if (!ref.set[k])
+                cr_assert_null(got, "step %d %s", step, name);
+            else
+                cr_assert(got && !strcmp(got, r), "step %d %s = %s, want %s", step, name,
+                          got ? got : "(none)", r);
+            break;
+        }
+        default:
+            if (rng_next(&s) % 50) break;
+            commit5(st, next++);
+            if (rng_next(&s) % 4 == 0) { /* a restart: everything reloads */
+                sp_store_destroy(st);
+                st = open_store(1000, NULL);
+                o = typed_obj(st);
+            }
+        }
+    }
+    commit5(st, next);
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    redisReply *all = redisCommand(c, "HGETALL {p5}:u:typed");
+    cr_assert_eq(all->type, REDIS_REPLY_ARRAY);
+    int seen = 0;
+    for (size_t i = 0; i + 1 < all->elements; i += 2) {
+        int k = atoi(all->element[i]->str + 1);
+        cr_assert(ref.set[k]);
+        cr_assert_str_eq(all->element[i + 1]->str, ref.v[k], "%s", all->element[i]->str);
+        seen++;
+    }
+    int want = 0;
+    for (int k = 0; k < PROP_FIELDS; k++) want += ref.set[k];
+    cr_assert_eq(seen, want);
+    freeReplyObject(all);
+    redisFree(c);
+    sp_store_destroy(st);
+}
