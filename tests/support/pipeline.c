@@ -359,6 +359,22 @@ void pl_wait_log(const char *log, const char *what, int count, int timeout_ms) {
     }
 }
 
+const char *pl_first_diff(const char *got, const char *want) {
+    static char msg[512];
+    const char *g = got ? got : "", *w = want ? want : "";
+    while (*g && *g == *w) { /* to the start of the first differing line */
+        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
+        if (!ge || !we || ge - g != we - w || memcmp(g, w, (size_t)(ge - g))) break;
+        g = ge + 1;
+        w = we + 1;
+    }
+    int gl = (int)(strchr(g, '\n') ? strchr(g, '\n') - g : (long)strlen(g));
+    int wl = (int)(strchr(w, '\n') ? strchr(w, '\n') - w : (long)strlen(w));
+    snprintf(msg, sizeof msg, "got '%.*s' want '%.*s'", gl > 200 ? 200 : gl, g,
+             wl > 200 ? 200 : wl, w);
+    return msg;
+}
+
 /* ------------------------------------------------------- the cases */
 
 void pl_case_end_to_end(const char *format) {
@@ -405,8 +421,8 @@ void pl_case_kill9(void) {
     pid_t pid = pl_processor(w.redis.url, "crash", 1500, "crash-final");
     cr_assert_eq(sp_t_wait(pid, 180000), 0, "final run failed");
     char *got = sp_t_dump(w.redis.url);
-    cr_assert_str_eq(got, want, "state after kill -9 differs from an uninterrupted run (seed %u)",
-                     seed);
+    cr_assert_str_eq(got, want, "state after kill -9 differs from an uninterrupted run (seed %u): %s",
+                     seed, pl_first_diff(got, want));
     free(got);
     free(want);
 }
@@ -426,7 +442,8 @@ void pl_case_rebalance(void) {
     cr_assert_eq(sp_t_wait(b, 30000), 0);
     char *want = pl_reference_dump();
     char *got = sp_t_dump(w.redis.url);
-    cr_assert_str_eq(got, want, "state after a rebalance differs from a single-pl_processor run");
+    cr_assert_str_eq(got, want, "state after a rebalance differs from a single-pl_processor run: %s",
+                     pl_first_diff(got, want));
     char log[300];
     snprintf(log, sizeof log, "%s/b.log", w.dir);
     char *text = sp_t_read_file(log, NULL);
@@ -451,7 +468,8 @@ void pl_case_redis_outage(void) {
     cr_assert_eq(sp_t_wait(pid, 30000), 0, "pl_processor did not survive the outage");
     char *want = pl_reference_dump();
     char *got = sp_t_dump(w.redis.url);
-    cr_assert_str_eq(got, want, "state after a Redis outage differs from an uninterrupted run");
+    cr_assert_str_eq(got, want, "state after a Redis outage differs from an uninterrupted run: %s",
+                     pl_first_diff(got, want));
     free(got);
     free(want);
 }

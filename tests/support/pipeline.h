@@ -80,6 +80,10 @@ long pl_counter(const char *log, const char *name);
  * progress: commits are pipelined, so the committed offsets can run behind
  * the batch that handled a signal. */
 void pl_wait_log(const char *log, const char *what, int count, int timeout_ms);
+/* The first line where two dumps differ, as "got '<line>' want '<line>'",
+ * in a static buffer: for assertion messages, so that a rare failure says
+ * which key moved. */
+const char *pl_first_diff(const char *got, const char *want);
 
 /* The cases. */
 void pl_case_end_to_end(const char *format);
