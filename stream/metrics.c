@@ -39,7 +39,7 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
     for (int k = SP_KIND_VIEW; k <= SP_KIND_SEARCH; k++) clicks += m->events[k];
     fprintf(f,
             "counters: messages=%llu events=%llu clicks=%llu orders=%llu reviews=%llu "
-            "deadletter=%llu duplicates=%llu batches=%llu commits=%llu fenced=%llu "
+            "deadletter=%llu duplicates=%llu batches=%llu commits=%llu fenced=%llu stale=%llu "
             "produced=%llu produce_failed=%llu lag=%lld commit_p50_ms=%.3f commit_p99_ms=%.3f "
             "kpi_windows=%llu kpi_corrections=%llu kpi_late=%llu kpi_late_dropped=%llu "
             "recommendations=%llu rec_p50_ms=%.3f rec_p99_ms=%.3f\n",
@@ -48,6 +48,7 @@ void sp_metrics_print(const sp_metrics *m, FILE *f) {
             (unsigned long long)m->events[SP_KIND_REVIEW], (unsigned long long)m->deadletter,
             (unsigned long long)m->duplicates, (unsigned long long)m->batches,
             (unsigned long long)m->commits, (unsigned long long)m->fenced,
+            (unsigned long long)m->stale,
             (unsigned long long)m->produced, (unsigned long long)m->produce_failed,
             (long long)m->lag, sp_hist_quantile(&m->commit_latency, 0.5) / 1000.0,
             sp_hist_quantile(&m->commit_latency, 0.99) / 1000.0,

@@ -29,6 +29,7 @@ typedef struct sp_metrics {
     uint64_t batches;
     uint64_t commits;
     uint64_t fenced;
+    uint64_t stale;                    /* messages below the partition's next offset, skipped */
     uint64_t produce_failed;           /* deliveries that failed after retries */
     uint64_t produced;
     int64_t lag;                       /* sum over assigned partitions */

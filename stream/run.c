@@ -341,6 +341,14 @@ static int process_batch(struct runner *r) {
         int t = topic_index(r, rd_kafka_topic_name(m->rkt));
         r->evs[i] = NULL;
         if (!rp->owned || t < 0) continue; /* lost before we got to it */
+        /* Already applied: a message fetched under an earlier assignment of
+         * this partition can still come out of librdkafka's queue after the
+         * partition was revoked and assigned again from the offsets in
+         * Redis. Processing it would count it twice. */
+        if (m->offset < rp->next[t]) {
+            r->metrics.stale++;
+            continue;
+        }
         rp->touched = rp->uncommitted = 1;
         r->uncommitted = 1;
         rp->next[t] = m->offset + 1;
