@@ -80,6 +80,10 @@ long pl_counter(const char *log, const char *name);
  * progress: commits are pipelined, so the committed offsets can run behind
  * the batch that handled a signal. */
 void pl_wait_log(const char *log, const char *what, int count, int timeout_ms);
+/* Logs (cr_log_error) the rebalance, fencing, warning and counter lines of
+ * the named processors' logs and where the test's files are kept: what a
+ * state-equality failure needs to be understood after the fact. */
+void pl_log_story(const char *const *names);
 /* The first line where two dumps differ, as "got '<line>' want '<line>'",
  * in a static buffer: for assertion messages, so that a rare failure says
  * which key moved. */
