@@ -609,7 +609,8 @@ static void assert_same_state_as_one_redis(void) {
     char *want = reference_dump();
     char *got = sp_t_dump(w.cluster.url);
     cr_assert_not_null(got);
-    cr_assert_str_eq(got, want, "state in the cluster differs from a run against one Redis");
+    cr_assert_str_eq(got, want, "state in the cluster differs from a run against one Redis: %s "
+                     "(logs in %s)", sp_t_first_diff(got, want), w.dir);
     free(got);
     free(want);
 }

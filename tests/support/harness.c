@@ -505,3 +505,19 @@ char *sp_t_read_file(const char *path, size_t *len) {
     if (len) *len = n;
     return buf;
 }
+
+const char *sp_t_first_diff(const char *got, const char *want) {
+    static char msg[512];
+    const char *g = got ? got : "", *w = want ? want : "";
+    while (*g && *g == *w) { /* to the start of the first differing line */
+        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
+        if (!ge || !we || ge - g != we - w || memcmp(g, w, (size_t)(ge - g))) break;
+        g = ge + 1;
+        w = we + 1;
+    }
+    int gl = (int)(strchr(g, '\n') ? strchr(g, '\n') - g : (long)strlen(g));
+    int wl = (int)(strchr(w, '\n') ? strchr(w, '\n') - w : (long)strlen(w));
+    snprintf(msg, sizeof msg, "got '%.*s' want '%.*s'", gl > 200 ? 200 : gl, g,
+             wl > 200 ? 200 : wl, w);
+    return msg;
+}

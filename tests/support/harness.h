@@ -88,4 +88,9 @@ int sp_t_wait_committed(const char *url, const char *const *topics, const int64_
 void sp_t_sleep_ms(int ms);
 char *sp_t_read_file(const char *path, size_t *len);
 
+/* The first line where two dumps differ, as "got '<line>' want '<line>'",
+ * in a static buffer: for assertion messages, so that a rare failure says
+ * which key moved. */
+const char *sp_t_first_diff(const char *got, const char *want);
+
 #endif

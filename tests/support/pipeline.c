@@ -385,21 +385,6 @@ void pl_log_story(const char *const *names) {
     cr_log_error("logs and data kept in %s", w.dir);
 }
 
-const char *pl_first_diff(const char *got, const char *want) {
-    static char msg[512];
-    const char *g = got ? got : "", *w = want ? want : "";
-    while (*g && *g == *w) { /* to the start of the first differing line */
-        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
-        if (!ge || !we || ge - g != we - w || memcmp(g, w, (size_t)(ge - g))) break;
-        g = ge + 1;
-        w = we + 1;
-    }
-    int gl = (int)(strchr(g, '\n') ? strchr(g, '\n') - g : (long)strlen(g));
-    int wl = (int)(strchr(w, '\n') ? strchr(w, '\n') - w : (long)strlen(w));
-    snprintf(msg, sizeof msg, "got '%.*s' want '%.*s'", gl > 200 ? 200 : gl, g,
-             wl > 200 ? 200 : wl, w);
-    return msg;
-}
 
 /* ------------------------------------------------------- the cases */
 
@@ -449,7 +434,7 @@ void pl_case_kill9(void) {
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"crash", "crash-final", NULL});
     cr_assert_str_eq(got, want, "state after kill -9 differs from an uninterrupted run (seed %u): %s",
-                     seed, pl_first_diff(got, want));
+                     seed, sp_t_first_diff(got, want));
     free(got);
     free(want);
 }
@@ -471,7 +456,7 @@ void pl_case_rebalance(void) {
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"a", "b", NULL});
     cr_assert_str_eq(got, want, "state after a rebalance differs from a single-processor run: %s",
-                     pl_first_diff(got, want));
+                     sp_t_first_diff(got, want));
     char log[300];
     snprintf(log, sizeof log, "%s/b.log", w.dir);
     char *text = sp_t_read_file(log, NULL);
@@ -498,7 +483,7 @@ void pl_case_redis_outage(void) {
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"outage", NULL});
     cr_assert_str_eq(got, want, "state after a Redis outage differs from an uninterrupted run: %s",
-                     pl_first_diff(got, want));
+                     sp_t_first_diff(got, want));
     free(got);
     free(want);
 }

@@ -84,10 +84,6 @@ void pl_wait_log(const char *log, const char *what, int count, int timeout_ms);
  * the named processors' logs and where the test's files are kept: what a
  * state-equality failure needs to be understood after the fact. */
 void pl_log_story(const char *const *names);
-/* The first line where two dumps differ, as "got '<line>' want '<line>'",
- * in a static buffer: for assertion messages, so that a rare failure says
- * which key moved. */
-const char *pl_first_diff(const char *got, const char *want);
 
 /* The cases. */
 void pl_case_end_to_end(const char *format);
