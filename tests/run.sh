@@ -61,8 +61,8 @@ echo
 # The failures once more at the very end: CI keeps only the tail of a log.
 for name in "${bad[@]}"; do
   echo "-- $name: failures (recap)"
-  grep -E -A3 '^\[----\] .*(Assertion Failed|Unexpected signal|Timed out)|^\[(FAIL|CRASH)\]|ERROR: (Address|Leak)Sanitizer|runtime error:' \
-    "$logs/$name.out" | grep -v '^\[----\]   *$' | head -n 30
+  grep -E -A3 '^\[ERR \]|^\[----\] .*(Assertion Failed|Unexpected signal|Timed out)|^\[(FAIL|CRASH)\]|ERROR: (Address|Leak)Sanitizer|runtime error:' \
+    "$logs/$name.out" | grep -v '^\[----\]   *$' | tail -n 80
 done
 [ ${#bad[@]} -gt 0 ] && echo "failed binaries: ${bad[*]}"
 echo "tests: $pass passed, $fail failed"

@@ -21,6 +21,7 @@
 #include "state/store.h"
 #include "stream/config.h"
 #include "stream/error.h"
+#include "tests/support/expect.h"
 #include "tests/support/harness.h"
 
 /* ------------------------------------------------------------ slots */
@@ -561,9 +562,13 @@ static pid_t processor(const char *url, const char *group, int idle_ms, const ch
     return sp_t_spawn(argv, log);
 }
 
+static void expect_exit(pid_t pid, int timeout_ms, const char *name, int want, const char *what) {
+    sp_t_expect_exit(pid, timeout_ms, w.dir, name, want, what);
+}
+
 static char *reference_dump(void) {
     pid_t pid = processor(w.reference.url, "reference", 1500, "reference", 0);
-    cr_assert_eq(sp_t_wait(pid, 120000), 0, "reference run failed");
+    expect_exit(pid, 120000, "reference", 0, "reference run failed");
     char *d = sp_t_dump(w.reference.url);
     cr_assert_not_null(d);
     cr_assert_gt(strlen(d), 1000, "the reference run wrote almost nothing");
@@ -619,7 +624,7 @@ Test(cluster_pipeline, end_to_end_state_equals_a_single_redis_run, .init = setup
      .fini = teardown, .timeout = 240) {
     cr_assert_eq(sp_t_wait(replay_start("0"), 60000), 0, "replay failed");
     pid_t pid = processor(w.cluster.url, "e2e", 1500, "run", 0);
-    cr_assert_eq(sp_t_wait(pid, 120000), 0, "processor did not exit cleanly");
+    expect_exit(pid, 120000, "run", 0, "processor did not exit cleanly");
     /* The partitions really are spread over the masters. */
     int owners[SP_T_CLUSTER_MAX] = {0}, used = 0;
     for (int p = 0; p < PARTITIONS; p++) {
@@ -646,12 +651,12 @@ Test(cluster_pipeline, kill9_of_the_processor_loses_nothing_and_counts_nothing_t
         wait_progress((int64_t)(frac * total), 120000);
         sp_t_sleep_ms(rand() % 40);
         kill(pid, SIGKILL);
-        cr_assert_eq(sp_t_wait(pid, 10000), 128 + SIGKILL);
+        expect_exit(pid, 10000, "crash", 128 + SIGKILL, "killed processor");
         cr_log_info("seed %u: killed run %d at %.0f%% committed", seed, k,
                     100.0 * committed_total() / total);
     }
     pid_t pid = processor(w.cluster.url, "crash", 1500, "crash-final", 0);
-    cr_assert_eq(sp_t_wait(pid, 180000), 0, "final run failed");
+    expect_exit(pid, 180000, "crash-final", 0, "final run failed");
     assert_same_state_as_one_redis();
 }
 
@@ -716,7 +721,7 @@ Test(cluster_pipeline, slots_migrated_mid_stream_change_nothing, .init = setup, 
     cr_assert_eq(sp_t_wait_committed(w.cluster.url, topics, w.per_topic, 3, 120000), 0,
                  "not everything was committed after the migration");
     kill(pid, SIGTERM);
-    cr_assert_eq(sp_t_wait(pid, 30000), 0, "processor did not exit cleanly");
+    expect_exit(pid, 30000, "reshard", 0, "processor did not exit cleanly");
     cr_assert_gt(cluster_counter("reshard", "moved"), 0, "the processor never saw MOVED");
     cr_log_info("reshard: moved=%ld ask=%ld tryagain=%ld", cluster_counter("reshard", "moved"),
                 cluster_counter("reshard", "ask"), cluster_counter("reshard", "tryagain"));
@@ -749,7 +754,7 @@ Test(cluster_pipeline, master_killed_mid_stream_with_wait_replicas_loses_nothing
     cr_assert_eq(sp_t_wait_committed(w.cluster.url, topics, w.per_topic, 3, 120000), 0,
                  "not everything was committed after the failover");
     kill(pid, SIGTERM);
-    cr_assert_eq(sp_t_wait(pid, 30000), 0, "processor did not survive the failover");
+    expect_exit(pid, 30000, "failover", 0, "processor did not survive the failover");
     cr_assert_gt(cluster_counter("failover", "connection_errors"), 0,
                  "the processor never noticed the dead master");
     assert_same_state_as_one_redis();

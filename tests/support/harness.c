@@ -521,3 +521,15 @@ const char *sp_t_first_diff(const char *got, const char *want) {
              wl > 200 ? 200 : wl, w);
     return msg;
 }
+
+char *sp_t_tail_lines(const char *path, int n) {
+    char *text = sp_t_read_file(path, NULL);
+    if (!text) return strdup("(no log)");
+    const char *tail = text + strlen(text);
+    if (tail > text && tail[-1] == '\n') tail--;
+    for (int lines = 0; tail > text; tail--)
+        if (tail[-1] == '\n' && ++lines == n) break;
+    char *out = strdup(tail);
+    free(text);
+    return out;
+}

@@ -93,4 +93,8 @@ char *sp_t_read_file(const char *path, size_t *len);
  * which key moved. */
 const char *sp_t_first_diff(const char *got, const char *want);
 
+/* The last n lines of a file (a processor's log), malloc'd; "(no log)" when
+ * it cannot be read. */
+char *sp_t_tail_lines(const char *path, int n);
+
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "proto/shopstream.pb-c.h"
+#include "tests/support/expect.h"
 #include "tests/support/harness.h"
 #include "tests/support/pipeline.h"
 
@@ -149,7 +150,7 @@ pid_t pl_processor_with(const char *url, const char *group, int idle_ms, const c
 
 char *pl_reference_dump(void) {
     pid_t pid = pl_processor(w.reference.url, "reference", 1500, "reference");
-    cr_assert_eq(sp_t_wait(pid, 120000), 0, "reference run failed");
+    pl_expect_exit(pid, 120000, "reference", 0, "reference run failed");
     /* A reference that stopped short would make a correct run look like
      * one that counted twice: it must have consumed every record. */
     for (int t = 0; t < 3 && w.per_topic[0] + w.per_topic[1] + w.per_topic[2] > 0; t++)
@@ -366,6 +367,10 @@ void pl_wait_log(const char *log, const char *what, int count, int timeout_ms) {
     }
 }
 
+void pl_expect_exit(pid_t pid, int timeout_ms, const char *name, int want, const char *what) {
+    sp_t_expect_exit(pid, timeout_ms, w.dir, name, want, what);
+}
+
 void pl_log_story(const char *const *names) {
     for (int i = 0; names[i]; i++) {
         char path[300];
@@ -430,7 +435,7 @@ void pl_case_kill9(void) {
                     100.0 * pl_committed_total(w.redis.url) / total);
     }
     pid_t pid = pl_processor(w.redis.url, "crash", 1500, "crash-final");
-    cr_assert_eq(sp_t_wait(pid, 180000), 0, "final run failed");
+    pl_expect_exit(pid, 180000, "crash-final", 0, "final run failed");
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"crash", "crash-final", NULL});
     cr_assert_str_eq(got, want, "state after kill -9 differs from an uninterrupted run (seed %u): %s",
@@ -446,12 +451,12 @@ void pl_case_rebalance(void) {
     pid_t b = pl_processor(w.redis.url, "pair", 0, "b");
     pl_wait_progress(w.redis.url, PL_NEVENTS / 3, 120000);
     kill(a, SIGTERM);
-    cr_assert_eq(sp_t_wait(a, 30000), 0, "stopped pl_processor did not exit 0");
+    pl_expect_exit(a, 30000, "a", 0, "the stopped processor did not exit 0");
     cr_assert_eq(sp_t_wait(rp, 60000), 0, "replay failed");
     pl_count_topics();
     pl_wait_all_committed(w.redis.url);
     kill(b, SIGTERM);
-    cr_assert_eq(sp_t_wait(b, 30000), 0);
+    pl_expect_exit(b, 30000, "b", 0, "the remaining processor did not exit 0");
     char *want = pl_reference_dump();
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"a", "b", NULL});
@@ -478,7 +483,7 @@ void pl_case_redis_outage(void) {
     pl_count_topics();
     pl_wait_all_committed(w.redis.url);
     kill(pid, SIGTERM);
-    cr_assert_eq(sp_t_wait(pid, 30000), 0, "pl_processor did not survive the outage");
+    pl_expect_exit(pid, 30000, "outage", 0, "the processor did not survive the outage");
     char *want = pl_reference_dump();
     char *got = sp_t_dump(w.redis.url);
     if (strcmp(got, want)) pl_log_story((const char *const[]){"outage", NULL});

@@ -80,6 +80,10 @@ long pl_counter(const char *log, const char *name);
  * progress: commits are pipelined, so the committed offsets can run behind
  * the batch that handled a signal. */
 void pl_wait_log(const char *log, const char *what, int count, int timeout_ms);
+/* Waits for the processor started as `name`; when it did not exit with
+ * `want`, the last lines of its log go into the test's output (a sanitizer
+ * report or the error that stopped it is there) and the test fails. */
+void pl_expect_exit(pid_t pid, int timeout_ms, const char *name, int want, const char *what);
 /* Logs (cr_log_error) the rebalance, fencing, warning and counter lines of
  * the named processors' logs and where the test's files are kept: what a
  * state-equality failure needs to be understood after the fact. */
