@@ -41,6 +41,7 @@
 #include "operators/kpi.h"
 #include "operators/operator.h"
 #include "operators/personal.h"
+#include "operators/recommend.h"
 #include "proto/shopstream.pb-c.h"
 #include "stream/error.h"
 #include "stream/kafka.h"
@@ -423,6 +424,76 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     put_raw(r, "", 1);
 }
 
+/* ---------------------------------------------------------------- protobuf */
+
+static size_t str_bound(const char *s) { return s ? strlen(s) + 11 : 0; }
+
+size_t sp_recommend_pack_bound(const Shopstream__V1__Recommendation *rec) {
+    size_t n = str_bound(rec->rec_id) + str_bound(rec->user_id) + str_bound(rec->model) +
+               str_bound(rec->trigger_event_id) + 11 + 9;
+    for (size_t i = 0; i < rec->n_items; i++) n += 11 + str_bound(rec->items[i]->item_id) + 5;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *o, uint64_t v) {
+    while (v >= 0x80) {
+        *o++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (uint8_t)v;
+    return o;
+}
+
+/* A string field; proto3 leaves "" (and NULL) out, as protobuf-c does. */
+static uint8_t *put_pb_str(uint8_t *o, uint8_t tag, const char *s) {
+    if (!s || !*s) return o;
+    size_t n = strlen(s);
+    *o++ = tag;
+    o = put_varint(o, n);
+    memcpy(o, s, n);
+    return o + n;
+}
+
+static size_t varint_len(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out) {
+    uint8_t *o = out;
+    o = put_pb_str(o, 0x0a, rec->rec_id);
+    o = put_pb_str(o, 0x12, rec->user_id);
+    for (size_t i = 0; i < rec->n_items; i++) {
+        const Shopstream__V1__ScoredItem *it = rec->items[i];
+        size_t il = it->item_id ? strlen(it->item_id) : 0;
+        size_t len = (il ? 1 + varint_len(il) + il : 0) + (it->score != 0 ? 5 : 0);
+        *o++ = 0x1a; /* field 3, length-delimited */
+        o = put_varint(o, len);
+        o = put_pb_str(o, 0x0a, it->item_id);
+        if (it->score != 0) {
+            *o++ = 0x15; /* field 2, fixed32 */
+            memcpy(o, &it->score, 4); /* little-endian targets only, like the hex codec */
+            o += 4;
+        }
+    }
+    o = put_pb_str(o, 0x22, rec->model);
+    o = put_pb_str(o, 0x2a, rec->trigger_event_id);
+    if (rec->ts_ms) {
+        *o++ = 0x30; /* field 6, varint: an int64 as its two's complement */
+        o = put_varint(o, (uint64_t)rec->ts_ms);
+    }
+    if (rec->latency_ms != 0) {
+        *o++ = 0x39; /* field 7, fixed64 */
+        memcpy(o, &rec->latency_ms, 8);
+        o += 8;
+    }
+    return (size_t)(o - out);
+}
+
 static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scored *top, size_t n,
                  double t0) {
     sp_personal *c = r->ctx;
@@ -456,12 +527,12 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scor
     rec.ts_ms = ev->ts_ms;
     rec.latency_ms = latency_ms;
     if (c->sink) {
-        size_t len = shopstream__v1__recommendation__get_packed_size(&rec);
-        if (len > r->pcap) {
-            r->pcap = len * 2;
+        size_t bound = sp_recommend_pack_bound(&rec);
+        if (bound > r->pcap) {
+            r->pcap = bound * 2;
             r->pbuf = sp_xrealloc(r->pbuf, r->pcap);
         }
-        shopstream__v1__recommendation__pack(&rec, r->pbuf);
+        size_t len = sp_recommend_pack(&rec, r->pbuf);
         sp_sink_produce(c->sink, r->cfg->recommend_topic, ev->user_id, strlen(ev->user_id),
                         r->pbuf, len, NULL, 0);
     }
