@@ -292,9 +292,16 @@ void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dv
         p->dirty[row] = 1;
         p->dirty_list[p->ndirty++] = row;
     }
-    for (size_t k = 0; k < d; k++) {
-        p->dvec[(size_t)row * d + k] += dvec[k];
-        p->vec[(size_t)row * d + k] += dvec[k];
+    float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
+    size_t k = 0;
+    for (; k + 4 <= d; k += 4) { /* four at a time (SSE), element by element as before */
+        __m128 x = _mm_loadu_ps(dvec + k);
+        _mm_storeu_ps(dv + k, _mm_add_ps(_mm_loadu_ps(dv + k), x));
+        _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), x));
+    }
+    for (; k < d; k++) {
+        dv[k] += dvec[k];
+        v[k] += dvec[k];
     }
     p->dbias[row] += dbias;
     p->bias[row] += dbias;

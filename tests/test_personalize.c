@@ -16,6 +16,7 @@
 #include "models/model.h"
 #include "operators/operator.h"
 #include "operators/personal.h"
+#include "operators/profile.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "tests/support/harness.h"
@@ -600,6 +601,36 @@ Test(personalize, new_item_starts_at_its_categorys_mean_as_a_full_scan_gives) {
         cr_assert_eq(p->bias[row], wantb / (float)n);
     }
     sp_personal_put(p);
+}
+
+/* The profile's parsers must be libc's, bit for bit: scores as the
+ * profile prints them (%.6g and longer), ties to every digit count, and
+ * text that is not a plain number (which goes to libc). */
+Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
+    uint64_t rng = sp_rng_seed(51);
+    static const char *odd[] = {"", "-", ".", "-0", "0.", ".5", "1e-05", "inf", "nan", "+3",
+                                " 7", "12x", "1.2.3", "1234567890123456", "0.000100000",
+                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5"};
+    char buf[64];
+    for (int i = 0; i < 20000 + (int)(sizeof odd / sizeof *odd); i++) {
+        const char *s = buf;
+        if (i >= 20000) {
+            s = odd[i - 20000];
+        } else {
+            double v = sp_rng_normal(&rng) * pow(10, (double)sp_rng_below(&rng, 16) - 6);
+            static const char *fmt[] = {"%.6g", "%.9g", "%.17g", "%.3f", "%.0f"};
+            snprintf(buf, sizeof buf, fmt[i % 5], v);
+            if (i % 7 == 0) strcat(buf, ",c1:2");
+        }
+        double want = strtod(s, NULL), got = sp_profile_parse_score(s);
+        cr_assert(memcmp(&want, &got, sizeof want) == 0 || (isnan(want) && isnan(got)),
+                  "'%s': %.17g, strtod %.17g", s, got, want);
+        char *e1, *e2;
+        long long wi = strtoll(s, &e1, 10);
+        int64_t gi = sp_profile_parse_i64(s, &e2);
+        cr_assert_eq(gi, wi, "'%s'", s);
+        cr_assert_eq(e2, e1, "'%s': end", s);
+    }
 }
 
 Test(personalize, bad_settings_name_the_key) {
