@@ -90,7 +90,7 @@ static void sift_down(struct sp_scored *h, size_t n, size_t i) {
     }
 }
 
-static void heap_offer(struct sp_scored *h, size_t *n, size_t k, int32_t item, float score) {
+void sp_topk_push(struct sp_scored *h, size_t *n, size_t k, int32_t item, float score) {
     struct sp_scored c = {item, score};
     if (*n < k) {
         size_t i = (*n)++;
@@ -109,8 +109,8 @@ static void heap_offer(struct sp_scored *h, size_t *n, size_t k, int32_t item, f
     }
 }
 
-/* Turns the heap into a best-first list in place (heap sort). */
-static void heap_finish(struct sp_scored *h, size_t n) {
+/* Heap sort: the worst goes to the end, one at a time. */
+void sp_topk_finish(struct sp_scored *h, size_t n) {
     for (size_t end = n; end > 1; end--) {
         struct sp_scored t = h[0];
         h[0] = h[end - 1];
@@ -128,8 +128,8 @@ static void ban_set(sp_scorer *s, const struct sp_exclude *e, unsigned char v) {
 static size_t select_all(sp_scorer *s, const float *sc, size_t k, struct sp_scored *out) {
     size_t n = 0;
     for (size_t i = 0; i < s->m->n_items; i++)
-        if (!s->ban[i] && !isnan(sc[i])) heap_offer(out, &n, k, (int32_t)i, sc[i]);
-    heap_finish(out, n);
+        if (!s->ban[i] && !isnan(sc[i])) sp_topk_offer(out, &n, k, (int32_t)i, sc[i]);
+    sp_topk_finish(out, n);
     return n;
 }
 
@@ -141,9 +141,9 @@ size_t sp_scores_topk(const float *scores, const float *bias, size_t n, size_t k
         /* once full, an item enters only by beating the root's score: a tie
          * loses to the root's lower index (and NaN compares false) */
         if (got == k && !(s > out[0].score)) continue;
-        if (!isnan(s)) heap_offer(out, &got, k, (int32_t)i, s);
+        if (!isnan(s)) sp_topk_offer(out, &got, k, (int32_t)i, s);
     }
-    heap_finish(out, got);
+    sp_topk_finish(out, got);
     return got;
 }
 
@@ -162,12 +162,12 @@ int sp_scorer_topk(sp_scorer *s, const float *user, const int32_t *cands, size_t
             if (i < 0 || (uint32_t)i >= m->n_items || s->ban[i]) continue;
             s->ban[i] = 2; /* a candidate listed twice is scored once */
             float sc = cblas_sdot((int)d, user, 1, E + (size_t)i * d, 1) + bias[i];
-            heap_offer(out, &n, k, i, sc);
+            sp_topk_offer(out, &n, k, i, sc);
         }
         for (size_t c = 0; c < n_cands; c++)
             if (cands[c] >= 0 && (uint32_t)cands[c] < m->n_items && s->ban[cands[c]] == 2)
                 s->ban[cands[c]] = 0;
-        heap_finish(out, n);
+        sp_topk_finish(out, n);
     }
     ban_set(s, excl, 0);
     return (int)n;

@@ -77,6 +77,24 @@ struct sp_exclude {
 size_t sp_scores_topk(const float *scores, const float *bias, size_t n, size_t k,
                       struct sp_scored *out);
 
+/* Incremental top-k, for callers that score one item at a time: h holds
+ * the best n (<= k) offered so far as a min-heap rooted at the worst kept,
+ * so an item enters only when it beats the root; ties go to the lower item
+ * (deterministic lists). The caller skips NaN scores. sp_topk_offer is the
+ * inline test that rejects most items once the heap is full (the common
+ * case: a few hundred offers for ten places) before the out-of-line
+ * sp_topk_push; sp_topk_finish turns the heap into a best-first list in
+ * place. Start with *n = 0. */
+void sp_topk_push(struct sp_scored *h, size_t *n, size_t k, int32_t item, float score);
+void sp_topk_finish(struct sp_scored *h, size_t n);
+
+static inline void sp_topk_offer(struct sp_scored *h, size_t *n, size_t k, int32_t item,
+                                 float score) {
+    if (*n == k && (!k || score < h[0].score || (score == h[0].score && item > h[0].item)))
+        return;
+    sp_topk_push(h, n, k, item, score);
+}
+
 /* Scratch space for up to max_batch users per call. */
 sp_scorer *sp_scorer_new(const sp_model *m, size_t max_batch, char *err, size_t errlen);
 void sp_scorer_destroy(sp_scorer *s);

@@ -53,6 +53,10 @@ typedef struct sp_personal {
     float *bias;              /* cap */
     float *pop;               /* cap: events seen by this instance (popularity prior) */
     int32_t *cat;             /* cap: category index, -1 unknown */
+    int32_t *cat_next;        /* cap: next higher row of the same category, -1 none */
+    int32_t *cat_first;       /* per category: its lowest row, -1 none (the list's head) */
+    int32_t *cat_last;        /* per category: its highest row */
+    size_t ncat;              /* categories with room in cat_first/cat_last */
     size_t cap;
     sp_vocab *cats;
     int32_t *model2mf;        /* model item index -> row, n_items of the model */

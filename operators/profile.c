@@ -29,6 +29,7 @@
 
 #include "operators/operator.h"
 #include "operators/personal.h"
+#include "operators/profile.h"
 #include "stream/error.h"
 
 #define LIST_MAX 8
@@ -79,6 +80,23 @@ static void profile_prefetch(void *priv, const sp_op_event *e) {
  * interleaved: a restarted run and a clean one end with the same text (an
  * order of arrival would not; `make soak` caught that). A list written
  * before the times were kept reads as time 0. */
+/* strtoll(s, end, 10) for what sp_i64toa writes (optional '-', at most 18
+ * digits, after any spaces), without strtoll's locale and overflow
+ * machinery; anything else goes to strtoll itself, so the result is
+ * strtoll's for every input. */
+int64_t sp_profile_parse_i64(const char *s, char **end) {
+    const char *c = s;
+    while (*c == ' ') c++;
+    int neg = *c == '-';
+    const char *d = c + neg;
+    int64_t v = 0;
+    int n = 0;
+    for (; *d >= '0' && *d <= '9' && n < 19; d++, n++) v = v * 10 + (*d - '0');
+    if (!n || n > 18 || (*d && *d != ' ')) return strtoll(s, end, 10);
+    *end = (char *)d;
+    return neg ? -v : v;
+}
+
 static void list_push(sp_obj *o, const char *field, const char *tsfield, const char *word,
                       int64_t ts, int max) {
     if (!word || !*word || strchr(word, ' ')) return;
@@ -92,7 +110,7 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
         const char *sp = strchr(s, ' ');
         size_t len = sp ? (size_t)(sp - s) : strlen(s);
         int64_t t = 0;
-        if (tp && *tp) t = strtoll(tp, &tp, 10);
+        if (tp && *tp) t = sp_profile_parse_i64(tp, &tp);
         if (len == wl && !strncmp(s, word, len)) {
             if (t > ts) ts = t; /* the word's latest time */
         } else if (len) {
@@ -147,8 +165,18 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
                         int64_t ts) {
     const char *old = sp_obj_get_str(o, "recent");
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
-    snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
-    size_t n = 0, mlen = strlen(mine);
+    size_t il = strlen(item), kl = strlen(kind), mlen;
+    if (il + kl + 23 <= sizeof mine) { /* "item:kind:ts", as snprintf wrote it */
+        memcpy(mine, item, il);
+        mine[il] = ':';
+        memcpy(mine + il + 1, kind, kl);
+        mine[il + 1 + kl] = ':';
+        mlen = il + kl + 2 + sp_i64toa(ts, mine + il + kl + 2);
+    } else { /* longer than validation lets through: cut as before */
+        mlen = (size_t)snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
+        if (mlen >= sizeof mine) mlen = sizeof mine - 1;
+    }
+    size_t n = 0;
     int count = 0, placed = 0;
     const char *s = old ? old : "";
     while (count < p->recent && (*s || !placed)) {
@@ -229,6 +257,35 @@ static size_t fmt_g6(double v, char *out) {
     return n;
 }
 
+/* strtod(s, NULL) for the text fmt_g6 writes (fixed notation, at most
+ * 15 digits): the digits as an integer, exact in a double, divided by an
+ * exact power of ten is one correctly rounded operation -- strtod's
+ * result. Exponents, long mantissas and anything else go to strtod. */
+double sp_profile_parse_score(const char *s) {
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    const char *c = s;
+    int neg = *c == '-';
+    c += neg;
+    uint64_t m = 0;
+    int digits = 0, frac = 0, dot = 0;
+    for (;; c++) {
+        if (*c >= '0' && *c <= '9') {
+            m = m * 10 + (uint64_t)(*c - '0');
+            digits++;
+            frac += dot;
+        } else if (*c == '.' && !dot) {
+            dot = 1;
+        } else {
+            break;
+        }
+        if (digits > 15) return strtod(s, NULL);
+    }
+    if (!digits || (*c && *c != ',')) return strtod(s, NULL);
+    double v = (double)m / p10[frac];
+    return neg ? -v : v;
+}
+
 struct aff {
     char cat[SP_EVENT_MAX_ID + 1];
     double score;
@@ -256,7 +313,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
             memcpy(a[n].cat, s, (size_t)(colon - s));
             a[n].cat[colon - s] = '\0';
-            a[n].score = strtod(colon + 1, NULL);
+            a[n].score = sp_profile_parse_score(colon + 1);
             n++;
         }
         s += len + (comma ? 1 : 0);
@@ -277,7 +334,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
             found = 1;
         }
     if (!found) {
-        snprintf(a[n].cat, sizeof a[n].cat, "%s", cat);
+        memcpy(a[n].cat, cat, strlen(cat) + 1); /* at most SP_EVENT_MAX_ID: checked above */
         a[n++].score = w;
     }
     qsort(a, (size_t)n, sizeof a[0], aff_cmp);

@@ -36,10 +36,12 @@
 
 #include <cblas.h>
 
+#include "models/dot.h"
 #include "models/model.h"
 #include "operators/kpi.h"
 #include "operators/operator.h"
 #include "operators/personal.h"
+#include "operators/recommend.h"
 #include "proto/shopstream.pb-c.h"
 #include "stream/error.h"
 #include "stream/kafka.h"
@@ -135,49 +137,6 @@ static void list_append(sp_obj *o, const char *field, const char *word, int max,
     sp_obj_set_str(o, field, out);
 }
 
-struct cand {
-    int32_t row;
-    float score;
-};
-
-static int worse(const struct cand *a, const struct cand *b) {
-    return a->score < b->score || (a->score == b->score && a->row > b->row);
-}
-
-/* Keeps the k best in a min-heap rooted at the worst. */
-static void offer(struct cand *h, size_t *n, size_t k, int32_t row, float score) {
-    struct cand c = {row, score};
-    size_t i;
-    if (*n < k) {
-        i = (*n)++;
-        h[i] = c;
-        while (i > 0 && worse(&h[i], &h[(i - 1) / 2])) {
-            struct cand t = h[i];
-            h[i] = h[(i - 1) / 2];
-            h[(i - 1) / 2] = t;
-            i = (i - 1) / 2;
-        }
-        return;
-    }
-    if (!worse(&h[0], &c)) return;
-    h[0] = c;
-    for (i = 0;;) {
-        size_t l = 2 * i + 1, rr = l + 1, w = i;
-        if (l < *n && worse(&h[l], &h[w])) w = l;
-        if (rr < *n && worse(&h[rr], &h[w])) w = rr;
-        if (w == i) break;
-        struct cand t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static int cand_cmp(const void *a, const void *b) {
-    const struct cand *x = a, *y = b;
-    return worse(x, y) ? 1 : worse(y, x) ? -1 : 0;
-}
-
 /* The user representation for the sequence part; 0 when there is none.
  * h: the GRU state this event left, when the caller has it decoded. */
 static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float *mfu,
@@ -218,26 +177,6 @@ static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float
     }
 }
 
-/* a . b over d floats, in four lanes of SSE (d = 32: eight multiply-adds). */
-typedef float v4sf __attribute__((vector_size(16)));
-static inline float dot(const float *a, const float *b, size_t d) {
-    v4sf s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
-    size_t k = 0;
-    for (; k + 8 <= d; k += 8) {
-        v4sf x0, y0, x1, y1;
-        memcpy(&x0, a + k, 16);
-        memcpy(&y0, b + k, 16);
-        memcpy(&x1, a + k + 4, 16);
-        memcpy(&y1, b + k + 4, 16);
-        s0 += x0 * y0;
-        s1 += x1 * y1;
-    }
-    s0 += s1;
-    float s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-    for (; k < d; k++) s += a[k] * b[k];
-    return s;
-}
-
 /* Marks the rows the user must not get (the item in view with
  * recommend.exclude_viewed, the items bought) in r->ban; returns how many
  * went into banned[] (for unmarking). */
@@ -267,7 +206,7 @@ static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_r
 
 /* Scores every item (the model's, else the MF table's): two sgemvs. */
 static void score_all(struct recommend *r, const float *u, int have_seq, const float *mfu,
-                      int use_mf, const float w[3], struct cand *top, size_t *got, size_t k) {
+                      int use_mf, const float w[3], struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     size_t n = m ? sp_model_n_items(m) : sp_vocab_size(c->items), d = c->dim;
@@ -295,41 +234,55 @@ static void score_all(struct recommend *r, const float *u, int have_seq, const f
     for (size_t i = 0; i < n; i++) {
         int32_t row = identity ? (int32_t)i : c->model2mf[i];
         if (r->ban[row] || !isfinite(r->blend[i])) continue;
-        offer(top, got, k, row, r->blend[i]);
+        sp_topk_offer(top, got, k, row, r->blend[i]);
     }
 }
 
-/* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
- * term by term, as score_all (up to float rounding). With a model, rows
- * that are not model items are skipped, as score_all never sees them. */
-static void score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu,
-                        int use_mf, const float w[3], const int32_t *seeds, size_t nseeds,
-                        struct cand *top, size_t *got, size_t k) {
+/* The scoring loop of score_cands over n rows with d floats a vector;
+ * inlined twice, once with d = 32 (the usual size, unrolled). */
+static inline __attribute__((always_inline)) void
+score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, int use_mf,
+           const float w[3], size_t n, size_t d, struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
-    size_t d = c->dim;
-    if (c->n_cands > r->candcap) {
-        r->candcap = c->n_cands;
-        r->cands = sp_xrealloc(r->cands, r->candcap * sizeof *r->cands);
-    }
-    size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
     const float *E = m ? m->params + m->lay.emb : NULL, *eb = m ? m->params + m->lay.bias : NULL;
     for (size_t j = 0; j < n; j++) {
         int32_t row = r->cands[j];
         if ((size_t)row < r->bancap && r->ban[row]) continue;
         int32_t mi = m ? c->mf2model[row] : -1;
         if (m && mi < 0) continue;
-        float s = have_seq ? w[0] * (dot(u, E + (size_t)mi * d, d) + eb[mi]) : 0;
-        if (use_mf) s += w[1] * (dot(mfu, c->vec + (size_t)row * d, d) + c->bias[row]);
+        float s = have_seq ? w[0] * (sp_dot(u, E + (size_t)mi * d, d) + eb[mi]) : 0;
+        if (use_mf) s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * d, d) + c->bias[row]);
         s += w[2] * c->lpop[row];
-        if (isfinite(s)) offer(top, got, k, row, s);
+        if (isfinite(s)) sp_topk_offer(top, got, k, row, s);
     }
+}
+
+/* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
+ * term by term, as score_all (up to float rounding). With a model, rows
+ * that are not model items are skipped, as score_all never sees them.
+ * Cloned for AVX (picked at load time when the CPU has it): the same
+ * operations, twice as wide. */
+__attribute__((target_clones("avx", "default"))) static void
+score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu, int use_mf,
+            const float w[3], const int32_t *seeds, size_t nseeds, struct sp_scored *top,
+            size_t *got, size_t k) {
+    sp_personal *c = r->ctx;
+    if (c->n_cands > r->candcap) {
+        r->candcap = c->n_cands;
+        r->cands = sp_xrealloc(r->cands, r->candcap * sizeof *r->cands);
+    }
+    size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
+    if (c->dim == 32)
+        score_rows(r, u, have_seq, mfu, use_mf, w, n, 32, top, got, k);
+    else
+        score_rows(r, u, have_seq, mfu, use_mf, w, n, c->dim, top, got, k);
 }
 
 /* Ranks for one user and fills top[0..ret), best first. */
 static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float *mfu, int have_mfu,
                    const char *bought, int32_t viewed_row, const int32_t *seeds, size_t nseeds,
-                   struct cand *top) {
+                   struct sp_scored *top) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     float u[SP_PERSONAL_MAX_DIM];
@@ -347,7 +300,7 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float 
     else
         score_all(r, u, have_seq, mfu, use_mf, w, top, &got, k);
     for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 0;
-    qsort(top, got, sizeof *top, cand_cmp);
+    sp_topk_finish(top, got);
     return got;
 }
 
@@ -438,7 +391,7 @@ static void put_score(struct recommend *r, float score) {
 
 /* rec:<user_id> and its JSON, for rec_flush. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
-                      const char *model, const struct cand *top, size_t n) {
+                      const char *model, const struct sp_scored *top, size_t n) {
     sp_personal *c = r->ctx;
     if (r->npend == r->cappend) {
         r->cappend = r->cappend ? r->cappend * 2 : 64;
@@ -461,7 +414,7 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     for (size_t i = 0; i < n; i++) {
         if (i) PUT_LIT(r, ",");
         PUT_LIT(r, "{\"item_id\":");
-        put_str(r, sp_vocab_id(c->items, top[i].row));
+        put_str(r, sp_vocab_id(c->items, top[i].item));
         PUT_LIT(r, ",\"score\":");
         put_score(r, top[i].score);
         PUT_LIT(r, "}");
@@ -471,7 +424,77 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     put_raw(r, "", 1);
 }
 
-static void emit(struct recommend *r, const sp_op_event *e, const struct cand *top, size_t n,
+/* ---------------------------------------------------------------- protobuf */
+
+static size_t str_bound(const char *s) { return s ? strlen(s) + 11 : 0; }
+
+size_t sp_recommend_pack_bound(const Shopstream__V1__Recommendation *rec) {
+    size_t n = str_bound(rec->rec_id) + str_bound(rec->user_id) + str_bound(rec->model) +
+               str_bound(rec->trigger_event_id) + 11 + 9;
+    for (size_t i = 0; i < rec->n_items; i++) n += 11 + str_bound(rec->items[i]->item_id) + 5;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *o, uint64_t v) {
+    while (v >= 0x80) {
+        *o++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (uint8_t)v;
+    return o;
+}
+
+/* A string field; proto3 leaves "" (and NULL) out, as protobuf-c does. */
+static uint8_t *put_pb_str(uint8_t *o, uint8_t tag, const char *s) {
+    if (!s || !*s) return o;
+    size_t n = strlen(s);
+    *o++ = tag;
+    o = put_varint(o, n);
+    memcpy(o, s, n);
+    return o + n;
+}
+
+static size_t varint_len(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out) {
+    uint8_t *o = out;
+    o = put_pb_str(o, 0x0a, rec->rec_id);
+    o = put_pb_str(o, 0x12, rec->user_id);
+    for (size_t i = 0; i < rec->n_items; i++) {
+        const Shopstream__V1__ScoredItem *it = rec->items[i];
+        size_t il = it->item_id ? strlen(it->item_id) : 0;
+        size_t len = (il ? 1 + varint_len(il) + il : 0) + (it->score != 0 ? 5 : 0);
+        *o++ = 0x1a; /* field 3, length-delimited */
+        o = put_varint(o, len);
+        o = put_pb_str(o, 0x0a, it->item_id);
+        if (it->score != 0) {
+            *o++ = 0x15; /* field 2, fixed32 */
+            memcpy(o, &it->score, 4); /* little-endian targets only, like the hex codec */
+            o += 4;
+        }
+    }
+    o = put_pb_str(o, 0x22, rec->model);
+    o = put_pb_str(o, 0x2a, rec->trigger_event_id);
+    if (rec->ts_ms) {
+        *o++ = 0x30; /* field 6, varint: an int64 as its two's complement */
+        o = put_varint(o, (uint64_t)rec->ts_ms);
+    }
+    if (rec->latency_ms != 0) {
+        *o++ = 0x39; /* field 7, fixed64 */
+        memcpy(o, &rec->latency_ms, 8);
+        o += 8;
+    }
+    return (size_t)(o - out);
+}
+
+static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scored *top, size_t n,
                  double t0) {
     sp_personal *c = r->ctx;
     const sp_event *ev = e->ev;
@@ -490,7 +513,7 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct cand *t
     Shopstream__V1__ScoredItem items[K_MAX], *ptrs[K_MAX];
     for (size_t i = 0; i < n; i++) {
         shopstream__v1__scored_item__init(&items[i]);
-        items[i].item_id = (char *)sp_vocab_id(c->items, top[i].row);
+        items[i].item_id = (char *)sp_vocab_id(c->items, top[i].item);
         items[i].score = top[i].score;
         ptrs[i] = &items[i];
     }
@@ -504,12 +527,12 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct cand *t
     rec.ts_ms = ev->ts_ms;
     rec.latency_ms = latency_ms;
     if (c->sink) {
-        size_t len = shopstream__v1__recommendation__get_packed_size(&rec);
-        if (len > r->pcap) {
-            r->pcap = len * 2;
+        size_t bound = sp_recommend_pack_bound(&rec);
+        if (bound > r->pcap) {
+            r->pcap = bound * 2;
             r->pbuf = sp_xrealloc(r->pbuf, r->pcap);
         }
-        shopstream__v1__recommendation__pack(&rec, r->pbuf);
+        size_t len = sp_recommend_pack(&rec, r->pbuf);
         sp_sink_produce(c->sink, r->cfg->recommend_topic, ev->user_id, strlen(ev->user_id),
                         r->pbuf, len, NULL, 0);
     }
@@ -616,7 +639,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     if ((rc = sp_store_get(r->store, e->partition, key, &mo)) != SP_OK) return rc;
     float mfu[SP_PERSONAL_MAX_DIM];
     int have_mfu = sp_personal_hex_decode(sp_obj_get_str(mo, "v"), mfu, c->dim) == c->dim;
-    struct cand top[K_MAX];
+    struct sp_scored top[K_MAX];
     size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str(rs, "bought"), row,
                     seeds, nseeds, top);
     emit(r, e, top, n, t0);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "models/data.h"
+#include "models/dot.h"
 #include "models/scorer.h"
 #include "models/seq.h"
 #include "models/train.h"
@@ -260,4 +261,85 @@ Test(models_serving, topk_matches_brute_force_with_exclusions_and_candidates) {
     cr_assert_eq(sp_scorer_topk(s, users, NULL, 0, NULL, 500, all), 500);
     sp_scorer_destroy(s);
     sp_model_destroy(m);
+}
+
+/* The reference order: best score first, ties to the lower item. */
+static int ref_cmp(const void *a, const void *b) {
+    const struct sp_scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+/* Scores drawn from a few values so that ties are common, offered in a
+ * shuffled item order (ties must still go to the lower item), with k on
+ * both sides of n (k > n returns all n, k = 0 none). */
+Test(models_serving, topk_offer_matches_a_sorted_reference_with_ties_and_k_above_n) {
+    uint64_t r = sp_rng_seed(11);
+    for (int trial = 0; trial < 400; trial++) {
+        size_t n = sp_rng_below(&r, 60), k = sp_rng_below(&r, 70);
+        struct sp_scored in[60], ref[60], h[70];
+        for (size_t i = 0; i < n; i++) {
+            in[i].item = (int32_t)i;
+            in[i].score = trial % 2 ? (float)sp_rng_below(&r, 5) : sp_rng_normal(&r);
+        }
+        for (size_t i = n; i > 1; i--) { /* shuffle the offer order */
+            size_t j = sp_rng_below(&r, (uint32_t)i);
+            struct sp_scored t = in[i - 1];
+            in[i - 1] = in[j];
+            in[j] = t;
+        }
+        memcpy(ref, in, n * sizeof *in);
+        qsort(ref, n, sizeof *ref, ref_cmp);
+        size_t got = 0;
+        for (size_t i = 0; i < n; i++) sp_topk_offer(h, &got, k, in[i].item, in[i].score);
+        sp_topk_finish(h, got);
+        cr_assert_eq(got, n < k ? n : k, "trial %d: n %zu k %zu got %zu", trial, n, k, got);
+        for (size_t i = 0; i < got; i++) {
+            cr_assert_eq(h[i].item, ref[i].item, "trial %d place %zu", trial, i);
+            cr_assert_eq(h[i].score, ref[i].score);
+        }
+    }
+}
+
+/* The order recommend's dot products had: two four-lane sums (k mod 8 in
+ * 0..3 and 4..7), added lane by lane, then pairs, then the tail. */
+static float dot_reference(const float *a, const float *b, size_t d) {
+    float s0[4] = {0}, s1[4] = {0};
+    size_t k = 0;
+    for (; k + 8 <= d; k += 8)
+        for (int j = 0; j < 4; j++) {
+            s0[j] += a[k + j] * b[k + j];
+            s1[j] += a[k + 4 + j] * b[k + 4 + j];
+        }
+    for (int j = 0; j < 4; j++) s0[j] += s1[j];
+    float s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; k < d; k++) s += a[k] * b[k];
+    return s;
+}
+
+__attribute__((target("avx"))) static float dot_avx(const float *a, const float *b, size_t d) {
+    return sp_dot(a, b, d);
+}
+
+static float dot_plain(const float *a, const float *b, size_t d) { return sp_dot(a, b, d); }
+
+static float dot_32(const float *a, const float *b) { return sp_dot(a, b, 32); }
+
+/* Bit for bit the reference, with and without AVX, for every d up to 40
+ * (tails of every length, d = 32 as a constant), at unaligned addresses. */
+Test(models_serving, dot_is_bit_identical_to_the_two_lane_sse_order) {
+    uint64_t r = sp_rng_seed(12);
+    float buf[2 * 41 + 2];
+    for (int trial = 0; trial < 50; trial++)
+        for (size_t d = 0; d <= 40; d++) {
+            float *a = buf + 1, *b = buf + 42; /* not 32-byte aligned */
+            for (size_t k = 0; k < d; k++) {
+                a[k] = sp_rng_normal(&r) * (trial % 3 ? 1.0f : 1e4f);
+                b[k] = sp_rng_normal(&r);
+            }
+            float want = dot_reference(a, b, d);
+            cr_assert_eq(dot_plain(a, b, d), want, "d %zu", d);
+            if (__builtin_cpu_supports("avx")) cr_assert_eq(dot_avx(a, b, d), want, "avx d %zu", d);
+            if (d == 32) cr_assert_eq(dot_32(a, b), want);
+        }
 }

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/model.h"
 #include "operators/operator.h"
 #include "operators/personal.h"
+#include "operators/profile.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "tests/support/harness.h"
@@ -524,6 +526,111 @@ Test(personalize, hex_vectors_round_trip_exactly_and_reject_garbage) {
     hex[3] = 'x';
     cr_assert_eq(sp_personal_hex_decode(hex, back, 3), 0, "not hex");
     cr_assert_eq(sp_personal_hex_decode(NULL, back, 3), 0);
+}
+
+/* The SSE2 codec against a byte-at-a-time one: every length up to 9
+ * floats (odd ones end in half a step), random bits (non-finite values
+ * refused), and each position replaced by each kind of non-digit. */
+Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digit) {
+    uint64_t rng = sp_rng_seed(21);
+    for (size_t n = 0; n <= 9; n++)
+        for (int trial = 0; trial < 40; trial++) {
+            float v[9], back[9];
+            for (size_t k = 0; k < n; k++) {
+                uint32_t bits = (uint32_t)sp_rng_next(&rng);
+                memcpy(&v[k], &bits, 4);
+            }
+            char hex[8 * 9 + 1], want[8 * 9 + 1];
+            const unsigned char *b = (const unsigned char *)v;
+            for (size_t i = 0; i < 4 * n; i++) snprintf(want + 2 * i, 3, "%02x", b[i]);
+            want[8 * n] = '\0';
+            sp_personal_hex_encode(v, n, hex);
+            cr_assert_str_eq(hex, want);
+            int finite = 1;
+            for (size_t k = 0; k < n; k++) finite &= isfinite(v[k]) != 0;
+            size_t got = sp_personal_hex_decode(hex, back, n);
+            cr_assert_eq(got, finite ? n : 0, "n %zu", n);
+            if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0);
+            if (!finite || !n) continue;
+            static const char bad[] = "/:`gGA F\x80\xff";
+            size_t at = sp_rng_below(&rng, (uint32_t)(8 * n));
+            hex[at] = bad[trial % (sizeof bad - 1)];
+            cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "'%c' at %zu", hex[at], at);
+        }
+}
+
+/* A new item starts at the mean of its category's rows, summed in row
+ * order: the per-category lists must give the numbers of a scan over the
+ * whole table, also for rows whose category became known after they were
+ * added (linked in the middle of a list). */
+Test(personalize, new_item_starts_at_its_categorys_mean_as_a_full_scan_gives) {
+    sp_config cfg;
+    sp_config_init(&cfg);
+    char err[256];
+    cr_assert_eq(sp_config_set(&cfg, "mf.dim", "5", err, sizeof err), SP_OK);
+    sp_op_env env = {.cfg = &cfg};
+    sp_personal *p = sp_personal_get(&env, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    uint64_t rng = sp_rng_seed(41);
+    char id[32], cat[8];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "it%d", i);
+        snprintf(cat, sizeof cat, "c%u", sp_rng_below(&rng, 4));
+        int late = sp_rng_below(&rng, 5) == 0; /* category learned on a later event */
+        int32_t row = sp_personal_item(p, id, late ? NULL : cat);
+        for (size_t k = 0; k < 5; k++) p->vec[(size_t)row * 5 + k] = sp_rng_normal(&rng);
+        p->bias[row] = sp_rng_normal(&rng);
+        if (late && i > 0) { /* an earlier row learns its category now */
+            snprintf(id, sizeof id, "it%u", sp_rng_below(&rng, (uint32_t)i));
+            sp_personal_item(p, id, cat);
+        }
+        if (i % 7) continue;
+        snprintf(id, sizeof id, "new%d", i);
+        int32_t c = sp_vocab_find(p->cats, cat, strlen(cat));
+        float want[5] = {0}, wantb = 0;
+        size_t n = 0;
+        for (int32_t r = 0; r < (int32_t)sp_vocab_size(p->items); r++)
+            if (p->cat[r] == c) {
+                for (size_t k = 0; k < 5; k++) want[k] += p->vec[(size_t)r * 5 + k];
+                wantb += p->bias[r];
+                n++;
+            }
+        row = sp_personal_item(p, id, cat);
+        for (size_t k = 0; k < 5; k++)
+            cr_assert_eq(p->vec[(size_t)row * 5 + k], want[k] / (float)n, "item %d k %zu", i, k);
+        cr_assert_eq(p->bias[row], wantb / (float)n);
+    }
+    sp_personal_put(p);
+}
+
+/* The profile's parsers must be libc's, bit for bit: scores as the
+ * profile prints them (%.6g and longer), ties to every digit count, and
+ * text that is not a plain number (which goes to libc). */
+Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
+    uint64_t rng = sp_rng_seed(51);
+    static const char *odd[] = {"", "-", ".", "-0", "0.", ".5", "1e-05", "inf", "nan", "+3",
+                                " 7", "12x", "1.2.3", "1234567890123456", "0.000100000",
+                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5"};
+    char buf[64];
+    for (int i = 0; i < 20000 + (int)(sizeof odd / sizeof *odd); i++) {
+        const char *s = buf;
+        if (i >= 20000) {
+            s = odd[i - 20000];
+        } else {
+            double v = sp_rng_normal(&rng) * pow(10, (double)sp_rng_below(&rng, 16) - 6);
+            static const char *fmt[] = {"%.6g", "%.9g", "%.17g", "%.3f", "%.0f"};
+            snprintf(buf, sizeof buf, fmt[i % 5], v);
+            if (i % 7 == 0) strcat(buf, ",c1:2");
+        }
+        double want = strtod(s, NULL), got = sp_profile_parse_score(s);
+        cr_assert(memcmp(&want, &got, sizeof want) == 0 || (isnan(want) && isnan(got)),
+                  "'%s': %.17g, strtod %.17g", s, got, want);
+        char *e1, *e2;
+        long long wi = strtoll(s, &e1, 10);
+        int64_t gi = sp_profile_parse_i64(s, &e2);
+        cr_assert_eq(gi, wi, "'%s'", s);
+        cr_assert_eq(e2, e1, "'%s': end", s);
+    }
 }
 
 Test(personalize, bad_settings_name_the_key) {
