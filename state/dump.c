@@ -1,7 +1,8 @@
 /* `shopstream dump-state`: every key in the store, one line per key, keys
  * sorted and each key's contents sorted, so two runs can be compared with
- * diff. The partition epochs ({p<n>}:meta epoch) count restarts, not state,
- * and are left out unless --all is given. */
+ * diff. The partition epochs ({p<n>}:meta epoch) count restarts and the
+ * commit sequence numbers (cseq) commits, not state: both are left out unless
+ * --all is given. */
 #include <hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,7 +57,9 @@ static void print_pairs(struct dump *d, const redisReply *r, int skip_epoch, int
     size_t n = r->elements / 2, m = 0;
     struct kv *kvs = sp_xcalloc(n ? n : 1, sizeof *kvs);
     for (size_t i = 0; i < n; i++) {
-        if (skip_epoch && is_meta && !strcmp(r->element[2 * i]->str, "epoch")) continue;
+        if (skip_epoch && is_meta &&
+            (!strcmp(r->element[2 * i]->str, "epoch") || !strcmp(r->element[2 * i]->str, "cseq")))
+            continue;
         kvs[m].k = r->element[2 * i]->str;
         kvs[m++].v = r->element[2 * i + 1]->str;
     }

@@ -72,6 +72,7 @@ struct cmd {
 struct part {
     int owned;
     long long epoch;
+    long long cseq;       /* sequence number of the last commit built (see commit_lua) */
     sp_obj *dirty;        /* objects changed in this batch */
     struct cmd *cmds;
     size_t ncmds, capcmds;
@@ -283,7 +284,8 @@ static int ensure_connected(sp_store *st) {
 /* Sends `n` pipelined commands and reads their replies into replies[]. On a
  * connection error all replies are freed, the connection dropped, and
  * SP_ERR_RETRY returned: the caller retries the whole pipeline, which is why
- * every pipeline the store sends is idempotent. */
+ * every pipeline the store sends must be safe to send twice (reads, SET-like
+ * writes, and commits, which carry a sequence number: see commit_lua). */
 static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
                          size_t **lens, redisReply **replies) {
     for (size_t i = 0; i < n; i++)
@@ -374,7 +376,7 @@ static int wait_replicas(sp_store *st, int node, const char *what) {
  * after the pipeline. If a node is lost before its replicas acknowledged, the
  * writes may have died with it (asynchronous replication), so the whole
  * pipeline is sent again -- to whichever node owns the slots by then. Only
- * idempotent pipelines may come here (the store's are). */
+ * pipelines that are safe to send twice may come here (the store's are). */
 static int pipeline_durable(sp_store *st, size_t n, int *argcs, const char ***argvs,
                             size_t **lens, redisReply **replies, const char *what) {
     if (st->conf.wait_replicas <= 0) return pipeline(st, n, argcs, argvs, lens, replies);
@@ -791,6 +793,12 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
         offsets[i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
         freeReplyObject(r);
     }
+    /* Commits go on numbering from the last one applied (by whichever
+     * instance): read after the epoch bump, so no other commit lands. */
+    const char *getseq[] = {"HGET", meta, "cseq"};
+    if ((rc = command(st, &r, 3, getseq)) != SP_OK) return rc;
+    p->cseq = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
     return SP_OK;
 }
 
@@ -980,16 +988,24 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
 
 /* The commit script. KEYS[1] is the partition's meta hash; the other KEYS are
  * listed for Redis Cluster's benefit (all share the partition's slot).
- * ARGV: epoch, n, n pairs (topic, next offset), then commands, each as its
- * argument count followed by its arguments. The epoch check comes first, so a
- * fenced instance writes nothing. */
+ * ARGV: epoch, the commit's sequence number, n, n pairs (topic, next
+ * offset), then commands, each as its argument count followed by its
+ * arguments. The epoch check comes first, so a fenced instance writes
+ * nothing. The sequence number makes a commit sent twice apply once: a
+ * commit whose reply was lost with its connection (a master killed after it
+ * ran the script and replicated it, a connection dropped after the write) is
+ * sent again, and operators queue commands that are not idempotent
+ * (dedupe's APPEND, HINCRBYs). Returns 1, or 2 for a commit already there. */
 static const char commit_lua[] =
     "local e = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if e ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED epoch is ' .. tostring(e) .. ', ours ' .. ARGV[1])\n"
     "end\n"
-    "local n = tonumber(ARGV[2])\n"
-    "local i = 3\n"
+    "local s = redis.call('HGET', KEYS[1], 'cseq')\n"
+    "if s and tonumber(s) >= tonumber(ARGV[2]) then return 2 end\n"
+    "redis.call('HSET', KEYS[1], 'cseq', ARGV[2])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local i = 4\n"
     "for j = 1, n do\n"
     "  redis.call('HSET', KEYS[1], 'off:' .. ARGV[i], ARGV[i + 1])\n"
     "  i = i + 2\n"
@@ -1049,6 +1065,7 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, strlen(o->key));
     for (size_t i = 0; i < p->ncmds; i++) arg_push(a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
     arg_pushi(a, p->epoch);
+    arg_pushi(a, ++p->cseq);
     arg_pushi(a, (long long)c->n);
     for (int i = 0; i < c->n; i++) {
         arg_push(a, c->topics[i], strlen(c->topics[i]));
@@ -1107,9 +1124,10 @@ static void mark_clean(struct part *p, uint64_t seq) {
 
 /* Sends built commits on st's connection (argv[1] of each, the script's
  * SHA1, is filled in here), loading the script first when Redis does not
- * know it. Every commit is idempotent, so after a lost connection the whole
- * pipeline is simply sent again; with wait_replicas it returns once the
- * replicas of every node written to hold it. */
+ * know it. A commit applies once however often it is sent (its sequence
+ * number, see commit_lua), so after a lost connection the whole pipeline is
+ * simply sent again; with wait_replicas it returns once the replicas of
+ * every node written to hold it. */
 static int send_commits(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
                         redisReply **rs) {
     int rc = SP_OK;

@@ -10,6 +10,7 @@
 #include "state/store.h"
 #include "stream/error.h"
 #include "tests/support/harness.h"
+#include "tests/support/proxy.h"
 
 static sp_t_redis redis;
 
@@ -112,6 +113,89 @@ Test(store, old_owner_is_fenced_and_writes_nothing, .init = start, .fini = stop)
     cr_assert_str_eq(v, "1");
     free(v);
     sp_store_destroy(a);
+    sp_store_destroy(b);
+}
+
+static char *get_str(const char *key) {
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    redisReply *r = redisCommand(c, "GET %s", key);
+    char *v = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+/* One batch of partition 0: a counter in a hash and an APPEND (as dedupe
+ * queues), neither of which may be applied twice. */
+static int commit_batch(sp_store *st, const char *piece, int64_t next) {
+    const char *topics[] = {"t"};
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(st, 0, "u:x", &o), SP_OK);
+    sp_obj_incr(o, "view", 1);
+    const char *app[] = {"APPEND", "{p0}:log", piece};
+    sp_store_tx_cmd(st, 0, 3, app);
+    const char *incr[] = {"HINCRBY", "{p0}:tally", "n", "1"};
+    sp_store_tx_cmd(st, 0, 4, incr);
+    return sp_store_commit(st, 0, topics, &next, 1);
+}
+
+/* What commit_batch's commands left in Redis. */
+static void expect_batches(const char *log, const char *tally) {
+    char *v = get_str("{p0}:log");
+    cr_assert_str_eq(v, log);
+    free(v);
+    v = hget("{p0}:tally", "n");
+    cr_assert_str_eq(v, tally);
+    free(v);
+}
+
+/* The commit ran in Redis, its reply was lost with the connection: the store
+ * sends it again (it cannot know), and Redis must not apply it twice. Seen
+ * for real when a cluster master died after replicating a commit it had
+ * not acknowledged: dedupe's APPEND doubled on the promoted replica. */
+Test(store, a_commit_whose_reply_was_lost_is_sent_again_and_applied_once, .init = start,
+     .fini = stop) {
+    sp_t_proxy *px = sp_t_proxy_start(redis.port);
+    cr_assert_not_null(px);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", sp_t_proxy_port(px));
+    sp_store_conf sc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
+    char err[256];
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(commit_batch(st, "a;", 1), SP_OK);
+    sp_t_proxy_arm(px, "EVALSHA");
+    cr_assert_eq(commit_batch(st, "b;", 2), SP_OK);
+    cr_assert_eq(sp_t_proxy_dropped(px), 1, "the proxy never swallowed a commit's reply");
+    cr_assert_eq(commit_batch(st, "c;", 3), SP_OK);
+    expect_batches("a;b;c;", "3");
+    char *v = hget("{p0}:u:x", "view");
+    cr_assert_str_eq(v, "3");
+    free(v);
+    v = hget("{p0}:meta", "off:t");
+    cr_assert_str_eq(v, "3");
+    free(v);
+    sp_store_destroy(st);
+    sp_t_proxy_stop(px);
+}
+
+/* The commit numbers go on across owners: a new owner's commits are applied,
+ * not taken for repeats of the old owner's (which numbered them already). */
+Test(store, a_new_owner_numbers_its_commits_after_the_last_applied, .init = start, .fini = stop) {
+    sp_store *a = open_store(100, NULL);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(a, 0, topics, 1, &off), SP_OK);
+    for (int i = 1; i <= 3; i++) cr_assert_eq(commit_batch(a, "a;", i), SP_OK);
+    sp_store_destroy(a);
+    sp_store *b = open_store(100, NULL);
+    cr_assert_eq(sp_store_assign(b, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(off, 3);
+    cr_assert_eq(commit_batch(b, "b;", 4), SP_OK);
+    expect_batches("a;a;a;b;", "4");
     sp_store_destroy(b);
 }
 
