@@ -12,6 +12,7 @@
 
 #include "state/cluster.h"
 #include "state/numtext.h"
+#include "state/resp.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
@@ -287,7 +288,7 @@ static int ensure_connected(sp_store *st) {
 static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
                          size_t **lens, redisReply **replies) {
     for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(st->c, argcs[i], argvs[i], lens[i]);
+        sp_resp_append(st->c, argcs[i], argvs[i], lens[i]);
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
         if (redisGetReply(st->c, &r) != REDIS_OK) {
