@@ -163,9 +163,11 @@ struct pb_field {
 struct pbd {
     sp_arena *arena;
     uint8_t *copy;  /* the message, copied into the arena, plus one byte */
+    const uint8_t *end; /* the end of the copy, that byte included */
     uint8_t *nul;   /* where the last string ends: zeroed once read past */
     uint32_t field; /* PB_BAD_WIRE: which field, and its wire type */
     unsigned wire;
+    int plain;      /* every string so far is plain (see plain_str) */
 };
 
 /* Reads a varint of at most max bytes. Returns 0, PB_TRUNCATED if the input
@@ -243,6 +245,45 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
     f->val_len = (size_t)(p - f->val);
     *pp = p;
     return 0;
+}
+
+/* 1 if s[0..n), a string in d->copy, is "plain": at most SP_EVENT_MAX_ID
+ * bytes, all ASCII, no NUL. Such a string passes every string check of
+ * sp_event_validate but for absence (its strlen is n, within every limit,
+ * and valid UTF-8), so the batch path skips those checks for an event with
+ * only plain strings. Eight bytes at a time: a byte with its high bit set or
+ * a zero byte anywhere leaves a high bit in `bad` ((w - 0x01..) & ~w has a
+ * high bit set iff some byte of w is zero, given no byte of w is above 0x7f
+ * -- and any such byte is caught by w itself). A string shorter than a word
+ * is read as the word of the copy around it, its neighbours' bytes replaced
+ * by 0x01, which is neither. */
+static int plain_str(const struct pbd *d, const uint8_t *s, size_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w, bad = 0;
+    if (n > SP_EVENT_MAX_ID) return 0;
+    if (n < 8) {
+        if (!n) return 1;
+        uint64_t keep;
+        if ((size_t)(s + n - d->copy) >= 8) { /* the string is the word's last n bytes */
+            memcpy(&w, s + n - 8, 8);
+            keep = ~0ULL << (8 * (8 - n));
+        } else if ((size_t)(d->end - s) >= 8) { /* its first n bytes */
+            memcpy(&w, s, 8);
+            keep = ~0ULL >> (8 * (8 - n));
+        } else { /* a message shorter than a word */
+            for (size_t i = 0; i < n; i++) bad |= (uint64_t)(uint8_t)(s[i] - 1) | s[i];
+            return !(bad & 0x80);
+        }
+        w = (w & keep) | (ones & ~keep);
+        return !((w | ((w - ones) & ~w)) & highs);
+    }
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        bad |= w | ((w - ones) & ~w);
+    }
+    memcpy(&w, s + n - 8, 8); /* the last (overlapping) word */
+    bad |= w | ((w - ones) & ~w);
+    return !(bad & highs);
 }
 
 /* p, a pointer into d->copy that the decoder reads through as const, as
@@ -340,6 +381,7 @@ static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const
         case K_STR:
             *(char **)at = (char *)in_copy(d, f.data);
             d->nul = in_copy(d, f.data + f.v);
+            if (d->plain) d->plain = plain_str(d, f.data, (size_t)f.v);
             break;
         case K_I64: *(int64_t *)at = (int64_t)f.v; break;
         case K_U32: *(uint32_t *)at = (uint32_t)f.v; break;
@@ -353,14 +395,16 @@ static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const
 }
 
 int sp_event_pb_decode(sp_arena *arena, const uint8_t *buf, size_t len, sp_event **out,
-                       char *err, size_t errlen) {
-    struct pbd d = {arena, sp_arena_alloc(arena, len + 1), NULL, 0, 0};
+                       int *plain, char *err, size_t errlen) {
+    struct pbd d = {arena, sp_arena_alloc(arena, len + 1), NULL, NULL, 0, 0, 1};
+    d.end = d.copy + len + 1;
     memcpy(d.copy, buf, len);
     d.copy[len] = '\0';
     d.nul = d.copy + len;
     sp_event *ev = (sp_event *)new_msg(&d, &event_md);
     int rc = decode_msg(&d, d.copy, d.copy + len, &event_md, &ev->base, 1);
     *out = rc ? NULL : ev;
+    if (plain) *plain = !rc && d.plain;
     if (!rc) return SP_OK;
     if (err && errlen) {
         switch (rc) {
