@@ -147,13 +147,18 @@ static void part_release(struct dd_part *p) {
     memset(p, 0, sizeof *p);
 }
 
-static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
-    if (!sp_strmap_put(p->ids, id, len, ts)) /* already there (a bucket read twice) */
-        return sp_strmap_key(p->ids, id, len);
-    struct entry e = {ts, sp_strmap_key(p->ids, id, len), len};
-    heap_push(p, e);
+/* An id the map has just taken (kept: its copy): into the heap, and maxts. */
+static void remember_new(struct dd_part *p, const char *kept, size_t len, int64_t ts) {
+    heap_push(p, (struct entry){ts, kept, len});
     if (ts > p->maxts) p->maxts = ts;
-    return e.id;
+}
+
+static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
+    int64_t *slot;
+    const char *kept;
+    if (sp_strmap_intern(p->ids, id, len, ts, &slot, &kept)) remember_new(p, kept, len, ts);
+    else *slot = ts; /* already there (a bucket read twice) */
+    return kept;
 }
 
 static void dedupe_destroy(void *priv);
@@ -303,14 +308,14 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
     if (t < 0) return SP_ERR_FATAL;
     struct dd_part *p = part_of(d, e->partition, t);
     if (!p->active) return SP_ERR_FATAL; /* an event of a partition we never assigned */
-    const char *id = e->ev->event_id;
+    const char *id = e->ev->event_id, *kept;
     size_t len = strlen(id);
-    int64_t seen_ts;
-    if (sp_strmap_get(p->ids, id, len, &seen_ts)) {
-        if (seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
+    int64_t *seen_ts;
+    if (!sp_strmap_intern(p->ids, id, len, e->ev->ts_ms, &seen_ts, &kept)) {
+        if (*seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
         return SP_OK; /* outside the window: new again, and already remembered */
     }
-    const char *kept = remember(p, id, len, e->ev->ts_ms);
+    remember_new(p, kept, len, e->ev->ts_ms);
     /* Outside the window already (a late event): gone at the next trim, so
      * never written -- a rule that depends on the events alone. */
     if (e->ev->ts_ms < p->maxts - d->window_ms) return SP_OK;

@@ -59,20 +59,30 @@ static void grow(sp_strmap *m) {
     free(old);
 }
 
-int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
+int sp_strmap_intern(sp_strmap *m, const char *key, size_t len, int64_t value, int64_t **slot,
+                     const char **kept) {
     if ((m->n + 1) * 4 > m->cap * 3) grow(m);
     uint64_t h = hash_bytes(key, len);
-    size_t i = find(m, key, len, h);
-    if (m->slots[i].key) {
-        m->slots[i].value = value;
-        return 0;
+    struct slot *s = &m->slots[find(m, key, len, h)];
+    int fresh = !s->key;
+    if (fresh) {
+        s->key = sp_xstrndup(key, len);
+        s->len = len;
+        s->hash = h;
+        s->value = value;
+        m->n++;
     }
-    m->slots[i].key = sp_xstrndup(key, len);
-    m->slots[i].len = len;
-    m->slots[i].hash = h;
-    m->slots[i].value = value;
-    m->n++;
-    return 1;
+    *slot = &s->value;
+    *kept = s->key;
+    return fresh;
+}
+
+int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
+    int64_t *slot;
+    const char *kept;
+    int fresh = sp_strmap_intern(m, key, len, value, &slot, &kept);
+    *slot = value;
+    return fresh;
 }
 
 int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value) {

@@ -41,3 +41,47 @@ Test(strmap, key_copies_stay_put_through_growth_and_vanish_on_delete) {
     }
     sp_strmap_destroy(m);
 }
+
+/* sp_strmap_intern is get-or-insert in one probe: a new key takes the value
+ * given, a present one keeps its own (the slot can change it), and both
+ * hand back the map's copy of the key -- against a plain array reference,
+ * through growth and deletions. */
+Test(strmap, intern_inserts_once_and_keeps_existing_values) {
+    sp_strmap *m = sp_strmap_new(2);
+    enum { N = 3000 };
+    static int64_t ref[N];
+    static int present[N];
+    char id[32];
+    uint64_t x = 99;
+    for (int round = 0; round < 20000; round++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % N);
+        int n = snprintf(id, sizeof id, "id-%d", k);
+        if ((x >> 20) % 5 == 0) { /* now and then a delete */
+            cr_assert_eq(sp_strmap_del(m, id, (size_t)n), present[k]);
+            present[k] = 0;
+            continue;
+        }
+        int64_t *slot;
+        const char *kept;
+        int fresh = sp_strmap_intern(m, id, (size_t)n, round, &slot, &kept);
+        cr_assert_eq(fresh, !present[k], "key %s", id);
+        cr_assert_str_eq(kept, id);
+        cr_assert_neq(kept, id);
+        cr_assert_eq(kept, sp_strmap_key(m, id, (size_t)n));
+        cr_assert_eq(*slot, present[k] ? ref[k] : round, "key %s", id);
+        if (present[k] && round % 2) *slot = ref[k] = -round; /* written through the slot */
+        if (!present[k]) ref[k] = round;
+        present[k] = 1;
+    }
+    size_t live = 0;
+    for (int k = 0; k < N; k++) {
+        int n = snprintf(id, sizeof id, "id-%d", k);
+        int64_t v;
+        cr_assert_eq(sp_strmap_get(m, id, (size_t)n, &v), present[k]);
+        if (present[k]) cr_assert_eq(v, ref[k]);
+        live += present[k];
+    }
+    cr_assert_eq(sp_strmap_size(m), live);
+    sp_strmap_destroy(m);
+}
