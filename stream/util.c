@@ -9,16 +9,30 @@
 #include "stream/error.h"
 #include "stream/log.h"
 
+/* Two decimal digits at a time from a table: half the divisions of one at
+ * a time, for the 13-digit timestamps and the counters the store and dedupe
+ * write per event. */
 size_t sp_i64toa(int64_t v, char *out) {
-    char tmp[24];
-    size_t n = 0, len = 0;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    char tmp[24], *p = tmp + sizeof tmp;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        p -= 2;
+        memcpy(p, pairs + 2 * (u % 100), 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
+    size_t len = 0;
     if (v < 0) out[len++] = '-';
-    while (n) out[len++] = tmp[--n];
+    while (p < tmp + sizeof tmp) out[len++] = *p++;
     out[len] = '\0';
     return len;
 }
