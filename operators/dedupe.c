@@ -220,7 +220,7 @@ static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
     while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)p->nheap > d->max_ids)) {
         struct entry e = heap_pop(p);
-        sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
+        sp_strmap_del_kept(p->ids, e.id); /* frees e.id */
     }
 }
 

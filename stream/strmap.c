@@ -7,7 +7,7 @@
 #include "stream/strmap.h"
 
 struct slot {
-    char *key;   /* NULL: empty */
+    char *key;   /* NULL: empty; else a copy made by key_new */
     size_t len;
     uint64_t hash;
     int64_t value;
@@ -24,6 +24,21 @@ static uint64_t hash_bytes(const char *s, size_t len) {
     return h ^ (h >> 29);
 }
 
+/* A key's copy carries its hash in the eight bytes before it, so that a
+ * caller holding the copy (sp_strmap_key, sp_strmap_intern) can delete it
+ * without hashing it again (sp_strmap_del_kept). */
+static char *key_new(const char *key, size_t len, uint64_t h) {
+    char *block = sp_xmalloc(sizeof h + len + 1);
+    memcpy(block, &h, sizeof h);
+    memcpy(block + sizeof h, key, len);
+    block[sizeof h + len] = '\0';
+    return block + sizeof h;
+}
+
+static void key_free(char *key) {
+    if (key) free(key - sizeof(uint64_t));
+}
+
 sp_strmap *sp_strmap_new(size_t hint) {
     sp_strmap *m = sp_xcalloc(1, sizeof *m);
     m->cap = 16;
@@ -34,7 +49,7 @@ sp_strmap *sp_strmap_new(size_t hint) {
 
 void sp_strmap_destroy(sp_strmap *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->cap; i++) free(m->slots[i].key);
+    for (size_t i = 0; i < m->cap; i++) key_free(m->slots[i].key);
     free(m->slots);
     free(m);
 }
@@ -66,7 +81,7 @@ int sp_strmap_intern(sp_strmap *m, const char *key, size_t len, int64_t value, i
     struct slot *s = &m->slots[find(m, key, len, h)];
     int fresh = !s->key;
     if (fresh) {
-        s->key = sp_xstrndup(key, len);
+        s->key = key_new(key, len, h);
         s->len = len;
         s->hash = h;
         s->value = value;
@@ -96,10 +111,9 @@ const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len) {
     return m->slots[find(m, key, len, hash_bytes(key, len))].key;
 }
 
-int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
-    size_t i = find(m, key, len, hash_bytes(key, len));
-    if (!m->slots[i].key) return 0;
-    free(m->slots[i].key);
+/* Empties slot i, then pulls later members of its probe run into the hole. */
+static void remove_at(sp_strmap *m, size_t i) {
+    key_free(m->slots[i].key);
     m->slots[i].key = NULL;
     m->n--;
     /* Backward shift: pull later members of the probe run into the hole. */
@@ -115,6 +129,24 @@ int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
             i = j;
         }
     }
+}
+
+int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
+    size_t i = find(m, key, len, hash_bytes(key, len));
+    if (!m->slots[i].key) return 0;
+    remove_at(m, i);
+    return 1;
+}
+
+int sp_strmap_del_kept(sp_strmap *m, const char *kept) {
+    uint64_t h;
+    memcpy(&h, kept - sizeof h, sizeof h);
+    size_t i = h & (m->cap - 1);
+    while (m->slots[i].key != kept) {
+        if (!m->slots[i].key) return 0;
+        i = (i + 1) & (m->cap - 1);
+    }
+    remove_at(m, i);
     return 1;
 }
 

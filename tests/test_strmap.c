@@ -42,7 +42,8 @@ Test(strmap, key_copies_stay_put_through_growth_and_vanish_on_delete) {
     sp_strmap_destroy(m);
 }
 
-/* sp_strmap_intern is get-or-insert in one probe: a new key takes the value
+/* sp_strmap_intern is get-or-insert in one probe (and sp_strmap_del_kept
+ * deletes by the kept copy without hashing): a new key takes the value
  * given, a present one keeps its own (the slot can change it), and both
  * hand back the map's copy of the key -- against a plain array reference,
  * through growth and deletions. */
@@ -57,8 +58,12 @@ Test(strmap, intern_inserts_once_and_keeps_existing_values) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         int k = (int)((x >> 33) % N);
         int n = snprintf(id, sizeof id, "id-%d", k);
-        if ((x >> 20) % 5 == 0) { /* now and then a delete */
-            cr_assert_eq(sp_strmap_del(m, id, (size_t)n), present[k]);
+        if ((x >> 20) % 5 == 0) { /* now and then a delete, by key or by the kept copy */
+            if ((x >> 24) % 2 || !present[k])
+                cr_assert_eq(sp_strmap_del(m, id, (size_t)n), present[k]);
+            else
+                cr_assert_eq(sp_strmap_del_kept(m, sp_strmap_key(m, id, (size_t)n)), 1);
+            cr_assert_null(sp_strmap_key(m, id, (size_t)n));
             present[k] = 0;
             continue;
         }
@@ -84,4 +89,20 @@ Test(strmap, intern_inserts_once_and_keeps_existing_values) {
     }
     cr_assert_eq(sp_strmap_size(m), live);
     sp_strmap_destroy(m);
+}
+
+/* sp_strmap_del_kept finds the entry by its copy's address: a copy of an
+ * equal key from another map is not it. */
+Test(strmap, del_kept_deletes_only_this_maps_copy) {
+    sp_strmap *a = sp_strmap_new(4), *b = sp_strmap_new(4);
+    sp_strmap_put(a, "ev-1", 4, 1);
+    sp_strmap_put(b, "ev-1", 4, 2);
+    const char *in_b = sp_strmap_key(b, "ev-1", 4);
+    cr_assert_eq(sp_strmap_del_kept(a, in_b), 0);
+    cr_assert_eq(sp_strmap_size(a), 1);
+    cr_assert_eq(sp_strmap_del_kept(a, sp_strmap_key(a, "ev-1", 4)), 1);
+    cr_assert_eq(sp_strmap_size(a), 0);
+    cr_assert_eq(sp_strmap_get(b, "ev-1", 4, NULL), 1);
+    sp_strmap_destroy(a);
+    sp_strmap_destroy(b);
 }
