@@ -411,30 +411,6 @@ static int command(sp_store *st, redisReply **out, int argc, const char **argv) 
 
 /* -------------------------------------------------------------- cache */
 
-/* The cache's hash of a key of n bytes: eight bytes at a time (a key is
- * looked up twice per event, and a byte-at-a-time FNV-1a over its twenty-odd
- * bytes was most of the lookup), then a final mix so that the low bits,
- * which pick the bucket, depend on every byte. */
-static uint64_t key_hash(const char *s, size_t n) {
-    const uint64_t k = 0xff51afd7ed558ccdULL;
-    uint64_t h = n * 0x9e3779b97f4a7c15ULL, w = 0;
-    const char *end = s + n;
-    if (n >= 8) {
-        for (; end - s > 8; s += 8) {
-            memcpy(&w, s, 8);
-            h = (h ^ w) * k;
-            h ^= h >> 32;
-        }
-        memcpy(&w, end - 8, 8); /* the last word, overlapping the one before */
-    } else {
-        for (; s < end; s++) w = w << 8 | (unsigned char)*s;
-    }
-    h = (h ^ w) * k;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
 static struct part *part_get(sp_store *st, int32_t p) {
     if ((size_t)p >= st->nparts) {
         size_t n = st->nparts ? st->nparts : 16;
@@ -474,7 +450,7 @@ static void rehash(sp_store *st) {
 /* Finds or creates (unloaded) the cache entry for a full key of klen bytes. */
 static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, size_t klen,
                             int create) {
-    uint64_t h = key_hash(key, klen);
+    uint64_t h = sp_hash_bytes(key, klen);
     for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
         if (o->hash == h && o->klen == klen && !memcmp(o->key, key, klen)) return o;
     if (!create) return NULL;

@@ -18,12 +18,6 @@ struct sp_strmap {
     size_t cap, n;
 };
 
-static uint64_t hash_bytes(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
 /* A key's copy carries its hash in the eight bytes before it, so that a
  * caller holding the copy (sp_strmap_key, sp_strmap_intern) can delete it
  * without hashing it again (sp_strmap_del_kept). */
@@ -77,7 +71,7 @@ static void grow(sp_strmap *m) {
 int sp_strmap_intern(sp_strmap *m, const char *key, size_t len, int64_t value, int64_t **slot,
                      const char **kept) {
     if ((m->n + 1) * 4 > m->cap * 3) grow(m);
-    uint64_t h = hash_bytes(key, len);
+    uint64_t h = sp_hash_bytes(key, len);
     struct slot *s = &m->slots[find(m, key, len, h)];
     int fresh = !s->key;
     if (fresh) {
@@ -101,14 +95,14 @@ int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
 }
 
 int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value) {
-    size_t i = find(m, key, len, hash_bytes(key, len));
+    size_t i = find(m, key, len, sp_hash_bytes(key, len));
     if (!m->slots[i].key) return 0;
     if (value) *value = m->slots[i].value;
     return 1;
 }
 
 const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len) {
-    return m->slots[find(m, key, len, hash_bytes(key, len))].key;
+    return m->slots[find(m, key, len, sp_hash_bytes(key, len))].key;
 }
 
 /* Empties slot i, then pulls later members of its probe run into the hole. */
@@ -132,7 +126,7 @@ static void remove_at(sp_strmap *m, size_t i) {
 }
 
 int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
-    size_t i = find(m, key, len, hash_bytes(key, len));
+    size_t i = find(m, key, len, sp_hash_bytes(key, len));
     if (!m->slots[i].key) return 0;
     remove_at(m, i);
     return 1;

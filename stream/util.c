@@ -37,6 +37,31 @@ size_t sp_i64toa(int64_t v, char *out) {
     return len;
 }
 
+/* Eight bytes at a time (the last word overlapping the one before), then
+ * a final mix so that the low bits, which pick a bucket, depend on every
+ * byte. For the keys of hash tables on the hot path -- the store's cache,
+ * dedupe's ids -- where a byte-at-a-time FNV-1a over twenty to forty bytes
+ * was most of a lookup. */
+uint64_t sp_hash_bytes(const void *data, size_t n) {
+    const uint64_t k = 0xff51afd7ed558ccdULL;
+    const char *s = data, *end = s + n;
+    uint64_t h = n * 0x9e3779b97f4a7c15ULL, w = 0;
+    if (n >= 8) {
+        for (; end - s > 8; s += 8) {
+            memcpy(&w, s, 8);
+            h = (h ^ w) * k;
+            h ^= h >> 32;
+        }
+        memcpy(&w, end - 8, 8);
+    } else {
+        for (; s < end; s++) w = w << 8 | (unsigned char)*s;
+    }
+    h = (h ^ w) * k;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
 double sp_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
