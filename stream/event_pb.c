@@ -85,11 +85,18 @@ struct pb_msg {
     const ProtobufCMessageDescriptor *desc;
     uint32_t nfields;          /* highest field number + 1 */
     const struct pb_fd *fields; /* indexed by field number */
+    /* Indexed by a one-byte tag (field number < 16 with its wire type): the
+     * field it names when that is a known field with the wire type the
+     * schema gives it, else NULL -- the decoder's fast path, which then has
+     * no check left but the value's. Filled once at start-up (tags_init);
+     * while empty, every tag simply takes the full path. */
+    const struct pb_fd **by_tag;
 };
 
 #define FD(k, st, m) {k, offsetof(st, m), 0, NULL}
-#define TABLE(name, desc, fds) \
-    static const struct pb_msg name = {&desc, sizeof fds / sizeof fds[0], fds}
+#define TABLE(name, desc, fds)                           \
+    static const struct pb_fd *name##_by_tag[128];       \
+    static const struct pb_msg name = {&desc, sizeof fds / sizeof fds[0], fds, name##_by_tag}
 
 static const struct pb_fd context_fds[] = {
     [1] = FD(K_STR, sp_pb_context, device_id),
@@ -148,6 +155,28 @@ TABLE(event_md, shopstream__v1__event__descriptor, event_fds);
 
 static const struct pb_fd unknown_fd = {K_NONE, 0, 0, NULL};
 
+/* The wire type of each kind of field. */
+static const unsigned wire_of[] = {
+    [K_STR] = 2, [K_I64] = 0, [K_U32] = 0, [K_DBL] = 1, [K_MSG] = 2, [K_ONEOF] = 2, [K_REP] = 2,
+};
+
+static void tags_fill(const struct pb_msg *md) {
+    for (uint32_t i = 1; i < md->nfields; i++) {
+        const struct pb_fd *fd = &md->fields[i];
+        uint32_t tag = i << 3 | wire_of[fd->kind];
+        if (fd->kind != K_NONE && tag < 0x80) md->by_tag[tag] = fd;
+    }
+}
+
+__attribute__((constructor)) static void tags_init(void) {
+    tags_fill(&context_md);
+    tags_fill(&click_md);
+    tags_fill(&line_md);
+    tags_fill(&order_md);
+    tags_fill(&review_md);
+    tags_fill(&event_md);
+}
+
 enum { PB_TRUNCATED = 1, PB_BAD_VARINT, PB_BAD_FIELD, PB_BAD_LENGTH, PB_BAD_WIRE };
 
 /* One field as read off the wire. */
@@ -194,6 +223,9 @@ static inline int pb_varint(const uint8_t **pp, const uint8_t *end, int max, int
  * protobuf-c's: a tag of at most 5 bytes whose first byte names a field,
  * varints of at most 10, length prefixes of at most 5 bytes. `top` adds
  * pb_walk's: no field 0 however encoded, no tag of 2^32 or more. */
+static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
+                                                          const uint8_t *end, struct pb_field *f);
+
 static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int top,
                    struct pb_field *f) {
     const uint8_t *p = *pp;
@@ -211,6 +243,16 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
     f->num = (uint32_t)(tag >> 3);
     f->wire = tag & 7;
     if (top && (f->num == 0 || tag >> 32)) return PB_BAD_FIELD;
+    *pp = p;
+    return pb_value(d, pp, end, f);
+}
+
+/* Reads the value of field f (its tag read, *pp just after it): its extent
+ * by wire type, and the varint, fixed bits or payload. */
+static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
+                                                          const uint8_t *end, struct pb_field *f) {
+    const uint8_t *p = *pp;
+    int rc;
     f->val = p;
     switch (f->wire) {
     case 0:
@@ -359,22 +401,29 @@ static int sub_msg(struct pbd *d, const struct pb_field *f, const struct pb_fd *
 /* Decodes p[0..end) into m, a message of type md already initialised. */
 static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const struct pb_msg *md,
                       ProtobufCMessage *m, int top) {
-    static const unsigned wire_of[] = {
-        [K_STR] = 2, [K_I64] = 0, [K_U32] = 0, [K_DBL] = 1, [K_MSG] = 2, [K_ONEOF] = 2, [K_REP] = 2,
-    };
     struct pb_field f = {.data = NULL};
     int rc;
     while (p < end) {
-        if ((rc = pb_next(d, &p, end, top, &f))) return rc;
-        const struct pb_fd *fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
-        if (fd->kind == K_NONE) {
-            keep_unknown(d, &f, m);
-            continue;
-        }
-        if (f.wire != wire_of[fd->kind]) {
-            d->field = f.num;
-            d->wire = f.wire;
-            return PB_BAD_WIRE;
+        uint8_t b = *p;
+        const struct pb_fd *fd = b < 0x80 ? md->by_tag[b] : NULL;
+        if (fd) { /* a known field with its own wire type in a one-byte tag */
+            *d->nul = '\0'; /* may be the tag byte: b holds it (see pb_next) */
+            p++;
+            f.num = b >> 3;
+            f.wire = b & 7;
+            if ((rc = pb_value(d, &p, end, &f))) return rc;
+        } else {
+            if ((rc = pb_next(d, &p, end, top, &f))) return rc;
+            fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
+            if (fd->kind == K_NONE) {
+                keep_unknown(d, &f, m);
+                continue;
+            }
+            if (f.wire != wire_of[fd->kind]) {
+                d->field = f.num;
+                d->wire = f.wire;
+                return PB_BAD_WIRE;
+            }
         }
         char *at = (char *)m + fd->offset;
         switch (fd->kind) {
