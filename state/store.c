@@ -55,6 +55,7 @@ struct sp_obj {
     uint32_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty */
     size_t icap;          /* a power of two, at least twice nfields */
     int dirty;            /* some field changed since the last commit */
+    size_t ndirty;        /* how many fields did */
     int loaded;           /* read from Redis (or known absent) */
     int queued;           /* in st->want, waiting for sp_store_prefetch */
     uint64_t pending;     /* the transaction carrying its last changes (not evicted
@@ -884,6 +885,7 @@ int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out) {
 
 /* Marks a field changed: the object joins its partition's dirty list once. */
 static void obj_mark(sp_obj *o, struct field *f) {
+    o->ndirty += !f->dirty;
     f->dirty = 1;
     if (o->dirty) return;
     o->dirty = 1;
@@ -1001,13 +1003,31 @@ static const char commit_lua[] =
     "end\n"
     "return 1\n";
 
-/* A growable argv for building one EVAL. */
+/* The argv of one EVAL, sized before it is filled (build_commit counts).
+ * Integer arguments are written into `ints`, one allocation for all of
+ * them; should the count ever fall short, arrays grow and an integer gets
+ * an allocation of its own (owned), so a miscount costs time, not memory
+ * safety. */
 struct argbuf {
     const char **v;
     size_t *l;
     char **owned;
     size_t n, cap, nowned;
+    char *ints;
+    size_t iused, icap;
 };
+
+/* The text of an integer argument: at most 20 digits, a sign, a NUL. */
+#define ARG_INT_MAX 24
+
+static void arg_reserve(struct argbuf *a, size_t nargs, size_t nints) {
+    a->cap = nargs ? nargs : 1;
+    a->v = sp_xmalloc(a->cap * sizeof *a->v);
+    a->l = sp_xmalloc(a->cap * sizeof *a->l);
+    a->owned = sp_xmalloc(a->cap * sizeof *a->owned);
+    a->icap = nints * ARG_INT_MAX;
+    a->ints = sp_xmalloc(a->icap ? a->icap : 1);
+}
 
 static void arg_push(struct argbuf *a, const char *s, size_t len) {
     if (a->n == a->cap) {
@@ -1021,11 +1041,12 @@ static void arg_push(struct argbuf *a, const char *s, size_t len) {
 }
 
 static void arg_pushi(struct argbuf *a, long long v) {
-    char buf[32];
-    size_t n = sp_i64toa(v, buf);
-    char *s = sp_xstrndup(buf, n);
+    int pooled = a->iused + ARG_INT_MAX <= a->icap;
+    char *s = pooled ? a->ints + a->iused : sp_xmalloc(ARG_INT_MAX);
+    size_t n = sp_i64toa(v, s);
+    if (pooled) a->iused += n + 1;
     arg_push(a, s, n);
-    a->owned[a->nowned++] = s;
+    if (!pooled) a->owned[a->nowned++] = s; /* fewer owned than pushed: room */
 }
 
 static void arg_free(struct argbuf *a) {
@@ -1033,15 +1054,23 @@ static void arg_free(struct argbuf *a) {
     free(a->v);
     free(a->l);
     free(a->owned);
+    free(a->ints);
 }
 
 /* Builds the EVALSHA of one partition's commit into a. */
 static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_commit *c,
                          struct argbuf *a, char *meta, size_t metalen) {
     make_key(meta, metalen, part, "meta");
-    size_t nkeys = 1;
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) nkeys++;
+    size_t nkeys = 1, nargs = 6 + 2 * (size_t)c->n, nints = 3 + (size_t)c->n;
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
+        nkeys++;
+        nargs += 4 + 2 * o->ndirty; /* its KEYS entry, count, HSET, key, pairs */
+        nints++;
+    }
+    for (size_t i = 0; i < p->ncmds; i++) nargs += 2 + (size_t)p->cmds[i].argc;
     nkeys += p->ncmds;
+    nints += p->ncmds;
+    arg_reserve(a, nargs, nints);
     arg_push(a, "EVALSHA", 7);
     arg_push(a, st->sha, strlen(st->sha));
     arg_pushi(a, (long long)nkeys);
@@ -1055,9 +1084,7 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
         arg_pushi(a, (long long)c->offsets[i]);
     }
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        size_t nd = 0;
-        for (size_t i = 0; i < o->nfields; i++) nd += o->fields[i].dirty;
-        arg_pushi(a, (long long)(2 + 2 * nd));
+        arg_pushi(a, (long long)(2 + 2 * o->ndirty));
         arg_push(a, "HSET", 4);
         arg_push(a, o->key, o->klen);
         for (size_t i = 0; i < o->nfields; i++)
@@ -1097,6 +1124,7 @@ static void mark_clean(struct part *p, uint64_t seq) {
     for (sp_obj *o = p->dirty, *next; o; o = next) {
         next = o->dirty_next;
         o->dirty = 0;
+        o->ndirty = 0;
         if (seq) o->pending = seq;
         o->dirty_next = NULL;
         for (size_t i = 0; i < o->nfields; i++) o->fields[i].dirty = 0;
