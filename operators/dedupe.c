@@ -187,6 +187,19 @@ static int dedupe_init(void **priv, const sp_op_env *env, char *err, size_t errl
     return SP_OK;
 }
 
+/* A bucket's key "<prefix>:<start>" into key (cap bytes), and start's text
+ * into num: snprintf's result, without its cost on the flush path. */
+static void bucket_key(char *key, size_t cap, const char *prefix, int64_t start, char *num) {
+    size_t n = strlen(prefix), k = sp_i64toa(start, num);
+    if (n + 1 + k >= cap) {
+        snprintf(key, cap, "%s:%s", prefix, num);
+        return;
+    }
+    memcpy(key, prefix, n);
+    key[n] = ':';
+    memcpy(key + n + 1, num, k + 1);
+}
+
 static int64_t bucket_of(const struct dedupe *d, int64_t ts) {
     return ts - ((ts % d->bucket_ms) + d->bucket_ms) % d->bucket_ms;
 }
@@ -282,8 +295,7 @@ static int dedupe_assign(void *priv, int32_t part) {
         if ((rc = sp_store_hscan(d->store, part, suffix, load_index, p)) != SP_OK) return rc;
         for (size_t i = 0; i < p->nbuckets; i++) {
             char key[340], num[24];
-            sp_i64toa(p->buckets[i].start, num);
-            snprintf(key, sizeof key, "%s:%s", suffix, num);
+            bucket_key(key, sizeof key, suffix, p->buckets[i].start, num);
             if ((rc = sp_store_read_string(d->store, part, key, load_bucket, p)) != SP_OK)
                 return rc;
         }
@@ -346,8 +358,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             p->buckets[kept++] = p->buckets[i];
             continue;
         }
-        sp_i64toa(p->buckets[i].start, num);
-        snprintf(key, sizeof key, "%s:%s", idx, num);
+        bucket_key(key, sizeof key, idx, p->buckets[i].start, num);
         const char *del[] = {"DEL", key};
         const char *hdel[] = {"HDEL", idx, num};
         sp_store_tx_cmd(d->store, part, 2, del);
@@ -393,8 +404,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             n += e->len;
         }
         buf[n] = '\0';
-        sp_i64toa(b, num);
-        snprintf(key, sizeof key, "%s:%s", idx, num);
+        bucket_key(key, sizeof key, idx, b, num);
         const char *app[] = {"APPEND", key, buf};
         sp_store_tx_cmd(d->store, part, 3, app);
         int changed;
