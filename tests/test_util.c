@@ -20,12 +20,14 @@ static void same_as_printf(int64_t v) {
 Test(util, i64toa_matches_printf_at_every_boundary) {
     same_as_printf(INT64_MIN);
     same_as_printf(INT64_MAX);
-    int64_t p = 1;
-    for (int d = 0; d < 19; d++, p *= 10)
+    int64_t p = 1; /* 10^0 .. 10^18 */
+    for (int d = 0; d < 19; d++) {
         for (int64_t k = -2; k <= 2; k++) {
             same_as_printf(p + k);
             same_as_printf(-(p + k));
         }
+        if (d < 18) p *= 10;
+    }
 }
 
 Test(util, i64toa_matches_printf_on_random_values) {
