@@ -7,19 +7,29 @@
 
 /* Decimal digits of n. */
 static size_t ndigits(size_t n) {
-    size_t d = 1;
-    while (n >= 10) n /= 10, d++;
+    if (n < 10) return 1;
+    if (n < 100) return 2;
+    size_t d = 3;
+    for (n /= 1000; n; n /= 10) d++;
     return d;
 }
 
-/* "<c><n>\r\n" at out; returns its end. */
+/* "<c><n>\r\n" at out; returns its end. Most arguments are shorter than a
+ * hundred bytes: their one or two digits are written directly. */
 static char *put_header(char *out, char c, size_t n) {
-    size_t d = ndigits(n);
-    *out = c;
-    for (char *p = out + d; p > out; n /= 10) *p-- = (char)('0' + n % 10);
-    out[d + 1] = '\r';
-    out[d + 2] = '\n';
-    return out + d + 3;
+    *out++ = c;
+    if (n < 10) {
+        *out++ = (char)('0' + n);
+    } else if (n < 100) {
+        out[0] = (char)('0' + n / 10);
+        out[1] = (char)('0' + n % 10);
+        out += 2;
+    } else {
+        out += sp_i64toa((int64_t)n, out); /* its NUL is overwritten below */
+    }
+    out[0] = '\r';
+    out[1] = '\n';
+    return out + 2;
 }
 
 size_t sp_resp_size(int argc, const size_t *lens) {
