@@ -46,7 +46,7 @@ struct field {
 };
 
 struct sp_obj {
-    char *key;            /* full key, "{p7}:u:u000123" */
+    char *key;            /* full key, "{p7}:u:u000123", right after the struct */
     size_t klen;
     int32_t part;
     uint64_t hash;
@@ -430,8 +430,7 @@ static void obj_free(sp_obj *o) {
     }
     free(o->fields);
     free(o->index);
-    free(o->key);
-    free(o);
+    free(o); /* and its key, allocated with it */
 }
 
 static void rehash(sp_store *st) {
@@ -455,8 +454,13 @@ static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, size_t 
     for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
         if (o->hash == h && o->klen == klen && !memcmp(o->key, key, klen)) return o;
     if (!create) return NULL;
-    sp_obj *o = sp_xcalloc(1, sizeof *o);
-    o->key = sp_xstrndup(key, klen);
+    /* One allocation for the entry and its key: a batch meets thousands of
+     * new users, and calloc plus strndup of each was most of creating one. */
+    sp_obj *o = sp_xmalloc(sizeof *o + klen + 1);
+    *o = (sp_obj){0};
+    o->key = (char *)(o + 1);
+    memcpy(o->key, key, klen);
+    o->key[klen] = '\0';
     o->klen = klen;
     o->part = part;
     o->hash = h;
