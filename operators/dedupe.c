@@ -147,13 +147,18 @@ static void part_release(struct dd_part *p) {
     memset(p, 0, sizeof *p);
 }
 
-static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
-    if (!sp_strmap_put(p->ids, id, len, ts)) /* already there (a bucket read twice) */
-        return sp_strmap_key(p->ids, id, len);
-    struct entry e = {ts, sp_strmap_key(p->ids, id, len), len};
-    heap_push(p, e);
+/* An id the map has just taken (kept: its copy): into the heap, and maxts. */
+static void remember_new(struct dd_part *p, const char *kept, size_t len, int64_t ts) {
+    heap_push(p, (struct entry){ts, kept, len});
     if (ts > p->maxts) p->maxts = ts;
-    return e.id;
+}
+
+static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
+    int64_t *slot;
+    const char *kept;
+    if (sp_strmap_intern(p->ids, id, len, ts, &slot, &kept)) remember_new(p, kept, len, ts);
+    else *slot = ts; /* already there (a bucket read twice) */
+    return kept;
 }
 
 static void dedupe_destroy(void *priv);
@@ -180,6 +185,19 @@ static int dedupe_init(void **priv, const sp_op_env *env, char *err, size_t errl
     free(list);
     *priv = d;
     return SP_OK;
+}
+
+/* A bucket's key "<prefix>:<start>" into key (cap bytes), and start's text
+ * into num: snprintf's result, without its cost on the flush path. */
+static void bucket_key(char *key, size_t cap, const char *prefix, int64_t start, char *num) {
+    size_t n = strlen(prefix), k = sp_i64toa(start, num);
+    if (n + 1 + k >= cap) {
+        snprintf(key, cap, "%s:%s", prefix, num);
+        return;
+    }
+    memcpy(key, prefix, n);
+    key[n] = ':';
+    memcpy(key + n + 1, num, k + 1);
 }
 
 static int64_t bucket_of(const struct dedupe *d, int64_t ts) {
@@ -215,7 +233,7 @@ static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
     while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)p->nheap > d->max_ids)) {
         struct entry e = heap_pop(p);
-        sp_strmap_del(p->ids, e.id, e.len); /* frees e.id */
+        sp_strmap_del_kept(p->ids, e.id); /* frees e.id */
     }
 }
 
@@ -277,8 +295,7 @@ static int dedupe_assign(void *priv, int32_t part) {
         if ((rc = sp_store_hscan(d->store, part, suffix, load_index, p)) != SP_OK) return rc;
         for (size_t i = 0; i < p->nbuckets; i++) {
             char key[340], num[24];
-            sp_i64toa(p->buckets[i].start, num);
-            snprintf(key, sizeof key, "%s:%s", suffix, num);
+            bucket_key(key, sizeof key, suffix, p->buckets[i].start, num);
             if ((rc = sp_store_read_string(d->store, part, key, load_bucket, p)) != SP_OK)
                 return rc;
         }
@@ -303,14 +320,14 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
     if (t < 0) return SP_ERR_FATAL;
     struct dd_part *p = part_of(d, e->partition, t);
     if (!p->active) return SP_ERR_FATAL; /* an event of a partition we never assigned */
-    const char *id = e->ev->event_id;
+    const char *id = e->ev->event_id, *kept;
     size_t len = strlen(id);
-    int64_t seen_ts;
-    if (sp_strmap_get(p->ids, id, len, &seen_ts)) {
-        if (seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
+    int64_t *seen_ts;
+    if (!sp_strmap_intern(p->ids, id, len, e->ev->ts_ms, &seen_ts, &kept)) {
+        if (*seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
         return SP_OK; /* outside the window: new again, and already remembered */
     }
-    const char *kept = remember(p, id, len, e->ev->ts_ms);
+    remember_new(p, kept, len, e->ev->ts_ms);
     /* Outside the window already (a late event): gone at the next trim, so
      * never written -- a rule that depends on the events alone. */
     if (e->ev->ts_ms < p->maxts - d->window_ms) return SP_OK;
@@ -341,8 +358,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             p->buckets[kept++] = p->buckets[i];
             continue;
         }
-        sp_i64toa(p->buckets[i].start, num);
-        snprintf(key, sizeof key, "%s:%s", idx, num);
+        bucket_key(key, sizeof key, idx, p->buckets[i].start, num);
         const char *del[] = {"DEL", key};
         const char *hdel[] = {"HDEL", idx, num};
         sp_store_tx_cmd(d->store, part, 2, del);
@@ -388,8 +404,7 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             n += e->len;
         }
         buf[n] = '\0';
-        sp_i64toa(b, num);
-        snprintf(key, sizeof key, "%s:%s", idx, num);
+        bucket_key(key, sizeof key, idx, b, num);
         const char *app[] = {"APPEND", key, buf};
         sp_store_tx_cmd(d->store, part, 3, app);
         int changed;

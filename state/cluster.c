@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "state/cluster.h"
+#include "state/resp.h"
 #include "stream/error.h"
 #include "stream/log.h"
 
@@ -362,7 +363,7 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
             }
             if (used[pc[i].node] != 1) continue;
             if (pc[i].ask >= 0) redisAppendCommand(nd->c, "ASKING");
-            redisAppendCommandArgv(nd->c, argcs[i], argvs[i], lens ? lens[i] : NULL);
+            sp_resp_append(nd->c, argcs[i], argvs[i], lens ? lens[i] : NULL);
         }
         for (size_t k = 0; k < nn; k++)
             if (used[k] == 1 && flush_node(&cl->nodes[k])) {

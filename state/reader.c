@@ -7,6 +7,7 @@
 
 #include "state/cluster.h"
 #include "state/reader.h"
+#include "state/resp.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
@@ -111,7 +112,7 @@ static int send_all(sp_reader *r, size_t n, const int *argcs, const char *const 
         return rc == SP_ERR_FATAL ? SP_ERR_RETRY : rc;
     }
     if (ensure(r) != SP_OK) return SP_ERR_RETRY;
-    for (size_t i = 0; i < n; i++) redisAppendCommandArgv(r->c, argcs[i], (const char **)argvs[i], NULL);
+    for (size_t i = 0; i < n; i++) sp_resp_append(r->c, argcs[i], argvs[i], NULL);
     for (size_t i = 0; i < n; i++) {
         void *rep = NULL;
         if (redisGetReply(r->c, &rep) != REDIS_OK) {

@@ -12,6 +12,7 @@
 
 #include "state/cluster.h"
 #include "state/numtext.h"
+#include "state/resp.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "stream/log.h"
@@ -45,7 +46,8 @@ struct field {
 };
 
 struct sp_obj {
-    char *key;            /* full key, "{p7}:u:u000123" */
+    char *key;            /* full key, "{p7}:u:u000123", right after the struct */
+    size_t klen;
     int32_t part;
     uint64_t hash;
     struct field *fields;
@@ -53,6 +55,7 @@ struct sp_obj {
     uint32_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty */
     size_t icap;          /* a power of two, at least twice nfields */
     int dirty;            /* some field changed since the last commit */
+    size_t ndirty;        /* how many fields did */
     int loaded;           /* read from Redis (or known absent) */
     int queued;           /* in st->want, waiting for sp_store_prefetch */
     uint64_t pending;     /* the transaction carrying its last changes (not evicted
@@ -289,7 +292,7 @@ static int ensure_connected(sp_store *st) {
 static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
                          size_t **lens, redisReply **replies) {
     for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(st->c, argcs[i], argvs[i], lens[i]);
+        sp_resp_append(st->c, argcs[i], argvs[i], lens[i]);
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
         if (redisGetReply(st->c, &r) != REDIS_OK) {
@@ -411,12 +414,6 @@ static int command(sp_store *st, redisReply **out, int argc, const char **argv) 
 
 /* -------------------------------------------------------------- cache */
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-    return h;
-}
-
 static struct part *part_get(sp_store *st, int32_t p) {
     if ((size_t)p >= st->nparts) {
         size_t n = st->nparts ? st->nparts : 16;
@@ -435,8 +432,7 @@ static void obj_free(sp_obj *o) {
     }
     free(o->fields);
     free(o->index);
-    free(o->key);
-    free(o);
+    free(o); /* and its key, allocated with it */
 }
 
 static void rehash(sp_store *st) {
@@ -453,14 +449,21 @@ static void rehash(sp_store *st) {
     st->nbuckets = n;
 }
 
-/* Finds or creates (unloaded) the cache entry for a full key. */
-static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, int create) {
-    uint64_t h = fnv1a(key);
+/* Finds or creates (unloaded) the cache entry for a full key of klen bytes. */
+static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, size_t klen,
+                            int create) {
+    uint64_t h = sp_hash_bytes(key, klen);
     for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
-        if (o->hash == h && !strcmp(o->key, key)) return o;
+        if (o->hash == h && o->klen == klen && !memcmp(o->key, key, klen)) return o;
     if (!create) return NULL;
-    sp_obj *o = sp_xcalloc(1, sizeof *o);
-    o->key = sp_xstrdup(key);
+    /* One allocation for the entry and its key: a batch meets thousands of
+     * new users, and calloc plus strndup of each was most of creating one. */
+    sp_obj *o = sp_xmalloc(sizeof *o + klen + 1);
+    *o = (sp_obj){0};
+    o->key = (char *)(o + 1);
+    memcpy(o->key, key, klen);
+    o->key[klen] = '\0';
+    o->klen = klen;
     o->part = part;
     o->hash = h;
     o->st = st;
@@ -487,13 +490,14 @@ static void cache_remove_if(sp_store *st, int (*pred)(const sp_obj *, const void
     }
 }
 
-/* "{p<part>}:<suffix>", cut to len - 1 bytes (keys are far shorter). */
-static void make_key(char *buf, size_t len, int32_t part, const char *suffix) {
+/* "{p<part>}:<suffix>", cut to len - 1 bytes (keys are far shorter).
+ * Returns its length. */
+static size_t make_key(char *buf, size_t len, int32_t part, const char *suffix) {
     char num[24];
     size_t n = sp_i64toa(part, num), s = strlen(suffix);
     if (4 + n + s >= len) {
         snprintf(buf, len, "{p%s}:%s", num, suffix);
-        return;
+        return strlen(buf);
     }
     buf[0] = '{';
     buf[1] = 'p';
@@ -501,6 +505,7 @@ static void make_key(char *buf, size_t len, int32_t part, const char *suffix) {
     buf[2 + n] = '}';
     buf[3 + n] = ':';
     memcpy(buf + 4 + n, suffix, s + 1);
+    return 4 + n + s;
 }
 
 /* FNV-1a of a field name, and its length, in one pass over it. */
@@ -827,8 +832,8 @@ int sp_store_owns(const sp_store *st, int32_t part) {
 
 void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
     char key[512];
-    make_key(key, sizeof key, part, suffix);
-    sp_obj *o = cache_lookup(st, part, key, 1);
+    size_t klen = make_key(key, sizeof key, part, suffix);
+    sp_obj *o = cache_lookup(st, part, key, klen, 1);
     if (o->loaded || o->queued) return;
     o->queued = 1;
     if (st->nwant == st->capwant) {
@@ -852,7 +857,7 @@ int sp_store_prefetch(sp_store *st) {
         argv[2 * i] = "HGETALL";
         argv[2 * i + 1] = st->want[i]->key;
         lv[2 * i] = 7;
-        lv[2 * i + 1] = strlen(st->want[i]->key);
+        lv[2 * i + 1] = st->want[i]->klen;
         argvs[i] = &argv[2 * i];
         lens[i] = &lv[2 * i];
     }
@@ -876,8 +881,8 @@ int sp_store_prefetch(sp_store *st) {
 
 int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out) {
     char key[512];
-    make_key(key, sizeof key, part, suffix);
-    sp_obj *o = cache_lookup(st, part, key, 1);
+    size_t klen = make_key(key, sizeof key, part, suffix);
+    sp_obj *o = cache_lookup(st, part, key, klen, 1);
     if (!o->loaded) {
         redisReply *r = NULL;
         const char *argv[] = {"HGETALL", key};
@@ -892,6 +897,7 @@ int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out) {
 
 /* Marks a field changed: the object joins its partition's dirty list once. */
 static void obj_mark(sp_obj *o, struct field *f) {
+    o->ndirty += !f->dirty;
     f->dirty = 1;
     if (o->dirty) return;
     o->dirty = 1;
@@ -1017,13 +1023,31 @@ static const char commit_lua[] =
     "end\n"
     "return 1\n";
 
-/* A growable argv for building one EVAL. */
+/* The argv of one EVAL, sized before it is filled (build_commit counts).
+ * Integer arguments are written into `ints`, one allocation for all of
+ * them; should the count ever fall short, arrays grow and an integer gets
+ * an allocation of its own (owned), so a miscount costs time, not memory
+ * safety. */
 struct argbuf {
     const char **v;
     size_t *l;
     char **owned;
     size_t n, cap, nowned;
+    char *ints;
+    size_t iused, icap;
 };
+
+/* The text of an integer argument: at most 20 digits, a sign, a NUL. */
+#define ARG_INT_MAX 24
+
+static void arg_reserve(struct argbuf *a, size_t nargs, size_t nints) {
+    a->cap = nargs ? nargs : 1;
+    a->v = sp_xmalloc(a->cap * sizeof *a->v);
+    a->l = sp_xmalloc(a->cap * sizeof *a->l);
+    a->owned = sp_xmalloc(a->cap * sizeof *a->owned);
+    a->icap = nints * ARG_INT_MAX;
+    a->ints = sp_xmalloc(a->icap ? a->icap : 1);
+}
 
 static void arg_push(struct argbuf *a, const char *s, size_t len) {
     if (a->n == a->cap) {
@@ -1037,11 +1061,12 @@ static void arg_push(struct argbuf *a, const char *s, size_t len) {
 }
 
 static void arg_pushi(struct argbuf *a, long long v) {
-    char buf[32];
-    size_t n = sp_i64toa(v, buf);
-    char *s = sp_xstrndup(buf, n);
+    int pooled = a->iused + ARG_INT_MAX <= a->icap;
+    char *s = pooled ? a->ints + a->iused : sp_xmalloc(ARG_INT_MAX);
+    size_t n = sp_i64toa(v, s);
+    if (pooled) a->iused += n + 1;
     arg_push(a, s, n);
-    a->owned[a->nowned++] = s;
+    if (!pooled) a->owned[a->nowned++] = s; /* fewer owned than pushed: room */
 }
 
 static void arg_free(struct argbuf *a) {
@@ -1049,20 +1074,28 @@ static void arg_free(struct argbuf *a) {
     free(a->v);
     free(a->l);
     free(a->owned);
+    free(a->ints);
 }
 
 /* Builds the EVALSHA of one partition's commit into a. */
 static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_commit *c,
                          struct argbuf *a, char *meta, size_t metalen) {
     make_key(meta, metalen, part, "meta");
-    size_t nkeys = 1;
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) nkeys++;
+    size_t nkeys = 1, nargs = 6 + 2 * (size_t)c->n, nints = 3 + (size_t)c->n;
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
+        nkeys++;
+        nargs += 4 + 2 * o->ndirty; /* its KEYS entry, count, HSET, key, pairs */
+        nints++;
+    }
+    for (size_t i = 0; i < p->ncmds; i++) nargs += 2 + (size_t)p->cmds[i].argc;
     nkeys += p->ncmds;
+    nints += p->ncmds;
+    arg_reserve(a, nargs, nints);
     arg_push(a, "EVALSHA", 7);
     arg_push(a, st->sha, strlen(st->sha));
     arg_pushi(a, (long long)nkeys);
     arg_push(a, meta, strlen(meta));
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, strlen(o->key));
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, o->klen);
     for (size_t i = 0; i < p->ncmds; i++) arg_push(a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
     arg_pushi(a, p->epoch);
     arg_pushi(a, ++p->cseq);
@@ -1072,11 +1105,9 @@ static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_co
         arg_pushi(a, (long long)c->offsets[i]);
     }
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        size_t nd = 0;
-        for (size_t i = 0; i < o->nfields; i++) nd += o->fields[i].dirty;
-        arg_pushi(a, (long long)(2 + 2 * nd));
+        arg_pushi(a, (long long)(2 + 2 * o->ndirty));
         arg_push(a, "HSET", 4);
-        arg_push(a, o->key, strlen(o->key));
+        arg_push(a, o->key, o->klen);
         for (size_t i = 0; i < o->nfields; i++)
             if (o->fields[i].dirty) {
                 arg_push(a, o->fields[i].name, o->fields[i].nlen);
@@ -1114,6 +1145,7 @@ static void mark_clean(struct part *p, uint64_t seq) {
     for (sp_obj *o = p->dirty, *next; o; o = next) {
         next = o->dirty_next;
         o->dirty = 0;
+        o->ndirty = 0;
         if (seq) o->pending = seq;
         o->dirty_next = NULL;
         for (size_t i = 0; i < o->nfields; i++) o->fields[i].dirty = 0;

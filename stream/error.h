@@ -27,6 +27,10 @@ char *sp_xstrndup(const char *s, size_t n);
 #include <stdint.h>
 size_t sp_i64toa(int64_t v, char *out);
 
+/* A 64-bit hash of n bytes for in-memory hash tables (not stable across
+ * versions: never store it). */
+uint64_t sp_hash_bytes(const void *data, size_t n);
+
 /* The monotonic clock in microseconds (for latencies and rates). */
 double sp_now_us(void);
 

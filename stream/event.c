@@ -364,8 +364,8 @@ static int json_event_extra(const cJSON *it, struct json_msg *m, char *err, size
 /* Parses with cJSON, rejects trailing bytes (one message is one value), reads
  * the tree strictly into borrowed protobuf-c structs, then packs and unpacks
  * so the caller gets an ordinary protobuf-c event. */
-static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, char *err,
-                  size_t errlen);
+static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, int *plain,
+                  char *err, size_t errlen);
 
 static int decode_json(const char *buf, size_t len, sp_arena *arena, sp_event **out, char *err,
                        size_t errlen) {
@@ -395,7 +395,7 @@ static int decode_json(const char *buf, size_t len, sp_arena *arena, sp_event **
     size_t n = shopstream__v1__event__get_packed_size(&m.ev);
     packed = sp_xmalloc(n);
     shopstream__v1__event__pack(&m.ev, packed);
-    if (unpack(arena, packed, n, out, err, errlen) != SP_OK) {
+    if (unpack(arena, packed, n, out, NULL, err, errlen) != SP_OK) {
         rc = fail(err, errlen, "json: cannot represent as protobuf");
         goto fail;
     }
@@ -422,12 +422,13 @@ static int looks_json(const uint8_t *p, size_t len, const char *content_type) {
 }
 
 /* Protobuf bytes to an event: with an arena, the batch path's own decoder
- * (stream/event_pb.c: one pass, arena only); without, protobuf-c's unpack,
- * so that sp_event_free has one way to free. pb_walk runs first there
- * because protobuf-c only says "failed", and it gives the reason. */
-static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, char *err,
-                  size_t errlen) {
-    if (arena) return sp_event_pb_decode(arena, p, len, out, err, errlen);
+ * (stream/event_pb.c: one pass, arena only, and *plain when it saw only
+ * plain strings); without, protobuf-c's unpack, so that sp_event_free has
+ * one way to free. pb_walk runs first there because protobuf-c only says
+ * "failed", and it gives the reason. */
+static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out, int *plain,
+                  char *err, size_t errlen) {
+    if (arena) return sp_event_pb_decode(arena, p, len, out, plain, err, errlen);
     int rc = pb_walk(p, len, NULL, err, errlen);
     if (rc) return rc;
     *out = shopstream__v1__event__unpack(NULL, len, p);
@@ -435,40 +436,45 @@ static int unpack(sp_arena *arena, const uint8_t *p, size_t len, sp_event **out,
     return SP_OK;
 }
 
+/* *plain (if not NULL) is set when the event's strings are known to pass
+ * validation's string checks but for absence: see validate(). */
 static int decode(const void *buf, size_t len, const char *content_type, sp_arena *arena,
-                  sp_event **out, char *err, size_t errlen) {
+                  sp_event **out, int *plain, char *err, size_t errlen) {
     const uint8_t *p = buf;
     *out = NULL;
+    if (plain) *plain = 0;
     if (len > SP_EVENT_MAX_BYTES)
         return fail(err, errlen, "message too large (%zu > %d bytes)", len, SP_EVENT_MAX_BYTES);
     if (len == 0) return fail(err, errlen, "empty message");
     if (looks_json(p, len, content_type)) return decode_json(buf, len, arena, out, err, errlen);
-    return unpack(arena, p, len, out, err, errlen);
+    return unpack(arena, p, len, out, plain, err, errlen);
 }
 
 int sp_event_decode(const void *buf, size_t len, const char *content_type, sp_event **out,
                     char *err, size_t errlen) {
-    return decode(buf, len, content_type, NULL, out, err, errlen);
+    return decode(buf, len, content_type, NULL, out, NULL, err, errlen);
 }
 
 int sp_event_decode_arena(sp_arena *arena, const void *buf, size_t len, const char *content_type,
                           sp_event **out, char *err, size_t errlen) {
-    return decode(buf, len, content_type, arena, out, err, errlen);
+    return decode(buf, len, content_type, arena, out, NULL, err, errlen);
 }
+
+static int validate(const sp_event *ev, int plain, char *err, size_t errlen);
 
 int sp_event_read_arena(sp_arena *arena, const void *buf, size_t len,
                         sp_content_type_fn content_type, void *ctx, sp_event **out, char *err,
                         size_t errlen) {
-    int json = looks_json(buf, len, NULL);
-    if (decode(buf, len, NULL, arena, out, err, errlen) == SP_OK &&
-        sp_event_validate(*out, err, errlen) == SP_OK)
+    int json = looks_json(buf, len, NULL), plain;
+    if (decode(buf, len, NULL, arena, out, &plain, err, errlen) == SP_OK &&
+        validate(*out, plain, err, errlen) == SP_OK)
         return SP_OK;
     char ctbuf[64];
     const char *ct = content_type ? content_type(ctx, ctbuf, sizeof ctbuf) : NULL;
     *out = NULL;
     if (!ct || !*ct || (strstr(ct, "json") != NULL) == json) return SP_ERR_BADINPUT;
-    if (decode(buf, len, ct, arena, out, err, errlen) == SP_OK &&
-        sp_event_validate(*out, err, errlen) == SP_OK)
+    if (decode(buf, len, ct, arena, out, &plain, err, errlen) == SP_OK &&
+        validate(*out, plain, err, errlen) == SP_OK)
         return SP_OK;
     *out = NULL;
     return SP_ERR_BADINPUT;
@@ -540,8 +546,13 @@ int sp_utf8_valid(const char *s, size_t len) {
     return 1;
 }
 
-static int check_str(const char *s, const char *name, size_t max, int required, char *err,
-                     size_t errlen) {
+/* plain: the decoder saw only strings of at most SP_EVENT_MAX_ID bytes of
+ * ASCII without a NUL (sp_event_pb_decode), so of the checks below only
+ * absence can fail -- every limit is at least SP_EVENT_MAX_ID -- and the
+ * strlen and UTF-8 scan of each string are skipped. */
+static int check_str(const char *s, const char *name, size_t max, int required, int plain,
+                     char *err, size_t errlen) {
+    if (plain) return required && !(s && *s) ? fail(err, errlen, "missing %s", name) : SP_OK;
     size_t n = s ? strlen(s) : 0;
     if (!n) return required ? fail(err, errlen, "missing %s", name) : SP_OK;
     if (n > max) return fail(err, errlen, "%s too long (%zu > %zu bytes)", name, n, max);
@@ -555,12 +566,22 @@ static int check_amount(double v, const char *name, char *err, size_t errlen) {
     return SP_OK;
 }
 
+/* check_str of line item i's field; its name ("order.items[3].item_id") is
+ * written only for the reason of a failure. */
+static int check_line_str(const char *s, size_t i, const char *field, int required, int plain,
+                          char *err, size_t errlen) {
+    if (check_str(s, field, SP_EVENT_MAX_ID, required, plain, NULL, 0) == SP_OK) return SP_OK;
+    char name[64];
+    snprintf(name, sizeof name, "order.items[%zu].%s", i, field);
+    return check_str(s, name, SP_EVENT_MAX_ID, required, plain, err, errlen);
+}
+
 #define STR(s, name, max, req)                                            \
     do {                                                                  \
-        if ((rc = check_str((s), (name), (max), (req), err, errlen))) return rc; \
+        if ((rc = check_str((s), (name), (max), (req), plain, err, errlen))) return rc; \
     } while (0)
 
-static int validate_click(const sp_pb_click *c, char *err, size_t errlen) {
+static int validate_click(const sp_pb_click *c, int plain, char *err, size_t errlen) {
     int rc;
     if (c->kind == SHOPSTREAM__V1__CLICK_KIND__CLICK_KIND_UNSPECIFIED)
         return fail(err, errlen, "missing click.kind");
@@ -574,9 +595,8 @@ static int validate_click(const sp_pb_click *c, char *err, size_t errlen) {
     return check_amount(c->price, "click.price", err, errlen);
 }
 
-static int validate_order(const sp_pb_order *o, char *err, size_t errlen) {
+static int validate_order(const sp_pb_order *o, int plain, char *err, size_t errlen) {
     int rc;
-    char name[64];
     STR(o->order_id, "order.order_id", SP_EVENT_MAX_ID, 1);
     if (o->n_items == 0) return fail(err, errlen, "order has no items");
     if (o->n_items > SP_EVENT_MAX_ITEMS)
@@ -584,14 +604,15 @@ static int validate_order(const sp_pb_order *o, char *err, size_t errlen) {
                     SP_EVENT_MAX_ITEMS);
     for (size_t i = 0; i < o->n_items; i++) {
         const sp_pb_line *li = o->items[i];
-        snprintf(name, sizeof name, "order.items[%zu].item_id", i);
-        STR(li->item_id, name, SP_EVENT_MAX_ID, 1);
-        snprintf(name, sizeof name, "order.items[%zu].category", i);
-        STR(li->category, name, SP_EVENT_MAX_ID, 0);
+        if ((rc = check_line_str(li->item_id, i, "item_id", 1, plain, err, errlen))) return rc;
+        if ((rc = check_line_str(li->category, i, "category", 0, plain, err, errlen))) return rc;
         if (li->quantity < 1)
             return fail(err, errlen, "order.items[%zu].quantity must be >= 1", i);
-        snprintf(name, sizeof name, "order.items[%zu].unit_price", i);
-        if ((rc = check_amount(li->unit_price, name, err, errlen))) return rc;
+        if (check_amount(li->unit_price, "", NULL, 0) != SP_OK) {
+            char name[64];
+            snprintf(name, sizeof name, "order.items[%zu].unit_price", i);
+            return check_amount(li->unit_price, name, err, errlen);
+        }
     }
     STR(o->currency, "order.currency", SP_EVENT_MAX_ID, 0);
     STR(o->payment_method, "order.payment_method", SP_EVENT_MAX_ID, 0);
@@ -600,7 +621,7 @@ static int validate_order(const sp_pb_order *o, char *err, size_t errlen) {
     return check_amount(o->total, "order.total", err, errlen);
 }
 
-static int validate_review(const sp_pb_review *r, char *err, size_t errlen) {
+static int validate_review(const sp_pb_review *r, int plain, char *err, size_t errlen) {
     int rc;
     STR(r->item_id, "review.item_id", SP_EVENT_MAX_ID, 1);
     if (r->rating < 1 || r->rating > 5)
@@ -611,8 +632,9 @@ static int validate_review(const sp_pb_review *r, char *err, size_t errlen) {
 }
 
 /* Checks in a fixed order (ids, time, strings, then the body) so that a
- * message with several faults always gets the same reason. */
-int sp_event_validate(const sp_event *ev, char *err, size_t errlen) {
+ * message with several faults always gets the same reason. plain: see
+ * check_str. */
+static int validate(const sp_event *ev, int plain, char *err, size_t errlen) {
     int rc;
     STR(ev->event_id, "event_id", SP_EVENT_MAX_ID, 1);
     STR(ev->user_id, "user_id", SP_EVENT_MAX_ID, 1);
@@ -630,17 +652,21 @@ int sp_event_validate(const sp_event *ev, char *err, size_t errlen) {
     }
     switch (ev->body_case) {
     case SHOPSTREAM__V1__EVENT__BODY_CLICK:
-        if (ev->click) return validate_click(ev->click, err, errlen);
+        if (ev->click) return validate_click(ev->click, plain, err, errlen);
         break;
     case SHOPSTREAM__V1__EVENT__BODY_ORDER:
-        if (ev->order) return validate_order(ev->order, err, errlen);
+        if (ev->order) return validate_order(ev->order, plain, err, errlen);
         break;
     case SHOPSTREAM__V1__EVENT__BODY_REVIEW:
-        if (ev->review) return validate_review(ev->review, err, errlen);
+        if (ev->review) return validate_review(ev->review, plain, err, errlen);
         break;
     default: break;
     }
     return fail(err, errlen, "unknown or missing body");
+}
+
+int sp_event_validate(const sp_event *ev, char *err, size_t errlen) {
+    return validate(ev, 0, err, errlen);
 }
 
 /* ---- rendering ---- */

@@ -85,11 +85,18 @@ struct pb_msg {
     const ProtobufCMessageDescriptor *desc;
     uint32_t nfields;          /* highest field number + 1 */
     const struct pb_fd *fields; /* indexed by field number */
+    /* Indexed by a one-byte tag (field number < 16 with its wire type): the
+     * field it names when that is a known field with the wire type the
+     * schema gives it, else NULL -- the decoder's fast path, which then has
+     * no check left but the value's. Filled once at start-up (tags_init);
+     * while empty, every tag simply takes the full path. */
+    const struct pb_fd **by_tag;
 };
 
 #define FD(k, st, m) {k, offsetof(st, m), 0, NULL}
-#define TABLE(name, desc, fds) \
-    static const struct pb_msg name = {&desc, sizeof fds / sizeof fds[0], fds}
+#define TABLE(name, desc, fds)                           \
+    static const struct pb_fd *name##_by_tag[128];       \
+    static const struct pb_msg name = {&desc, sizeof fds / sizeof fds[0], fds, name##_by_tag}
 
 static const struct pb_fd context_fds[] = {
     [1] = FD(K_STR, sp_pb_context, device_id),
@@ -148,6 +155,28 @@ TABLE(event_md, shopstream__v1__event__descriptor, event_fds);
 
 static const struct pb_fd unknown_fd = {K_NONE, 0, 0, NULL};
 
+/* The wire type of each kind of field. */
+static const unsigned wire_of[] = {
+    [K_STR] = 2, [K_I64] = 0, [K_U32] = 0, [K_DBL] = 1, [K_MSG] = 2, [K_ONEOF] = 2, [K_REP] = 2,
+};
+
+static void tags_fill(const struct pb_msg *md) {
+    for (uint32_t i = 1; i < md->nfields; i++) {
+        const struct pb_fd *fd = &md->fields[i];
+        uint32_t tag = i << 3 | wire_of[fd->kind];
+        if (fd->kind != K_NONE && tag < 0x80) md->by_tag[tag] = fd;
+    }
+}
+
+__attribute__((constructor)) static void tags_init(void) {
+    tags_fill(&context_md);
+    tags_fill(&click_md);
+    tags_fill(&line_md);
+    tags_fill(&order_md);
+    tags_fill(&review_md);
+    tags_fill(&event_md);
+}
+
 enum { PB_TRUNCATED = 1, PB_BAD_VARINT, PB_BAD_FIELD, PB_BAD_LENGTH, PB_BAD_WIRE };
 
 /* One field as read off the wire. */
@@ -163,9 +192,11 @@ struct pb_field {
 struct pbd {
     sp_arena *arena;
     uint8_t *copy;  /* the message, copied into the arena, plus one byte */
+    const uint8_t *end; /* the end of the copy, that byte included */
     uint8_t *nul;   /* where the last string ends: zeroed once read past */
     uint32_t field; /* PB_BAD_WIRE: which field, and its wire type */
     unsigned wire;
+    int plain;      /* every string so far is plain (see plain_str) */
 };
 
 /* Reads a varint of at most max bytes. Returns 0, PB_TRUNCATED if the input
@@ -192,6 +223,9 @@ static inline int pb_varint(const uint8_t **pp, const uint8_t *end, int max, int
  * protobuf-c's: a tag of at most 5 bytes whose first byte names a field,
  * varints of at most 10, length prefixes of at most 5 bytes. `top` adds
  * pb_walk's: no field 0 however encoded, no tag of 2^32 or more. */
+static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
+                                                          const uint8_t *end, struct pb_field *f);
+
 static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int top,
                    struct pb_field *f) {
     const uint8_t *p = *pp;
@@ -209,6 +243,16 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
     f->num = (uint32_t)(tag >> 3);
     f->wire = tag & 7;
     if (top && (f->num == 0 || tag >> 32)) return PB_BAD_FIELD;
+    *pp = p;
+    return pb_value(d, pp, end, f);
+}
+
+/* Reads the value of field f (its tag read, *pp just after it): its extent
+ * by wire type, and the varint, fixed bits or payload. */
+static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
+                                                          const uint8_t *end, struct pb_field *f) {
+    const uint8_t *p = *pp;
+    int rc;
     f->val = p;
     switch (f->wire) {
     case 0:
@@ -243,6 +287,45 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
     f->val_len = (size_t)(p - f->val);
     *pp = p;
     return 0;
+}
+
+/* 1 if s[0..n), a string in d->copy, is "plain": at most SP_EVENT_MAX_ID
+ * bytes, all ASCII, no NUL. Such a string passes every string check of
+ * sp_event_validate but for absence (its strlen is n, within every limit,
+ * and valid UTF-8), so the batch path skips those checks for an event with
+ * only plain strings. Eight bytes at a time: a byte with its high bit set or
+ * a zero byte anywhere leaves a high bit in `bad` ((w - 0x01..) & ~w has a
+ * high bit set iff some byte of w is zero, given no byte of w is above 0x7f
+ * -- and any such byte is caught by w itself). A string shorter than a word
+ * is read as the word of the copy around it, its neighbours' bytes replaced
+ * by 0x01, which is neither. */
+static int plain_str(const struct pbd *d, const uint8_t *s, size_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w, bad = 0;
+    if (n > SP_EVENT_MAX_ID) return 0;
+    if (n < 8) {
+        if (!n) return 1;
+        uint64_t keep;
+        if ((size_t)(s + n - d->copy) >= 8) { /* the string is the word's last n bytes */
+            memcpy(&w, s + n - 8, 8);
+            keep = ~0ULL << (8 * (8 - n));
+        } else if ((size_t)(d->end - s) >= 8) { /* its first n bytes */
+            memcpy(&w, s, 8);
+            keep = ~0ULL >> (8 * (8 - n));
+        } else { /* a message shorter than a word */
+            for (size_t i = 0; i < n; i++) bad |= (uint64_t)(uint8_t)(s[i] - 1) | s[i];
+            return !(bad & 0x80);
+        }
+        w = (w & keep) | (ones & ~keep);
+        return !((w | ((w - ones) & ~w)) & highs);
+    }
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        bad |= w | ((w - ones) & ~w);
+    }
+    memcpy(&w, s + n - 8, 8); /* the last (overlapping) word */
+    bad |= w | ((w - ones) & ~w);
+    return !(bad & highs);
 }
 
 /* p, a pointer into d->copy that the decoder reads through as const, as
@@ -318,28 +401,36 @@ static int sub_msg(struct pbd *d, const struct pb_field *f, const struct pb_fd *
 /* Decodes p[0..end) into m, a message of type md already initialised. */
 static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const struct pb_msg *md,
                       ProtobufCMessage *m, int top) {
-    static const unsigned wire_of[] = {
-        [K_STR] = 2, [K_I64] = 0, [K_U32] = 0, [K_DBL] = 1, [K_MSG] = 2, [K_ONEOF] = 2, [K_REP] = 2,
-    };
     struct pb_field f = {.data = NULL};
     int rc;
     while (p < end) {
-        if ((rc = pb_next(d, &p, end, top, &f))) return rc;
-        const struct pb_fd *fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
-        if (fd->kind == K_NONE) {
-            keep_unknown(d, &f, m);
-            continue;
-        }
-        if (f.wire != wire_of[fd->kind]) {
-            d->field = f.num;
-            d->wire = f.wire;
-            return PB_BAD_WIRE;
+        uint8_t b = *p;
+        const struct pb_fd *fd = b < 0x80 ? md->by_tag[b] : NULL;
+        if (fd) { /* a known field with its own wire type in a one-byte tag */
+            *d->nul = '\0'; /* may be the tag byte: b holds it (see pb_next) */
+            p++;
+            f.num = b >> 3;
+            f.wire = b & 7;
+            if ((rc = pb_value(d, &p, end, &f))) return rc;
+        } else {
+            if ((rc = pb_next(d, &p, end, top, &f))) return rc;
+            fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
+            if (fd->kind == K_NONE) {
+                keep_unknown(d, &f, m);
+                continue;
+            }
+            if (f.wire != wire_of[fd->kind]) {
+                d->field = f.num;
+                d->wire = f.wire;
+                return PB_BAD_WIRE;
+            }
         }
         char *at = (char *)m + fd->offset;
         switch (fd->kind) {
         case K_STR:
             *(char **)at = (char *)in_copy(d, f.data);
             d->nul = in_copy(d, f.data + f.v);
+            if (d->plain) d->plain = plain_str(d, f.data, (size_t)f.v);
             break;
         case K_I64: *(int64_t *)at = (int64_t)f.v; break;
         case K_U32: *(uint32_t *)at = (uint32_t)f.v; break;
@@ -353,14 +444,16 @@ static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const
 }
 
 int sp_event_pb_decode(sp_arena *arena, const uint8_t *buf, size_t len, sp_event **out,
-                       char *err, size_t errlen) {
-    struct pbd d = {arena, sp_arena_alloc(arena, len + 1), NULL, 0, 0};
+                       int *plain, char *err, size_t errlen) {
+    struct pbd d = {arena, sp_arena_alloc(arena, len + 1), NULL, NULL, 0, 0, 1};
+    d.end = d.copy + len + 1;
     memcpy(d.copy, buf, len);
     d.copy[len] = '\0';
     d.nul = d.copy + len;
     sp_event *ev = (sp_event *)new_msg(&d, &event_md);
     int rc = decode_msg(&d, d.copy, d.copy + len, &event_md, &ev->base, 1);
     *out = rc ? NULL : ev;
+    if (plain) *plain = !rc && d.plain;
     if (!rc) return SP_OK;
     if (err && errlen) {
         switch (rc) {

@@ -19,8 +19,11 @@ struct sp_arena;
  * non-arena path accepts (pb_walk's top-level checks, then protobuf-c's
  * unpack). Returns 0, or SP_ERR_BADINPUT with a short reason in err
  * ("protobuf: truncated", "protobuf: bad wire type 3 for field 10", ...).
- * Does not validate: call sp_event_validate() next. */
+ * Does not validate: call sp_event_validate() next. *plain (if not NULL)
+ * is set to 1 when every string the event holds is at most SP_EVENT_MAX_ID
+ * bytes of ASCII without a NUL -- so validation's string checks can only
+ * fail for a missing string -- and to 0 otherwise (which says nothing). */
 int sp_event_pb_decode(struct sp_arena *arena, const uint8_t *buf, size_t len, sp_event **out,
-                       char *err, size_t errlen);
+                       int *plain, char *err, size_t errlen);
 
 #endif

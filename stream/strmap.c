@@ -1,5 +1,9 @@
 /* String -> int64 map, open addressing with backward-shift deletion so that
- * long-lived sets with steady churn never fill up with tombstones. */
+ * long-lived sets with steady churn never fill up with tombstones. Key
+ * copies of up to POOL_MAX bytes come from the map's own pool (free lists
+ * by size over chunks it keeps until destroyed): dedupe adds and drops an
+ * id per event, and malloc and free of each copy cost more than the rest of
+ * its insertion and deletion together. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,21 +11,75 @@
 #include "stream/strmap.h"
 
 struct slot {
-    char *key;   /* NULL: empty */
+    char *key;   /* NULL: empty; else a copy made by key_new */
     size_t len;
     uint64_t hash;
     int64_t value;
 };
 
+#define POOL_GRAIN 16     /* block sizes are multiples of this */
+#define POOL_MAX 256      /* larger blocks come from malloc */
+#define POOL_CHUNK 65536  /* the largest chunk; the first is 1 KiB, then they double */
+
+struct chunk {
+    struct chunk *next;
+    size_t size;
+    _Alignas(16) char data[];
+};
+
 struct sp_strmap {
     struct slot *slots;
     size_t cap, n;
+    void *free[POOL_MAX / POOL_GRAIN]; /* freed blocks by size class (next pointer inside) */
+    struct chunk *chunks;             /* the newest first; blocks are cut from its end */
+    size_t left;                      /* bytes not yet cut from chunks */
 };
 
-static uint64_t hash_bytes(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
+/* The block for a key of len bytes: its hash, the bytes, a NUL. */
+static size_t block_size(size_t len) { return sizeof(uint64_t) + len + 1; }
+
+static void *pool_get(sp_strmap *m, size_t size) {
+    size_t c = (size - 1) / POOL_GRAIN;
+    void *b = m->free[c];
+    if (b) {
+        memcpy(&m->free[c], b, sizeof b);
+        return b;
+    }
+    size = (c + 1) * POOL_GRAIN;
+    if (m->left < size) {
+        size_t n = m->chunks ? 2 * m->chunks->size : 1024;
+        struct chunk *k = sp_xmalloc(sizeof *k + (n < POOL_CHUNK ? n : POOL_CHUNK));
+        k->size = n < POOL_CHUNK ? n : POOL_CHUNK;
+        k->next = m->chunks;
+        m->chunks = k;
+        m->left = k->size;
+    }
+    m->left -= size;
+    return m->chunks->data + m->left;
+}
+
+/* A key's copy carries its hash in the eight bytes before it, so that a
+ * caller holding the copy (sp_strmap_key, sp_strmap_intern) can delete it
+ * without hashing it again (sp_strmap_del_kept). */
+static char *key_new(sp_strmap *m, const char *key, size_t len, uint64_t h) {
+    size_t size = block_size(len);
+    char *block = size <= POOL_MAX ? pool_get(m, size) : sp_xmalloc(size);
+    memcpy(block, &h, sizeof h);
+    memcpy(block + sizeof h, key, len);
+    block[sizeof h + len] = '\0';
+    return block + sizeof h;
+}
+
+static void key_free(sp_strmap *m, char *key, size_t len) {
+    char *block = key - sizeof(uint64_t);
+    size_t size = block_size(len);
+    if (size > POOL_MAX) {
+        free(block);
+        return;
+    }
+    size_t c = (size - 1) / POOL_GRAIN;
+    memcpy(block, &m->free[c], sizeof m->free[c]);
+    m->free[c] = block;
 }
 
 sp_strmap *sp_strmap_new(size_t hint) {
@@ -34,7 +92,13 @@ sp_strmap *sp_strmap_new(size_t hint) {
 
 void sp_strmap_destroy(sp_strmap *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->cap; i++) free(m->slots[i].key);
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key && block_size(m->slots[i].len) > POOL_MAX)
+            free(m->slots[i].key - sizeof(uint64_t));
+    for (struct chunk *k = m->chunks, *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
     free(m->slots);
     free(m);
 }
@@ -59,37 +123,46 @@ static void grow(sp_strmap *m) {
     free(old);
 }
 
-int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
+int sp_strmap_intern(sp_strmap *m, const char *key, size_t len, int64_t value, int64_t **slot,
+                     const char **kept) {
     if ((m->n + 1) * 4 > m->cap * 3) grow(m);
-    uint64_t h = hash_bytes(key, len);
-    size_t i = find(m, key, len, h);
-    if (m->slots[i].key) {
-        m->slots[i].value = value;
-        return 0;
+    uint64_t h = sp_hash_bytes(key, len);
+    struct slot *s = &m->slots[find(m, key, len, h)];
+    int fresh = !s->key;
+    if (fresh) {
+        s->key = key_new(m, key, len, h);
+        s->len = len;
+        s->hash = h;
+        s->value = value;
+        m->n++;
     }
-    m->slots[i].key = sp_xstrndup(key, len);
-    m->slots[i].len = len;
-    m->slots[i].hash = h;
-    m->slots[i].value = value;
-    m->n++;
-    return 1;
+    *slot = &s->value;
+    *kept = s->key;
+    return fresh;
+}
+
+int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
+    int64_t *slot;
+    const char *kept;
+    int fresh = sp_strmap_intern(m, key, len, value, &slot, &kept);
+    *slot = value;
+    return fresh;
 }
 
 int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value) {
-    size_t i = find(m, key, len, hash_bytes(key, len));
+    size_t i = find(m, key, len, sp_hash_bytes(key, len));
     if (!m->slots[i].key) return 0;
     if (value) *value = m->slots[i].value;
     return 1;
 }
 
 const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len) {
-    return m->slots[find(m, key, len, hash_bytes(key, len))].key;
+    return m->slots[find(m, key, len, sp_hash_bytes(key, len))].key;
 }
 
-int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
-    size_t i = find(m, key, len, hash_bytes(key, len));
-    if (!m->slots[i].key) return 0;
-    free(m->slots[i].key);
+/* Empties slot i, then pulls later members of its probe run into the hole. */
+static void remove_at(sp_strmap *m, size_t i) {
+    key_free(m, m->slots[i].key, m->slots[i].len);
     m->slots[i].key = NULL;
     m->n--;
     /* Backward shift: pull later members of the probe run into the hole. */
@@ -105,6 +178,24 @@ int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
             i = j;
         }
     }
+}
+
+int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
+    size_t i = find(m, key, len, sp_hash_bytes(key, len));
+    if (!m->slots[i].key) return 0;
+    remove_at(m, i);
+    return 1;
+}
+
+int sp_strmap_del_kept(sp_strmap *m, const char *kept) {
+    uint64_t h;
+    memcpy(&h, kept - sizeof h, sizeof h);
+    size_t i = h & (m->cap - 1);
+    while (m->slots[i].key != kept) {
+        if (!m->slots[i].key) return 0;
+        i = (i + 1) & (m->cap - 1);
+    }
+    remove_at(m, i);
     return 1;
 }
 

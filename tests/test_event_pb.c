@@ -15,6 +15,7 @@
 #include "stream/arena.h"
 #include "stream/error.h"
 #include "stream/event.h"
+#include "stream/event_pb.h"
 #include "tests/support/pb_diff.h"
 
 typedef Shopstream__V1__Context pb_context;
@@ -561,5 +562,107 @@ Test(event_pb, huge_nested_field_number_kept_as_protobuf_c_keeps_it) {
     sp_event *ev = decode_both(arena, &w, "huge nested tag");
     cr_assert_eq(ev->context->base.n_unknown_fields, 1);
     cr_assert_eq(ev->context->base.unknown_fields[0].tag, 0xffffffffu);
+    sp_arena_destroy(arena);
+}
+
+/* ---- the batch path's validation shortcut ---- */
+
+/* The batch path's validation shortcut must not change any verdict or reason
+ * (pb_diff_validate). */
+static void same_verdict(sp_arena *arena, const uint8_t *buf, size_t n, const char *what, int i) {
+    char why[640];
+    if (pb_diff_validate(arena, buf, n, why, sizeof why)) cr_assert_fail("%s %d: %s", what, i, why);
+}
+
+Test(event_pb, batch_path_validation_judges_as_validate) {
+    rng_state = 0x13198a2e03707344ULL;
+    sp_arena *build = sp_arena_new(0), *arena = sp_arena_new(0);
+    static uint8_t buf[SP_EVENT_MAX_BYTES], dam[SP_EVENT_MAX_BYTES + 8];
+    for (int i = 0; i < 20000; i++) {
+        size_t n = rnd_encoding(build, buf, sizeof buf - 8);
+        same_verdict(arena, buf, n, "event", i);
+        memcpy(dam, buf, n);
+        if (n) dam[below(n)] = (uint8_t)rnd(); /* now and then a NUL or a high byte in a string */
+        same_verdict(arena, dam, n, "damaged event", i);
+        sp_arena_reset(build);
+        sp_arena_reset(arena);
+    }
+    sp_arena_destroy(build);
+    sp_arena_destroy(arena);
+}
+
+/* What "plain" must mean, byte by byte. */
+static int plain_ref(const uint8_t *s, size_t n) {
+    if (n > SP_EVENT_MAX_ID) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == 0 || s[i] > 0x7f) return 0;
+    return 1;
+}
+
+/* Every length around the word size and the limit, one odd byte at every
+ * position (NUL, DEL, 0x80, 0xff and harmless ones), in the first string
+ * and in a later one: the decoder's word-at-a-time flag against the
+ * reference, and the batch path's verdict against validate's. */
+Test(event_pb, plain_strings_flag_matches_a_bytewise_reference) {
+    static const uint8_t odd[] = {0x00, 0x01, 0x7f, 0x80, 0xc3, 0xff};
+    sp_arena *arena = sp_arena_new(0);
+    uint8_t s[SP_EVENT_MAX_ID + 8];
+    size_t lens[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 24, 63, 64, 65, 127, 128, 129, 135};
+    size_t nplain = 0, nnot = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        for (size_t at = 0; at <= n; at++) {
+            for (size_t k = 0; k < sizeof odd; k++) {
+                if (at == n && k) break; /* at == n: no odd byte, once */
+                memset(s, 'a', n);
+                if (at < n) s[at] = odd[k];
+                for (int later = 0; later < 2; later++) {
+                    struct wbuf w = {.n = 0};
+                    w_str(&w, 1, "e1");
+                    w_u(&w, 2, 1767225600000);
+                    if (later) {
+                        w_str(&w, 3, "u1");
+                        w_bytes(&w, 4, s, n); /* session_id */
+                    } else {
+                        w_bytes(&w, 3, s, n); /* user_id */
+                    }
+                    struct wbuf click = {.n = 0};
+                    w_u(&click, 1, 1);
+                    w_str(&click, 2, "i1");
+                    w_msg(&w, 10, &click);
+                    sp_event *ev = NULL;
+                    char err[256];
+                    int plain = -1;
+                    cr_assert_eq(sp_event_pb_decode(arena, w.b, w.n, &ev, &plain, err, sizeof err),
+                                 SP_OK);
+                    cr_assert_eq(plain, plain_ref(s, n), "len %zu, byte 0x%02x at %zu", n,
+                                 at < n ? s[at] : 0, at);
+                    nplain += plain == 1;
+                    nnot += plain == 0;
+                    same_verdict(arena, w.b, w.n, "odd byte at", (int)at);
+                    sp_arena_reset(arena);
+                }
+            }
+        }
+    }
+    /* Messages shorter than a word: the string cannot be read as one. */
+    for (size_t n = 1; n <= 5; n++)
+        for (size_t at = 0; at < n; at++)
+            for (size_t k = 0; k < sizeof odd; k++) {
+                memset(s, 'a', n);
+                s[at] = odd[k];
+                struct wbuf w = {.n = 0};
+                w_bytes(&w, 1, s, n);
+                sp_event *ev = NULL;
+                char err[256];
+                int plain = -1;
+                cr_assert_eq(sp_event_pb_decode(arena, w.b, w.n, &ev, &plain, err, sizeof err),
+                             SP_OK);
+                cr_assert_eq(plain, plain_ref(s, n), "short message: len %zu, byte 0x%02x at %zu",
+                             n, s[at], at);
+                sp_arena_reset(arena);
+            }
+    cr_assert_gt(nplain, 100);
+    cr_assert_gt(nnot, 100);
     sp_arena_destroy(arena);
 }

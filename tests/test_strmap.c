@@ -41,3 +41,119 @@ Test(strmap, key_copies_stay_put_through_growth_and_vanish_on_delete) {
     }
     sp_strmap_destroy(m);
 }
+
+/* sp_strmap_intern is get-or-insert in one probe (and sp_strmap_del_kept
+ * deletes by the kept copy without hashing): a new key takes the value
+ * given, a present one keeps its own (the slot can change it), and both
+ * hand back the map's copy of the key -- against a plain array reference,
+ * through growth and deletions. */
+Test(strmap, intern_inserts_once_and_keeps_existing_values) {
+    sp_strmap *m = sp_strmap_new(2);
+    enum { N = 3000 };
+    static int64_t ref[N];
+    static int present[N];
+    char id[32];
+    uint64_t x = 99;
+    for (int round = 0; round < 20000; round++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % N);
+        int n = snprintf(id, sizeof id, "id-%d", k);
+        if ((x >> 20) % 5 == 0) { /* now and then a delete, by key or by the kept copy */
+            if ((x >> 24) % 2 || !present[k])
+                cr_assert_eq(sp_strmap_del(m, id, (size_t)n), present[k]);
+            else
+                cr_assert_eq(sp_strmap_del_kept(m, sp_strmap_key(m, id, (size_t)n)), 1);
+            cr_assert_null(sp_strmap_key(m, id, (size_t)n));
+            present[k] = 0;
+            continue;
+        }
+        int64_t *slot;
+        const char *kept;
+        int fresh = sp_strmap_intern(m, id, (size_t)n, round, &slot, &kept);
+        cr_assert_eq(fresh, !present[k], "key %s", id);
+        cr_assert_str_eq(kept, id);
+        cr_assert_neq(kept, id);
+        cr_assert_eq(kept, sp_strmap_key(m, id, (size_t)n));
+        cr_assert_eq(*slot, present[k] ? ref[k] : round, "key %s", id);
+        if (present[k] && round % 2) *slot = ref[k] = -round; /* written through the slot */
+        if (!present[k]) ref[k] = round;
+        present[k] = 1;
+    }
+    size_t live = 0;
+    for (int k = 0; k < N; k++) {
+        int n = snprintf(id, sizeof id, "id-%d", k);
+        int64_t v;
+        cr_assert_eq(sp_strmap_get(m, id, (size_t)n, &v), present[k]);
+        if (present[k]) cr_assert_eq(v, ref[k]);
+        live += present[k];
+    }
+    cr_assert_eq(sp_strmap_size(m), live);
+    sp_strmap_destroy(m);
+}
+
+/* sp_strmap_del_kept finds the entry by its copy's address: a copy of an
+ * equal key from another map is not it. */
+Test(strmap, del_kept_deletes_only_this_maps_copy) {
+    sp_strmap *a = sp_strmap_new(4), *b = sp_strmap_new(4);
+    sp_strmap_put(a, "ev-1", 4, 1);
+    sp_strmap_put(b, "ev-1", 4, 2);
+    const char *in_b = sp_strmap_key(b, "ev-1", 4);
+    cr_assert_eq(sp_strmap_del_kept(a, in_b), 0);
+    cr_assert_eq(sp_strmap_size(a), 1);
+    cr_assert_eq(sp_strmap_del_kept(a, sp_strmap_key(a, "ev-1", 4)), 1);
+    cr_assert_eq(sp_strmap_size(a), 0);
+    cr_assert_eq(sp_strmap_get(b, "ev-1", 4, NULL), 1);
+    sp_strmap_destroy(a);
+    sp_strmap_destroy(b);
+}
+
+/* Key copies come from the map's pool up to a size and from malloc above
+ * it; blocks freed are reused. Keys of every length from 0 to 600 bytes,
+ * inserted, overwritten and deleted at random (by key and by the kept copy)
+ * against a reference: every key reads back its own bytes and value, so no
+ * block is ever handed out twice. Destroyed with keys of both kinds alive
+ * (make asan checks nothing leaks). */
+Test(strmap, pooled_and_large_key_copies_survive_churn) {
+    enum { N = 601 }; /* key k has k bytes */
+    static char keys[N][608];
+    static size_t lens[N];
+    static int64_t ref[N];
+    static int present[N];
+    uint64_t x = 7;
+    for (int k = 0; k < N; k++) {
+        lens[k] = (size_t)k;
+        for (size_t j = 0; j < lens[k]; j++) keys[k][j] = (char)('a' + (k * 31 + (int)j) % 26);
+    }
+    sp_strmap *m = sp_strmap_new(4);
+    for (int round = 0; round < 60000; round++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % N);
+        switch ((x >> 20) % 4) {
+        case 0:
+            if (present[k] && (x >> 25) % 2)
+                cr_assert_eq(sp_strmap_del_kept(m, sp_strmap_key(m, keys[k], lens[k])), 1);
+            else
+                cr_assert_eq(sp_strmap_del(m, keys[k], lens[k]), present[k]);
+            present[k] = 0;
+            break;
+        default:
+            cr_assert_eq(sp_strmap_put(m, keys[k], lens[k], round), !present[k]);
+            ref[k] = round;
+            present[k] = 1;
+            break;
+        }
+    }
+    size_t live = 0;
+    for (int k = 0; k < N; k++) {
+        int64_t v;
+        cr_assert_eq(sp_strmap_get(m, keys[k], lens[k], &v), present[k], "key %d", k);
+        if (!present[k]) continue;
+        live++;
+        cr_assert_eq(v, ref[k]);
+        const char *kept = sp_strmap_key(m, keys[k], lens[k]);
+        cr_assert(!memcmp(kept, keys[k], lens[k]) && kept[lens[k]] == '\0', "key %d", k);
+    }
+    cr_assert_eq(sp_strmap_size(m), live);
+    cr_assert_gt(live, 100);
+    sp_strmap_destroy(m);
+}

@@ -7,7 +7,8 @@
  * which must also succeed, since the processor and kcat users rely on the two
  * renderings being one. Every input is also decoded as protobuf by both the
  * batch path's decoder (stream/event_pb.c) and protobuf-c's unpack, which
- * must agree (tests/support/pb_diff.c). A crash, a sanitizer report, a broken
+ * must agree (tests/support/pb_diff.c), and so must the batch path's
+ * decode-and-validate (sp_event_read_arena) and sp_event_validate. A crash, a sanitizer report, a broken
  * round trip or a disagreement stops the run with the input saved to
  * fuzz-crash.bin.
  *
@@ -72,7 +73,7 @@ int main(int argc, char **argv) {
     uint8_t buf[SP_EVENT_MAX_BYTES + 64];
     unsigned long long runs = 0, accepted = 0;
     time_t end = time(NULL) + seconds;
-    char err[256], why[512];
+    char err[256], why[640];
     sp_arena *arena = sp_arena_new(0);
     while (time(NULL) < end) {
         for (int k = 0; k < 1000; k++, runs++) {
@@ -97,6 +98,11 @@ int main(int argc, char **argv) {
             if (pb_diff_decode(arena, buf, n, NULL, why, sizeof why)) {
                 fprintf(stderr, "fuzz_decode: the arena decoder disagrees with protobuf-c: %s\n",
                         why);
+                save(buf, n);
+                return 1;
+            }
+            if (pb_diff_validate(arena, buf, n, why, sizeof why)) {
+                fprintf(stderr, "fuzz_decode: the batch path's validation disagrees: %s\n", why);
                 save(buf, n);
                 return 1;
             }

@@ -140,3 +140,19 @@ int pb_diff_decode(sp_arena *arena, const uint8_t *buf, size_t len, int *accepte
     sp_arena_reset(arena);
     return bad;
 }
+
+int pb_diff_validate(sp_arena *arena, const uint8_t *buf, size_t len, char *why, size_t n) {
+    char err_ref[256] = "", err_new[256] = "";
+    sp_event *ref = NULL, *got = NULL;
+    int rc_ref = sp_event_decode(buf, len, NULL, &ref, err_ref, sizeof err_ref);
+    int decoded = rc_ref == SP_OK;
+    if (decoded) rc_ref = sp_event_validate(ref, err_ref, sizeof err_ref);
+    int rc_new = sp_event_read_arena(arena, buf, len, NULL, NULL, &got, err_new, sizeof err_new);
+    int bad = rc_new != rc_ref || (decoded && strcmp(err_new, err_ref));
+    if (bad)
+        snprintf(why, n, "batch path %d (%s), decode and validate %d (%s)", rc_new, err_new,
+                 rc_ref, err_ref);
+    sp_event_free(ref);
+    sp_arena_reset(arena);
+    return bad;
+}

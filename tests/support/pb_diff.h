@@ -26,4 +26,13 @@ int pb_diff_msg(const ProtobufCMessage *a, const ProtobufCMessage *b, char *wher
 int pb_diff_decode(struct sp_arena *arena, const uint8_t *buf, size_t len, int *accepted,
                    char *why, size_t n);
 
+/* The batch path's verdict on buf[0..len) (sp_event_read_arena, whose
+ * validation skips the string checks of events the decoder found plain)
+ * against the one-event path's (sp_event_decode, then sp_event_validate).
+ * Returns 0 when they agree: the same accept or reject and, for an input both
+ * decode, the same reason. Otherwise 1, with both verdicts in why. The arena
+ * is reset before returning. */
+int pb_diff_validate(struct sp_arena *arena, const uint8_t *buf, size_t len, char *why,
+                     size_t n);
+
 #endif

@@ -1,0 +1,24 @@
+#ifndef STATE_RESP_H
+#define STATE_RESP_H
+
+/* Commands in Redis's wire format (RESP: "*<argc>\r\n" then "$<len>\r\n<arg>\r\n"
+ * per argument), written by hand and handed to hiredis already formatted.
+ * hiredis 0.14's redisAppendCommandArgv formats through sdscatfmt, about
+ * 150 instructions per argument; a commit of a batch carries thousands of
+ * arguments, and that formatting was the committer thread's largest cost. */
+#include <stddef.h>
+
+#include <hiredis.h>
+
+/* Bytes the encoding of one command takes (lens[i]: argv[i]'s length). */
+size_t sp_resp_size(int argc, const size_t *lens);
+
+/* Writes the encoding of one command at out (sp_resp_size bytes of room) and
+ * returns the end of what it wrote. */
+char *sp_resp_write(char *out, int argc, const char *const *argv, const size_t *lens);
+
+/* Appends one command to c's output buffer, as redisAppendCommandArgv does
+ * (lens NULL: strlen of each argument). Returns REDIS_OK or REDIS_ERR. */
+int sp_resp_append(redisContext *c, int argc, const char *const *argv, const size_t *lens);
+
+#endif
