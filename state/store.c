@@ -1081,7 +1081,7 @@ static void arg_free(struct argbuf *a) {
 static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_commit *c,
                          struct argbuf *a, char *meta, size_t metalen) {
     make_key(meta, metalen, part, "meta");
-    size_t nkeys = 1, nargs = 6 + 2 * (size_t)c->n, nints = 3 + (size_t)c->n;
+    size_t nkeys = 1, nargs = 7 + 2 * (size_t)c->n, nints = 4 + (size_t)c->n;
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
         nkeys++;
         nargs += 4 + 2 * o->ndirty; /* its KEYS entry, count, HSET, key, pairs */
