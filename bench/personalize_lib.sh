@@ -10,7 +10,7 @@ pz_model() {
   "$BIN" gen --events 100000 --items "$2" --seed 2 --format jsonl --out "$tmp/history.jsonl" \
     --truth "$tmp/history-truth.json"
   "$BIN" train --data "$tmp/history.jsonl" --format events --model gru --dim 32 --epochs 2 \
-    --max-seconds 60 --quiet --out "$1"
+    --max-seconds 60 --quiet --out "$1" >&2 # its closing line is not part of the section
 }
 
 pz_events() {
