@@ -91,8 +91,9 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
     const char *d = c + neg;
     int64_t v = 0;
     int n = 0;
-    for (; *d >= '0' && *d <= '9' && n < 19; d++, n++) v = v * 10 + (*d - '0');
-    if (!n || n > 18 || (*d && *d != ' ')) return strtoll(s, end, 10);
+    /* 18 digits at most here (no overflow); a 19th is left for strtoll. */
+    for (; *d >= '0' && *d <= '9' && n < 18; d++, n++) v = v * 10 + (*d - '0');
+    if (!n || (*d && *d != ' ')) return strtoll(s, end, 10);
     *end = (char *)d;
     return neg ? -v : v;
 }

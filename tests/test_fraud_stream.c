@@ -279,7 +279,9 @@ Test(fraud_stream, generated_fraud_patterns_are_found_with_reasons) {
     /* Amounts of the generated orders, by event id, from the file. */
     size_t len;
     char *text = sp_t_read_file(w.data, &len);
-    cJSON *truth = cJSON_Parse(sp_t_read_file(w.truth, NULL));
+    char *truth_text = sp_t_read_file(w.truth, NULL);
+    cJSON *truth = cJSON_Parse(truth_text);
+    free(truth_text);
     cr_assert_not_null(truth);
     static const char *const pats[] = {"card_testing", "amount_spike", "multi_card_device",
                                        "geo_mismatch", "review_burst"};
@@ -421,7 +423,9 @@ Test(fraud_stream, flink_walkthrough_rule_golden) {
 
     /* The same orders under a configured rule, into a fresh Redis: the alerts
      * of the first run are in the topic too, so look only at new ones. */
-    size_t before = read_alerts().n;
+    struct alerts first = read_alerts();
+    size_t before = first.n;
+    free(first.a);
     const char *extra[] = {"--fraud.rule_small_amount=5", "--fraud.rule_large_amount=100",
                            "--fraud.rule_window_ms=10000", NULL};
     run_to_end(w.reference.url, "rule-custom", "rule-custom", extra);

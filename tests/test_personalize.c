@@ -601,6 +601,7 @@ Test(personalize, new_item_starts_at_its_categorys_mean_as_a_full_scan_gives) {
         cr_assert_eq(p->bias[row], wantb / (float)n);
     }
     sp_personal_put(p);
+    sp_config_release(&cfg);
 }
 
 /* The profile's parsers must be libc's, bit for bit: scores as the
