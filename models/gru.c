@@ -15,35 +15,37 @@
 #include "models/vmath.h"
 #include "stream/error.h"
 
+/* nv vectors of y (8 nv columns from y[0]) += x W over the d rows of W,
+ * n floats apart. nv is a constant at each call: the loops over it unroll
+ * and the accumulators live in registers, one pass over x for them all. */
+static inline __attribute__((always_inline)) void gru_matvec_block(const float *W,
+                                                                   const float *x, size_t d,
+                                                                   size_t n, float *y, int nv) {
+    sp_v8sf a[12];
+#pragma GCC unroll 12
+    for (int q = 0; q < nv; q++) a[q] = sp_v8_load(y + 8 * q);
+    for (size_t i = 0; i < d; i++) {
+        const float *w = W + i * n;
+        float xi = x[i]; /* a scalar operand: broadcast to every lane */
+#pragma GCC unroll 12
+        for (int q = 0; q < nv; q++) a[q] += sp_v8_load(w + 8 * q) * xi;
+    }
+#pragma GCC unroll 12
+    for (int q = 0; q < nv; q++) memcpy(y + 8 * q, &a[q], sizeof a[q]);
+}
+
 /* y[j] += sum_i x[i] W[i][j] for the d x 3d row-major W: each column's sum
- * taken in order of i, one multiply and one add a term (no FMA), 32 then 8
- * columns at a time and the odd ones alone -- the same result whatever the
- * blocking, so the same as the plain double loop. It replaces an sgemv
- * whose call and set-up cost more than its arithmetic at these sizes. */
+ * taken in order of i, one multiply and one add a term (no FMA), 96, 32
+ * then 8 columns at a time and the odd ones alone -- the same result
+ * whatever the blocking, so the same as the plain double loop. It replaces
+ * an sgemv whose call and set-up cost more than its arithmetic at these
+ * sizes; 96 columns (d = 32) fill twelve of AVX's sixteen registers. */
 static inline __attribute__((always_inline)) void gru_matvec(const float *W, const float *x,
                                                              size_t d, float *y) {
     size_t n = 3 * d, j = 0;
-    for (; j + 32 <= n; j += 32) {
-        sp_v8sf a0 = sp_v8_load(y + j), a1 = sp_v8_load(y + j + 8);
-        sp_v8sf a2 = sp_v8_load(y + j + 16), a3 = sp_v8_load(y + j + 24);
-        for (size_t i = 0; i < d; i++) {
-            const float *w = W + i * n + j;
-            float xi = x[i]; /* a scalar operand: broadcast to every lane */
-            a0 += sp_v8_load(w) * xi;
-            a1 += sp_v8_load(w + 8) * xi;
-            a2 += sp_v8_load(w + 16) * xi;
-            a3 += sp_v8_load(w + 24) * xi;
-        }
-        memcpy(y + j, &a0, sizeof a0);
-        memcpy(y + j + 8, &a1, sizeof a1);
-        memcpy(y + j + 16, &a2, sizeof a2);
-        memcpy(y + j + 24, &a3, sizeof a3);
-    }
-    for (; j + 8 <= n; j += 8) {
-        sp_v8sf a = sp_v8_load(y + j);
-        for (size_t i = 0; i < d; i++) a += sp_v8_load(W + i * n + j) * x[i];
-        memcpy(y + j, &a, sizeof a);
-    }
+    for (; j + 96 <= n; j += 96) gru_matvec_block(W + j, x, d, n, y + j, 12);
+    for (; j + 32 <= n; j += 32) gru_matvec_block(W + j, x, d, n, y + j, 4);
+    for (; j + 8 <= n; j += 8) gru_matvec_block(W + j, x, d, n, y + j, 1);
     for (; j < n; j++)
         for (size_t i = 0; i < d; i++) y[j] += W[i * n + j] * x[i];
 }
@@ -60,17 +62,20 @@ gru_cell(const sp_model *m, const float *P, const float *gx, const float *h_in, 
     gru_matvec(P + m->lay.gru_wh, h_in, d, gh);
     for (size_t k = 0; k < d; k += 8) {
         size_t nk = d - k < 8 ? d - k : 8;
-        sp_v8sf r = sp_vsigm(sp_v8_loadn(gx, k, d) + sp_v8_loadn(gh, k, d));
-        sp_v8sf z = sp_vsigm(sp_v8_loadn(gx + d, k, d) + sp_v8_loadn(gh + d, k, d));
+        sp_v8sf r = sp_v8_loadn(gx, k, d) + sp_v8_loadn(gh, k, d);
+        sp_v8sf z = sp_v8_loadn(gx + d, k, d) + sp_v8_loadn(gh + d, k, d);
+        sp_vsigm(&r);
+        sp_vsigm(&z);
         sp_v8sf ghn = sp_v8_loadn(gh + 2 * d, k, d);
-        sp_v8sf n = sp_vtanh(sp_v8_loadn(gx + 2 * d, k, d) + r * ghn);
+        sp_v8sf n = sp_v8_loadn(gx + 2 * d, k, d) + r * ghn;
+        sp_vtanh(&n);
         sp_v8sf h = (sp_v8_splat(1.0f) - z) * n + z * sp_v8_loadn(h_in, k, d);
-        sp_v8_storen(h_out + k, h, nk);
+        sp_v8_storen(h_out + k, &h, nk);
         if (r_c) {
-            sp_v8_storen(r_c + k, r, nk);
-            sp_v8_storen(z_c + k, z, nk);
-            sp_v8_storen(n_c + k, n, nk);
-            sp_v8_storen(ghn_c + k, ghn, nk);
+            sp_v8_storen(r_c + k, &r, nk);
+            sp_v8_storen(z_c + k, &z, nk);
+            sp_v8_storen(n_c + k, &n, nk);
+            sp_v8_storen(ghn_c + k, &ghn, nk);
         }
     }
 }
