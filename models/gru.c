@@ -8,37 +8,85 @@
  * dropout (GRU4Rec's embedding and hidden dropout) acts on x and on the
  * outputs that are scored, never on the recurrent state itself. */
 #include <cblas.h>
-#include <math.h>
 #include <string.h>
 
 #include "models/scorer.h"
 #include "models/seq_int.h"
+#include "models/vmath.h"
 #include "stream/error.h"
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* nv vectors of y (8 nv columns from y[0]) += x W over the d rows of W,
+ * n floats apart. nv is a constant at each call: the loops over it unroll
+ * and the accumulators live in registers, one pass over x for them all. */
+static inline __attribute__((always_inline)) void gru_matvec_block(const float *W,
+                                                                   const float *x, size_t d,
+                                                                   size_t n, float *y, int nv) {
+    sp_v8sf a[12];
+#pragma GCC unroll 12
+    for (int q = 0; q < nv; q++) a[q] = sp_v8_load(y + 8 * q);
+    for (size_t i = 0; i < d; i++) {
+        const float *w = W + i * n;
+        float xi = x[i]; /* a scalar operand: broadcast to every lane */
+#pragma GCC unroll 12
+        for (int q = 0; q < nv; q++) a[q] += sp_v8_load(w + 8 * q) * xi;
+    }
+#pragma GCC unroll 12
+    for (int q = 0; q < nv; q++) memcpy(y + 8 * q, &a[q], sizeof a[q]);
+}
+
+/* y[j] += sum_i x[i] W[i][j] for the d x 3d row-major W: each column's sum
+ * taken in order of i, one multiply and one add a term (no FMA), 96, 32
+ * then 8 columns at a time and the odd ones alone -- the same result
+ * whatever the blocking, so the same as the plain double loop. It replaces
+ * an sgemv whose call and set-up cost more than its arithmetic at these
+ * sizes; 96 columns (d = 32) fill twelve of AVX's sixteen registers. */
+static inline __attribute__((always_inline)) void gru_matvec(const float *W, const float *x,
+                                                             size_t d, float *y) {
+    size_t n = 3 * d, j = 0;
+    for (; j + 96 <= n; j += 96) gru_matvec_block(W + j, x, d, n, y + j, 12);
+    for (; j + 32 <= n; j += 32) gru_matvec_block(W + j, x, d, n, y + j, 4);
+    for (; j + 8 <= n; j += 8) gru_matvec_block(W + j, x, d, n, y + j, 1);
+    for (; j < n; j++)
+        for (size_t i = 0; i < d; i++) y[j] += W[i * n + j] * x[i];
+}
 
 /* One recurrent step given the input projection gx (3d, biases included):
- * writes h_out and, when the caches are not NULL, r, z, n and h Wh_n + bh_n. */
-static void gru_cell(const sp_model *m, const float *P, const float *gx, const float *h_in,
-                     float *h_out, float *r_c, float *z_c, float *n_c, float *ghn_c) {
+ * writes h_out and, when the caches are not NULL, r, z, n and h Wh_n + bh_n.
+ * Cloned for AVX: eight hidden units a step, the gates by models/vmath.h. */
+__attribute__((target_clones("avx", "default"))) static void
+gru_cell(const sp_model *m, const float *P, const float *gx, const float *h_in, float *h_out,
+         float *r_c, float *z_c, float *n_c, float *ghn_c) {
     size_t d = m->cfg.dim;
     float gh[3 * SP_MODEL_MAX_DIM];
     memcpy(gh, P + m->lay.gru_bh, 3 * d * sizeof(float));
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)(3 * d), 1.0f, P + m->lay.gru_wh,
-                (int)(3 * d), h_in, 1, 1.0f, gh, 1);
-    for (size_t k = 0; k < d; k++) {
-        float r = sigm(gx[k] + gh[k]);
-        float z = sigm(gx[d + k] + gh[d + k]);
-        float n = tanhf(gx[2 * d + k] + r * gh[2 * d + k]);
-        float hp = h_in[k];
-        h_out[k] = (1.0f - z) * n + z * hp;
+    gru_matvec(P + m->lay.gru_wh, h_in, d, gh);
+    for (size_t k = 0; k < d; k += 8) {
+        size_t nk = d - k < 8 ? d - k : 8;
+        sp_v8sf r = sp_v8_loadn(gx, k, d) + sp_v8_loadn(gh, k, d);
+        sp_v8sf z = sp_v8_loadn(gx + d, k, d) + sp_v8_loadn(gh + d, k, d);
+        sp_vsigm(&r);
+        sp_vsigm(&z);
+        sp_v8sf ghn = sp_v8_loadn(gh + 2 * d, k, d);
+        sp_v8sf n = sp_v8_loadn(gx + 2 * d, k, d) + r * ghn;
+        sp_vtanh(&n);
+        sp_v8sf h = (sp_v8_splat(1.0f) - z) * n + z * sp_v8_loadn(h_in, k, d);
+        sp_v8_storen(h_out + k, &h, nk);
         if (r_c) {
-            r_c[k] = r;
-            z_c[k] = z;
-            n_c[k] = n;
-            ghn_c[k] = gh[2 * d + k];
+            sp_v8_storen(r_c + k, &r, nk);
+            sp_v8_storen(z_c + k, &z, nk);
+            sp_v8_storen(n_c + k, &n, nk);
+            sp_v8_storen(ghn_c + k, &ghn, nk);
         }
     }
+}
+
+/* The input projection is gru_matvec too (cloned apart: the cell's clone
+ * does not reach here), not the sgemv it was. */
+__attribute__((target_clones("avx", "default"))) static void
+gru_input(const sp_model *m, const float *P, int32_t item, float *gx) {
+    size_t d = m->cfg.dim;
+    memcpy(gx, P + m->lay.gru_bx, 3 * d * sizeof(float));
+    gru_matvec(P + m->lay.gru_wx, P + m->lay.emb + (size_t)item * d, d, gx);
 }
 
 int sp_gru_step(const sp_model *m, float *hidden, int32_t item) {
@@ -47,9 +95,7 @@ int sp_gru_step(const sp_model *m, float *hidden, int32_t item) {
     size_t d = m->cfg.dim;
     const float *P = m->params;
     float gx[3 * SP_MODEL_MAX_DIM], hn[SP_MODEL_MAX_DIM];
-    memcpy(gx, P + m->lay.gru_bx, 3 * d * sizeof(float));
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)d, (int)(3 * d), 1.0f, P + m->lay.gru_wx,
-                (int)(3 * d), P + m->lay.emb + (size_t)item * d, 1, 1.0f, gx, 1);
+    gru_input(m, P, item, gx);
     gru_cell(m, P, gx, hidden, hn, NULL, NULL, NULL, NULL);
     memcpy(hidden, hn, d * sizeof(float));
     return SP_OK;

@@ -191,17 +191,21 @@ void sp_cands_seen(sp_cands *c, int32_t row, float count) {
     }
 }
 
+/* collect's cursor: the table's fields it reads copied in, so that the
+ * stores to stamp[] and v[] (the same types) do not make the compiler
+ * reload them from the table for every row. */
 struct out {
-    sp_cands *c;
+    uint32_t *stamp, gen;
+    size_t cap;
     int32_t *v;
     size_t n, max;
 };
 
-/* Inlined in each of collect's loops: it runs for every row listed. */
+/* Inlined in each of collect's loops: it runs for every row listed. The
+ * unsigned compare also turns away negative rows. */
 static inline __attribute__((always_inline)) void add(struct out *o, int32_t row) {
-    if (row < 0 || (size_t)row >= o->c->cap || o->n == o->max || o->c->stamp[row] == o->c->gen)
-        return;
-    o->c->stamp[row] = o->c->gen;
+    if ((size_t)(uint32_t)row >= o->cap || o->n == o->max || o->stamp[row] == o->gen) return;
+    o->stamp[row] = o->gen;
     o->v[o->n++] = row;
 }
 
@@ -211,7 +215,7 @@ size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_
         memset(c->stamp, 0, c->cap * sizeof *c->stamp);
         c->gen = 1;
     }
-    struct out o = {c, out, 0, max};
+    struct out o = {c->stamp, c->gen, c->cap, out, 0, max};
     size_t M = c->conf.next, C = c->conf.covisit;
     for (size_t s = 0; s < nseeds; s++) add(&o, seeds[s]);
     for (size_t s = 0; s < nseeds; s++) {

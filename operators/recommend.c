@@ -314,80 +314,89 @@ static void text_reserve(struct recommend *r, size_t more) {
     r->captext = n;
 }
 
-/* Appends at most `room` bytes (reserved by the caller). */
-static void put_raw(struct recommend *r, const char *s, size_t n) {
-    memcpy(r->text + r->ntext, s, n);
-    r->ntext += n;
-}
+/* The JSON writers below write at a cursor into room the caller reserved
+ * (text_reserve) and return the cursor past what they wrote: one
+ * reservation a record part instead of one a token. */
 
-/* A JSON string: quotes, backslashes and control characters escaped, as
- * cJSON did. Reserves its own room (6 bytes a character at worst). */
-static void put_str(struct recommend *r, const char *s) {
+/* Nonzero for the bytes a JSON string escapes. */
+static const unsigned char json_esc[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
+/* A JSON string of s (n bytes): quotes, backslashes and control characters
+ * escaped, as cJSON did. Needs 6 n + 2 bytes at worst. The common case, no
+ * byte to escape, is one copy and a branch-free scan. */
+static char *json_str(char *o, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(s);
-    text_reserve(r, 6 * n + 2);
-    char *o = r->text + r->ntext;
+    unsigned char any = 0;
+    for (size_t i = 0; i < n; i++) any |= json_esc[(unsigned char)s[i]];
     *o++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            *o++ = '\\';
-            *o++ = (char)ch;
-        } else if (ch < 0x20) {
-            *o++ = '\\';
-            *o++ = 'u';
-            *o++ = '0';
-            *o++ = '0';
-            *o++ = hex[ch >> 4];
-            *o++ = hex[ch & 15];
-        } else {
-            *o++ = (char)ch;
+    if (!any) {
+        memcpy(o, s, n);
+        o += n;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (!json_esc[ch]) {
+                *o++ = (char)ch;
+            } else if (ch == '"' || ch == '\\') {
+                *o++ = '\\';
+                *o++ = (char)ch;
+            } else {
+                memcpy(o, "\\u00", 4);
+                o[4] = hex[ch >> 4];
+                o[5] = hex[ch & 15];
+                o += 6;
+            }
         }
     }
     *o++ = '"';
-    r->ntext = (size_t)(o - r->text);
+    return o;
 }
 
-static void put_i64(struct recommend *r, int64_t v) {
-    char buf[24], *e = buf + sizeof buf, *p = e;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+/* Decimal v: 20 bytes at most. */
+static char *json_u64(char *o, uint64_t u) {
+    char buf[20], *e = buf + sizeof buf, *p = e;
     do *--p = (char)('0' + u % 10); while (u /= 10);
-    if (v < 0) *--p = '-';
-    text_reserve(r, (size_t)(e - p));
-    put_raw(r, p, (size_t)(e - p));
+    memcpy(o, p, (size_t)(e - p));
+    return o + (e - p);
+}
+
+static char *json_i64(char *o, int64_t v) {
+    if (v < 0) *o++ = '-';
+    return json_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
 /* A score cut to 4 decimals (what the JSON carried before: trailing zeros
- * dropped), without printf. */
-static void put_score(struct recommend *r, float score) {
+ * dropped), without printf. JSON_SCORE_MAX bytes at most. */
+#define JSON_SCORE_MAX 40
+static char *json_score(char *o, float score) {
     double v = (double)score;
     if (!(fabs(v) < 1e12)) { /* out of the fixed-point range (never, with d=32 dots) */
-        char buf[40];
+        char buf[JSON_SCORE_MAX];
         int n = snprintf(buf, sizeof buf, "%.4g", isfinite(v) ? v : 0.0);
-        text_reserve(r, (size_t)n);
-        put_raw(r, buf, (size_t)n);
-        return;
+        memcpy(o, buf, (size_t)n);
+        return o + n;
     }
     long long q = (long long)(v * 1e4); /* truncation toward zero, as before */
     if (q < 0) {
-        text_reserve(r, 1);
-        put_raw(r, "-", 1);
+        *o++ = '-';
         q = -q;
     }
-    put_i64(r, q / 10000);
+    o = json_u64(o, (uint64_t)(q / 10000));
     int frac = (int)(q % 10000), digits = 4;
-    if (!frac) return;
+    if (!frac) return o;
     while (frac % 10 == 0) {
         frac /= 10;
         digits--;
     }
-    char buf[6] = ".";
-    for (int i = digits; i > 0; i--, frac /= 10) buf[i] = (char)('0' + frac % 10);
-    text_reserve(r, (size_t)digits + 1);
-    put_raw(r, buf, (size_t)digits + 1);
+    *o = '.';
+    for (int i = digits; i > 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    return o + digits + 1;
 }
 
-#define PUT_LIT(r, s) (text_reserve((r), sizeof(s) - 1), put_raw((r), (s), sizeof(s) - 1))
+#define JSON_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
 /* rec:<user_id> and its JSON, for rec_flush. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
@@ -398,30 +407,41 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
         r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
     }
     r->pend[r->npend++] = r->ntext;
-    PUT_LIT(r, "rec:");
-    size_t ul = strlen(ev->user_id);
-    text_reserve(r, ul + 1);
-    put_raw(r, ev->user_id, ul + 1); /* with its NUL: the key ends here */
-    PUT_LIT(r, "{\"rec_id\":");
-    put_str(r, rec_id);
-    PUT_LIT(r, ",\"trigger_event_id\":");
-    put_str(r, ev->event_id);
-    PUT_LIT(r, ",\"ts_ms\":");
-    put_i64(r, ev->ts_ms);
-    PUT_LIT(r, ",\"model\":");
-    put_str(r, model);
-    PUT_LIT(r, ",\"items\":[");
+    size_t ul = strlen(ev->user_id), rl = strlen(rec_id), el = strlen(ev->event_id);
+    size_t ml = strlen(model);
+    /* the key, the three strings escaped, ts_ms and 80 bytes of names */
+    text_reserve(r, 4 + ul + 1 + 6 * (rl + el + ml) + 6 + 20 + 128);
+    char *o = r->text + r->ntext;
+    o = JSON_LIT(o, "rec:");
+    memcpy(o, ev->user_id, ul + 1); /* with its NUL: the key ends here */
+    o += ul + 1;
+    o = JSON_LIT(o, "{\"rec_id\":");
+    o = json_str(o, rec_id, rl);
+    o = JSON_LIT(o, ",\"trigger_event_id\":");
+    o = json_str(o, ev->event_id, el);
+    o = JSON_LIT(o, ",\"ts_ms\":");
+    o = json_i64(o, ev->ts_ms);
+    o = JSON_LIT(o, ",\"model\":");
+    o = json_str(o, model, ml);
+    o = JSON_LIT(o, ",\"items\":[");
     for (size_t i = 0; i < n; i++) {
-        if (i) PUT_LIT(r, ",");
-        PUT_LIT(r, "{\"item_id\":");
-        put_str(r, sp_vocab_id(c->items, top[i].item));
-        PUT_LIT(r, ",\"score\":");
-        put_score(r, top[i].score);
-        PUT_LIT(r, "}");
+        const char *id = sp_vocab_id(c->items, top[i].item);
+        size_t il = strlen(id);
+        r->ntext = (size_t)(o - r->text);
+        text_reserve(r, 6 * il + 2 + JSON_SCORE_MAX + 32);
+        o = r->text + r->ntext;
+        if (i) *o++ = ',';
+        o = JSON_LIT(o, "{\"item_id\":");
+        o = json_str(o, id, il);
+        o = JSON_LIT(o, ",\"score\":");
+        o = json_score(o, top[i].score);
+        *o++ = '}';
     }
-    PUT_LIT(r, "]}");
-    text_reserve(r, 1);
-    put_raw(r, "", 1);
+    r->ntext = (size_t)(o - r->text);
+    text_reserve(r, 3);
+    o = r->text + r->ntext;
+    memcpy(o, "]}", 3); /* and the NUL */
+    r->ntext += 3;
 }
 
 /* ---------------------------------------------------------------- protobuf */

@@ -416,6 +416,24 @@ Test(personalize, unknown_users_and_items_are_served) {
     rig_close(&r);
 }
 
+/* rec:<user>'s JSON is written by hand (operators/recommend.c): item ids
+ * with quotes, backslashes and control bytes must come back out of a JSON
+ * parser as they went in. */
+Test(personalize, rec_json_escapes_quotes_backslashes_and_control_bytes) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", "8", NULL};
+    rig_open(&r, NULL, extra);
+    const char *odd[] = {"q\"1", "q\\2", "q\x01\x1f" "3", "\"\"", "plain-4"};
+    for (int i = 0; i < 5; i++) click(&r, "w1", odd[i], "c", SP_KIND_VIEW, T0 + i);
+    click(&r, "w2", "x9", "c", SP_KIND_VIEW, T0 + 10);
+    commit(&r);
+    char **items = rec_items("w2");
+    cr_assert_eq(count(items), 5, "the items seen (%d)", count(items));
+    for (int i = 0; i < 5; i++) cr_assert(has(items, odd[i]), "item %d lost or mangled", i);
+    free_items(items);
+    rig_close(&r);
+}
+
 Test(personalize, rate_limit_is_per_user_in_event_time) {
     struct rig r;
     const char *extra[] = {"recommend.rate_limit_ms", "1000", NULL};
