@@ -790,19 +790,40 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
     p->dirty = NULL;
     part_clear_cmds(p);
     freeReplyObject(r);
-    for (int i = 0; i < ntopics; i++) {
-        char field[300];
-        snprintf(field, sizeof field, "off:%s", topics[i]);
-        const char *get[] = {"HGET", meta, field};
-        if ((rc = command(st, &r, 3, get)) != SP_OK) return rc;
-        offsets[i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
-        freeReplyObject(r);
+    /* The next offsets and the last commit's number (commits go on numbering
+     * from the last one applied, by whichever instance) in one round trip,
+     * after the epoch bump, so no other commit lands in between. */
+    if (ntopics > 60) { /* command() takes at most 64 arguments */
+        sp_error("redis: %d input topics, at most 60", ntopics);
+        return SP_ERR_FATAL;
     }
-    /* Commits go on numbering from the last one applied (by whichever
-     * instance): read after the epoch bump, so no other commit lands. */
-    const char *getseq[] = {"HGET", meta, "cseq"};
-    if ((rc = command(st, &r, 3, getseq)) != SP_OK) return rc;
-    p->cseq = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    int argc = 3 + ntopics;
+    const char **argv = sp_xmalloc((size_t)argc * sizeof *argv);
+    char (*fields)[300] = sp_xmalloc((size_t)(ntopics ? ntopics : 1) * sizeof *fields);
+    argv[0] = "HMGET";
+    argv[1] = meta;
+    for (int i = 0; i < ntopics; i++) {
+        snprintf(fields[i], sizeof fields[i], "off:%s", topics[i]);
+        argv[2 + i] = fields[i];
+    }
+    argv[2 + ntopics] = "cseq";
+    rc = command(st, &r, argc, argv);
+    free(argv);
+    free(fields);
+    if (rc != SP_OK) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)ntopics + 1) {
+        sp_error("redis: HMGET %s: %s", meta, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        freeReplyObject(r);
+        return SP_ERR_FATAL;
+    }
+    for (int i = 0; i <= ntopics; i++) {
+        const redisReply *e = r->element[i];
+        long long v = e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : -1;
+        if (i < ntopics)
+            offsets[i] = v;
+        else
+            p->cseq = v < 0 ? 0 : v;
+    }
     freeReplyObject(r);
     return SP_OK;
 }

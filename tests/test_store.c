@@ -17,12 +17,16 @@ static sp_t_redis redis;
 static void start(void) { cr_assert_eq(sp_t_redis_start(&redis, 1), 0, "redis-server did not start"); }
 static void stop(void) { sp_t_redis_stop(&redis); }
 
-static sp_store *open_store(int64_t max_entries, volatile int *abort_flag) {
-    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = max_entries, .abort_flag = abort_flag};
+static sp_store *open_store_at(const char *url, int64_t max_entries, volatile int *abort_flag) {
+    sp_store_conf sc = {.url = url, .timeout_ms = 1000, .max_entries = max_entries, .abort_flag = abort_flag};
     char err[256];
     sp_store *st = sp_store_new(&sc, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     return st;
+}
+
+static sp_store *open_store(int64_t max_entries, volatile int *abort_flag) {
+    return open_store_at(redis.url, max_entries, abort_flag);
 }
 
 static char *hget(const char *key, const char *field) {
@@ -159,10 +163,7 @@ Test(store, a_commit_whose_reply_was_lost_is_sent_again_and_applied_once, .init 
     cr_assert_not_null(px);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", sp_t_proxy_port(px));
-    sp_store_conf sc = {.url = url, .timeout_ms = 1000, .max_entries = 100};
-    char err[256];
-    sp_store *st = sp_store_new(&sc, err, sizeof err);
-    cr_assert_not_null(st, "%s", err);
+    sp_store *st = open_store_at(url, 100, NULL);
     const char *topics[] = {"t"};
     int64_t off;
     cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
