@@ -72,4 +72,8 @@ echo "latency: broker=$BROKER rate=$RATE events=$EVENTS batches=$batches args='$
 echo "  in-processor: $(python3 bench/prequential.py --latency "$tmp/recs.raw")"
 echo "  end-to-end:   $(python3 bench/prequential.py --e2e "$tmp/inputs" "$tmp/recs")"
 echo "  $(grep '^cpu:' "$tmp/run.log")"
+# Redis runs one command at a time: a long script delays every read queued
+# behind it, so the costliest commands are part of the latency story.
+redis-cli -p "$rport" info commandstats | tr -d '\r' |
+  sed -nE 's/^cmdstat_(eval|evalsha|hmget|hgetall|set|get):calls=([0-9]+),usec=([0-9]+),usec_per_call=([0-9.]+).*/  redis \1: calls=\2 usec_per_call=\4/p'
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$tmp/recs" "$tmp/inputs" "$tmp/recs.raw" "$tmp/run.log" "$KEEP/"; fi

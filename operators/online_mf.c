@@ -6,9 +6,11 @@
  * see operators/personal.h; n: updates applied), so it is committed with the
  * offsets: exactly-once. The item factors are shared by every instance:
  * each keeps a local copy (operators/personal.c), adds its deltas to it at
- * once, and just before each state commit (every batch, or every
- * commit.interval_ms) applies the deltas since the last one to "mf:items"
- * with one Lua script; it reloads the table every mf.refresh_ms. A crash between that script and the commit applies
+ * once, and at each state commit (every batch, or every commit.interval_ms)
+ * hands the deltas since the last one to the store's committer thread,
+ * which adds them to "mf:items" just before the commit (sp_store_tx_job;
+ * see sp_personal_apply). It reloads the table every mf.refresh_ms. A crash
+ * between those writes and the commit applies
  * the deltas again on replay: item factors are at-least-once. Because the
  * user's step reads those item factors, a user vector is exactly-once only
  * given the item table it saw; with mf.item_lr=0 (a frozen table) it is a

@@ -80,6 +80,7 @@ typedef struct sp_personal {
     float mf_weights[SP_KIND__COUNT];
     int mf_neg;
     int64_t mf_refresh_ms;
+    int mf_apply_rows;
     float blend[3];           /* sequence model, MF, popularity */
     int rec_on[SP_KIND__COUNT];
     double half_life_ms;
@@ -111,10 +112,13 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
-/* Applies the deltas since the last call to "mf:items" with one Lua script
- * (creating rows Redis does not have from the local values), then refreshes
- * the local copy when mf.refresh_ms has passed. Called just before each
- * state commit. Not idempotent: a crash after it and before the state commit
+/* Hands the deltas since the last call to the store's next transaction
+ * (sp_store_tx_job: the committer adds them to "mf:items" just before that
+ * transaction's commits, by compare-and-set, mf.apply_rows rows a script;
+ * rows Redis does not have get the local values), then refreshes the local copy when
+ * mf.refresh_ms has passed (deltas not yet applied then are missing from
+ * the copy until the next refresh). Called just before each state commit is
+ * prepared. Not idempotent: a crash after it and before the state commit
  * applies those deltas again when the batches are replayed -- item factors
  * are at-least-once. */
 int sp_personal_apply(sp_personal *p);

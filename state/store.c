@@ -106,6 +106,16 @@ struct sp_store {
     sp_txn *queue, *queue_tail, *done, *done_tail;
     uint64_t next_seq;    /* last transaction prepared */
     uint64_t applied;     /* last transaction reaped */
+    /* sp_store_tx_job: jobs for the next transaction, run before its
+     * commits */
+    struct job *jobs;
+    size_t njobs, capjobs;
+};
+
+struct job {
+    int (*run)(sp_store *conn, void *ctx);
+    void (*free)(void *ctx);
+    void *ctx;
 };
 
 struct sp_txn_priv {
@@ -115,10 +125,13 @@ struct sp_txn_priv {
     size_t **lens;
     char **bufs;          /* one copy of each commit's arguments */
     long long *epochs;    /* the partition's epoch each commit was built with */
+    struct job *jobs;     /* sp_store_tx_job's, run first */
+    size_t njobs;
     sp_txn *next;
 };
 
 static void txn_free(sp_txn *t);
+static void jobs_clear(struct job *jobs, size_t *n);
 
 static void txn_free_list(sp_txn *t) {
     for (sp_txn *next; t; t = next) {
@@ -760,6 +773,8 @@ void sp_store_destroy(sp_store *st) {
         part_clear_cmds(&st->parts[i]);
         free(st->parts[i].cmds);
     }
+    jobs_clear(st->jobs, &st->njobs); /* never prepared: their batch is replayed */
+    free(st->jobs);
     free(st->parts);
     free(st->want);
     free(st);
@@ -1013,6 +1028,30 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
     }
 }
 
+void sp_store_tx_job(sp_store *st, int (*run)(sp_store *conn, void *ctx), void (*free_ctx)(void *ctx),
+                     void *ctx) {
+    if (st->njobs == st->capjobs) {
+        st->capjobs = st->capjobs ? st->capjobs * 2 : 4;
+        st->jobs = sp_xrealloc(st->jobs, st->capjobs * sizeof *st->jobs);
+    }
+    st->jobs[st->njobs++] = (struct job){run, free_ctx, ctx};
+}
+
+static void jobs_clear(struct job *jobs, size_t *n) {
+    for (size_t i = 0; i < *n; i++)
+        if (jobs[i].free) jobs[i].free(jobs[i].ctx);
+    *n = 0;
+}
+
+/* Runs jobs in order on conn; the first that fails stops the rest. */
+static int jobs_run(sp_store *conn, const struct job *jobs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int rc = jobs[i].run(conn, jobs[i].ctx);
+        if (rc != SP_OK) return rc;
+    }
+    return SP_OK;
+}
+
 /* The commit script. KEYS[1] is the partition's meta hash; the other KEYS are
  * listed for Redis Cluster's benefit (all share the partition's slot).
  * ARGV: epoch, the commit's sequence number, n, n pairs (topic, next
@@ -1217,6 +1256,11 @@ static int commit_result(const redisReply *r, int32_t part) {
 }
 
 int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
+    if (st->njobs) {
+        int rc = jobs_run(st, st->jobs, st->njobs);
+        jobs_clear(st->jobs, &st->njobs);
+        if (rc != SP_OK) return rc;
+    }
     if (!n) return SP_OK;
     struct argbuf *as = sp_xcalloc(n, sizeof *as);
     int *argcs = sp_xmalloc(n * sizeof *argcs);
@@ -1274,6 +1318,10 @@ sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
     q->lens = sp_xmalloc(m * sizeof *q->lens);
     q->bufs = sp_xmalloc(m * sizeof *q->bufs);
     q->epochs = sp_xmalloc(m * sizeof *q->epochs);
+    q->jobs = st->jobs;
+    q->njobs = st->njobs;
+    st->jobs = NULL;
+    st->njobs = st->capjobs = 0;
     for (size_t i = 0; i < n; i++) {
         struct part *p = part_get(st, cs[i].part);
         struct argbuf a = {0};
@@ -1317,6 +1365,8 @@ static void txn_free(sp_txn *t) {
     free(q->lens);
     free(q->bufs);
     free(q->epochs);
+    jobs_clear(q->jobs, &q->njobs);
+    free(q->jobs);
     free(q);
     free(t->commits);
     free(t);
@@ -1337,6 +1387,10 @@ static void txn_run(sp_store *st, sp_txn *t) {
             t->rc = aborted(st) ? SP_ERR_RETRY : SP_ERR_FATAL;
             return;
         }
+    }
+    if (q->njobs && (t->rc = jobs_run(st->cst, q->jobs, q->njobs)) != SP_OK) {
+        t->latency_us = sp_now_us() - t0;
+        return;
     }
     if (!t->n) return;
     redisReply **rs = sp_xcalloc(t->n, sizeof *rs);
@@ -1435,6 +1489,13 @@ int sp_store_commit(sp_store *st, int32_t part, const char *const *topics,
     sp_commit c = {part, topics, offsets, n, SP_OK};
     int rc = sp_store_commit_many(st, &c, 1);
     return rc != SP_OK ? rc : c.result;
+}
+
+int sp_store_call(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  const size_t *const *argvlens, struct redisReply **replies) {
+    if (!n) return SP_OK;
+    return pipeline_durable(st, n, (int *)argcs, (const char ***)argvs, (size_t **)argvlens,
+                            replies, "side writes");
 }
 
 int sp_store_side(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,

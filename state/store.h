@@ -103,6 +103,29 @@ const char *sp_obj_field_value(const sp_obj *o, size_t i);
  * not a hash (sorted sets of recent event ids, ...). */
 void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv);
 
+/* Queues a job to run with the next transaction: sp_store_submit's
+ * committer thread, or sp_store_commit*(), calls run(conn, ctx) just before
+ * that transaction's commits, with conn a store on the connection that
+ * sends them (use sp_store_call and sp_store_side* on it, nothing else), so
+ * a batch's side writes reach Redis before its offsets do and the consumer
+ * loop does not wait for them. run returns SP_OK, SP_ERR_RETRY (aborted) or
+ * SP_ERR_FATAL (logged), which fails the transaction before its commits.
+ * free_ctx(ctx) (may be NULL) runs once, after run or when the job is
+ * dropped unrun (the store destroyed first: the batch is consumed again).
+ * ctx must own what run reads: run is on another thread. Jobs are not
+ * fenced and not numbered: a crash between a job and its commits applies
+ * the job again on replay -- for state that is at-least-once by design
+ * (mf's shared item deltas), never for per-partition state. */
+void sp_store_tx_job(sp_store *st, int (*run)(sp_store *conn, void *ctx),
+                     void (*free_ctx)(void *ctx), void *ctx);
+
+/* Runs `n` commands pipelined in one round trip (argvlens required), with
+ * the store's retry (a lost reply sends them all again) and wait_replicas,
+ * and leaves the replies in replies[] for the caller to freeReplyObject. */
+struct redisReply;
+int sp_store_call(sp_store *st, size_t n, const int *argcs, const char *const *const *argvs,
+                  const size_t *const *argvlens, struct redisReply **replies);
+
 /* Runs `n` commands now, pipelined in one round trip, outside any
  * partition's commit, with the store's retry. For idempotent side writes
  * whose effect does not need the offsets (PFADD of a HyperLogLog: adding an

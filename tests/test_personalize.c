@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <hiredis.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,6 +531,106 @@ Test(personalize, item_deltas_reach_the_shared_table_once_per_apply) {
     memcpy(after, row->str, sizeof after);
     freeReplyObject(row);
     cr_assert(memcmp(before, after, sizeof before), "the second delta was not applied");
+    rig_close(&r);
+}
+
+/* Item rows as Redis holds them: little-endian float32s, bias then the
+ * model's 16 factors. */
+#define ROW_FLOATS 17
+
+static void set_row(const char *item, float bias) {
+    float row[ROW_FLOATS] = {bias};
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    redisReply *rep = redisCommand(c, "HSET mf:items %s %b", item, (const char *)row, sizeof row);
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+static void get_row(const char *item, float *row) {
+    redisReply *rep = cmd("HGET mf:items %s", item);
+    cr_assert_eq(rep->type, REDIS_REPLY_STRING, "mf:items %s missing", item);
+    cr_assert_eq(rep->len, sizeof(float) * ROW_FLOATS);
+    memcpy(row, rep->str, rep->len);
+    freeReplyObject(rep);
+}
+
+/* Adds +1 to the bias of `item` (factors unchanged) and applies it with a
+ * commit of nothing: the queued item job runs on the store's connection. */
+static int bump(sp_personal *p, sp_store *st, int32_t row) {
+    float zero[ROW_FLOATS - 1] = {0};
+    sp_personal_delta(p, row, 1.0f, zero);
+    int rc = sp_personal_apply(p);
+    return rc != SP_OK ? rc : sp_store_commit_many(st, NULL, 0);
+}
+
+struct bumper {
+    struct rig *rig;
+    sp_personal *p;
+    int32_t row;
+    int n, rc;
+};
+
+static void *bump_many(void *arg) {
+    struct bumper *b = arg;
+    for (int i = 0; i < b->n && b->rc == SP_OK; i++) b->rc = bump(b->p, b->rig->store, b->row);
+    return NULL;
+}
+
+/* Two instances add to the same row at the same time, each reading it and
+ * writing it back only if unchanged: every delta must land exactly once. */
+Test(personalize, concurrent_instances_add_every_item_delta_exactly_once) {
+    struct rig r[2];
+    struct bumper b[2];
+    set_row("hot", 0.5f);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        rig_open(&r[i], model_path, NULL);
+        sp_op_env env = {r[i].store, NULL, &r[i].cfg, NULL};
+        char err[256];
+        b[i] = (struct bumper){&r[i], sp_personal_get(&env, err, sizeof err), 0, 300, SP_OK};
+        cr_assert_not_null(b[i].p, "%s", err);
+        b[i].row = sp_personal_item(b[i].p, "hot", NULL);
+    }
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, bump_many, &b[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    float row[ROW_FLOATS];
+    get_row("hot", row);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(b[i].rc, SP_OK);
+        sp_personal_put(b[i].p);
+        rig_close(&r[i]);
+    }
+    cr_assert_eq(row[0], 600.5f, "bias %.1f after 2 x 300 increments of 1 from 0.5", row[0]);
+    for (int k = 1; k < ROW_FLOATS; k++) cr_assert_eq(row[k], 0.0f, "factor %d moved", k);
+}
+
+/* mf.apply_rows bounds the rows of one script: a batch of more rows goes
+ * in several, every row once, with full chunks and a partial last one. */
+Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
+    struct rig r;
+    const char *extra[] = {"mf.apply_rows", "2", NULL};
+    rig_open(&r, model_path, extra);
+    sp_op_env env = {r.store, NULL, &r.cfg, NULL};
+    char err[256];
+    sp_personal *p = sp_personal_get(&env, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    float zero[ROW_FLOATS - 1] = {0};
+    char id[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "k%d", i);
+        set_row(id, 0.5f);
+        sp_personal_delta(p, sp_personal_item(p, id, NULL), 1.0f + (float)i, zero);
+    }
+    cr_assert_eq(sp_personal_apply(p), SP_OK);
+    cr_assert_eq(sp_store_commit_many(r.store, NULL, 0), SP_OK);
+    for (int i = 0; i < 5; i++) {
+        float row[ROW_FLOATS];
+        snprintf(id, sizeof id, "k%d", i);
+        get_row(id, row);
+        cr_assert_eq(row[0], 1.5f + (float)i, "%s: bias %.2f", id, row[0]);
+    }
+    sp_personal_put(p);
     rig_close(&r);
 }
 

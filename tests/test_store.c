@@ -457,6 +457,90 @@ Test(store_async, a_stale_refusal_does_not_undo_a_newer_assignment, .init = star
     sp_store_destroy(b);
 }
 
+/* A job that records, when it runs, the offset partition 0 has in Redis:
+ * it ran before its transaction's commit iff it saw the old one. */
+static const char snap_lua[] =
+    "redis.call('APPEND', KEYS[2], (redis.call('HGET', KEYS[1], 'off:t') or 'none') .. ';')";
+
+static int snap_runs, snap_frees;
+
+static int snapshot_job(sp_store *conn, void *ctx) {
+    const char *argv[] = {"EVAL", snap_lua, "2", "{p0}:meta", "side:snap"};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
+    const char *const *argvs[] = {argv};
+    const size_t *lensv[] = {lens};
+    int argc = 5;
+    redisReply *r = NULL;
+    int rc = sp_store_call(conn, 1, &argc, argvs, lensv, &r);
+    if (rc == SP_OK && r->type == REDIS_REPLY_ERROR) rc = SP_ERR_FATAL;
+    if (r) freeReplyObject(r);
+    snap_runs++;
+    return ctx ? SP_ERR_FATAL : rc; /* a ctx: fail on purpose */
+}
+
+static void snapshot_free(void *ctx) {
+    (void)ctx;
+    snap_frees++;
+}
+
+static void expect_snap(const char *want) {
+    char *snap = get_str("side:snap");
+    cr_assert(snap && !strcmp(snap, want), "side:snap = %s, want %s", snap ? snap : "(none)",
+              want);
+    free(snap);
+}
+
+Test(store_async, jobs_run_with_the_next_transaction_before_its_commits, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    snap_runs = snap_frees = 0;
+    sp_store_tx_job(st, snapshot_job, snapshot_free, NULL);
+    sp_txn *t = own_and_prepare_a_view(st); /* takes the queued job along */
+    sp_store_tx_job(st, snapshot_job, snapshot_free, NULL); /* the next one's */
+    char *snap = get_str("side:snap");
+    cr_assert_null(snap, "a job must wait for its transaction, not run at once");
+    cr_assert_eq(snap_runs, 0);
+    sp_store_submit(st, t);
+    sp_txn *r = reap(st);
+    cr_assert_eq(r->rc, SP_OK);
+    cr_assert_eq(r->commits[0].result, SP_OK);
+    sp_txn_free(r);
+    expect_snap("none;"); /* ran once, before the commit */
+    expect_field("{p0}:meta", "off:t", "10");
+    cr_assert_eq(snap_frees, 1);
+    /* The second goes with the next transaction; a synchronous commit runs
+     * it as well, before its own offsets. */
+    const char *topics[] = {"t"};
+    int64_t next[] = {20};
+    cr_assert_eq(sp_store_commit(st, 0, topics, next, 1), SP_OK);
+    expect_snap("none;10;");
+    expect_field("{p0}:meta", "off:t", "20");
+    cr_assert_eq(snap_runs, 2);
+    cr_assert_eq(snap_frees, 2);
+    /* One never run (no transaction followed) is freed with the store. */
+    sp_store_tx_job(st, snapshot_job, snapshot_free, NULL);
+    sp_store_destroy(st);
+    cr_assert_eq(snap_runs, 2);
+    cr_assert_eq(snap_frees, 3);
+}
+
+Test(store_async, a_failed_job_fails_its_transaction_before_the_commits, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    static int fail = 1;
+    sp_store_tx_job(st, snapshot_job, NULL, &fail);
+    sp_txn *t = own_and_prepare_a_view(st);
+    sp_store_submit(st, t);
+    sp_txn *r = reap(st);
+    cr_assert_eq(r->rc, SP_ERR_FATAL);
+    sp_txn_free(r);
+    expect_snap("none;");
+    expect_field("{p0}:meta", "off:t", NULL);
+    expect_field("{p0}:u:x", "view", NULL);
+    sp_store_destroy(st);
+}
+
 /* ------------------------------------------------------ typed fields
  *
  * The cache keeps numbers binary and writes their text only when needed;
