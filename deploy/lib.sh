@@ -36,8 +36,14 @@ sp_redis_start() {
   redis-server --port "$1" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
     --logfile "$tmp/redis-$1.log" &
   pids+=($!)
-  for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.05; done
-  echo "redis-server on port $1 did not start (log: $tmp/redis-$1.log)" >&2
+  local pid=$!
+  for _ in $(seq 200); do
+    redis-cli -p "$1" ping >/dev/null 2>&1 && return
+    kill -0 "$pid" 2>/dev/null || break # it exited: a taken port, a bad flag
+    sleep 0.05
+  done
+  echo "redis-server on port $1 did not start; its log ($tmp/redis-$1.log) ends:" >&2
+  tail -5 "$tmp/redis-$1.log" >&2 2>/dev/null
   exit 1
 }
 
