@@ -411,9 +411,11 @@ int sp_personal_refresh(sp_personal *p) {
 
 /* A batch's item deltas reach "mf:items" from the store's committer thread,
  * just before the batch's commit (sp_store_tx_job), as a compare-and-set:
- * read the rows (HMGET), add the deltas here, and write each row only if
- * Redis still holds what was read; rows another instance changed in
- * between are read and added again. Redis thus does no float work (a Lua
+ * take each row as this instance last read or wrote it (struct
+ * item_known; HMGET the rows it has not seen), add the deltas here, and
+ * write each row only if Redis still holds that value; rows another
+ * instance changed meanwhile are read and added again. With one writer no
+ * row is read twice. Redis thus does no float work (a Lua
  * script that added the rows itself cost ~7 us a row, and blocked Redis --
  * and the web tier reading rec:<user> -- for 10-16 ms at each commit of a
  * 100 ms interval), and each command covers at most mf.apply_rows rows.
@@ -444,119 +446,216 @@ static const char cas_lua[] =
     "if #set > 0 then redis.call('HSET', key, unpack(set)) end\n"
     "return moved\n";
 
+/* The rows as Redis held them after this instance's last read or write of
+ * each (by row number), so that a row nobody else changed since is set
+ * without being read first: the common case, and the whole of it with one
+ * instance. Touched only by the item jobs, which run one at a time in
+ * order (the committer thread); shared by reference count with the jobs,
+ * which may outlive the context. */
+struct item_known {
+    int refs;
+    size_t cap, d;
+    float *rows;          /* cap rows of d + 1 */
+    unsigned char *ok;    /* the row holds Redis's value */
+};
+
+static struct item_known *known_ref(struct item_known *k) {
+    __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+    return k;
+}
+
+static void known_unref(struct item_known *k) {
+    if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL)) return;
+    free(k->rows);
+    free(k->ok);
+    free(k);
+}
+
+static void known_reserve(struct item_known *k, size_t rows) {
+    if (rows <= k->cap) return;
+    size_t cap = k->cap ? k->cap : 1024;
+    while (cap < rows) cap *= 2;
+    k->rows = sp_xrealloc(k->rows, cap * (k->d + 1) * sizeof *k->rows);
+    k->ok = sp_xrealloc(k->ok, cap);
+    memset(k->ok + k->cap, 0, cap - k->cap);
+    k->cap = cap;
+}
+
 /* The deltas of one commit, copied: the consumer thread goes on. */
 struct item_job {
     size_t n, d, per;
     char **ids;           /* into idbuf */
     char *idbuf;
+    int32_t *rows;        /* each id's row number */
     float *ours, *delta;  /* n rows of d + 1: bias, factors */
+    struct item_known *known;
 };
 
 static void item_job_free(void *ctx) {
     struct item_job *j = ctx;
+    known_unref(j->known);
     free(j->ids);
     free(j->idbuf);
+    free(j->rows);
     free(j->ours);
     free(j->delta);
     free(j);
 }
 
-/* Reads rows pend[0..n), builds each new value into vals, and sets them in
- * chunks; leaves the rows to do again in pend, their count in *left. */
+/* Builds pending rows' commands in chunks of at most j->per rows: argv
+ * heads from head[0..nhead), then per row what add() appends. */
+struct chunks {
+    size_t n;
+    int *argcs;
+    const char ***argvs;
+    size_t **lens;
+    redisReply **rs;
+};
+
+static void chunks_init(struct chunks *c, size_t rows, size_t per, size_t args_per_row) {
+    c->n = (rows + per - 1) / per;
+    c->argcs = sp_xcalloc(c->n ? c->n : 1, sizeof *c->argcs);
+    c->argvs = sp_xmalloc((c->n ? c->n : 1) * sizeof *c->argvs);
+    c->lens = sp_xmalloc((c->n ? c->n : 1) * sizeof *c->lens);
+    c->rs = sp_xcalloc(c->n ? c->n : 1, sizeof *c->rs);
+    for (size_t i = 0; i < c->n; i++) {
+        c->argvs[i] = sp_xmalloc((4 + args_per_row * per) * sizeof **c->argvs);
+        c->lens[i] = sp_xmalloc((4 + args_per_row * per) * sizeof **c->lens);
+    }
+}
+
+static void chunk_arg(struct chunks *c, size_t i, const char *s, size_t len) {
+    c->argvs[i][c->argcs[i]] = s;
+    c->lens[i][c->argcs[i]++] = len;
+}
+
+static int chunks_send(sp_store *conn, struct chunks *c) {
+    return sp_store_call(conn, c->n, c->argcs, (const char *const *const *)c->argvs,
+                         (const size_t *const *)c->lens, c->rs);
+}
+
+static void chunks_free(struct chunks *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->rs[i]) freeReplyObject(c->rs[i]);
+        free(c->argvs[i]);
+        free(c->lens[i]);
+    }
+    free(c->argcs);
+    free(c->argvs);
+    free(c->lens);
+    free(c->rs);
+}
+
+static int reply_is_array(const redisReply *r, const char *what) {
+    if (r->type == REDIS_REPLY_ARRAY) return 1;
+    sp_error("mf: %s on %s: %s", what, ITEMS_KEY, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+    return 0;
+}
+
+/* One round over rows pend[0..n): reads those whose Redis value is not
+ * known, builds each new value into vals, and sets them; leaves the rows
+ * that changed meanwhile in pend, their count in *left. */
 static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size_t n,
                           size_t *left, char *vals) {
-    size_t rowlen = 4 * (j->d + 1), nch = (n + j->per - 1) / j->per, maxargs = 4 + 3 * j->per;
-    int *argcs = sp_xmalloc(nch * sizeof *argcs);
-    const char ***argvs = sp_xmalloc(nch * sizeof *argvs);
-    size_t **lens = sp_xmalloc(nch * sizeof *lens);
-    redisReply **rs = sp_xcalloc(nch, sizeof *rs);
-    for (size_t c = 0; c < nch; c++) {
-        argvs[c] = sp_xmalloc(maxargs * sizeof **argvs);
-        lens[c] = sp_xmalloc(maxargs * sizeof **lens);
-    }
-    /* 1. read */
-    for (size_t c = 0; c < nch; c++) {
-        size_t from = c * j->per, to = from + j->per < n ? from + j->per : n, a = 0;
-        argvs[c][a] = "HMGET", lens[c][a++] = 5;
-        argvs[c][a] = ITEMS_KEY, lens[c][a++] = strlen(ITEMS_KEY);
-        for (size_t k = from; k < to; k++, a++) {
-            argvs[c][a] = j->ids[pend[k]];
-            lens[c][a] = strlen(j->ids[pend[k]]);
+    struct item_known *k = j->known;
+    size_t d1 = j->d + 1, rowlen = 4 * d1, nread = 0;
+    size_t *readi = sp_xmalloc((n ? n : 1) * sizeof *readi); /* pend index of each read */
+    for (size_t x = 0; x < n; x++)
+        if (!k->ok[j->rows[pend[x]]]) readi[nread++] = x;
+    /* 1. read the rows we do not know */
+    struct chunks rd = {0}, wr;
+    chunks_init(&rd, nread, j->per, 1);
+    for (size_t x = 0; x < nread; x++) {
+        size_t c = x / j->per;
+        if (!rd.argcs[c]) {
+            chunk_arg(&rd, c, "HMGET", 5);
+            chunk_arg(&rd, c, ITEMS_KEY, strlen(ITEMS_KEY));
         }
-        argcs[c] = (int)a;
+        const char *id = j->ids[pend[readi[x]]];
+        chunk_arg(&rd, c, id, strlen(id));
     }
-    int rc = sp_store_call(conn, nch, argcs, (const char *const *const *)argvs,
-                           (const size_t *const *)lens, rs);
-    /* 2. add, then write the rows still as read */
-    redisReply **cur = sp_xcalloc(nch, sizeof *cur);
-    for (size_t c = 0; c < nch && rc == SP_OK; c++) {
-        if (rs[c]->type != REDIS_REPLY_ARRAY) {
-            sp_error("mf: HMGET %s: %s", ITEMS_KEY, rs[c]->type == REDIS_REPLY_ERROR ? rs[c]->str : "?");
-            rc = SP_ERR_FATAL;
-            break;
-        }
-        cur[c] = rs[c];
-        rs[c] = NULL;
-        size_t from = c * j->per, to = from + j->per < n ? from + j->per : n, a = 0;
-        argvs[c][a] = "EVAL", lens[c][a++] = 4;
-        argvs[c][a] = cas_lua, lens[c][a++] = sizeof cas_lua - 1;
-        argvs[c][a] = "1", lens[c][a++] = 1;
-        argvs[c][a] = ITEMS_KEY, lens[c][a++] = strlen(ITEMS_KEY);
-        for (size_t k = from; k < to; k++) {
-            size_t row = pend[k];
-            redisReply *e = cur[c]->element[k - from];
-            char *val = vals + k * rowlen;
-            const float *ours = j->ours + row * (j->d + 1), *dl = j->delta + row * (j->d + 1);
-            int have = e->type == REDIS_REPLY_STRING && e->len == rowlen;
-            if (have) {
-                float f[SP_PERSONAL_MAX_DIM + 1];
-                memcpy(f, e->str, rowlen);
-                for (size_t x = 0; x <= j->d; x++) f[x] += dl[x];
-                memcpy(val, f, rowlen);
-            } else {
-                memcpy(val, ours, rowlen);
-            }
-            argvs[c][a] = j->ids[row], lens[c][a++] = strlen(j->ids[row]);
-            argvs[c][a] = e->type == REDIS_REPLY_STRING ? e->str : "";
-            lens[c][a++] = e->type == REDIS_REPLY_STRING ? e->len : 0;
-            argvs[c][a] = val, lens[c][a++] = rowlen;
-        }
-        argcs[c] = (int)a;
+    int rc = nread ? chunks_send(conn, &rd) : SP_OK;
+    const redisReply **seen = sp_xcalloc(n ? n : 1, sizeof *seen);
+    for (size_t c = 0; c < rd.n && rc == SP_OK; c++) {
+        if (!reply_is_array(rd.rs[c], "HMGET")) rc = SP_ERR_FATAL;
+        for (size_t e = 0; rc == SP_OK && e < rd.rs[c]->elements; e++)
+            seen[readi[c * j->per + e]] = rd.rs[c]->element[e];
     }
-    if (rc == SP_OK)
-        rc = sp_store_call(conn, nch, argcs, (const char *const *const *)argvs,
-                           (const size_t *const *)lens, rs);
-    /* 3. what moved meanwhile goes round again */
+    /* 2. add, then write each row still as read or last written */
+    chunks_init(&wr, n, j->per, 3);
+    for (size_t x = 0; x < n && rc == SP_OK; x++) {
+        size_t c = x / j->per, i = pend[x];
+        int32_t row = j->rows[i];
+        if (!wr.argcs[c]) {
+            chunk_arg(&wr, c, "EVAL", 4);
+            chunk_arg(&wr, c, cas_lua, sizeof cas_lua - 1);
+            chunk_arg(&wr, c, "1", 1);
+            chunk_arg(&wr, c, ITEMS_KEY, strlen(ITEMS_KEY));
+        }
+        char *val = vals + x * rowlen;
+        const float *dl = j->delta + i * d1;
+        const char *was;
+        size_t waslen;
+        if (k->ok[row]) {
+            was = (const char *)(k->rows + (size_t)row * d1);
+            waslen = rowlen;
+        } else {
+            const redisReply *e = seen[x];
+            was = e->type == REDIS_REPLY_STRING ? e->str : "";
+            waslen = e->type == REDIS_REPLY_STRING ? e->len : 0;
+        }
+        if (waslen == rowlen) {
+            float f[SP_PERSONAL_MAX_DIM + 1];
+            memcpy(f, was, rowlen);
+            for (size_t y = 0; y < d1; y++) f[y] += dl[y];
+            memcpy(val, f, rowlen);
+        } else {
+            memcpy(val, j->ours + i * d1, rowlen); /* none there, or of another size */
+        }
+        chunk_arg(&wr, c, j->ids[i], strlen(j->ids[i]));
+        chunk_arg(&wr, c, was, waslen);
+        chunk_arg(&wr, c, val, rowlen);
+    }
+    if (rc == SP_OK) rc = chunks_send(conn, &wr);
+    /* 3. what moved meanwhile goes round again, read first */
     size_t m = 0;
-    for (size_t c = 0; c < nch && rc == SP_OK; c++) {
-        if (rs[c]->type != REDIS_REPLY_ARRAY) {
-            sp_error("mf: item script: %s", rs[c]->type == REDIS_REPLY_ERROR ? rs[c]->str : "?");
+    for (size_t c = 0; c < wr.n && rc == SP_OK; c++) {
+        if (!reply_is_array(wr.rs[c], "item script")) {
             rc = SP_ERR_FATAL;
             break;
         }
-        for (size_t e = 0; e < rs[c]->elements; e++)
-            pend[m++] = pend[c * j->per + (size_t)rs[c]->element[e]->integer - 1];
+        size_t from = c * j->per, to = from + j->per < n ? from + j->per : n, e = 0;
+        for (size_t x = from; x < to; x++) {
+            int32_t row = j->rows[pend[x]];
+            if (e < wr.rs[c]->elements && (size_t)wr.rs[c]->element[e]->integer == x - from + 1) {
+                e++;
+                k->ok[row] = 0;
+                pend[m++] = pend[x];
+            } else {
+                memcpy(k->rows + (size_t)row * d1, vals + x * rowlen, rowlen);
+                k->ok[row] = 1;
+            }
+        }
     }
+    if (rc != SP_OK) /* unsure what Redis holds now */
+        for (size_t x = 0; x < n; x++) k->ok[j->rows[pend[x]]] = 0;
     *left = m;
-    for (size_t c = 0; c < nch; c++) {
-        if (rs[c]) freeReplyObject(rs[c]);
-        if (cur[c]) freeReplyObject(cur[c]);
-        free(argvs[c]);
-        free(lens[c]);
-    }
-    free(cur);
-    free(rs);
-    free(argcs);
-    free(argvs);
-    free(lens);
+    free(readi);
+    free(seen);
+    chunks_free(&rd);
+    chunks_free(&wr);
     return rc;
 }
 
 static int item_job_run(sp_store *conn, void *ctx) {
     struct item_job *j = ctx;
-    size_t *pend = sp_xmalloc(j->n * sizeof *pend), n = j->n;
+    size_t *pend = sp_xmalloc(j->n * sizeof *pend), n = j->n, maxrow = 0;
     char *vals = sp_xmalloc(j->n * 4 * (j->d + 1));
-    for (size_t i = 0; i < n; i++) pend[i] = i;
+    for (size_t i = 0; i < n; i++) {
+        pend[i] = i;
+        if ((size_t)j->rows[i] + 1 > maxrow) maxrow = (size_t)j->rows[i] + 1;
+    }
+    known_reserve(j->known, maxrow);
     int rc = SP_OK;
     for (int round = 0; n && rc == SP_OK; round++) {
         rc = item_job_round(conn, j, pend, n, &n, vals);
@@ -575,6 +674,17 @@ int sp_personal_apply(sp_personal *p) {
         j->d = d;
         j->per = p->mf_apply_rows > 0 ? (size_t)p->mf_apply_rows : p->ndirty;
         j->ids = sp_xmalloc(j->n * sizeof *j->ids);
+        j->rows = sp_xmalloc(j->n * sizeof *j->rows);
+        if (p->known && p->known->d != d) { /* a reload changed the dimension */
+            known_unref(p->known);
+            p->known = NULL;
+        }
+        if (!p->known) {
+            p->known = sp_xcalloc(1, sizeof *p->known);
+            p->known->refs = 1;
+            p->known->d = d;
+        }
+        j->known = known_ref(p->known);
         j->ours = sp_xmalloc(j->n * (d + 1) * sizeof *j->ours);
         j->delta = sp_xmalloc(j->n * (d + 1) * sizeof *j->delta);
         size_t idlen = 0;
@@ -586,6 +696,7 @@ int sp_personal_apply(sp_personal *p) {
             size_t len = strlen(id) + 1;
             memcpy(w, id, len);
             j->ids[i] = w;
+            j->rows[i] = row;
             w += len;
             float *o = j->ours + i * (d + 1), *dl = j->delta + i * (d + 1);
             o[0] = p->bias[row];
@@ -660,6 +771,7 @@ int sp_personal_reload(sp_personal *p) {
 
 static void destroy(sp_personal *p) {
     if (!p) return;
+    known_unref(p->known);
     sp_scorer_destroy(p->scorer);
     sp_model_destroy(p->model);
     free(p->model_path);

@@ -68,6 +68,7 @@ typedef struct sp_personal {
     unsigned char *dirty;     /* cap */
     int32_t *dirty_list;
     size_t ndirty;
+    struct item_known *known; /* mf:items rows as last read or written (personal.c) */
     int64_t last_refresh_ms;
 
     /* candidate generation (operators/candidates.h); NULL when the

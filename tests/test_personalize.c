@@ -605,6 +605,49 @@ Test(personalize, concurrent_instances_add_every_item_delta_exactly_once) {
     for (int k = 1; k < ROW_FLOATS; k++) cr_assert_eq(row[k], 0.0f, "factor %d moved", k);
 }
 
+/* Calls of a command Redis counted since the last CONFIG RESETSTAT
+ * (commands run by scripts count too), from INFO commandstats. */
+static long long calls_of(const char *name) {
+    redisReply *rep = cmd("INFO %s", "commandstats");
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", name);
+    const char *at = strstr(rep->str, key);
+    long long n = at ? atoll(at + strlen(key)) : 0;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* The instance remembers each row as it last wrote it: while nobody else
+ * writes the row it is set without a read first; once someone else has,
+ * the write is refused, the row read again, and the delta added to what
+ * the other writer left. */
+Test(personalize, item_rows_are_read_only_when_another_writer_moved_them) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    sp_op_env env = {r.store, NULL, &r.cfg, NULL};
+    char err[256];
+    sp_personal *p = sp_personal_get(&env, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    int32_t row = sp_personal_item(p, "hot", NULL);
+    set_row("hot", 0.5f);
+    cr_assert_eq(bump(p, r.store, row), SP_OK); /* unknown yet: read, then set */
+    float v[ROW_FLOATS];
+    get_row("hot", v);
+    cr_assert_eq(v[0], 1.5f);
+    redisReply *rep = cmd("CONFIG %s", "RESETSTAT");
+    freeReplyObject(rep);
+    cr_assert_eq(bump(p, r.store, row), SP_OK);
+    get_row("hot", v);
+    cr_assert_eq(v[0], 2.5f);
+    cr_assert_eq(calls_of("hmget"), 1, "one HMGET (the script's own) for a row we wrote last");
+    set_row("hot", 10.0f); /* another writer */
+    cr_assert_eq(bump(p, r.store, row), SP_OK);
+    get_row("hot", v);
+    cr_assert_eq(v[0], 11.0f, "bias %.1f: the delta must land on the other writer's 10", v[0]);
+    sp_personal_put(p);
+    rig_close(&r);
+}
+
 /* mf.apply_rows bounds the rows of one script: a batch of more rows goes
  * in several, every row once, with full chunks and a partial last one. */
 Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
