@@ -672,7 +672,7 @@ int sp_personal_apply(sp_personal *p) {
         struct item_job *j = sp_xcalloc(1, sizeof *j);
         j->n = p->ndirty;
         j->d = d;
-        j->per = p->mf_apply_rows > 0 ? (size_t)p->mf_apply_rows : p->ndirty;
+        j->per = p->mf_apply_rows > 0 ? (size_t)p->mf_apply_rows : 128;
         j->ids = sp_xmalloc(j->n * sizeof *j->ids);
         j->rows = sp_xmalloc(j->n * sizeof *j->rows);
         if (p->known && p->known->d != d) { /* a reload changed the dimension */

@@ -114,7 +114,7 @@ struct sp_store {
 
 struct job {
     int (*run)(sp_store *conn, void *ctx);
-    void (*free)(void *ctx);
+    void (*free_ctx)(void *ctx);
     void *ctx;
 };
 
@@ -1039,7 +1039,7 @@ void sp_store_tx_job(sp_store *st, int (*run)(sp_store *conn, void *ctx), void (
 
 static void jobs_clear(struct job *jobs, size_t *n) {
     for (size_t i = 0; i < *n; i++)
-        if (jobs[i].free) jobs[i].free(jobs[i].ctx);
+        if (jobs[i].free_ctx) jobs[i].free_ctx(jobs[i].ctx);
     *n = 0;
 }
 

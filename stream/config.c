@@ -123,9 +123,9 @@ static const struct opt opts[] = {
     {"mf.neg", OPT_INT, O(mf_neg), "2", 1, 64, "online MF sampled negatives per event"},
     {"mf.refresh_ms", OPT_I64, O(mf_refresh_ms), "10000", 0, INT64_MAX,
      "reload the shared item factors from Redis this often (0 = only at start)"},
-    {"mf.apply_rows", OPT_INT, O(mf_apply_rows), "128", 0, 1000000,
-     "item rows per Lua script when a batch's deltas are applied (0 = one script per batch; "
-     "Redis runs nothing else during a script)"},
+    {"mf.apply_rows", OPT_INT, O(mf_apply_rows), "128", 1, 4000,
+     "item rows per compare-and-set script when a batch's deltas are written (Redis runs "
+     "nothing else during a script; Lua's unpack limits it)"},
     /* --- fraud operator, review bursts, KPI anomalies --- */
     {"topics.fraud_alerts", OPT_STR, O(fraud_alerts_topic), "shop.fraud-alerts", 0, 0,
      "where the fraud and reviews operators write FraudAlert messages"},

@@ -63,7 +63,7 @@ typedef struct sp_config {
     char *mf_weights;              /* kind=weight,... */
     int mf_neg;                    /* sampled negatives per event */
     int64_t mf_refresh_ms;         /* reload of the shared item table */
-    int mf_apply_rows;             /* item rows per delta script (0: all) */
+    int mf_apply_rows;             /* item rows per compare-and-set script */
     /* fraud operator, review bursts, KPI anomalies (operators/fraud.c,
      * operators/reviews.c, operators/kpi_anomaly.c) */
     char *fraud_alerts_topic;
