@@ -156,8 +156,12 @@ static void remember_new(struct dd_part *p, const char *kept, size_t len, int64_
 static const char *remember(struct dd_part *p, const char *id, size_t len, int64_t ts) {
     int64_t *slot;
     const char *kept;
-    if (sp_strmap_intern(p->ids, id, len, ts, &slot, &kept)) remember_new(p, kept, len, ts);
-    else *slot = ts; /* already there (a bucket read twice) */
+    if (sp_strmap_intern(p->ids, id, len, ts, &slot, &kept)) {
+        remember_new(p, kept, len, ts);
+    } else if (ts > *slot) { /* written again when new again (dedupe_process) */
+        *slot = ts;
+        remember_new(p, kept, len, ts);
+    }
     return kept;
 }
 
@@ -231,8 +235,11 @@ static struct bucket *bucket_get(struct dd_part *p, int64_t start, int64_t end, 
  * lowest beyond max_ids (see the top of the file). */
 static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
-    while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)p->nheap > d->max_ids)) {
+    while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
         struct entry e = heap_pop(p);
+        int64_t now;
+        /* An id seen again since has a newer entry: this one is stale. */
+        if (sp_strmap_get(p->ids, e.id, e.len, &now) && now != e.ts) continue;
         sp_strmap_del_kept(p->ids, e.id); /* frees e.id */
     }
 }
@@ -324,8 +331,19 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
     size_t len = strlen(id);
     int64_t *seen_ts;
     if (!sp_strmap_intern(p->ids, id, len, e->ev->ts_ms, &seen_ts, &kept)) {
-        if (*seen_ts >= p->maxts - d->window_ms) return SP_OP_DROP;
-        return SP_OK; /* outside the window: new again, and already remembered */
+        int64_t cutoff = p->maxts - d->window_ms;
+        if (*seen_ts >= cutoff) return SP_OP_DROP;
+        /* Seen before the window: new again, and it must leave the state a
+         * trim would have (the old id gone, this one taken as new), or the
+         * state would depend on whether a flush came in between. A late one
+         * is gone at the next trim either way; one inside the window is
+         * remembered and written with its time, which is above the old
+         * one's, so the old heap entry pops first and trim_memory skips it. */
+        if (e->ev->ts_ms < cutoff) return SP_OK;
+        *seen_ts = e->ev->ts_ms;
+        remember_new(p, kept, len, e->ev->ts_ms);
+        pending_add(p, e->ev->ts_ms, kept, len);
+        return SP_OK;
     }
     remember_new(p, kept, len, e->ev->ts_ms);
     /* Outside the window already (a late event): gone at the next trim, so
