@@ -139,8 +139,16 @@ Test(personalize_e2e, kill9_leaves_profiles_and_user_vectors_equal_to_a_clean_ru
         kill(pid, SIGKILL);
         cr_assert_eq(sp_t_wait(pid, 10000), 128 + SIGKILL);
     }
-    pid_t pid = pl_processor(w.redis.url, "crash", 1500, "crash-final");
-    cr_assert_eq(sp_t_wait(pid, 120000), 0, "final run failed");
+    /* Until everything is committed, not until idle: a killed member keeps
+     * its partitions until its session times out (see pl_case_kill9). */
+    pid_t pid = pl_processor(w.redis.url, "crash", 0, "crash-final");
+    char flog[300];
+    snprintf(flog, sizeof flog, "%s/crash-final.log", w.dir);
+    pl_wait_log(flog, "running:", 1, 60000); /* its SIGTERM handler is in place */
+    cr_assert_eq(sp_t_wait_committed(w.redis.url, w.topic_names, w.per_topic, 1, 180000), 0,
+                 "the last run did not commit every record");
+    kill(pid, SIGTERM);
+    cr_assert_eq(sp_t_wait(pid, 60000), 0, "final run failed");
     char *got = dump_partitions(w.redis.url);
     cr_assert_str_eq(got, want, "partition state after kill -9 differs from a clean run (seed %u)",
                      seed);
