@@ -106,6 +106,15 @@ static void rig_open(struct rig *r, const char *model, const char *const *extra)
     r->off = 0;
 }
 
+/* The rig's personalization context (sp_personal_put it when done). */
+static sp_personal *rig_personal(struct rig *r) {
+    sp_op_env env = {r->store, NULL, &r->cfg, NULL};
+    char err[256];
+    sp_personal *p = sp_personal_get(&env, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    return p;
+}
+
 static void rig_close(struct rig *r) {
     sp_pipeline_destroy(r->pl);
     sp_store_destroy(r->store);
@@ -586,10 +595,7 @@ Test(personalize, concurrent_instances_add_every_item_delta_exactly_once) {
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
         rig_open(&r[i], model_path, NULL);
-        sp_op_env env = {r[i].store, NULL, &r[i].cfg, NULL};
-        char err[256];
-        b[i] = (struct bumper){&r[i], sp_personal_get(&env, err, sizeof err), 0, 300, SP_OK};
-        cr_assert_not_null(b[i].p, "%s", err);
+        b[i] = (struct bumper){&r[i], rig_personal(&r[i]), 0, 300, SP_OK};
         b[i].row = sp_personal_item(b[i].p, "hot", NULL);
     }
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, bump_many, &b[i]);
@@ -624,10 +630,7 @@ static long long calls_of(const char *name) {
 Test(personalize, item_rows_are_read_only_when_another_writer_moved_them) {
     struct rig r;
     rig_open(&r, model_path, NULL);
-    sp_op_env env = {r.store, NULL, &r.cfg, NULL};
-    char err[256];
-    sp_personal *p = sp_personal_get(&env, err, sizeof err);
-    cr_assert_not_null(p, "%s", err);
+    sp_personal *p = rig_personal(&r);
     int32_t row = sp_personal_item(p, "hot", NULL);
     set_row("hot", 0.5f);
     cr_assert_eq(bump(p, r.store, row), SP_OK); /* unknown yet: read, then set */
@@ -654,10 +657,7 @@ Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
     struct rig r;
     const char *extra[] = {"mf.apply_rows", "2", NULL};
     rig_open(&r, model_path, extra);
-    sp_op_env env = {r.store, NULL, &r.cfg, NULL};
-    char err[256];
-    sp_personal *p = sp_personal_get(&env, err, sizeof err);
-    cr_assert_not_null(p, "%s", err);
+    sp_personal *p = rig_personal(&r);
     float zero[ROW_FLOATS - 1] = {0};
     char id[16];
     for (int i = 0; i < 5; i++) {
