@@ -25,15 +25,17 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: shopstream mock-kafka [--brokers N] [--partitions N] [--topics a,b,...]\n"
-            "                             [--bootstrap-file FILE]\n\n"
+            "                             [--bootstrap-file FILE] [--rtt-ms N]\n\n"
             "Starts librdkafka's mock Kafka cluster, creates the topics (default\n"
             "shop.clicks,shop.orders,shop.reviews,shop.deadletter with 6 partitions),\n"
             "prints 'bootstrap: HOST:PORT' and runs until SIGINT/SIGTERM. Supports\n"
-            "consumer groups and the idempotent producer; no transactions, admin API or SASL.\n");
+            "consumer groups and the idempotent producer; no transactions, admin API or SASL.\n"
+            "--rtt-ms N delays every broker response by N ms (a slow or distant Kafka:\n"
+            "tests use it to hold a batch's outputs unacknowledged for a while).\n");
 }
 
 int sp_cmd_mock_kafka(int argc, char **argv) {
-    int brokers = 1, partitions = 6;
+    int brokers = 1, partitions = 6, rtt_ms = 0;
     const char *topics = "shop.clicks,shop.orders,shop.reviews,shop.deadletter";
     const char *bootstrap_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -47,6 +49,8 @@ int sp_cmd_mock_kafka(int argc, char **argv) {
             partitions = atoi(v), i++;
         } else if (!strcmp(a, "--topics") && v) {
             topics = v, i++;
+        } else if (!strcmp(a, "--rtt-ms") && v) {
+            rtt_ms = atoi(v), i++;
         } else if (!strcmp(a, "--bootstrap-file") && v) {
             bootstrap_file = v, i++;
         } else {
@@ -55,8 +59,9 @@ int sp_cmd_mock_kafka(int argc, char **argv) {
             return 2;
         }
     }
-    if (brokers < 1 || partitions < 1) {
-        fprintf(stderr, "shopstream mock-kafka: --brokers and --partitions must be >= 1\n");
+    if (brokers < 1 || partitions < 1 || rtt_ms < 0) {
+        fprintf(stderr, "shopstream mock-kafka: --brokers and --partitions must be >= 1, "
+                        "--rtt-ms >= 0\n");
         return 2;
     }
     char err[256];
@@ -79,6 +84,8 @@ int sp_cmd_mock_kafka(int argc, char **argv) {
         if (e) fprintf(stderr, "shopstream mock-kafka: topic %s: %s\n", t, rd_kafka_err2str(e));
     }
     free(list);
+    for (int b = 1; b <= brokers && rtt_ms; b++) /* mock broker ids are 1..N */
+        rd_kafka_mock_broker_set_rtt(mc, b, rtt_ms);
     const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
     if (bootstrap_file) {
         FILE *f = fopen(bootstrap_file, "w");

@@ -89,7 +89,13 @@ struct inflight {
     rd_kafka_topic_partition_list_t *offsets; /* for Kafka's committed offsets */
 };
 
+/* The first SIGINT/SIGTERM asks for a clean stop: finish the batch in hand,
+ * wait for its outputs and commits, leave the group. It also sets
+ * abort_flag, which ends the store's retries while Redis is unreachable (no
+ * commit can land then); the clean stop clears it before its last commit. A
+ * second signal (stop_signals == 2) gives up waiting for Kafka too. */
 static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_signals;
 static volatile int abort_flag;
 static volatile sig_atomic_t usr1_flag;
 static volatile sig_atomic_t hup_flag; /* SIGHUP: operators reload their files */
@@ -98,6 +104,7 @@ static void on_stop(int sig) {
     (void)sig;
     stop_flag = 1;
     abort_flag = 1;
+    if (stop_signals < 2) stop_signals++;
 }
 
 static void on_usr1(int sig) {
@@ -288,17 +295,20 @@ static int pump(struct runner *r, int wait_ms) {
 }
 
 /* Waits until every prepared commit is applied. While Kafka holds a batch's
- * outputs back, its commit waits: a stop request (abort) gives up, and the
- * uncommitted batches are consumed again on restart. */
+ * outputs back, its commit waits (at most the producer's
+ * delivery.timeout.ms, after which the outputs count as failed); a second
+ * stop signal gives up, and the uncommitted batches are consumed again on
+ * restart. */
 static int drain(struct runner *r) {
     int rc = SP_OK, warned = 0;
     double t0 = now_us();
     while (r->ninfl && rc == SP_OK) {
         rc = pump(r, 10);
         if (r->ninfl && !r->infl[0].submitted) {
-            if (abort_flag) return SP_ERR_RETRY;
+            if (stop_signals > 1) return SP_ERR_RETRY;
             if (!warned && now_us() - t0 > 1e6) {
-                sp_warn("sink: outputs still in flight; waiting before commit");
+                sp_warn("sink: outputs still in flight; waiting before commit "
+                        "(a second SIGTERM stops without committing)");
                 warned = 1;
             }
         }
@@ -307,7 +317,9 @@ static int drain(struct runner *r) {
 }
 
 /* Prepares the commit of everything processed since the last one and lets
- * commits in flight move on; waits while commit.max_inflight are. */
+ * commits in flight move on; waits while commit.max_inflight are. A stop
+ * request ends that wait with commit.max_inflight in flight (never more:
+ * r->infl has room for one more) and leaves them to drain(). */
 static int commit_now(struct runner *r) {
     r->last_prepare_ms = now_ms();
     if (!r->uncommitted) return pump(r, 0);
@@ -316,10 +328,8 @@ static int commit_now(struct runner *r) {
     if (rc != SP_OK) return rc;
     prepare_commit(r, sp_sink_next_gen(r->sink));
     rc = pump(r, 0);
-    while (rc == SP_OK && r->ninfl >= (size_t)r->cfg.commit_max_inflight) {
-        rc = pump(r, 5);
-        if (rc == SP_OK && abort_flag && r->ninfl && !r->infl[0].submitted) rc = SP_ERR_RETRY;
-    }
+    size_t max = (size_t)r->cfg.commit_max_inflight;
+    while (rc == SP_OK && (r->ninfl > max || (r->ninfl == max && !stop_flag))) rc = pump(r, 5);
     return rc;
 }
 

@@ -110,6 +110,55 @@ Test(pipeline, sigusr1_prints_counters_and_sigterm_exits_cleanly) {
     free(text);
 }
 
+/* SIGTERM finishes the batch, commits and exits 0 also when it lands while
+ * the processor waits for Kafka to acknowledge a batch's outputs (here dead
+ * letters) before that batch's commit may go: every broker answers 150 ms
+ * late, batches are small and one commit may be in flight, so the
+ * processor spends most of its time in that wait. It used to give up the
+ * batch there ("stopping with the batch uncommitted") and exit 1. Each
+ * stop must leave progress behind, and the final state must equal an
+ * uninterrupted run. */
+static void setup_slow_kafka(void) {
+    sp_t_mock mock;
+    cr_assert_eq(sp_t_mock_start_rtt(&mock, PL_PARTITIONS, 150), 0, "mock kafka did not start");
+    pl_setup(mock.bootstrap, "shop.", PL_PARTITIONS);
+    w.mock = mock;
+}
+
+Test(pipeline, sigterm_while_kafka_holds_outputs_back_commits_and_exits_0,
+     .init = setup_slow_kafka) {
+    pl_gen("jsonl", 6000, 0.05, 0.01);
+    pl_replay_all();
+    const char *args[] = {"--batch.max_messages", "50", "--commit.max_inflight", "1", NULL};
+    srand(7);
+    for (int round = 0; round < 4; round++) {
+        char name[16], log[300];
+        snprintf(name, sizeof name, "stop%d", round);
+        snprintf(log, sizeof log, "%s/%s.log", w.dir, name);
+        int64_t before = pl_committed_total(w.redis.url);
+        pid_t pid = pl_processor_with(w.redis.url, "slow", 0, name, args);
+        pl_wait_log(log, "running:", 1, 60000);
+        pl_wait_progress(w.redis.url, before + 1, 120000);
+        sp_t_sleep_ms(rand() % 200);
+        kill(pid, SIGTERM);
+        pl_expect_exit(pid, 60000, name, 0, "SIGTERM mid-stream must commit and exit 0");
+        char *text = sp_t_read_file(log, NULL);
+        cr_assert(text && !strstr(text, "uncommitted"), "%s gave its batch up at the stop", name);
+        free(text);
+        cr_assert_gt(pl_committed_total(w.redis.url), before);
+    }
+    pid_t pid = pl_processor_with(w.redis.url, "slow", 1500, "last", args);
+    pl_expect_exit(pid, 180000, "last", 0, "the last run failed");
+    char *want = pl_reference_dump();
+    char *got = sp_t_dump(w.redis.url);
+    if (strcmp(got, want))
+        pl_log_story((const char *const[]){"stop0", "stop1", "stop2", "stop3", "last", NULL});
+    cr_assert_str_eq(got, want, "state after four stops differs from an uninterrupted run: %s",
+                     sp_t_first_diff(got, want));
+    free(got);
+    free(want);
+}
+
 /* workers = 2: two instances of two consumer threads each share 12
  * partitions; one instance is killed -9 mid-stream and restarted; the final
  * state equals an uninterrupted single-processor run. */

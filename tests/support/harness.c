@@ -388,15 +388,18 @@ int sp_t_cluster_master_of(sp_t_cluster *c, const char *key) {
     return -1;
 }
 
-int sp_t_mock_start(sp_t_mock *m, int partitions) {
+int sp_t_mock_start(sp_t_mock *m, int partitions) { return sp_t_mock_start_rtt(m, partitions, 0); }
+
+int sp_t_mock_start_rtt(sp_t_mock *m, int partitions, int rtt_ms) {
     memset(m, 0, sizeof *m);
     const char *dir = sp_t_tmpdir();
-    char file[320], log[320], parts[16];
+    char file[320], log[320], parts[16], rtt[16];
     snprintf(file, sizeof file, "%s/bootstrap", dir);
     snprintf(log, sizeof log, "%s/mock.log", dir);
     snprintf(parts, sizeof parts, "%d", partitions);
+    snprintf(rtt, sizeof rtt, "%d", rtt_ms);
     char *argv[] = {(char *)sp_t_bin(), "mock-kafka", "--partitions", parts,
-                    "--bootstrap-file", file, NULL};
+                    "--bootstrap-file", file, "--rtt-ms", rtt, NULL};
     m->pid = sp_t_spawn(argv, log);
     for (int i = 0; i < 300; i++) {
         size_t len;

@@ -66,6 +66,8 @@ int sp_t_cluster_node_id(sp_t_cluster *c, int i, char *id);
 int sp_t_cluster_wait_ok(sp_t_cluster *c, int timeout_ms);
 
 int sp_t_mock_start(sp_t_mock *m, int partitions);
+/* The same with every broker response delayed by rtt_ms (mock-kafka --rtt-ms). */
+int sp_t_mock_start_rtt(sp_t_mock *m, int partitions, int rtt_ms);
 void sp_t_mock_stop(sp_t_mock *m);
 
 /* Spawns argv (argv[0] is looked up as given), stdout+stderr to logfile
