@@ -12,6 +12,8 @@
 
 TestSuite(pipeline, .init = pl_setup_mock, .fini = pl_teardown, .timeout = 400);
 
+static void setup_12(void) { pl_setup_mock_n(12); }
+
 Test(pipeline, jsonl_counts_in_redis_equal_counts_from_the_file) { pl_case_end_to_end("jsonl"); }
 
 Test(pipeline, protobuf_counts_in_redis_equal_counts_from_the_file) {
@@ -21,6 +23,13 @@ Test(pipeline, protobuf_counts_in_redis_equal_counts_from_the_file) {
 Test(pipeline, kill9_at_random_points_loses_nothing_and_counts_nothing_twice) { pl_case_kill9(); }
 
 Test(pipeline, rebalance_two_processors_one_stopped_mid_stream) { pl_case_rebalance(); }
+
+/* A second processor joins and leaves three times while the first works
+ * slowly through a backlog: 12 partitions, batches of 2 and 5. */
+Test(pipeline, rebalance_churn_while_a_slow_processor_has_a_backlog_in_hand,
+     .init = setup_12) {
+    pl_case_rebalance_churn(3);
+}
 
 Test(pipeline, redis_outage_mid_stream_loses_nothing) { pl_case_redis_outage(); }
 
@@ -162,8 +171,6 @@ Test(pipeline, sigterm_while_kafka_holds_outputs_back_commits_and_exits_0,
 /* workers = 2: two instances of two consumer threads each share 12
  * partitions; one instance is killed -9 mid-stream and restarted; the final
  * state equals an uninterrupted single-processor run. */
-static void setup_12(void) { pl_setup_mock_n(12); }
-
 Test(pipeline, two_instances_of_two_workers_one_killed_and_restarted, .init = setup_12) {
     pl_gen("jsonl", PL_NEVENTS, 0.01, 0.01);
     pid_t rp = pl_replay_start("4000");

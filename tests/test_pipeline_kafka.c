@@ -130,6 +130,13 @@ Test(pipeline_kafka_group, three_processors_kill9_while_producing_equal_one_clea
     pl_case_group_kill9(4);
 }
 
+/* tests/test_pipeline.c's churn case on 12 partitions: here the broker's
+ * group coordinator, not the mock's, times the joins and leaves. */
+Test(pipeline_kafka_group, rebalance_churn_while_a_slow_processor_has_a_backlog_in_hand,
+     .init = setup_group, .fini = teardown, .timeout = 400) {
+    pl_case_rebalance_churn(3);
+}
+
 static int restart_broker(void *ctx) {
     char err[512];
     int rc = sp_test_broker_restart(ctx, err, sizeof err);

@@ -93,6 +93,7 @@ void pl_log_story(const char *const *names);
 void pl_case_end_to_end(const char *format);
 void pl_case_kill9(void);
 void pl_case_rebalance(void);
+void pl_case_rebalance_churn(int cycles);
 void pl_case_redis_outage(void);
 void pl_case_poison(void);
 
