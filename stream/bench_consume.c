@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "stream/cli.h"
+#include "stream/kafka.h"
 #include "stream/error.h"
 
 static double now_s(void) {
@@ -44,6 +45,7 @@ int sp_cmd_bench_consume(int argc, char **argv) {
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof err);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
     rd_kafka_conf_set(conf, "partition.assignment.strategy", "range", err, sizeof err);
+    sp_kafka_consumer_defaults(conf, NULL); /* the processor's prefetch settings */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
         fprintf(stderr, "shopstream bench-consume: %s\n", err);

@@ -33,6 +33,24 @@ fail:
     return NULL;
 }
 
+/* True when the configuration sets kafka.<key> itself. */
+static int user_set(const sp_config *cfg, const char *key) {
+    for (size_t i = 0; cfg && i < cfg->nkafka; i++)
+        if (!strcmp(cfg->kafka_keys[i], key)) return 1;
+    return 0;
+}
+
+void sp_kafka_consumer_defaults(rd_kafka_conf_t *conf, const sp_config *cfg) {
+    static const char *defaults[][2] = {
+        {"queued.min.messages", "1000000"},
+        {"queued.max.messages.kbytes", "131072"},
+    };
+    char sub[256];
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        if (!user_set(cfg, defaults[i][0]))
+            rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], sub, sizeof sub);
+}
+
 struct sp_sink {
     rd_kafka_t *rk;
     sp_metrics *metrics;
@@ -103,12 +121,8 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
     /* Outputs are flushed at the end of every batch, so lingering buys no
      * batching, only latency; messages queued while a request is in flight
      * are still sent together. A kafka.linger.ms setting wins. */
-    int user_linger = 0;
-    for (size_t i = 0; i < cfg->nkafka; i++)
-        if (!strcmp(cfg->kafka_keys[i], "linger.ms") ||
-            !strcmp(cfg->kafka_keys[i], "queue.buffering.max.ms"))
-            user_linger = 1;
-    if (!user_linger) rd_kafka_conf_set(conf, "linger.ms", "0", sub, sizeof sub);
+    if (!user_set(cfg, "linger.ms") && !user_set(cfg, "queue.buffering.max.ms"))
+        rd_kafka_conf_set(conf, "linger.ms", "0", sub, sizeof sub);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_opaque(conf, sk);

@@ -15,6 +15,17 @@
  * of a secret property is never copied into err. */
 rd_kafka_conf_t *sp_kafka_conf_new(const sp_config *cfg, char *err, size_t errlen);
 
+/* The consumer's prefetch settings, where cfg (may be NULL) sets no
+ * kafka.<prop> of the same name. librdkafka 2.0.2 refills its consumer
+ * queue -- one queue for all of an instance's partitions -- only while it
+ * holds fewer than queued.min.messages and queued.max.messages.kbytes, and
+ * once over either it waits a whole second before fetching again
+ * (librdkafka #2879; fetch.queue.backoff.ms came in 2.4.0). With the
+ * defaults (100,000 messages) a processor that gets through 500k messages a
+ * second ran dry for most of that second. The queue should hold more than a
+ * second of processing: 1,000,000 messages or 128 MiB. */
+void sp_kafka_consumer_defaults(rd_kafka_conf_t *conf, const sp_config *cfg);
+
 /* The sink: an idempotent producer for outputs and dead letters. A delivery
  * that fails after librdkafka's own retries is produced again up to
  * SP_SINK_MAX_RETRIES times, then logged and counted in

@@ -444,7 +444,15 @@ static void on_assign(struct runner *r, rd_kafka_topic_partition_list_t *l) {
         for (int i = 0; i < l->cnt; i++) {
             if (l->elems[i].partition != ps[k]) continue;
             int t = topic_index(r, l->elems[i].topic);
-            l->elems[i].offset = t >= 0 && offs[t] >= 0 ? offs[t] : RD_KAFKA_OFFSET_BEGINNING;
+            /* No offset in Redis: from the start. Offset 0 rather than
+             * BEGINNING, which costs a ListOffsets round trip per partition
+             * before its first fetch -- and on one connection those answers
+             * queue behind the fetches in flight, each of which the broker
+             * may hold fetch.wait.max.ms: partitions started up to half a
+             * second late, one by one. Where the log no longer starts at
+             * 0, auto.offset.reset=earliest (consumer_new) moves the fetch
+             * to its start, which is what BEGINNING means. */
+            l->elems[i].offset = t >= 0 && offs[t] >= 0 ? offs[t] : 0;
         }
         sp_info("assigned partition %d (offsets from Redis)", (int)ps[k]);
     }
@@ -567,6 +575,7 @@ static rd_kafka_t *consumer_new(struct runner *r, char *err, size_t errlen) {
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], sub, sizeof sub) != RD_KAFKA_CONF_OK)
             goto bad;
+    sp_kafka_consumer_defaults(conf, &r->cfg);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);

@@ -6,6 +6,7 @@
 
 #include "stream/config.h"
 #include "stream/error.h"
+#include "stream/kafka.h"
 #include "tests/support/harness.h"
 
 static const char *write_tmp(const char *text) {
@@ -127,6 +128,36 @@ Test(config, unknown_kafka_property_stops_startup_naming_it) {
     char *out = sp_t_read_file(log, NULL);
     cr_assert(strstr(out, "kafka.no.such.prop"), "%s", out);
     free(out);
+}
+
+/* The consumer's prefetch queue holds more than librdkafka 2.0.2's one
+ * second of refill backoff (sp_kafka_consumer_defaults); a kafka.<prop> of
+ * the same name wins. */
+static char *conf_value(rd_kafka_conf_t *conf, const char *key) {
+    static char v[64];
+    size_t n = sizeof v;
+    cr_assert_eq(rd_kafka_conf_get(conf, key, v, &n), RD_KAFKA_CONF_OK, "%s", key);
+    return v;
+}
+
+Test(config, consumer_prefetch_defaults_and_the_users_setting_wins) {
+    sp_config c;
+    char err[256];
+    int help = 0;
+    sp_config_init(&c);
+    char *argv[] = {"run", "-X", "queued.min.messages=5000", "--brokers", "127.0.0.1:1", NULL};
+    cr_assert_eq(sp_config_from_args(&c, 5, argv, &help, err, sizeof err), SP_OK, "%s", err);
+    rd_kafka_conf_t *conf = sp_kafka_conf_new(&c, err, sizeof err);
+    cr_assert_not_null(conf, "%s", err);
+    sp_kafka_consumer_defaults(conf, &c);
+    cr_assert_str_eq(conf_value(conf, "queued.min.messages"), "5000");
+    cr_assert_str_eq(conf_value(conf, "queued.max.messages.kbytes"), "131072");
+    rd_kafka_conf_destroy(conf);
+    conf = rd_kafka_conf_new();
+    sp_kafka_consumer_defaults(conf, NULL);
+    cr_assert_str_eq(conf_value(conf, "queued.min.messages"), "1000000");
+    rd_kafka_conf_destroy(conf);
+    sp_config_release(&c);
 }
 
 Test(config, run_help_documents_every_key) {
