@@ -401,6 +401,8 @@ void sp_config_print_help(FILE *f) {
     fprintf(f, "  %-22s %s\n", "kafka.<prop>",
             "any librdkafka property, e.g. kafka.security.protocol=SASL_SSL,");
     fprintf(f, "  %-22s %s\n", "", "kafka.sasl.username, kafka.sasl.password (or -X prop=value)");
+    fprintf(f, "  %-22s %s\n", "", "consumer defaults: queued.min.messages=1000000,");
+    fprintf(f, "  %-22s %s\n", "", "queued.max.messages.kbytes=131072 (more than a second of work)");
 }
 
 void sp_config_print(const sp_config *cfg, FILE *f) {
