@@ -123,6 +123,34 @@ Test(pipeline_kafka, poison_messages_go_to_the_dead_letter_topic_with_reasons) {
     pl_case_poison();
 }
 
+/* A partition with no offset in Redis is read from the start of its log,
+ * also when retention has moved that start past 0: run assigns such
+ * partitions offset 0 (saving a ListOffsets round trip each), and the
+ * broker's OFFSET_OUT_OF_RANGE must bring it to the log start
+ * (auto.offset.reset=earliest), not to the end and not to an error. */
+Test(pipeline_kafka, partitions_whose_log_no_longer_starts_at_0_are_read_from_their_start) {
+    pl_gen("jsonl", 3000, 0, 0);
+    pl_replay_all();
+    char err[512];
+    long gone = sp_test_delete_records(w.bootstrap, w.topic_names[0], w.partitions, 100, err,
+                                       sizeof err);
+    cr_assert_geq(gone, 0, "%s", err);
+    cr_assert_gt(gone, 0, "no record was deleted");
+    pid_t pid = pl_processor(w.redis.url, "trimmed", 1500, "trimmed");
+    pl_expect_exit(pid, 120000, "trimmed", 0, "the processor failed on a trimmed log");
+    for (int t = 0; t < 3; t++)
+        cr_assert_eq(sp_t_committed(w.redis.url, w.topic_names[t]), w.per_topic[t],
+                     "topic %s: committed %lld of %lld", w.topic_names[t],
+                     (long long)sp_t_committed(w.redis.url, w.topic_names[t]),
+                     (long long)w.per_topic[t]);
+    char log[300];
+    snprintf(log, sizeof log, "%s/trimmed.log", w.dir);
+    long total = (long)(w.per_topic[0] + w.per_topic[1] + w.per_topic[2]);
+    cr_assert_eq(pl_counter(log, "messages"), total - gone,
+                 "read %ld messages; %ld were produced and %ld deleted", pl_counter(log, "messages"),
+                 total, gone);
+}
+
 /* ------------------------------------ what only a real broker shows */
 
 Test(pipeline_kafka_group, three_processors_kill9_while_producing_equal_one_clean_run,

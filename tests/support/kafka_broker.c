@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "stream/admin.h"
 #include "stream/error.h"
 
@@ -275,4 +277,50 @@ int sp_test_create_topics(const char *bootstrap, const char *const *names, size_
     int rc = sp_admin_create_topics(a, names, n, partitions, 1, err, errlen);
     sp_admin_destroy(a);
     return rc ? -1 : 0;
+}
+
+long sp_test_delete_records(const char *bootstrap, const char *topic, int partitions,
+                            int64_t before, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, errlen);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (!rk) return -1;
+    long gone = 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        if (e) {
+            snprintf(err, errlen, "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(e));
+            gone = -1;
+            goto out;
+        }
+        int64_t to = before < hi ? before : hi;
+        if (to > lo) gone += (long)(to - lo);
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = to;
+    }
+    rd_kafka_DeleteRecords_t *del = rd_kafka_DeleteRecords_new(l);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &del, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (!ev || rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "DeleteRecords: %s", ev ? rd_kafka_event_error_string(ev) : "timeout");
+        gone = -1;
+    } else {
+        const rd_kafka_topic_partition_list_t *res =
+            rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+        for (int i = 0; res && i < res->cnt && gone >= 0; i++)
+            if (res->elems[i].err) {
+                snprintf(err, errlen, "DeleteRecords %s [%d]: %s", topic,
+                         (int)res->elems[i].partition, rd_kafka_err2str(res->elems[i].err));
+                gone = -1;
+            }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteRecords_destroy(del);
+out:
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return gone;
 }

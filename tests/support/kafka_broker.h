@@ -15,6 +15,7 @@
  * a crashed test run leaves no JVM behind. */
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sp_test_broker sp_test_broker;
 
@@ -67,5 +68,12 @@ sp_test_broker *sp_test_broker_from_env(const char *name);
 int sp_test_create_topics(const char *bootstrap, const char *const *names, size_t n,
                           int partitions, const char *const *extra_conf, char *err,
                           size_t errlen);
+
+/* Deletes the records below offset `before` in partitions 0..partitions-1 of
+ * topic (the admin API's DeleteRecords, as retention would), so that those
+ * logs no longer start at 0. Returns how many records went (a partition
+ * shorter than `before` loses them all), or -1 with err filled. */
+long sp_test_delete_records(const char *bootstrap, const char *topic, int partitions,
+                            int64_t before, char *err, size_t errlen);
 
 #endif
