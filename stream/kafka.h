@@ -20,7 +20,7 @@ rd_kafka_conf_t *sp_kafka_conf_new(const sp_config *cfg, char *err, size_t errle
  * queue -- one queue for all of an instance's partitions -- only while it
  * holds fewer than queued.min.messages and queued.max.messages.kbytes, and
  * once over either it waits a whole second before fetching again
- * (librdkafka #2879; fetch.queue.backoff.ms came in 2.4.0). With the
+ * (librdkafka #2879; fetch.queue.backoff.ms came in 2.2.0). With the
  * defaults (100,000 messages) a processor that gets through 500k messages a
  * second ran dry for most of that second. The queue should hold more than a
  * second of processing: 1,000,000 messages or 128 MiB. */
