@@ -295,8 +295,8 @@ static int pump(struct runner *r, int wait_ms) {
 }
 
 /* Waits until every prepared commit is applied. While Kafka holds a batch's
- * outputs back, its commit waits (at most the producer's
- * delivery.timeout.ms, after which the outputs count as failed); a second
+ * outputs back, its commit waits (until the sink gives them up: librdkafka's
+ * delivery.timeout.ms, then SP_SINK_MAX_RETRIES more tries); a second
  * stop signal gives up, and the uncommitted batches are consumed again on
  * restart. */
 static int drain(struct runner *r) {
