@@ -329,7 +329,20 @@ static int commit_now(struct runner *r) {
     prepare_commit(r, sp_sink_next_gen(r->sink));
     rc = pump(r, 0);
     size_t max = (size_t)r->cfg.commit_max_inflight;
-    while (rc == SP_OK && (r->ninfl > max || (r->ninfl == max && !stop_flag))) rc = pump(r, 5);
+    double t0 = 0, warn_at = 5e6;
+    while (rc == SP_OK && (r->ninfl > max || (r->ninfl == max && !stop_flag))) {
+        rc = pump(r, 5);
+        /* A commit waits for its batch's outputs; a Kafka that does not
+         * acknowledge them holds the stream up, and says so. */
+        double now = now_us();
+        if (!t0) t0 = now;
+        if (now - t0 > warn_at && r->ninfl && !r->infl[0].submitted) {
+            sp_warn("sink: the oldest commit has waited %.0f s for Kafka to acknowledge its "
+                    "batch's outputs (%lld still in flight); consumption is held up",
+                    (now - t0) / 1e6, (long long)sp_sink_outstanding(r->sink, r->infl[0].gen));
+            warn_at *= 2;
+        }
+    }
     return rc;
 }
 
