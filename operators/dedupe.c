@@ -237,10 +237,9 @@ static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
     while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
         struct entry e = heap_pop(p);
-        int64_t now;
-        /* An id seen again since has a newer entry: this one is stale. */
-        if (sp_strmap_get(p->ids, e.id, e.len, &now) && now != e.ts) continue;
-        sp_strmap_del_kept(p->ids, e.id); /* frees e.id */
+        /* An id seen again since has a newer entry and keeps its time: this
+         * one is stale and deletes nothing. Else the id goes (frees e.id). */
+        sp_strmap_del_kept_if(p->ids, e.id, e.ts);
     }
 }
 

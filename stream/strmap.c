@@ -187,14 +187,29 @@ int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
     return 1;
 }
 
-int sp_strmap_del_kept(sp_strmap *m, const char *kept) {
+/* The slot holding the copy `kept`, found by the hash stored before it:
+ * cap when no slot does. */
+static size_t kept_at(const sp_strmap *m, const char *kept) {
     uint64_t h;
     memcpy(&h, kept - sizeof h, sizeof h);
     size_t i = h & (m->cap - 1);
     while (m->slots[i].key != kept) {
-        if (!m->slots[i].key) return 0;
+        if (!m->slots[i].key) return m->cap;
         i = (i + 1) & (m->cap - 1);
     }
+    return i;
+}
+
+int sp_strmap_del_kept(sp_strmap *m, const char *kept) {
+    size_t i = kept_at(m, kept);
+    if (i == m->cap) return 0;
+    remove_at(m, i);
+    return 1;
+}
+
+int sp_strmap_del_kept_if(sp_strmap *m, const char *kept, int64_t value) {
+    size_t i = kept_at(m, kept);
+    if (i == m->cap || m->slots[i].value != value) return 0;
     remove_at(m, i);
     return 1;
 }

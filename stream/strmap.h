@@ -31,6 +31,9 @@ int sp_strmap_del(sp_strmap *m, const char *key, size_t len);
  * sp_strmap_intern of this map, and not deleted since), without hashing it
  * again. Returns 1, or 0 if no key of the map has that copy. */
 int sp_strmap_del_kept(sp_strmap *m, const char *kept);
+/* The same, only while the key's value is still `value`: returns 0 and
+ * leaves the key (or its absence) alone otherwise. */
+int sp_strmap_del_kept_if(sp_strmap *m, const char *kept, int64_t value);
 size_t sp_strmap_size(const sp_strmap *m);
 /* Iteration: idx from 0 while it returns 1. Do not modify during iteration. */
 int sp_strmap_next(const sp_strmap *m, size_t *idx, const char **key, size_t *len,

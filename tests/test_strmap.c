@@ -91,6 +91,25 @@ Test(strmap, intern_inserts_once_and_keeps_existing_values) {
     sp_strmap_destroy(m);
 }
 
+/* sp_strmap_del_kept_if deletes by the kept copy only while the value is
+ * the one given (dedupe: a trimmed heap entry whose id was seen again since
+ * must not delete it). */
+Test(strmap, del_kept_if_deletes_only_while_the_value_is_unchanged) {
+    sp_strmap *m = sp_strmap_new(4);
+    int64_t *slot;
+    const char *kept;
+    cr_assert_eq(sp_strmap_intern(m, "ev-7", 4, 100, &slot, &kept), 1);
+    *slot = 250; /* seen again */
+    cr_assert_eq(sp_strmap_del_kept_if(m, kept, 100), 0);
+    int64_t v = 0;
+    cr_assert_eq(sp_strmap_get(m, "ev-7", 4, &v), 1);
+    cr_assert_eq(v, 250);
+    cr_assert_eq(sp_strmap_del_kept_if(m, kept, 250), 1);
+    cr_assert_eq(sp_strmap_get(m, "ev-7", 4, NULL), 0);
+    cr_assert_eq(sp_strmap_size(m), 0);
+    sp_strmap_destroy(m);
+}
+
 /* sp_strmap_del_kept finds the entry by its copy's address: a copy of an
  * equal key from another map is not it. */
 Test(strmap, del_kept_deletes_only_this_maps_copy) {
