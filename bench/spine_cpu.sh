@@ -29,9 +29,9 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 redis_pid=${pids[0]}; mock_pid=${pids[1]}
 r0=$(ticks "$redis_pid"); m0=$(ticks "$mock_pid")
 # shellcheck disable=SC2086
-/usr/bin/time -f "time: %U user %S sys %e wall %M KiB" "$@" "${RUNBIN:-$BIN}" run \
+/usr/bin/time -f "time: %U user %S sys %e wall %M KiB %R minflt %c invcs %w vcs" "$@" "${RUNBIN:-$BIN}" run \
   --brokers "$brokers" --redis.url "redis://127.0.0.1:$rport" --group.id "cpu-$$" \
   --run.stop_when_idle_ms 1500 --log.level warn ${RUN_ARGS:-} 2>&1 |
   grep -E '^(counters|throughput|time)'
-redis-cli -p "$rport" info commandstats | grep -E 'evalsha|hgetall' || true
+redis-cli -p "$rport" info commandstats | grep -E 'cmdstat_(exec|eval|evalsha|hset|hgetall):' || true
 echo "redis cpu: $(( $(ticks "$redis_pid") - r0 )) ticks, mock cpu: $(( $(ticks "$mock_pid") - m0 )) ticks"

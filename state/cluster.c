@@ -302,7 +302,33 @@ struct pcmd {
     int node;   /* where it goes this round */
     int ask;    /* node named by ASK: send ASKING first, once */
     int done;
+    int grp;    /* the first command of its WATCH ... EXEC group, or -1 */
 };
+
+/* WATCH ... EXEC: a transaction and its checks (the store's commits) travel
+ * as one group, to the node of the WATCHed key, and are sent again whole
+ * when any of them was not answered there: its parts are meaningless on
+ * another connection. Each group's end, or n when it has none. */
+static size_t group_end(const struct pcmd *pc, size_t n, size_t first) {
+    size_t j = first;
+    while (j < n && pc[j].grp == (int)first) j++;
+    return j;
+}
+
+static void mark_groups(struct pcmd *pc, size_t n, const char ***argvs) {
+    for (size_t i = 0; i < n; i++) pc[i].grp = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(argvs[i][0], "WATCH")) continue;
+        size_t j = i;
+        while (j < n && strcasecmp(argvs[j][0], "EXEC")) j++;
+        if (j == n) return;
+        for (size_t k = i; k <= j; k++) {
+            pc[k].grp = (int)i;
+            pc[k].slot = pc[i].slot;
+        }
+        i = j;
+    }
+}
 
 static int flush_node(struct node *n) {
     int done = 0;
@@ -320,6 +346,7 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
         pc[i].slot = k ? (int)sp_cluster_keyslot(k, klen) : 0;
         pc[i].ask = -1;
     }
+    mark_groups(pc, n, argvs);
     size_t left = n;
     int backoff = 50, rounds = 0, rc = SP_OK, warned = 0;
     char why[512] = "";
@@ -399,6 +426,17 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
                     freeReplyObject(r);
                     continue;
                 }
+                if (!strncmp(r->str, "ASK ", 4) && pc[i].grp >= 0) {
+                    /* A key of a transaction has moved, the slot has not:
+                     * only a whole transaction would do on the importing
+                     * node, and it lacks the keys still to come (the
+                     * fence's meta hash, say). Wait for the migration. */
+                    cl->stats.ask++;
+                    snprintf(why, sizeof why, "slot %d is migrating", pc[i].slot);
+                    failed = 1;
+                    freeReplyObject(r);
+                    continue;
+                }
                 if (!strncmp(r->str, "ASK ", 4) &&
                     !parse_redirect(cl, pc[i].node, r->str, &slot, &node)) {
                     /* A migration in progress: this command only, map unchanged. */
@@ -435,6 +473,21 @@ int sp_cluster_pipeline(sp_cluster *cl, size_t n, int *argcs, const char ***argv
             cl->need_refresh = failed = 1;
         }
         free(used);
+        /* A group goes again whole unless every part of it was answered. */
+        for (size_t i = 0; i < n; i++) {
+            if (pc[i].grp != (int)i) continue;
+            size_t end = group_end(pc, n, i), k;
+            for (k = i; k < end && pc[k].done; k++) {}
+            if (k == end) continue;
+            for (k = i; k < end; k++)
+                if (pc[k].done) {
+                    freeReplyObject(replies[k]);
+                    replies[k] = NULL;
+                    pc[k].done = 0;
+                    left++;
+                }
+            i = end - 1;
+        }
         if (!left) break;
         /* Redirections are followed at once, a few times; anything else (and
          * endless ping-pong during a migration) waits with backoff. */

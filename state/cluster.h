@@ -15,7 +15,10 @@
  * One connection per master node. sp_cluster_pipeline() groups the commands
  * by the node that owns their key, writes every node's share before reading
  * any reply, so a batch costs one round trip per node, and those round trips
- * overlap.
+ * overlap. A transaction, WATCH through EXEC, travels whole to the node of
+ * the WATCHed key and is sent again whole if any part of it was redirected
+ * or unanswered; an ASK for one of its parts (a slot half migrated) is
+ * waited out with the backoff, as TRYAGAIN is, rather than followed.
  *
  * Retries are unbounded but abortable, as in the single-node store: while no
  * node is reachable every call waits with exponential backoff (capped at 2 s)

@@ -75,7 +75,7 @@ struct cmd {
 struct part {
     int owned;
     long long epoch;
-    long long cseq;       /* sequence number of the last commit built (see commit_lua) */
+    long long cseq;       /* sequence number of the last commit built (see fence_lua) */
     sp_obj *dirty;        /* objects changed in this batch */
     struct cmd *cmds;
     size_t ncmds, capcmds;
@@ -94,7 +94,6 @@ struct sp_store {
     size_t nwant, capwant;
     uint64_t reconnects;
     uint64_t wait_retries;
-    char sha[48];         /* SHA1 of the commit script, once loaded */
     /* The committer (sp_store_submit): a thread with a connection of its own
      * (cst, a store used for nothing else), sending transactions in order. */
     sp_store *cst;
@@ -120,11 +119,7 @@ struct job {
 
 struct sp_txn_priv {
     uint64_t seq;
-    int *argcs;
-    const char ***argvs;
-    size_t **lens;
-    char **bufs;          /* one copy of each commit's arguments */
-    long long *epochs;    /* the partition's epoch each commit was built with */
+    struct built *built;  /* each commit's commands, copied */
     struct job *jobs;     /* sp_store_tx_job's, run first */
     size_t njobs;
     sp_txn *next;
@@ -301,7 +296,7 @@ static int ensure_connected(sp_store *st) {
  * connection error all replies are freed, the connection dropped, and
  * SP_ERR_RETRY returned: the caller retries the whole pipeline, which is why
  * every pipeline the store sends must be safe to send twice (reads, SET-like
- * writes, and commits, which carry a sequence number: see commit_lua). */
+ * writes, and commits, which carry a sequence number: see fence_lua). */
 static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
                          size_t **lens, redisReply **replies) {
     for (size_t i = 0; i < n; i++)
@@ -1052,42 +1047,63 @@ static int jobs_run(sp_store *conn, const struct job *jobs, size_t n) {
     return SP_OK;
 }
 
-/* The commit script. KEYS[1] is the partition's meta hash; the other KEYS are
- * listed for Redis Cluster's benefit (all share the partition's slot).
- * ARGV: epoch, the commit's sequence number, n, n pairs (topic, next
- * offset), then commands, each as its argument count followed by its
- * arguments. The epoch check comes first, so a fenced instance writes
- * nothing. The sequence number makes a commit sent twice apply once: a
- * commit whose reply was lost with its connection (a master killed after it
- * ran the script and replicated it, a connection dropped after the write) is
- * sent again, and operators queue commands that are not idempotent
- * (dedupe's APPEND, HINCRBYs). Returns 1, or 2 for a commit already there. */
-static const char commit_lua[] =
+/* A partition's commit is one MULTI/EXEC transaction on the connection,
+ * sent in the same pipeline as its fence check:
+ *
+ *   WATCH meta
+ *   EVAL fence_lua 1 meta <epoch> <seq>
+ *   MULTI
+ *   HSET meta cseq <seq> off:<topic> <next offset> ...
+ *   HSET <dirty object> <field> <value> ...     (one per dirty object)
+ *   <the operators' commands>
+ *   EXEC
+ *
+ * EXEC applies the transaction only if nothing wrote the meta hash since
+ * WATCH. The fence script reads the epoch and the last commit's sequence
+ * number; when the commit must not apply it rewrites the epoch with its
+ * own value, which touches the watched key, so EXEC discards everything:
+ *   - another instance owns the partition now (the epoch is not ours):
+ *     FENCED, and a fenced instance writes nothing;
+ *   - the commit is there already (seq <= cseq): 2. A commit whose reply was
+ *     lost with its connection (a master killed after it applied and
+ *     replicated it, a connection dropped after the write) is sent again,
+ *     and operators queue commands that are not idempotent (dedupe's APPEND,
+ *     HINCRBYs), so it must apply once;
+ *   - an earlier commit of the partition is missing (seq > cseq + 1): GAP,
+ *     a failed commit. Commits of a partition apply in sequence, never one
+ *     over a hole (a pipeline carries at most one commit of a partition, and
+ *     a discarded one is sent again before the next).
+ * A new owner's epoch bump between WATCH and EXEC discards it too. EVAL, not
+ * EVALSHA: a script Redis does not know would fail without touching the key
+ * and let EXEC through unchecked; Redis caches the compiled script by the
+ * SHA1 of its text, so the text costs a hash a commit.
+ *
+ * Why not one Lua script carrying the whole commit, the first design: every
+ * argument of EVAL is made a Lua string and back, and a script's
+ * redis.call costs more than the same command in MULTI. Redis spent about
+ * twice the CPU on the same writes that way (bench/RESULTS.md). */
+static const char fence_lua[] =
     "local e = redis.call('HGET', KEYS[1], 'epoch')\n"
+    "local function discard(v)\n"
+    "  redis.call('HSET', KEYS[1], 'epoch', e or '0')\n"
+    "  return v\n"
+    "end\n"
     "if e ~= ARGV[1] then\n"
-    "  return redis.error_reply('FENCED epoch is ' .. tostring(e) .. ', ours ' .. ARGV[1])\n"
+    "  return discard(redis.error_reply('FENCED epoch is ' .. tostring(e) .. ', ours ' .. ARGV[1]))\n"
     "end\n"
-    "local s = redis.call('HGET', KEYS[1], 'cseq')\n"
-    "if s and tonumber(s) >= tonumber(ARGV[2]) then return 2 end\n"
-    "redis.call('HSET', KEYS[1], 'cseq', ARGV[2])\n"
-    "local n = tonumber(ARGV[3])\n"
-    "local i = 4\n"
-    "for j = 1, n do\n"
-    "  redis.call('HSET', KEYS[1], 'off:' .. ARGV[i], ARGV[i + 1])\n"
-    "  i = i + 2\n"
-    "end\n"
-    "while i <= #ARGV do\n"
-    "  local c = tonumber(ARGV[i])\n"
-    "  redis.call(unpack(ARGV, i + 1, i + c))\n"
-    "  i = i + c + 1\n"
+    "local s = tonumber(redis.call('HGET', KEYS[1], 'cseq') or '0')\n"
+    "local n = tonumber(ARGV[2])\n"
+    "if s >= n then return discard(2) end\n"
+    "if s ~= n - 1 then\n"
+    "  return discard(redis.error_reply('GAP commit ' .. n .. ' after ' .. s))\n"
     "end\n"
     "return 1\n";
 
-/* The argv of one EVAL, sized before it is filled (build_commit counts).
- * Integer arguments are written into `ints`, one allocation for all of
- * them; should the count ever fall short, arrays grow and an integer gets
+/* The commands of one commit, sized before they are filled (build_commit
+ * counts). Integer arguments are written into `ints`, one allocation for all
+ * of them; should the count ever fall short, arrays grow and an integer gets
  * an allocation of its own (owned), so a miscount costs time, not memory
- * safety. */
+ * safety. cmd[k] is where command k starts in v/l. */
 struct argbuf {
     const char **v;
     size_t *l;
@@ -1095,18 +1111,22 @@ struct argbuf {
     size_t n, cap, nowned;
     char *ints;
     size_t iused, icap;
+    size_t *cmd;
+    size_t ncmd, capcmd;
 };
 
 /* The text of an integer argument: at most 20 digits, a sign, a NUL. */
 #define ARG_INT_MAX 24
 
-static void arg_reserve(struct argbuf *a, size_t nargs, size_t nints) {
+static void arg_reserve(struct argbuf *a, size_t nargs, size_t nints, size_t ncmds) {
     a->cap = nargs ? nargs : 1;
     a->v = sp_xmalloc(a->cap * sizeof *a->v);
     a->l = sp_xmalloc(a->cap * sizeof *a->l);
     a->owned = sp_xmalloc(a->cap * sizeof *a->owned);
     a->icap = nints * ARG_INT_MAX;
     a->ints = sp_xmalloc(a->icap ? a->icap : 1);
+    a->capcmd = ncmds ? ncmds : 1;
+    a->cmd = sp_xmalloc(a->capcmd * sizeof *a->cmd);
 }
 
 static void arg_push(struct argbuf *a, const char *s, size_t len) {
@@ -1120,13 +1140,32 @@ static void arg_push(struct argbuf *a, const char *s, size_t len) {
     a->l[a->n++] = len;
 }
 
+/* Pushes an argument that must be copied (owned). */
+static void arg_pushcat(struct argbuf *a, const char *prefix, const char *s) {
+    size_t pl = strlen(prefix), sl = strlen(s);
+    char *c = sp_xmalloc(pl + sl + 1);
+    memcpy(c, prefix, pl);
+    memcpy(c + pl, s, sl + 1);
+    arg_push(a, c, pl + sl);
+    a->owned[a->nowned++] = c; /* fewer owned than pushed: room */
+}
+
 static void arg_pushi(struct argbuf *a, long long v) {
     int pooled = a->iused + ARG_INT_MAX <= a->icap;
     char *s = pooled ? a->ints + a->iused : sp_xmalloc(ARG_INT_MAX);
     size_t n = sp_i64toa(v, s);
     if (pooled) a->iused += n + 1;
     arg_push(a, s, n);
-    if (!pooled) a->owned[a->nowned++] = s; /* fewer owned than pushed: room */
+    if (!pooled) a->owned[a->nowned++] = s;
+}
+
+/* Starts the next command at the next argument. */
+static void arg_cmd(struct argbuf *a) {
+    if (a->ncmd == a->capcmd) {
+        a->capcmd = a->capcmd ? a->capcmd * 2 : 16;
+        a->cmd = sp_xrealloc(a->cmd, a->capcmd * sizeof *a->cmd);
+    }
+    a->cmd[a->ncmd++] = a->n;
 }
 
 static void arg_free(struct argbuf *a) {
@@ -1135,68 +1174,100 @@ static void arg_free(struct argbuf *a) {
     free(a->l);
     free(a->owned);
     free(a->ints);
+    free(a->cmd);
 }
 
-/* Builds the EVALSHA of one partition's commit into a. */
-static void build_commit(sp_store *st, struct part *p, int32_t part, const sp_commit *c,
-                         struct argbuf *a, char *meta, size_t metalen) {
-    make_key(meta, metalen, part, "meta");
-    size_t nkeys = 1, nargs = 7 + 2 * (size_t)c->n, nints = 4 + (size_t)c->n;
+/* A built commit, its arguments copied into one buffer: the batch goes on
+ * changing the objects while it waits to be sent. */
+struct built {
+    const char **v;
+    size_t *l;
+    size_t *cmd;      /* command k: v + cmd[k], cmd[k + 1] - cmd[k] arguments */
+    size_t ncmd;      /* cmd has ncmd + 1 entries */
+    char *buf;
+    long long epoch;  /* the partition's epoch it was built with */
+};
+
+static void built_free(struct built *b) {
+    free(b->v);
+    free(b->l);
+    free(b->cmd);
+    free(b->buf);
+}
+
+/* Builds the transaction of one partition's commit (see fence_lua) into b. */
+static void build_commit(struct part *p, int32_t part, const sp_commit *c, struct built *b) {
+    char meta[64];
+    make_key(meta, sizeof meta, part, "meta");
+    size_t ncmds = 5, nargs = 10 + 2 * (size_t)c->n, nints = 3 + (size_t)c->n;
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        nkeys++;
-        nargs += 4 + 2 * o->ndirty; /* its KEYS entry, count, HSET, key, pairs */
-        nints++;
+        ncmds++;
+        nargs += 2 + 2 * o->ndirty;
     }
-    for (size_t i = 0; i < p->ncmds; i++) nargs += 2 + (size_t)p->cmds[i].argc;
-    nkeys += p->ncmds;
-    nints += p->ncmds;
-    arg_reserve(a, nargs, nints);
-    arg_push(a, "EVALSHA", 7);
-    arg_push(a, st->sha, strlen(st->sha));
-    arg_pushi(a, (long long)nkeys);
-    arg_push(a, meta, strlen(meta));
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) arg_push(a, o->key, o->klen);
-    for (size_t i = 0; i < p->ncmds; i++) arg_push(a, p->cmds[i].argv[1], p->cmds[i].lens[1]);
-    arg_pushi(a, p->epoch);
-    arg_pushi(a, ++p->cseq);
-    arg_pushi(a, (long long)c->n);
+    for (size_t i = 0; i < p->ncmds; i++) nargs += (size_t)p->cmds[i].argc;
+    ncmds += p->ncmds;
+    struct argbuf a = {0};
+    arg_reserve(&a, nargs, nints, ncmds);
+    size_t mlen = strlen(meta);
+    long long seq = ++p->cseq;
+    arg_cmd(&a);
+    arg_push(&a, "WATCH", 5);
+    arg_push(&a, meta, mlen);
+    arg_cmd(&a);
+    arg_push(&a, "EVAL", 4);
+    arg_push(&a, fence_lua, sizeof fence_lua - 1);
+    arg_push(&a, "1", 1);
+    arg_push(&a, meta, mlen);
+    arg_pushi(&a, p->epoch);
+    arg_pushi(&a, seq);
+    arg_cmd(&a);
+    arg_push(&a, "MULTI", 5);
+    arg_cmd(&a);
+    arg_push(&a, "HSET", 4);
+    arg_push(&a, meta, mlen);
+    arg_push(&a, "cseq", 4);
+    arg_pushi(&a, seq);
     for (int i = 0; i < c->n; i++) {
-        arg_push(a, c->topics[i], strlen(c->topics[i]));
-        arg_pushi(a, (long long)c->offsets[i]);
+        arg_pushcat(&a, "off:", c->topics[i]);
+        arg_pushi(&a, (long long)c->offsets[i]);
     }
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        arg_pushi(a, (long long)(2 + 2 * o->ndirty));
-        arg_push(a, "HSET", 4);
-        arg_push(a, o->key, o->klen);
+        arg_cmd(&a);
+        arg_push(&a, "HSET", 4);
+        arg_push(&a, o->key, o->klen);
         for (size_t i = 0; i < o->nfields; i++)
             if (o->fields[i].dirty) {
-                arg_push(a, o->fields[i].name, o->fields[i].nlen);
-                const char *text = field_text(&o->fields[i]);
-                arg_push(a, text, o->fields[i].tlen);
+                arg_push(&a, o->fields[i].name, o->fields[i].nlen);
+                const char *text = field_text(&o->fields[i]); /* sets tlen */
+                arg_push(&a, text, o->fields[i].tlen);
             }
     }
     for (size_t i = 0; i < p->ncmds; i++) {
-        arg_pushi(a, (long long)p->cmds[i].argc);
+        arg_cmd(&a);
         for (int j = 0; j < p->cmds[i].argc; j++)
-            arg_push(a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
+            arg_push(&a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
     }
-}
-
-/* Loads the commit script (after a connect, or when Redis lost its script
- * cache on a restart) and keeps its SHA1 for EVALSHA. */
-static int load_script(sp_store *st) {
-    redisReply *r = NULL;
-    const char *argv[] = {"SCRIPT", "LOAD", commit_lua};
-    int rc = command(st, &r, 3, argv);
-    if (rc != SP_OK) return rc;
-    if (r->type != REDIS_REPLY_STRING) {
-        sp_error("redis: SCRIPT LOAD failed: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
-        freeReplyObject(r);
-        return SP_ERR_FATAL;
+    arg_cmd(&a);
+    arg_push(&a, "EXEC", 4);
+    /* The copy. */
+    size_t total = 0;
+    for (size_t k = 0; k < a.n; k++) total += a.l[k] + 1;
+    char *w = b->buf = sp_xmalloc(total ? total : 1);
+    b->v = sp_xmalloc(a.n * sizeof *b->v);
+    b->l = sp_xmalloc(a.n * sizeof *b->l);
+    for (size_t k = 0; k < a.n; k++) {
+        memcpy(w, a.v[k], a.l[k]);
+        w[a.l[k]] = '\0';
+        b->v[k] = w;
+        b->l[k] = a.l[k];
+        w += a.l[k] + 1;
     }
-    snprintf(st->sha, sizeof st->sha, "%s", r->str);
-    freeReplyObject(r);
-    return SP_OK;
+    b->ncmd = a.ncmd;
+    b->cmd = sp_xmalloc((a.ncmd + 1) * sizeof *b->cmd);
+    memcpy(b->cmd, a.cmd, a.ncmd * sizeof *b->cmd);
+    b->cmd[a.ncmd] = a.n;
+    b->epoch = p->epoch;
+    arg_free(&a);
 }
 
 /* The partition's changes have left the batch (committed, or copied into
@@ -1214,45 +1285,116 @@ static void mark_clean(struct part *p, uint64_t seq) {
     part_clear_cmds(p);
 }
 
-/* Sends built commits on st's connection (argv[1] of each, the script's
- * SHA1, is filled in here), loading the script first when Redis does not
- * know it. A commit applies once however often it is sent (its sequence
- * number, see commit_lua), so after a lost connection the whole pipeline is
- * simply sent again; with wait_replicas it returns once the replicas of
- * every node written to hold it. */
-static int send_commits(sp_store *st, size_t n, int *argcs, const char ***argvs, size_t **lens,
-                        redisReply **rs) {
-    int rc = SP_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!st->sha[0] && (rc = load_script(st)) != SP_OK) return rc;
-        for (size_t i = 0; i < n; i++) {
-            argvs[i][1] = st->sha;
-            lens[i][1] = strlen(st->sha);
+/* What one commit's replies say. */
+enum { CM_APPLIED, CM_THERE, CM_FENCED, CM_RESEND, CM_FAILED };
+
+static int commit_outcome(redisReply **r, size_t ncmd, char *why, size_t whylen) {
+    const redisReply *fence = r[1], *exec = r[ncmd - 1];
+    why[0] = '\0';
+    if (fence->type == REDIS_REPLY_ERROR) {
+        if (exec->type == REDIS_REPLY_ARRAY) {
+            /* Cannot happen: every refusal of fence_lua touches the key. */
+            snprintf(why, whylen, "applied although its fence check failed (%s)", fence->str);
+            return CM_FAILED;
         }
-        if ((rc = pipeline_durable(st, n, argcs, argvs, lens, rs, "commit")) != SP_OK) return rc;
-        int noscript = 0;
-        for (size_t i = 0; i < n; i++)
-            if (rs[i]->type == REDIS_REPLY_ERROR && !strncmp(rs[i]->str, "NOSCRIPT", 8))
-                noscript = 1;
-        if (!noscript) return SP_OK;
-        for (size_t i = 0; i < n; i++) {
-            freeReplyObject(rs[i]);
-            rs[i] = NULL;
+        if (!strncmp(fence->str, "FENCED", 6)) {
+            snprintf(why, whylen, "%s", fence->str);
+            return CM_FENCED;
         }
-        st->sha[0] = '\0';
+        snprintf(why, whylen, "fence check: %s", fence->str);
+        return CM_FAILED;
     }
-    return SP_ERR_FATAL;
+    if (fence->type != REDIS_REPLY_INTEGER) {
+        snprintf(why, whylen, "fence check: unexpected reply");
+        return CM_FAILED;
+    }
+    if (fence->integer == 2) return exec->type == REDIS_REPLY_ARRAY ? CM_FAILED : CM_THERE;
+    if (exec->type == REDIS_REPLY_NIL) {
+        /* Something wrote the meta hash between WATCH and EXEC: a new owner
+         * (the resend meets FENCED), or a fenced instance's check. */
+        snprintf(why, whylen, "discarded: the partition's meta hash changed during the commit");
+        return CM_RESEND;
+    }
+    if (exec->type == REDIS_REPLY_ERROR) {
+        /* EXECABORT: a command was refused when queued; say which. */
+        for (size_t k = 3; k + 1 < ncmd; k++)
+            if (r[k]->type == REDIS_REPLY_ERROR) {
+                snprintf(why, whylen, "%s (%s)", exec->str, r[k]->str);
+                return CM_FAILED;
+            }
+        snprintf(why, whylen, "%s", exec->str);
+        return CM_FAILED;
+    }
+    if (exec->type != REDIS_REPLY_ARRAY) {
+        snprintf(why, whylen, "EXEC: unexpected reply");
+        return CM_FAILED;
+    }
+    for (size_t k = 0; k < exec->elements; k++)
+        if (exec->element[k]->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "command %zu of the transaction: %s", k + 1,
+                     exec->element[k]->str);
+            return CM_FAILED;
+        }
+    return CM_APPLIED;
 }
 
-/* The outcome of one partition's commit from its reply. */
-static int commit_result(const redisReply *r, int32_t part) {
-    if (r->type != REDIS_REPLY_ERROR) return SP_OK;
-    if (strstr(r->str, "FENCED")) {
-        sp_warn("partition %d: fenced (%s); dropping its state", (int)part, r->str);
-        return SP_ERR_FENCED;
+/* Sends built commits in one pipeline on st's connection. SP_OK once Redis
+ * answered them all, each one's outcome in results[]: SP_OK (applied, or
+ * there already), SP_ERR_FENCED or SP_ERR_FATAL; otherwise the pipeline's
+ * error (SP_ERR_RETRY when aborted), results[] unset. A commit applies once
+ * however often it is sent (see fence_lua), so after a lost connection the
+ * whole pipeline is simply sent again, and so it is when a transaction was
+ * discarded because the meta hash changed under it; with wait_replicas it returns once the
+ * replicas of every node written to hold it. */
+#define COMMIT_RESENDS 8
+
+static int send_commits(sp_store *st, const struct built *bs, const int32_t *parts, size_t n,
+                        int *results) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += bs[i].ncmd;
+    size_t m = total ? total : 1;
+    int *argcs = sp_xmalloc(m * sizeof *argcs);
+    const char ***argvs = sp_xmalloc(m * sizeof *argvs);
+    size_t **lens = sp_xmalloc(m * sizeof *lens);
+    redisReply **rs = sp_xcalloc(m, sizeof *rs);
+    for (size_t i = 0, k = 0; i < n; i++)
+        for (size_t c = 0; c < bs[i].ncmd; c++, k++) {
+            argcs[k] = (int)(bs[i].cmd[c + 1] - bs[i].cmd[c]);
+            argvs[k] = bs[i].v + bs[i].cmd[c];
+            lens[k] = bs[i].l + bs[i].cmd[c];
+        }
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        if ((rc = pipeline_durable(st, total, argcs, argvs, lens, rs, "commit")) != SP_OK) break;
+        int resend = 0;
+        char why[512], last[600] = "";
+        for (size_t i = 0, k = 0; i < n; k += bs[i].ncmd, i++) {
+            int out = commit_outcome(rs + k, bs[i].ncmd, why, sizeof why);
+            results[i] = SP_OK;
+            if (out == CM_FENCED) {
+                sp_warn("partition %d: fenced (%s); dropping its state", (int)parts[i], why);
+                results[i] = SP_ERR_FENCED;
+            } else if (out == CM_RESEND && attempt < COMMIT_RESENDS) {
+                resend = 1;
+                snprintf(last, sizeof last, "partition %d: %s", (int)parts[i], why);
+            } else if (out == CM_RESEND || out == CM_FAILED) {
+                sp_error("partition %d: commit failed: %s%s", (int)parts[i], why,
+                         out == CM_RESEND ? " (the last of several sendings)" : "");
+                results[i] = SP_ERR_FATAL;
+            }
+        }
+        for (size_t k = 0; k < total; k++) {
+            freeReplyObject(rs[k]);
+            rs[k] = NULL;
+        }
+        if (!resend) break;
+        sp_warn("%s; sending the pipeline again", last);
     }
-    sp_error("partition %d: commit failed: %s", (int)part, r->str);
-    return SP_ERR_FATAL;
+    free(argcs);
+    free(argvs);
+    free(lens);
+    free(rs);
+    return rc;
 }
 
 int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
@@ -1262,44 +1404,29 @@ int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
         if (rc != SP_OK) return rc;
     }
     if (!n) return SP_OK;
-    struct argbuf *as = sp_xcalloc(n, sizeof *as);
-    int *argcs = sp_xmalloc(n * sizeof *argcs);
-    const char ***argvs = sp_xmalloc(n * sizeof *argvs);
-    size_t **lens = sp_xmalloc(n * sizeof *lens);
-    redisReply **rs = sp_xcalloc(n, sizeof *rs);
-    char (*metas)[64] = sp_xmalloc(n * sizeof *metas);
-    int rc = SP_OK;
+    struct built *bs = sp_xcalloc(n, sizeof *bs);
+    int32_t *parts = sp_xmalloc(n * sizeof *parts);
+    int *results = sp_xmalloc(n * sizeof *results);
     for (size_t i = 0; i < n; i++) {
-        cs[i].result = SP_OK;
         struct part *p = part_get(st, cs[i].part);
-        if (!p->owned) cs[i].result = SP_ERR_FENCED;
-        build_commit(st, p, cs[i].part, &cs[i], &as[i], metas[i], sizeof metas[i]);
-        argcs[i] = (int)as[i].n;
-        argvs[i] = as[i].v;
-        lens[i] = as[i].l;
+        cs[i].result = p->owned ? SP_OK : SP_ERR_FENCED;
+        parts[i] = cs[i].part;
+        build_commit(p, cs[i].part, &cs[i], &bs[i]);
     }
-    if ((rc = send_commits(st, n, argcs, argvs, lens, rs)) != SP_OK) goto out;
-    for (size_t i = 0; i < n; i++) {
-        int res = commit_result(rs[i], cs[i].part);
-        if (res != SP_OK) {
+    int rc = send_commits(st, bs, parts, n, results);
+    for (size_t i = 0; i < n && rc == SP_OK; i++) {
+        if (results[i] != SP_OK) {
             sp_store_revoke(st, cs[i].part);
-            cs[i].result = res;
-            if (res == SP_ERR_FATAL) rc = SP_ERR_FATAL;
+            cs[i].result = results[i];
+            if (results[i] == SP_ERR_FATAL) rc = SP_ERR_FATAL;
         } else if (cs[i].result == SP_OK) {
             mark_clean(part_get(st, cs[i].part), 0);
         }
     }
-out:
-    for (size_t i = 0; i < n; i++) {
-        arg_free(&as[i]);
-        if (rs[i]) freeReplyObject(rs[i]);
-    }
-    free(as);
-    free(argcs);
-    free(argvs);
-    free(lens);
-    free(rs);
-    free(metas);
+    for (size_t i = 0; i < n; i++) built_free(&bs[i]);
+    free(bs);
+    free(parts);
+    free(results);
     return rc;
 }
 
@@ -1313,40 +1440,18 @@ sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
     t->n = n;
     t->commits = sp_xmalloc(m * sizeof *t->commits);
     q->seq = ++st->next_seq;
-    q->argcs = sp_xmalloc(m * sizeof *q->argcs);
-    q->argvs = sp_xmalloc(m * sizeof *q->argvs);
-    q->lens = sp_xmalloc(m * sizeof *q->lens);
-    q->bufs = sp_xmalloc(m * sizeof *q->bufs);
-    q->epochs = sp_xmalloc(m * sizeof *q->epochs);
+    q->built = sp_xcalloc(m, sizeof *q->built);
     q->jobs = st->jobs;
     q->njobs = st->njobs;
     st->jobs = NULL;
     st->njobs = st->capjobs = 0;
     for (size_t i = 0; i < n; i++) {
         struct part *p = part_get(st, cs[i].part);
-        struct argbuf a = {0};
-        char meta[64];
         t->commits[i] = cs[i];
         t->commits[i].topics = NULL;
         t->commits[i].offsets = NULL;
         t->commits[i].result = p->owned ? SP_OK : SP_ERR_FENCED;
-        q->epochs[i] = p->epoch;
-        build_commit(st, p, cs[i].part, &cs[i], &a, meta, sizeof meta);
-        /* The snapshot: the batch goes on changing the objects. */
-        size_t total = 0;
-        for (size_t k = 0; k < a.n; k++) total += a.l[k] + 1;
-        char *buf = q->bufs[i] = sp_xmalloc(total), *w = buf;
-        q->argvs[i] = sp_xmalloc(a.n * sizeof *q->argvs[i]);
-        q->lens[i] = sp_xmalloc(a.n * sizeof *q->lens[i]);
-        for (size_t k = 0; k < a.n; k++) {
-            memcpy(w, a.v[k], a.l[k]);
-            w[a.l[k]] = '\0';
-            q->argvs[i][k] = w;
-            q->lens[i][k] = a.l[k];
-            w += a.l[k] + 1;
-        }
-        q->argcs[i] = (int)a.n;
-        arg_free(&a);
+        build_commit(p, cs[i].part, &cs[i], &q->built[i]);
         mark_clean(p, q->seq);
     }
     return t;
@@ -1355,16 +1460,8 @@ sp_txn *sp_store_prepare(sp_store *st, const sp_commit *cs, size_t n) {
 static void txn_free(sp_txn *t) {
     if (!t) return;
     struct sp_txn_priv *q = t->priv;
-    for (size_t i = 0; i < t->n; i++) {
-        free(q->argvs[i]);
-        free(q->lens[i]);
-        free(q->bufs[i]);
-    }
-    free(q->argcs);
-    free(q->argvs);
-    free(q->lens);
-    free(q->bufs);
-    free(q->epochs);
+    for (size_t i = 0; i < t->n; i++) built_free(&q->built[i]);
+    free(q->built);
     jobs_clear(q->jobs, &q->njobs);
     free(q->jobs);
     free(q);
@@ -1393,18 +1490,19 @@ static void txn_run(sp_store *st, sp_txn *t) {
         return;
     }
     if (!t->n) return;
-    redisReply **rs = sp_xcalloc(t->n, sizeof *rs);
-    t->rc = send_commits(st->cst, t->n, q->argcs, q->argvs, q->lens, rs);
+    int32_t *parts = sp_xmalloc(t->n * sizeof *parts);
+    int *results = sp_xmalloc(t->n * sizeof *results);
+    for (size_t i = 0; i < t->n; i++) parts[i] = t->commits[i].part;
+    t->rc = send_commits(st->cst, q->built, parts, t->n, results);
     for (size_t i = 0; i < t->n && t->rc == SP_OK; i++) {
-        int res = commit_result(rs[i], t->commits[i].part);
-        if (t->commits[i].result == SP_OK) t->commits[i].result = res;
-        if (res == SP_ERR_FATAL) t->rc = SP_ERR_FATAL;
+        if (t->commits[i].result == SP_OK) t->commits[i].result = results[i];
+        if (results[i] == SP_ERR_FATAL) t->rc = SP_ERR_FATAL;
     }
-    for (size_t i = 0; i < t->n; i++)
-        if (rs[i]) freeReplyObject(rs[i]);
-    free(rs);
+    free(parts);
+    free(results);
     t->latency_us = sp_now_us() - t0;
 }
+
 
 static void *committer_main(void *arg) {
     sp_store *st = arg;
@@ -1477,7 +1575,7 @@ sp_txn *sp_store_reap(sp_store *st, int wait_ms) {
      * must not undo. */
     for (size_t i = 0; i < t->n; i++) {
         struct part *p = part_get(st, t->commits[i].part);
-        if (t->commits[i].result != SP_OK && p->epoch == t->priv->epochs[i])
+        if (t->commits[i].result != SP_OK && p->epoch == t->priv->built[i].epoch)
             sp_store_revoke(st, t->commits[i].part);
     }
     return t;

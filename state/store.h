@@ -4,11 +4,12 @@
 /* The Redis state store of DESIGN.md.
  *
  * Every per-user key lives under its Kafka partition's hash tag, "{p<n>}:",
- * so one partition's state is one Redis Cluster slot and one atomic script can
+ * so one partition's state is one Redis Cluster slot and one transaction can
  * write it. The store keeps a read-through cache of Redis hashes (sp_obj);
  * operators change cached objects during a batch, and sp_store_commit() writes
  * the dirty fields of one partition together with that partition's next input
- * offsets in one Lua script that first checks the partition's epoch (fencing).
+ * offsets in one MULTI/EXEC transaction, WATCHing the partition's meta hash
+ * behind a fence check of its epoch (see fence_lua in store.c).
  * A state change and the offset that produced it therefore land together or
  * not at all.
  *

@@ -153,22 +153,30 @@ static void expect_batches(const char *log, const char *tally) {
     free(v);
 }
 
+/* A store connected through a proxy (tests/support/proxy.h), owning
+ * partition 0, with commit_batch's first batch ("a;") committed. */
+static sp_store *proxied_store(sp_t_proxy **px) {
+    *px = sp_t_proxy_start(redis.port);
+    cr_assert_not_null(*px);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", sp_t_proxy_port(*px));
+    sp_store *st = open_store_at(url, 100, NULL);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(commit_batch(st, "a;", 1), SP_OK);
+    return st;
+}
+
 /* The commit ran in Redis, its reply was lost with the connection: the store
  * sends it again (it cannot know), and Redis must not apply it twice. Seen
  * for real when a cluster master died after replicating a commit it had
  * not acknowledged: dedupe's APPEND doubled on the promoted replica. */
 Test(store, a_commit_whose_reply_was_lost_is_sent_again_and_applied_once, .init = start,
      .fini = stop) {
-    sp_t_proxy *px = sp_t_proxy_start(redis.port);
-    cr_assert_not_null(px);
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", sp_t_proxy_port(px));
-    sp_store *st = open_store_at(url, 100, NULL);
-    const char *topics[] = {"t"};
-    int64_t off;
-    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
-    cr_assert_eq(commit_batch(st, "a;", 1), SP_OK);
-    sp_t_proxy_arm(px, "EVALSHA");
+    sp_t_proxy *px;
+    sp_store *st = proxied_store(&px);
+    sp_t_proxy_arm(px, "EXEC");
     cr_assert_eq(commit_batch(st, "b;", 2), SP_OK);
     cr_assert_eq(sp_t_proxy_dropped(px), 1, "the proxy never swallowed a commit's reply");
     cr_assert_eq(commit_batch(st, "c;", 3), SP_OK);
@@ -181,6 +189,83 @@ Test(store, a_commit_whose_reply_was_lost_is_sent_again_and_applied_once, .init 
     free(v);
     sp_store_destroy(st);
     sp_t_proxy_stop(px);
+}
+
+/* What another client does to the partition's meta hash between a commit's
+ * fence check and its EXEC (see the proxy's interposition). */
+static void meta_write(void *arg) {
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, (const char *)arg)); /* no % in it */
+    redisFree(c);
+}
+
+static void meta_rewrite_epoch(void *arg) {
+    (void)arg;
+    char *e = hget("{p0}:meta", "epoch");
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, "HSET {p0}:meta epoch %s", e));
+    redisFree(c);
+    free(e);
+}
+
+static const char multi_cmd[] = "*1\r\n$5\r\nMULTI\r\n";
+
+/* A commit whose meta hash was written between WATCH and EXEC (here with
+ * the same epoch, as a fenced instance's refused commit does) is discarded
+ * by Redis; the store must send it again, and it must apply once. */
+Test(store, a_commit_discarded_by_a_write_to_its_meta_hash_is_sent_again_and_applied_once,
+     .init = start, .fini = stop) {
+    sp_t_proxy *px;
+    sp_store *st = proxied_store(&px);
+    sp_t_proxy_interpose(px, multi_cmd, 2, meta_rewrite_epoch, NULL);
+    cr_assert_eq(commit_batch(st, "b;", 2), SP_OK);
+    cr_assert_eq(sp_t_proxy_interposed(px), 1, "the write never went in between");
+    cr_assert_eq(commit_batch(st, "c;", 3), SP_OK);
+    expect_batches("a;b;c;", "3");
+    char *v = hget("{p0}:meta", "off:t");
+    cr_assert_str_eq(v, "3");
+    free(v);
+    sp_store_destroy(st);
+    sp_t_proxy_stop(px);
+}
+
+/* A new owner's epoch bump that lands after the fence check passed, before
+ * EXEC: the transaction must not apply (WATCH), and the old owner is
+ * fenced. */
+Test(store, an_epoch_bump_between_the_fence_check_and_exec_fences_the_commit, .init = start,
+     .fini = stop) {
+    sp_t_proxy *px;
+    sp_store *st = proxied_store(&px);
+    sp_t_proxy_interpose(px, multi_cmd, 2, meta_write, "HINCRBY {p0}:meta epoch 1");
+    int rc = commit_batch(st, "b;", 2);
+    cr_assert_eq(rc, SP_ERR_FENCED, "rc %d", rc);
+    cr_assert_eq(sp_t_proxy_interposed(px), 1, "the bump never went in between");
+    cr_assert_not(sp_store_owns(st, 0));
+    expect_batches("a;", "1");
+    char *v = hget("{p0}:meta", "off:t");
+    cr_assert_str_eq(v, "1");
+    free(v);
+    sp_store_destroy(st);
+    sp_t_proxy_stop(px);
+}
+
+/* Commits of a partition apply in sequence: one whose predecessor is not
+ * there fails and writes nothing. */
+Test(store, a_commit_over_a_missing_predecessor_fails_and_writes_nothing, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(100, NULL);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    cr_assert_eq(commit_batch(st, "a;", 1), SP_OK);
+    meta_write("HSET {p0}:meta cseq 0"); /* as if commit 1 had never applied */
+    int rc = commit_batch(st, "b;", 2);
+    cr_assert_eq(rc, SP_ERR_FATAL, "rc %d", rc);
+    expect_batches("a;", "1");
+    char *v = hget("{p0}:meta", "cseq");
+    cr_assert_str_eq(v, "0");
+    free(v);
+    sp_store_destroy(st);
 }
 
 /* The commit numbers go on across owners: a new owner's commits are applied,

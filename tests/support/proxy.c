@@ -25,6 +25,10 @@ struct sp_t_proxy {
     pthread_mutex_t mu;
     char needle[64];
     int armed, dropped;
+    char ineedle[64];
+    int iarmed, ilines, interposed;
+    void (*ifn)(void *);
+    void *iarg;
     volatile int stop;
     struct pair c[MAXC];
 };
@@ -56,6 +60,22 @@ static int write_all(int fd, const char *b, ssize_t n) {
 }
 
 /* Moves what is readable on one side of q to the other. */
+/* Forwards server bytes to the client until `lines` CRLFs went by (the
+ * replies to what was sent before the needle), at most 5 s. */
+static int forward_lines(struct pair *q, int lines) {
+    char b[4096];
+    while (lines > 0) {
+        struct pollfd f = {.fd = q->sfd, .events = POLLIN};
+        if (poll(&f, 1, 5000) <= 0) return -1;
+        ssize_t n = read(q->sfd, b, sizeof b);
+        if (n <= 0) return -1;
+        for (ssize_t i = 0; i + 1 < n; i++)
+            if (b[i] == '\r' && b[i + 1] == '\n') lines--;
+        if (write_all(q->cfd, b, n)) return -1;
+    }
+    return 0;
+}
+
 static void pump_side(sp_t_proxy *p, struct pair *q, int from_client) {
     char buf[65536];
     ssize_t n = read(from_client ? q->cfd : q->sfd, buf, sizeof buf);
@@ -64,6 +84,22 @@ static void pump_side(sp_t_proxy *p, struct pair *q, int from_client) {
         return;
     }
     pthread_mutex_lock(&p->mu);
+    const char *at = from_client && p->iarmed
+                         ? memmem(buf, (size_t)n, p->ineedle, strlen(p->ineedle))
+                         : NULL;
+    if (at) {
+        p->iarmed = 0;
+        p->interposed++;
+        pthread_mutex_unlock(&p->mu);
+        ssize_t head = at - buf;
+        if (write_all(q->sfd, buf, head) || forward_lines(q, p->ilines)) {
+            pair_close(q);
+            return;
+        }
+        p->ifn(p->iarg);
+        if (write_all(q->sfd, buf + head, n - head)) pair_close(q);
+        return;
+    }
     if (from_client && p->armed && memmem(buf, (size_t)n, p->needle, strlen(p->needle))) {
         p->armed = 0;
         q->drop_next = 1;
@@ -139,6 +175,24 @@ void sp_t_proxy_arm(sp_t_proxy *p, const char *needle) {
     snprintf(p->needle, sizeof p->needle, "%s", needle);
     p->armed = 1;
     pthread_mutex_unlock(&p->mu);
+}
+
+void sp_t_proxy_interpose(sp_t_proxy *p, const char *needle, int lines, void (*fn)(void *),
+                          void *arg) {
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->ineedle, sizeof p->ineedle, "%s", needle);
+    p->ilines = lines;
+    p->ifn = fn;
+    p->iarg = arg;
+    p->iarmed = 1;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int sp_t_proxy_interposed(sp_t_proxy *p) {
+    pthread_mutex_lock(&p->mu);
+    int n = p->interposed;
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 int sp_t_proxy_dropped(sp_t_proxy *p) {

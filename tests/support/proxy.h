@@ -13,6 +13,16 @@ typedef struct sp_t_proxy sp_t_proxy;
 sp_t_proxy *sp_t_proxy_start(int target_port);
 int sp_t_proxy_port(const sp_t_proxy *p);
 void sp_t_proxy_arm(sp_t_proxy *p, const char *needle);
+/* Armed to interpose: at the next client write that contains `needle`, the
+ * proxy forwards the bytes before the needle, waits for the server's
+ * replies to them (`lines` single-line replies, forwarded too), calls
+ * fn(arg) on its own thread, then forwards the rest. For a write by another
+ * client that must land at a precise point of a pipeline (between a WATCH
+ * and its EXEC, say). One-shot. */
+void sp_t_proxy_interpose(sp_t_proxy *p, const char *needle, int lines, void (*fn)(void *),
+                          void *arg);
+/* Interpositions done so far. */
+int sp_t_proxy_interposed(sp_t_proxy *p);
 /* Replies swallowed so far. */
 int sp_t_proxy_dropped(sp_t_proxy *p);
 void sp_t_proxy_stop(sp_t_proxy *p);
