@@ -98,11 +98,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
              rd_kafka_err2str(m->err));
 }
 
-/* The producer shares the kafka.* properties with the consumer, so its
- * warnings about consumer-only properties are expected and dropped. */
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+void sp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
     if (!strcmp(fac, "CONFWARN") && strstr(buf, "consumer property")) return;
+    if (!strcmp(fac, "COMMITFAIL") && level >= 4) {
+        sp_info("kafka: %s (Kafka's copy of the offsets, kept for lag monitoring only: the "
+                "offsets the state restarts from are committed in Redis): %s",
+                fac, buf);
+        return;
+    }
     if (level <= 3)
         sp_error("kafka: %s: %s", fac, buf);
     else if (level <= 4)
@@ -124,7 +128,7 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
     if (!user_set(cfg, "linger.ms") && !user_set(cfg, "queue.buffering.max.ms"))
         rd_kafka_conf_set(conf, "linger.ms", "0", sub, sizeof sub);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_log_cb(conf, sp_kafka_log_cb);
     rd_kafka_conf_set_opaque(conf, sk);
     sk->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, sub, sizeof sub);
     if (!sk->rk) {

@@ -26,6 +26,13 @@ rd_kafka_conf_t *sp_kafka_conf_new(const sp_config *cfg, char *err, size_t errle
  * second of processing: 1,000,000 messages or 128 MiB. */
 void sp_kafka_consumer_defaults(rd_kafka_conf_t *conf, const sp_config *cfg);
 
+/* librdkafka's log lines, at the matching level (errors, warnings; the
+ * rest at debug). Two kinds are expected and not warnings: the producer's
+ * CONFWARN about consumer properties (the two share the kafka.* keys), and
+ * COMMITFAIL, a failed commit of Kafka's copy of the offsets (lag
+ * monitoring only; a rebalance fails it routinely), logged at info. */
+void sp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 /* The sink: an idempotent producer for outputs and dead letters. A delivery
  * that fails after librdkafka's own retries is produced again up to
  * SP_SINK_MAX_RETRIES times, then logged and counted in

@@ -504,16 +504,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         on_revoke(r, l);
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-    (void)rk;
-    if (level <= 3)
-        sp_error("kafka: %s: %s", fac, buf);
-    else if (level <= 4)
-        sp_warn("kafka: %s: %s", fac, buf);
-    else
-        sp_debug("kafka: %s: %s", fac, buf);
-}
-
 static void update_lag(struct runner *r) {
     int64_t lag = 0;
     for (size_t p = 0; p < r->nparts; p++) {
@@ -590,7 +580,7 @@ static rd_kafka_t *consumer_new(struct runner *r, char *err, size_t errlen) {
             goto bad;
     sp_kafka_consumer_defaults(conf, &r->cfg);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_log_cb(conf, sp_kafka_log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, r);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, sub, sizeof sub);

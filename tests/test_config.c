@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stream/config.h"
 #include "stream/error.h"
 #include "stream/kafka.h"
+#include "stream/log.h"
 #include "tests/support/harness.h"
 
 static const char *write_tmp(const char *text) {
@@ -158,6 +160,43 @@ Test(config, consumer_prefetch_defaults_and_the_users_setting_wins) {
     cr_assert_str_eq(conf_value(conf, "queued.min.messages"), "1000000");
     rd_kafka_conf_destroy(conf);
     sp_config_release(&c);
+}
+
+/* What sp_kafka_log_cb writes for one librdkafka log line, at log level
+ * info: stderr captured into a temporary file. */
+static char *kafka_log_line(int level, const char *fac, const char *buf) {
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = tmpfile();
+    dup2(fileno(f), 2);
+    sp_log_set_level(SP_LOG_INFO);
+    sp_kafka_log_cb(NULL, level, fac, buf);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long n = ftell(f);
+    char *out = calloc(1, (size_t)n + 1);
+    rewind(f);
+    cr_assert_eq(fread(out, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return out;
+}
+
+/* A rebalance routinely fails the commit of Kafka's copy of the offsets
+ * ("Unknown member"); the state's offsets are in Redis, so that is no
+ * warning. A real warning stays one. */
+Test(config, kafka_commitfail_is_info_and_other_warnings_stay_warnings) {
+    char *s = kafka_log_line(4, "COMMITFAIL", "Offset commit (manual) failed: Unknown member");
+    cr_assert(strstr(s, " INFO "), "%s", s);
+    cr_assert(strstr(s, "lag monitoring only"), "%s", s);
+    cr_assert(strstr(s, "Unknown member"), "%s", s);
+    free(s);
+    s = kafka_log_line(4, "FAIL", "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed");
+    cr_assert(strstr(s, " WARN "), "%s", s);
+    free(s);
+    s = kafka_log_line(3, "ERROR", "something broke");
+    cr_assert(strstr(s, " ERROR "), "%s", s);
+    free(s);
 }
 
 Test(config, run_help_documents_every_key) {
