@@ -107,6 +107,22 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
     size_t wl = strlen(word);
     const char *old = sp_obj_get_str(o, field), *oldts = sp_obj_get_str(o, tsfield);
     char *tp = (char *)oldts;
+    /* The common case: the word heads the list already (the same session,
+     * device or ip as the user's newest event). Only its time can change,
+     * to the later of the two, and it stays at the head: the words are as
+     * they were, and the times get a new first one. */
+    if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
+        int64_t t0 = sp_profile_parse_i64(tp, &tp);
+        if (t0 >= ts) return;
+        char outts[CAP * 21 + 1];
+        size_t kt = sp_i64toa(ts, outts), rl = strlen(tp);
+        if (kt + rl < sizeof outts) {
+            memcpy(outts + kt, tp, rl + 1);
+            sp_obj_set_str(o, tsfield, outts);
+            return;
+        }
+        tp = (char *)oldts;
+    }
     for (const char *s = old; s && *s && n < CAP;) {
         const char *sp = strchr(s, ' ');
         size_t len = sp ? (size_t)(sp - s) : strlen(s);

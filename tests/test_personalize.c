@@ -850,6 +850,32 @@ static void seen_with(struct rig *r, const char *user, int i, int64_t ts) {
     run_event(r, &ev, SP_KIND_VIEW);
 }
 
+/* The same session, device and ip as the user's newest event again (most
+ * events): the lists keep their words and order, and the head's time moves
+ * to the later of the two -- never back. */
+Test(personalize, profile_lists_move_only_the_head_time_for_the_newest_word_again) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    seen_with(&r, "uc", 0, T0);
+    seen_with(&r, "uc", 1, T0 + 1000);
+    seen_with(&r, "uc", 1, T0 + 5000); /* newer: the head's time moves */
+    seen_with(&r, "uc", 1, T0 + 2000); /* older: nothing changes */
+    commit(&r);
+    char want_ts[64];
+    snprintf(want_ts, sizeof want_ts, "%lld %lld", (long long)(T0 + 5000), (long long)T0);
+    static const char *lists[][3] = {{"devices", "devices_ts", "d1 d0"},
+                                     {"ips", "ips_ts", "10.0.0.1 10.0.0.0"},
+                                     {"recent_sessions", "recent_sessions_ts", "s1 s0"}};
+    for (size_t i = 0; i < 3; i++) {
+        char *w = hget("{p0}:prof:uc", lists[i][0]), *t = hget("{p0}:prof:uc", lists[i][1]);
+        cr_assert_str_eq(w, lists[i][2], "%s", lists[i][0]);
+        cr_assert_str_eq(t, want_ts, "%s", lists[i][1]);
+        free(w);
+        free(t);
+    }
+    rig_close(&r);
+}
+
 /* The three input topics are fetched independently, so one user's events
  * arrive in different orders in different runs: the profile's lists of
  * sessions, devices and ips must come out the same (make soak found
