@@ -1308,7 +1308,11 @@ static int commit_outcome(redisReply **r, size_t ncmd, char *why, size_t whylen)
         snprintf(why, whylen, "fence check: unexpected reply");
         return CM_FAILED;
     }
-    if (fence->integer == 2) return exec->type == REDIS_REPLY_ARRAY ? CM_FAILED : CM_THERE;
+    if (fence->integer == 2) {
+        if (exec->type != REDIS_REPLY_ARRAY) return CM_THERE;
+        snprintf(why, whylen, "applied again although its fence check found it applied");
+        return CM_FAILED;
+    }
     if (exec->type == REDIS_REPLY_NIL) {
         /* Something wrote the meta hash between WATCH and EXEC: a new owner
          * (the resend meets FENCED), or a fenced instance's check. */
@@ -1413,8 +1417,8 @@ int sp_store_commit_many(sp_store *st, sp_commit *cs, size_t n) {
         parts[i] = cs[i].part;
         build_commit(p, cs[i].part, &cs[i], &bs[i]);
     }
-    int rc = send_commits(st, bs, parts, n, results);
-    for (size_t i = 0; i < n && rc == SP_OK; i++) {
+    int rc = send_commits(st, bs, parts, n, results), answered = rc == SP_OK;
+    for (size_t i = 0; i < n && answered; i++) {
         if (results[i] != SP_OK) {
             sp_store_revoke(st, cs[i].part);
             cs[i].result = results[i];
