@@ -82,8 +82,17 @@ static void setup_on(const char *name, int partitions, const char *const *xprops
         snprintf(names[i], sizeof names[i], "%s%s", prefix, kinds[i]);
         list[i] = names[i];
     }
-    cr_assert_eq(sp_test_create_topics(bs, list, 4, partitions, xprops, err, sizeof err), 0,
-                 "creating the topics: %s", err);
+    if (sp_test_create_topics(bs, list, 4, partitions, xprops, err, sizeof err)) {
+        /* The runner deletes the broker's directory at the end: its log's
+         * last lines now, for the post-mortem (a broker that was up at the
+         * start and gone by this test, once). */
+        char path[1200];
+        snprintf(path, sizeof path, "%s/kafka.log", sp_test_broker_dir(world_broker));
+        char *log = sp_t_read_file(path, NULL);
+        size_t n = log ? strlen(log) : 0;
+        cr_assert_fail("creating the topics: %s\n-- the last lines of %s:\n%s", err, path,
+                       log ? log + (n > 3000 ? n - 3000 : 0) : "(cannot read it)");
+    }
     pl_setup(bs, prefix, partitions);
     for (int i = 0; xprops && xprops[i] && i < 7; i++) w.xprops[i] = xprops[i];
 }
