@@ -143,6 +143,17 @@ static int commit_batch(sp_store *st, const char *piece, int64_t next) {
     return sp_store_commit(st, 0, topics, &next, 1);
 }
 
+/* The field holds want (NULL: absent). */
+static void expect_field(const char *key, const char *field, const char *want) {
+    char *v = hget(key, field);
+    if (!want)
+        cr_assert_null(v, "%s %s = %s, want none", key, field, v);
+    else
+        cr_assert(v && !strcmp(v, want), "%s %s = %s, want %s", key, field, v ? v : "(none)",
+                  want);
+    free(v);
+}
+
 /* What commit_batch's commands left in Redis. */
 static void expect_batches(const char *log, const char *tally) {
     char *v = get_str("{p0}:log");
@@ -181,12 +192,8 @@ Test(store, a_commit_whose_reply_was_lost_is_sent_again_and_applied_once, .init 
     cr_assert_eq(sp_t_proxy_dropped(px), 1, "the proxy never swallowed a commit's reply");
     cr_assert_eq(commit_batch(st, "c;", 3), SP_OK);
     expect_batches("a;b;c;", "3");
-    char *v = hget("{p0}:u:x", "view");
-    cr_assert_str_eq(v, "3");
-    free(v);
-    v = hget("{p0}:meta", "off:t");
-    cr_assert_str_eq(v, "3");
-    free(v);
+    expect_field("{p0}:u:x", "view", "3");
+    expect_field("{p0}:meta", "off:t", "3");
     sp_store_destroy(st);
     sp_t_proxy_stop(px);
 }
@@ -222,9 +229,7 @@ Test(store, a_commit_discarded_by_a_write_to_its_meta_hash_is_sent_again_and_app
     cr_assert_eq(sp_t_proxy_interposed(px), 1, "the write never went in between");
     cr_assert_eq(commit_batch(st, "c;", 3), SP_OK);
     expect_batches("a;b;c;", "3");
-    char *v = hget("{p0}:meta", "off:t");
-    cr_assert_str_eq(v, "3");
-    free(v);
+    expect_field("{p0}:meta", "off:t", "3");
     sp_store_destroy(st);
     sp_t_proxy_stop(px);
 }
@@ -242,9 +247,7 @@ Test(store, an_epoch_bump_between_the_fence_check_and_exec_fences_the_commit, .i
     cr_assert_eq(sp_t_proxy_interposed(px), 1, "the bump never went in between");
     cr_assert_not(sp_store_owns(st, 0));
     expect_batches("a;", "1");
-    char *v = hget("{p0}:meta", "off:t");
-    cr_assert_str_eq(v, "1");
-    free(v);
+    expect_field("{p0}:meta", "off:t", "1");
     sp_store_destroy(st);
     sp_t_proxy_stop(px);
 }
@@ -262,9 +265,7 @@ Test(store, a_commit_over_a_missing_predecessor_fails_and_writes_nothing, .init 
     int rc = commit_batch(st, "b;", 2);
     cr_assert_eq(rc, SP_ERR_FATAL, "rc %d", rc);
     expect_batches("a;", "1");
-    char *v = hget("{p0}:meta", "cseq");
-    cr_assert_str_eq(v, "0");
-    free(v);
+    expect_field("{p0}:meta", "cseq", "0");
     sp_store_destroy(st);
 }
 
@@ -420,17 +421,6 @@ static sp_txn *own_and_prepare_a_view(sp_store *st) {
     sp_obj_incr(o, "view", 1);
     sp_commit c = {0, topics, next, 1, SP_OK};
     return sp_store_prepare(st, &c, 1);
-}
-
-/* The field holds want (NULL: absent). */
-static void expect_field(const char *key, const char *field, const char *want) {
-    char *v = hget(key, field);
-    if (!want)
-        cr_assert_null(v, "%s %s = %s, want none", key, field, v);
-    else
-        cr_assert(v && !strcmp(v, want), "%s %s = %s, want %s", key, field, v ? v : "(none)",
-                  want);
-    free(v);
 }
 
 Test(store_async, a_transaction_holds_the_batch_it_was_prepared_from, .init = start, .fini = stop) {
