@@ -11,6 +11,8 @@
 
 struct counts {
     sp_store *store;
+    sp_op_hints users;                 /* the event's user entry, prefetch to process */
+    sp_fname kind[SP_KIND__COUNT + 1], events; /* [COUNT]: "unknown" */
 };
 
 static int counts_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -18,6 +20,8 @@ static int counts_init(void **priv, const sp_op_env *env, char *err, size_t errl
     (void)errlen;
     struct counts *c = sp_xcalloc(1, sizeof *c);
     c->store = env->store;
+    for (int k = 0; k <= SP_KIND__COUNT; k++) c->kind[k] = sp_fname_of(sp_event_kind_name(k));
+    c->events = sp_fname_of("events");
     *priv = c;
     return SP_OK;
 }
@@ -36,7 +40,7 @@ static void counts_prefetch(void *priv, const sp_op_event *e) {
     struct counts *c = priv;
     char key[256];
     user_key(key, sizeof key, e);
-    sp_store_want(c->store, e->partition, key);
+    sp_op_want(&c->users, c->store, e, key);
 }
 
 static int counts_process(void *priv, const sp_op_event *e) {
@@ -44,14 +48,19 @@ static int counts_process(void *priv, const sp_op_event *e) {
     char key[256];
     user_key(key, sizeof key, e);
     sp_obj *u;
-    int rc = sp_store_get(c->store, e->partition, key, &u);
+    int rc = sp_op_get(&c->users, c->store, e, key, &u);
     if (rc != SP_OK) return rc;
-    sp_obj_incr(u, sp_event_kind_name(e->kind), 1);
-    sp_obj_incr(u, "events", 1);
+    sp_obj_incr_f(u, &c->kind[(unsigned)e->kind < SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
+    sp_obj_incr_f(u, &c->events, 1);
     return SP_OK;
 }
 
-static void counts_destroy(void *priv) { free(priv); }
+static void counts_destroy(void *priv) {
+    struct counts *c = priv;
+    if (!c) return;
+    sp_op_hints_release(&c->users);
+    free(c);
+}
 
 const sp_op sp_op_counts = {
     .name = "counts",

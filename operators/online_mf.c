@@ -35,6 +35,7 @@
 struct mf {
     sp_store *store;
     sp_personal *ctx;
+    sp_op_hints users;    /* the event's mfu:<user> entry, prefetch to process */
 };
 
 static int mf_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -60,7 +61,7 @@ static void mf_prefetch(void *priv, const sp_op_event *e) {
     struct mf *m = priv;
     char key[256];
     mfu_key(key, sizeof key, e);
-    sp_store_want(m->store, e->partition, key);
+    sp_op_want(&m->users, m->store, e, key);
 }
 
 /* A random row to contrast with: one of the model's items when a model is
@@ -138,7 +139,7 @@ static int mf_process(void *priv, const sp_op_event *e) {
     char key[256];
     mfu_key(key, sizeof key, e);
     sp_obj *o;
-    int rc = sp_store_get(m->store, e->partition, key, &o);
+    int rc = sp_op_get(&m->users, m->store, e, key, &o);
     if (rc != SP_OK) return rc;
     size_t d = c->dim;
     float u[SP_PERSONAL_MAX_DIM];
@@ -168,6 +169,7 @@ static void mf_destroy(void *priv) {
     if (!m) return;
     m->ctx->has_mf = 0;
     sp_personal_put(m->ctx);
+    sp_op_hints_release(&m->users);
     free(m);
 }
 

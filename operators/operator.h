@@ -58,7 +58,29 @@ typedef struct sp_op_event {
     const char *topic;
     int64_t offset;
     double arrival_us; /* monotonic clock when the message was polled; 0 unknown */
+    uint32_t seq;      /* its place in the batch: the key of its sp_op_hints */
 } sp_op_event;
+
+/* The cache entries an operator wanted in an event's prefetch, found again
+ * in the same event's process without a second lookup of the key (a hash
+ * of it and a cache miss or two, per event and object). One entry per
+ * event per sp_op_hints (an operator wanting two objects keeps two). A
+ * hint holds only for the event that set it, in its batch
+ * (sp_store_batch); any other call falls back to sp_store_get, so an
+ * operator run without prefetch (tests, a caller that skips it) still gets
+ * the right object. The operator owns it: zeroed to start,
+ * sp_op_hints_release at the end. */
+typedef struct sp_op_hints {
+    struct sp_op_hint *v;
+    size_t cap;
+} sp_op_hints;
+
+/* sp_store_want of "{p<part>}:<suffix>" for the event, remembered. */
+void sp_op_want(sp_op_hints *h, sp_store *st, const sp_op_event *e, const char *suffix);
+/* The object sp_op_want wanted for this event, loaded; else sp_store_get's. */
+int sp_op_get(sp_op_hints *h, sp_store *st, const sp_op_event *e, const char *suffix,
+              sp_obj **out);
+void sp_op_hints_release(sp_op_hints *h);
 
 typedef struct sp_op {
     const char *name;

@@ -114,3 +114,39 @@ int sp_pipeline_reload(sp_pipeline *pl) {
         }
     return first;
 }
+
+struct sp_op_hint {
+    uint64_t batch;       /* sp_store_batch when set */
+    const sp_event *ev;   /* the event it was set for */
+    sp_obj *obj;
+};
+
+void sp_op_want(sp_op_hints *h, sp_store *st, const sp_op_event *e, const char *suffix) {
+    sp_obj *o = sp_store_want(st, e->partition, suffix);
+    if (e->seq >= h->cap) {
+        size_t n = h->cap ? h->cap : 256;
+        while (n <= e->seq) n *= 2;
+        h->v = sp_xrealloc(h->v, n * sizeof *h->v);
+        memset(h->v + h->cap, 0, (n - h->cap) * sizeof *h->v);
+        h->cap = n;
+    }
+    h->v[e->seq] = (struct sp_op_hint){sp_store_batch(st), e->ev, o};
+}
+
+int sp_op_get(sp_op_hints *h, sp_store *st, const sp_op_event *e, const char *suffix,
+              sp_obj **out) {
+    if (e->seq < h->cap) {
+        const struct sp_op_hint *t = &h->v[e->seq];
+        if (t->obj && t->ev == e->ev && t->batch == sp_store_batch(st)) {
+            int rc = sp_store_load(st, t->obj);
+            if (rc == SP_OK) *out = t->obj;
+            return rc;
+        }
+    }
+    return sp_store_get(st, e->partition, suffix, out);
+}
+
+void sp_op_hints_release(sp_op_hints *h) {
+    free(h->v);
+    *h = (sp_op_hints){0};
+}

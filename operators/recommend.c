@@ -72,6 +72,7 @@ struct recommend {
     uint8_t *pbuf;            /* the packed Recommendation */
     size_t pcap;
     float maxpop;
+    sp_op_hints rs, mfu;      /* the event's entries, prefetch to process */
 };
 
 static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -99,10 +100,10 @@ static void rec_prefetch(void *priv, const sp_op_event *e) {
     struct recommend *r = priv;
     char key[256];
     user_key(key, sizeof key, "rs:", e->ev->user_id);
-    sp_store_want(r->store, e->partition, key);
+    sp_op_want(&r->rs, r->store, e, key);
     if (r->ctx->has_mf) return; /* mf wants mfu:<user> already */
     user_key(key, sizeof key, "mfu:", e->ev->user_id);
-    sp_store_want(r->store, e->partition, key);
+    sp_op_want(&r->mfu, r->store, e, key);
 }
 
 /* Whether `word` is in the space-separated list s. */
@@ -613,7 +614,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     char key[256];
     user_key(key, sizeof key, "rs:", ev->user_id);
     sp_obj *rs, *mo;
-    int rc = sp_store_get(r->store, e->partition, key, &rs);
+    int rc = sp_op_get(&r->rs, r->store, e, key, &rs);
     if (rc != SP_OK) return rc;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_ORDER && ev->order) {
         for (size_t i = 0; i < ev->order->n_items; i++)
@@ -656,7 +657,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     sp_obj_set_int(rs, "last_ms", ev->ts_ms);
 
     user_key(key, sizeof key, "mfu:", ev->user_id);
-    if ((rc = sp_store_get(r->store, e->partition, key, &mo)) != SP_OK) return rc;
+    if ((rc = sp_op_get(&r->mfu, r->store, e, key, &mo)) != SP_OK) return rc;
     float mfu[SP_PERSONAL_MAX_DIM];
     int have_mfu = sp_personal_hex_decode(sp_obj_get_str(mo, "v"), mfu, c->dim) == c->dim;
     struct sp_scored top[K_MAX];
@@ -704,6 +705,8 @@ static int rec_reload(void *priv) {
 static void rec_destroy(void *priv) {
     struct recommend *r = priv;
     if (!r) return;
+    sp_op_hints_release(&r->rs);
+    sp_op_hints_release(&r->mfu);
     free(r->text);
     free(r->pend);
     free(r->pbuf);

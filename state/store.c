@@ -92,6 +92,7 @@ struct sp_store {
     size_t nparts;
     sp_obj **want;        /* queued by sp_store_want, not yet loaded */
     size_t nwant, capwant;
+    uint64_t batch;       /* sp_store_batch */
     uint64_t reconnects;
     uint64_t wait_retries;
     /* The committer (sp_store_submit): a thread with a connection of its own
@@ -854,6 +855,7 @@ void sp_store_revoke(sp_store *st, int32_t part) {
     p->dirty = NULL;
     part_clear_cmds(p);
     want_clear(st);
+    st->batch++;
     cache_remove_if(st, in_part, &part);
 }
 
@@ -861,17 +863,18 @@ int sp_store_owns(const sp_store *st, int32_t part) {
     return (size_t)part < st->nparts && st->parts[part].owned;
 }
 
-void sp_store_want(sp_store *st, int32_t part, const char *suffix) {
+sp_obj *sp_store_want(sp_store *st, int32_t part, const char *suffix) {
     char key[512];
     size_t klen = make_key(key, sizeof key, part, suffix);
     sp_obj *o = cache_lookup(st, part, key, klen, 1);
-    if (o->loaded || o->queued) return;
+    if (o->loaded || o->queued) return o;
     o->queued = 1;
     if (st->nwant == st->capwant) {
         st->capwant = st->capwant ? st->capwant * 2 : 256;
         st->want = sp_xrealloc(st->want, st->capwant * sizeof *st->want);
     }
     st->want[st->nwant++] = o;
+    return o;
 }
 
 int sp_store_prefetch(sp_store *st) {
@@ -910,21 +913,27 @@ int sp_store_prefetch(sp_store *st) {
     return rc;
 }
 
+int sp_store_load(sp_store *st, sp_obj *o) {
+    if (o->loaded) return SP_OK;
+    redisReply *r = NULL;
+    const char *argv[] = {"HGETALL", o->key};
+    int rc = command(st, &r, 2, argv);
+    if (rc != SP_OK) return rc;
+    obj_load(o, r);
+    freeReplyObject(r);
+    return SP_OK;
+}
+
 int sp_store_get(sp_store *st, int32_t part, const char *suffix, sp_obj **out) {
     char key[512];
     size_t klen = make_key(key, sizeof key, part, suffix);
     sp_obj *o = cache_lookup(st, part, key, klen, 1);
-    if (!o->loaded) {
-        redisReply *r = NULL;
-        const char *argv[] = {"HGETALL", key};
-        int rc = command(st, &r, 2, argv);
-        if (rc != SP_OK) return rc;
-        obj_load(o, r);
-        freeReplyObject(r);
-    }
-    *out = o;
-    return SP_OK;
+    int rc = sp_store_load(st, o);
+    if (rc == SP_OK) *out = o;
+    return rc;
 }
+
+uint64_t sp_store_batch(const sp_store *st) { return st->batch; }
 
 /* Marks a field changed: the object joins its partition's dirty list once. */
 static void obj_mark(sp_obj *o, struct field *f) {
@@ -974,16 +983,26 @@ void sp_obj_set_double(sp_obj *o, const char *field, double v) {
     obj_mark(o, f);
 }
 
+sp_fname sp_fname_of(const char *name) {
+    sp_fname n = {name, 0, 0};
+    n.hash = name_hash(name, &n.len);
+    return n;
+}
+
 /* One lookup for the read and the write; an absent field counts from 0. */
-void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
-    uint32_t len, h = name_hash(field, &len);
-    struct field *f = field_lookup(o, field, h, len, 0);
+void sp_obj_incr_f(sp_obj *o, const sp_fname *n, int64_t by) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, 0);
     int64_t v = f ? field_int(f) : 0;
-    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
+    if (!f) f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_INT;
     f->num.i = v + by;
     f->text_ok = 0;
     obj_mark(o, f);
+}
+
+void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_incr_f(o, &n, by);
 }
 
 void sp_obj_incrf(sp_obj *o, const char *field, double by) {
@@ -1642,6 +1661,7 @@ static int is_clean(const sp_obj *o, const void *arg) {
 
 void sp_store_end_batch(sp_store *st) {
     want_clear(st);
+    st->batch++;
     if ((int64_t)st->nobjs > st->conf.max_entries) {
         size_t before = st->nobjs;
         cache_remove_if(st, is_clean, &st->applied);

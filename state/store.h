@@ -64,8 +64,20 @@ int sp_store_assign(sp_store *st, int32_t part, const char *const *topics, int n
 void sp_store_revoke(sp_store *st, int32_t part);
 int sp_store_owns(const sp_store *st, int32_t part);
 
-/* Queues the object "{p<part>}:<suffix>" for sp_store_prefetch(). */
-void sp_store_want(sp_store *st, int32_t part, const char *suffix);
+/* Queues the object "{p<part>}:<suffix>" for sp_store_prefetch() and
+ * returns its cache entry, which may not be loaded yet (sp_store_load). The
+ * pointer stays valid until the end of the batch, as sp_store_get's: a
+ * caller that keeps it for the same event's process saves a second lookup
+ * of the key (operators/operator.h, sp_op_want). */
+sp_obj *sp_store_want(sp_store *st, int32_t part, const char *suffix);
+
+/* Loads an entry from sp_store_want if the batch's prefetch did not (a
+ * round trip of its own). */
+int sp_store_load(sp_store *st, sp_obj *o);
+
+/* Which batch this is: changes at every sp_store_end_batch and
+ * sp_store_revoke, after which entries of an earlier batch may be gone. */
+uint64_t sp_store_batch(const sp_store *st);
 
 /* Loads every queued object that is not cached, in one pipelined round trip. */
 int sp_store_prefetch(sp_store *st);
@@ -91,6 +103,16 @@ int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def);
 double sp_obj_get_double(const sp_obj *o, const char *field, double def);
 const char *sp_obj_get_str(const sp_obj *o, const char *field); /* NULL if absent */
 void sp_obj_incr(sp_obj *o, const char *field, int64_t by);
+
+/* A field name with its length and hash worked out once, for a field an
+ * operator touches at every event: the _f calls skip hashing the name.
+ * name is borrowed and must outlive it. */
+typedef struct sp_fname {
+    const char *name;
+    uint32_t len, hash;
+} sp_fname;
+sp_fname sp_fname_of(const char *name);
+void sp_obj_incr_f(sp_obj *o, const sp_fname *f, int64_t by);
 void sp_obj_incrf(sp_obj *o, const char *field, double by);
 void sp_obj_set_int(sp_obj *o, const char *field, int64_t v);
 void sp_obj_set_double(sp_obj *o, const char *field, double v);

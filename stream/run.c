@@ -385,7 +385,7 @@ static int process_batch(struct runner *r) {
         }
         r->evs[i] = ev;
         oes[i] = (sp_op_event){ev, sp_event_kind_of(ev), m->partition, rd_kafka_topic_name(m->rkt),
-                               m->offset, r->arrival_us[i]};
+                               m->offset, r->arrival_us[i], (uint32_t)i};
         sp_pipeline_prefetch(r->pl, &oes[i]);
     }
     if ((rc = sp_store_prefetch(r->store)) != SP_OK) goto out;

@@ -291,3 +291,61 @@ Test(dedupe, reads_and_then_drops_the_old_sorted_set, .init = start, .fini = sto
     cr_assert_eq(feed(&r, "fresh", 5200), SP_OP_DROP);
     rig_close(&r);
 }
+
+/* sp_op_hints (operators/operator.h): counts keeps the user entry it wanted
+ * in prefetch for the same event's process. A hint must serve only the
+ * event that set it, in its batch: another event at the same place in the
+ * batch, or the same event struct reused in a later batch, gets the entry
+ * of its own key. */
+static void user_event(Shopstream__V1__Event *ev, Shopstream__V1__Click *click, const char *id,
+                       const char *user) {
+    *ev = (Shopstream__V1__Event)SHOPSTREAM__V1__EVENT__INIT;
+    *click = (Shopstream__V1__Click)SHOPSTREAM__V1__CLICK__INIT;
+    click->kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
+    click->item_id = "i1";
+    ev->event_id = (char *)id;
+    ev->ts_ms = 1000;
+    ev->user_id = (char *)user;
+    ev->body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
+    ev->click = click;
+}
+
+static int64_t views_of(struct rig *r, const char *user) {
+    char key[64];
+    snprintf(key, sizeof key, "u:%s", user);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(r->store, 0, key, &o), SP_OK);
+    return sp_obj_get_int(o, "view", 0);
+}
+
+Test(hints, a_hint_serves_only_the_event_and_batch_that_set_it, .init = start, .fini = stop) {
+    struct rig r;
+    rig_open(&r, 3600000, 1000);
+    Shopstream__V1__Event a, b;
+    Shopstream__V1__Click ca, cb;
+    user_event(&a, &ca, "e1", "alice");
+    user_event(&b, &cb, "e2", "bob");
+    sp_op_event ea = {.ev = &a, .kind = SP_KIND_VIEW, .partition = 0, .topic = "t", .seq = 0};
+    sp_op_event eb = {.ev = &b, .kind = SP_KIND_VIEW, .partition = 0, .topic = "t", .seq = 0};
+
+    /* alice wanted at place 0; bob processed at place 0 without a prefetch */
+    sp_pipeline_prefetch(r.pl, &ea);
+    cr_assert_eq(sp_store_prefetch(r.store), SP_OK);
+    cr_assert_eq(sp_pipeline_process(r.pl, &eb, NULL), SP_OK);
+    cr_assert_eq(views_of(&r, "bob"), 1);
+    cr_assert_eq(views_of(&r, "alice"), 0, "bob's event was counted on alice's hint");
+    cr_assert_eq(sp_pipeline_process(r.pl, &ea, NULL), SP_OK);
+    cr_assert_eq(views_of(&r, "alice"), 1);
+    commit(&r, 2);
+
+    /* the same struct, wanted for carol, then the batch ends and it comes
+     * back as dave's event without a prefetch */
+    user_event(&a, &ca, "e3", "carol");
+    sp_pipeline_prefetch(r.pl, &ea);
+    sp_store_end_batch(r.store);
+    user_event(&a, &ca, "e4", "dave");
+    cr_assert_eq(sp_pipeline_process(r.pl, &ea, NULL), SP_OK);
+    cr_assert_eq(views_of(&r, "dave"), 1);
+    cr_assert_eq(views_of(&r, "carol"), 0, "a hint of an earlier batch was used");
+    rig_close(&r);
+}

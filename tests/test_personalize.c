@@ -122,7 +122,7 @@ static void rig_close(struct rig *r) {
 }
 
 static void run_event(struct rig *r, Shopstream__V1__Event *ev, enum sp_event_kind kind) {
-    sp_op_event e = {ev, kind, 0, "t", r->off++, 0};
+    sp_op_event e = {ev, kind, 0, "t", r->off++, 0, 0};
     sp_pipeline_prefetch(r->pl, &e);
     cr_assert_eq(sp_store_prefetch(r->store), SP_OK);
     cr_assert_eq(sp_pipeline_process(r->pl, &e, NULL), SP_OK);
