@@ -16,11 +16,17 @@
  * where batch boundaries fall -- which is what lets a crashed and restarted
  * run end in exactly the state of an uninterrupted one.
  *
- * In memory the ids are a hash map (membership, ts) plus a min-heap ordered
- * by (ts, id bytes); after each batch everything older than maxts minus the
- * window goes, then the lowest entries beyond dedupe.max_ids. That set is the
- * newest max_ids of all ids ever seen with ts inside the window, whatever
- * the batch boundaries.
+ * In memory the ids are a hash map (membership, ts) plus their entries in
+ * (ts, id bytes) order; after each batch everything older than maxts minus
+ * the window goes, then the lowest entries beyond dedupe.max_ids. That set
+ * is the newest max_ids of all ids ever seen with ts inside the window,
+ * whatever the batch boundaries. The order is kept in two parts: a FIFO ring
+ * for the entries that came in order (no lower than the ring's newest, the
+ * usual case: a partition's events come mostly in event-time order), where
+ * adding and taking the lowest cost O(1), and a min-heap for the rest; the
+ * lowest entry is the lower of the two heads, so trimming takes entries in
+ * exactly the order one heap of all of them would. At worst (nothing in
+ * order) that is the one heap, O(log n) an id, as before the ring.
  *
  * In Redis the ids live in event-time buckets (an eighth of the window, at
  * least a second): the string
@@ -59,7 +65,9 @@ struct entry {
 struct dd_part {
     int active;
     sp_strmap *ids;
-    struct entry *heap;
+    struct entry *ring;     /* entries that came in (ts, id) order, oldest at rhead */
+    size_t rhead, nring, capring; /* capring: 0 or a power of two */
+    struct entry *heap;     /* min-heap of the entries that came out of order */
     size_t nheap, capheap;
     struct entry *pending;  /* added since the last flush, inside the window when seen */
     size_t npending, cappending;
@@ -121,6 +129,56 @@ static struct entry heap_pop(struct dd_part *p) {
     return top;
 }
 
+/* The ring's i-th entry from its oldest. */
+static struct entry *ring_at(const struct dd_part *p, size_t i) {
+    return &p->ring[(p->rhead + i) & (p->capring - 1)];
+}
+
+/* Appends at the newest end; a full ring is copied, oldest first, into one
+ * twice its size (a power of two, so that ring_at wraps with a mask). */
+static void ring_push(struct dd_part *p, struct entry e) {
+    if (p->nring == p->capring) {
+        size_t cap = p->capring ? p->capring * 2 : 1024;
+        struct entry *r = sp_xmalloc(cap * sizeof *r);
+        size_t first = p->capring - p->rhead < p->nring ? p->capring - p->rhead : p->nring;
+        if (p->nring) {
+            memcpy(r, p->ring + p->rhead, first * sizeof *r);
+            memcpy(r + first, p->ring, (p->nring - first) * sizeof *r);
+        }
+        free(p->ring);
+        p->ring = r;
+        p->rhead = 0;
+        p->capring = cap;
+    }
+    *ring_at(p, p->nring++) = e;
+}
+
+/* Remembers an entry in order: onto the ring when it is no lower than the
+ * ring's newest, else into the heap, so that the ring stays sorted and the
+ * usual in-order id costs one comparison of times. */
+static void order_push(struct dd_part *p, struct entry e) {
+    if (!p->nring || !entry_less(&e, ring_at(p, p->nring - 1))) ring_push(p, e);
+    else heap_push(p, e);
+}
+
+/* The lowest entry, or NULL when there is none: the lower of the ring's
+ * head and the heap's top, so that order_pop takes entries in the order one
+ * min-heap of them all would (ties on ts broken by the id bytes). */
+static const struct entry *order_min(const struct dd_part *p) {
+    const struct entry *r = p->nring ? &p->ring[p->rhead] : NULL;
+    if (!p->nheap) return r;
+    return r && !entry_less(&p->heap[0], r) ? r : &p->heap[0];
+}
+
+/* Takes out the lowest entry, `low` (order_min's answer). */
+static struct entry order_pop(struct dd_part *p, const struct entry *low) {
+    if (!p->nring || low != &p->ring[p->rhead]) return heap_pop(p);
+    struct entry e = *low;
+    p->rhead = (p->rhead + 1) & (p->capring - 1);
+    p->nring--;
+    return e;
+}
+
 static struct dd_part *part_of(struct dedupe *d, int32_t part, int topic) {
     size_t i = (size_t)part * DD_MAX_TOPICS + (size_t)topic;
     if (i >= d->nparts) {
@@ -141,15 +199,16 @@ static int topic_of(const struct dedupe *d, const char *topic) {
 
 static void part_release(struct dd_part *p) {
     sp_strmap_destroy(p->ids);
+    free(p->ring);
     free(p->heap);
     free(p->pending);
     free(p->buckets);
     memset(p, 0, sizeof *p);
 }
 
-/* An id the map has just taken (kept: its copy): into the heap, and maxts. */
+/* An id the map has just taken (kept: its copy): into the order, and maxts. */
 static void remember_new(struct dd_part *p, const char *kept, size_t len, int64_t ts) {
-    heap_push(p, (struct entry){ts, kept, len});
+    order_push(p, (struct entry){ts, kept, len});
     if (ts > p->maxts) p->maxts = ts;
 }
 
@@ -235,8 +294,10 @@ static struct bucket *bucket_get(struct dd_part *p, int64_t start, int64_t end, 
  * lowest beyond max_ids (see the top of the file). */
 static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
-    while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
-        struct entry e = heap_pop(p);
+    const struct entry *low;
+    while ((low = order_min(p)) &&
+           (low->ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
+        struct entry e = order_pop(p, low);
         /* An id seen again since has a newer entry and keeps its time: this
          * one is stale and deletes nothing. Else the id goes (frees e.id). */
         sp_strmap_del_kept_if(p->ids, e.id, e.ts);
@@ -307,6 +368,8 @@ static int dedupe_assign(void *priv, int32_t part) {
         }
         trim_memory(d, p);
         if (p->legacy) { /* the surviving old ids go into buckets at the next flush */
+            for (size_t i = 0; i < p->nring; i++)
+                pending_add(p, ring_at(p, i)->ts, ring_at(p, i)->id, ring_at(p, i)->len);
             for (size_t i = 0; i < p->nheap; i++)
                 pending_add(p, p->heap[i].ts, p->heap[i].id, p->heap[i].len);
             qsort(p->pending, p->npending, sizeof *p->pending, entry_cmp);
@@ -337,7 +400,7 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
          * state would depend on whether a flush came in between. A late one
          * is gone at the next trim either way; one inside the window is
          * remembered and written with its time, which is above the old
-         * one's, so the old heap entry pops first and trim_memory skips it. */
+         * one's, so the old entry pops first and trim_memory skips it. */
         if (e->ev->ts_ms < cutoff) return SP_OK;
         *seen_ts = e->ev->ts_ms;
         remember_new(p, kept, len, e->ev->ts_ms);
