@@ -89,6 +89,10 @@ struct dedupe {
     int ntopics;
     struct dd_part *parts;  /* [partition * DD_MAX_TOPICS + topic] */
     size_t nparts;
+    char *text;             /* flush_stream's APPEND argument, kept between flushes */
+    size_t captext;
+    int64_t *bucket;        /* flush_stream: the bucket of each pending id */
+    size_t capbucket;
 };
 
 static int entry_less(const struct entry *a, const struct entry *b) {
@@ -452,12 +456,18 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         p->legacy = 0;
     }
     /* The batch's new ids, one APPEND per bucket, each bucket's records in
-     * the order they came (the pending list is in offset order). */
+     * the order they came (the pending list is in offset order). Each id's
+     * bucket is worked out once, and the text built in a buffer that lives
+     * as long as the operator. */
+    if (p->npending > d->capbucket) {
+        d->capbucket = p->npending * 2;
+        d->bucket = sp_xrealloc(d->bucket, d->capbucket * sizeof *d->bucket);
+    }
+    for (size_t i = 0; i < p->npending; i++) d->bucket[i] = bucket_of(d, p->pending[i].ts);
     int64_t seen[64];
-    size_t nseen = 0, cap = 256, n = 0;
-    char *buf = sp_xmalloc(cap);
+    size_t nseen = 0, n = 0;
     for (size_t i = 0; i < p->npending; i++) {
-        int64_t b = bucket_of(d, p->pending[i].ts);
+        int64_t b = d->bucket[i];
         if (b + d->bucket_ms - 1 < cutoff) continue; /* its bucket is gone */
         size_t k = 0;
         while (k < nseen && seen[k] != b) k++;
@@ -465,27 +475,28 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         if (nseen < sizeof seen / sizeof seen[0]) seen[nseen++] = b;
         else { /* a batch over more than 64 buckets: scan back instead */
             size_t j = 0;
-            while (j < i && bucket_of(d, p->pending[j].ts) != b) j++;
+            while (j < i && d->bucket[j] != b) j++;
             if (j < i) continue;
         }
         n = 0;
         for (size_t j = i; j < p->npending; j++) {
             const struct entry *e = &p->pending[j];
-            if (bucket_of(d, e->ts) != b) continue;
-            if (n + e->len + 48 > cap) {
-                while (n + e->len + 48 > cap) cap *= 2;
-                buf = sp_xrealloc(buf, cap);
+            if (d->bucket[j] != b) continue;
+            if (n + e->len + 48 > d->captext) {
+                d->captext = d->captext ? d->captext : 4096;
+                while (n + e->len + 48 > d->captext) d->captext *= 2;
+                d->text = sp_xrealloc(d->text, d->captext);
             }
-            n += sp_i64toa(e->ts, buf + n);
-            buf[n++] = ':';
-            n += sp_i64toa((int64_t)e->len, buf + n);
-            buf[n++] = ':';
-            memcpy(buf + n, e->id, e->len);
+            n += sp_i64toa(e->ts, d->text + n);
+            d->text[n++] = ':';
+            n += sp_i64toa((int64_t)e->len, d->text + n);
+            d->text[n++] = ':';
+            memcpy(d->text + n, e->id, e->len);
             n += e->len;
         }
-        buf[n] = '\0';
+        d->text[n] = '\0';
         bucket_key(key, sizeof key, idx, b, num);
-        const char *app[] = {"APPEND", key, buf};
+        const char *app[] = {"APPEND", key, d->text};
         sp_store_tx_cmd(d->store, part, 3, app);
         int changed;
         struct bucket *bk = bucket_get(p, b, b + d->bucket_ms - 1, &changed);
@@ -495,7 +506,6 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             sp_store_tx_cmd(d->store, part, 4, hset);
         }
     }
-    free(buf);
     p->npending = 0;
     trim_memory(d, p);
 }
@@ -506,6 +516,8 @@ static void dedupe_destroy(void *priv) {
     for (size_t i = 0; i < d->nparts; i++) part_release(&d->parts[i]);
     for (int t = 0; t < d->ntopics; t++) free(d->topics[t]);
     free(d->parts);
+    free(d->text);
+    free(d->bucket);
     free(d);
 }
 
