@@ -16,11 +16,17 @@
  * where batch boundaries fall -- which is what lets a crashed and restarted
  * run end in exactly the state of an uninterrupted one.
  *
- * In memory the ids are a hash map (membership, ts) plus a min-heap ordered
- * by (ts, id bytes); after each batch everything older than maxts minus the
- * window goes, then the lowest entries beyond dedupe.max_ids. That set is the
- * newest max_ids of all ids ever seen with ts inside the window, whatever
- * the batch boundaries.
+ * In memory the ids are a hash map (membership, ts) plus their entries in
+ * (ts, id bytes) order; after each batch everything older than maxts minus
+ * the window goes, then the lowest entries beyond dedupe.max_ids. That set
+ * is the newest max_ids of all ids ever seen with ts inside the window,
+ * whatever the batch boundaries. The order is kept in two parts: a FIFO ring
+ * for the entries that came in order (no lower than the ring's newest, the
+ * usual case: a partition's events come mostly in event-time order), where
+ * adding and taking the lowest cost O(1), and a min-heap for the rest; the
+ * lowest entry is the lower of the two heads, so trimming takes entries in
+ * exactly the order one heap of all of them would. At worst (nothing in
+ * order) that is the one heap, O(log n) an id, as before the ring.
  *
  * In Redis the ids live in event-time buckets (an eighth of the window, at
  * least a second): the string
@@ -59,7 +65,9 @@ struct entry {
 struct dd_part {
     int active;
     sp_strmap *ids;
-    struct entry *heap;
+    struct entry *ring;     /* entries that came in (ts, id) order, oldest at rhead */
+    size_t rhead, nring, capring; /* capring: 0 or a power of two */
+    struct entry *heap;     /* min-heap of the entries that came out of order */
     size_t nheap, capheap;
     struct entry *pending;  /* added since the last flush, inside the window when seen */
     size_t npending, cappending;
@@ -81,6 +89,10 @@ struct dedupe {
     int ntopics;
     struct dd_part *parts;  /* [partition * DD_MAX_TOPICS + topic] */
     size_t nparts;
+    char *text;             /* flush_stream's APPEND argument, kept between flushes */
+    size_t captext;
+    int64_t *bucket;        /* flush_stream: the bucket of each pending id */
+    size_t capbucket;
 };
 
 static int entry_less(const struct entry *a, const struct entry *b) {
@@ -121,6 +133,56 @@ static struct entry heap_pop(struct dd_part *p) {
     return top;
 }
 
+/* The ring's i-th entry from its oldest. */
+static struct entry *ring_at(const struct dd_part *p, size_t i) {
+    return &p->ring[(p->rhead + i) & (p->capring - 1)];
+}
+
+/* Appends at the newest end; a full ring is copied, oldest first, into one
+ * twice its size (a power of two, so that ring_at wraps with a mask). */
+static void ring_push(struct dd_part *p, struct entry e) {
+    if (p->nring == p->capring) {
+        size_t cap = p->capring ? p->capring * 2 : 1024;
+        struct entry *r = sp_xmalloc(cap * sizeof *r);
+        size_t first = p->capring - p->rhead < p->nring ? p->capring - p->rhead : p->nring;
+        if (p->nring) {
+            memcpy(r, p->ring + p->rhead, first * sizeof *r);
+            memcpy(r + first, p->ring, (p->nring - first) * sizeof *r);
+        }
+        free(p->ring);
+        p->ring = r;
+        p->rhead = 0;
+        p->capring = cap;
+    }
+    *ring_at(p, p->nring++) = e;
+}
+
+/* Remembers an entry in order: onto the ring when it is no lower than the
+ * ring's newest, else into the heap, so that the ring stays sorted and the
+ * usual in-order id costs one comparison of times. */
+static void order_push(struct dd_part *p, struct entry e) {
+    if (!p->nring || !entry_less(&e, ring_at(p, p->nring - 1))) ring_push(p, e);
+    else heap_push(p, e);
+}
+
+/* The lowest entry, or NULL when there is none: the lower of the ring's
+ * head and the heap's top, so that order_pop takes entries in the order one
+ * min-heap of them all would (ties on ts broken by the id bytes). */
+static const struct entry *order_min(const struct dd_part *p) {
+    const struct entry *r = p->nring ? &p->ring[p->rhead] : NULL;
+    if (!p->nheap) return r;
+    return r && !entry_less(&p->heap[0], r) ? r : &p->heap[0];
+}
+
+/* Takes out the lowest entry, `low` (order_min's answer). */
+static struct entry order_pop(struct dd_part *p, const struct entry *low) {
+    if (!p->nring || low != &p->ring[p->rhead]) return heap_pop(p);
+    struct entry e = *low;
+    p->rhead = (p->rhead + 1) & (p->capring - 1);
+    p->nring--;
+    return e;
+}
+
 static struct dd_part *part_of(struct dedupe *d, int32_t part, int topic) {
     size_t i = (size_t)part * DD_MAX_TOPICS + (size_t)topic;
     if (i >= d->nparts) {
@@ -141,15 +203,16 @@ static int topic_of(const struct dedupe *d, const char *topic) {
 
 static void part_release(struct dd_part *p) {
     sp_strmap_destroy(p->ids);
+    free(p->ring);
     free(p->heap);
     free(p->pending);
     free(p->buckets);
     memset(p, 0, sizeof *p);
 }
 
-/* An id the map has just taken (kept: its copy): into the heap, and maxts. */
+/* An id the map has just taken (kept: its copy): into the order, and maxts. */
 static void remember_new(struct dd_part *p, const char *kept, size_t len, int64_t ts) {
-    heap_push(p, (struct entry){ts, kept, len});
+    order_push(p, (struct entry){ts, kept, len});
     if (ts > p->maxts) p->maxts = ts;
 }
 
@@ -235,8 +298,10 @@ static struct bucket *bucket_get(struct dd_part *p, int64_t start, int64_t end, 
  * lowest beyond max_ids (see the top of the file). */
 static void trim_memory(struct dedupe *d, struct dd_part *p) {
     int64_t cutoff = p->maxts - d->window_ms;
-    while (p->nheap && (p->heap[0].ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
-        struct entry e = heap_pop(p);
+    const struct entry *low;
+    while ((low = order_min(p)) &&
+           (low->ts < cutoff || (int64_t)sp_strmap_size(p->ids) > d->max_ids)) {
+        struct entry e = order_pop(p, low);
         /* An id seen again since has a newer entry and keeps its time: this
          * one is stale and deletes nothing. Else the id goes (frees e.id). */
         sp_strmap_del_kept_if(p->ids, e.id, e.ts);
@@ -307,6 +372,8 @@ static int dedupe_assign(void *priv, int32_t part) {
         }
         trim_memory(d, p);
         if (p->legacy) { /* the surviving old ids go into buckets at the next flush */
+            for (size_t i = 0; i < p->nring; i++)
+                pending_add(p, ring_at(p, i)->ts, ring_at(p, i)->id, ring_at(p, i)->len);
             for (size_t i = 0; i < p->nheap; i++)
                 pending_add(p, p->heap[i].ts, p->heap[i].id, p->heap[i].len);
             qsort(p->pending, p->npending, sizeof *p->pending, entry_cmp);
@@ -337,7 +404,7 @@ static int dedupe_process(void *priv, const sp_op_event *e) {
          * state would depend on whether a flush came in between. A late one
          * is gone at the next trim either way; one inside the window is
          * remembered and written with its time, which is above the old
-         * one's, so the old heap entry pops first and trim_memory skips it. */
+         * one's, so the old entry pops first and trim_memory skips it. */
         if (e->ev->ts_ms < cutoff) return SP_OK;
         *seen_ts = e->ev->ts_ms;
         remember_new(p, kept, len, e->ev->ts_ms);
@@ -389,12 +456,18 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         p->legacy = 0;
     }
     /* The batch's new ids, one APPEND per bucket, each bucket's records in
-     * the order they came (the pending list is in offset order). */
+     * the order they came (the pending list is in offset order). Each id's
+     * bucket is worked out once, and the text built in a buffer that lives
+     * as long as the operator. */
+    if (p->npending > d->capbucket) {
+        d->capbucket = p->npending * 2;
+        d->bucket = sp_xrealloc(d->bucket, d->capbucket * sizeof *d->bucket);
+    }
+    for (size_t i = 0; i < p->npending; i++) d->bucket[i] = bucket_of(d, p->pending[i].ts);
     int64_t seen[64];
-    size_t nseen = 0, cap = 256, n = 0;
-    char *buf = sp_xmalloc(cap);
+    size_t nseen = 0, n = 0;
     for (size_t i = 0; i < p->npending; i++) {
-        int64_t b = bucket_of(d, p->pending[i].ts);
+        int64_t b = d->bucket[i];
         if (b + d->bucket_ms - 1 < cutoff) continue; /* its bucket is gone */
         size_t k = 0;
         while (k < nseen && seen[k] != b) k++;
@@ -402,27 +475,28 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
         if (nseen < sizeof seen / sizeof seen[0]) seen[nseen++] = b;
         else { /* a batch over more than 64 buckets: scan back instead */
             size_t j = 0;
-            while (j < i && bucket_of(d, p->pending[j].ts) != b) j++;
+            while (j < i && d->bucket[j] != b) j++;
             if (j < i) continue;
         }
         n = 0;
         for (size_t j = i; j < p->npending; j++) {
             const struct entry *e = &p->pending[j];
-            if (bucket_of(d, e->ts) != b) continue;
-            if (n + e->len + 48 > cap) {
-                while (n + e->len + 48 > cap) cap *= 2;
-                buf = sp_xrealloc(buf, cap);
+            if (d->bucket[j] != b) continue;
+            if (n + e->len + 48 > d->captext) {
+                d->captext = d->captext ? d->captext : 4096;
+                while (n + e->len + 48 > d->captext) d->captext *= 2;
+                d->text = sp_xrealloc(d->text, d->captext);
             }
-            n += sp_i64toa(e->ts, buf + n);
-            buf[n++] = ':';
-            n += sp_i64toa((int64_t)e->len, buf + n);
-            buf[n++] = ':';
-            memcpy(buf + n, e->id, e->len);
+            n += sp_i64toa(e->ts, d->text + n);
+            d->text[n++] = ':';
+            n += sp_i64toa((int64_t)e->len, d->text + n);
+            d->text[n++] = ':';
+            memcpy(d->text + n, e->id, e->len);
             n += e->len;
         }
-        buf[n] = '\0';
+        d->text[n] = '\0';
         bucket_key(key, sizeof key, idx, b, num);
-        const char *app[] = {"APPEND", key, buf};
+        const char *app[] = {"APPEND", key, d->text};
         sp_store_tx_cmd(d->store, part, 3, app);
         int changed;
         struct bucket *bk = bucket_get(p, b, b + d->bucket_ms - 1, &changed);
@@ -432,7 +506,6 @@ static void flush_stream(struct dedupe *d, struct dd_part *p, int32_t part, cons
             sp_store_tx_cmd(d->store, part, 4, hset);
         }
     }
-    free(buf);
     p->npending = 0;
     trim_memory(d, p);
 }
@@ -443,6 +516,8 @@ static void dedupe_destroy(void *priv) {
     for (size_t i = 0; i < d->nparts; i++) part_release(&d->parts[i]);
     for (int t = 0; t < d->ntopics; t++) free(d->topics[t]);
     free(d->parts);
+    free(d->text);
+    free(d->bucket);
     free(d);
 }
 

@@ -67,9 +67,8 @@ struct sp_obj {
 
 struct cmd {
     int argc;
-    char **argv;          /* into buf */
-    size_t *lens;
-    char *buf;
+    char **argv;          /* one block (sp_store_tx_cmd): argv, lens, the arguments */
+    size_t *lens;         /* into argv's block */
 };
 
 struct part {
@@ -715,11 +714,7 @@ fail:
 }
 
 static void part_clear_cmds(struct part *p) {
-    for (size_t i = 0; i < p->ncmds; i++) {
-        free(p->cmds[i].buf);
-        free(p->cmds[i].argv);
-        free(p->cmds[i].lens);
-    }
+    for (size_t i = 0; i < p->ncmds; i++) free(p->cmds[i].argv);
     p->ncmds = 0;
 }
 
@@ -1022,6 +1017,11 @@ const char *sp_obj_field_value(const sp_obj *o, size_t i) {
     return field_text(&((sp_obj *)o)->fields[i]);
 }
 
+/* A command is one block -- its argv, then its lens, then every argument's
+ * bytes -- so that queueing it costs one malloc: dedupe queues a few per
+ * topic-partition per batch. The lengths are measured before the block
+ * exists, into `first` for the handful of arguments commands have (an
+ * APPEND's text can be kilobytes: measured once). */
 void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *argv) {
     struct part *p = part_get(st, part);
     if (p->ncmds == p->capcmds) {
@@ -1029,13 +1029,20 @@ void sp_store_tx_cmd(sp_store *st, int32_t part, int argc, const char *const *ar
         p->cmds = sp_xrealloc(p->cmds, p->capcmds * sizeof *p->cmds);
     }
     struct cmd *c = &p->cmds[p->ncmds++];
-    c->argc = argc;
-    c->argv = sp_xmalloc((size_t)argc * sizeof *c->argv);
-    c->lens = sp_xmalloc((size_t)argc * sizeof *c->lens);
-    size_t total = 0;
-    for (int i = 0; i < argc; i++) total += (c->lens[i] = strlen(argv[i])) + 1;
-    char *w = c->buf = sp_xmalloc(total); /* every argument in one block */
+    size_t first[8], nfirst = sizeof first / sizeof first[0];
+    size_t head = (size_t)argc * (sizeof *c->argv + sizeof *c->lens), total = head;
     for (int i = 0; i < argc; i++) {
+        size_t len = strlen(argv[i]);
+        if ((size_t)i < nfirst) first[i] = len;
+        total += len + 1;
+    }
+    char *block = sp_xmalloc(total);
+    c->argc = argc;
+    c->argv = (char **)(void *)block;
+    c->lens = (size_t *)(void *)(block + (size_t)argc * sizeof *c->argv);
+    char *w = block + head;
+    for (int i = 0; i < argc; i++) {
+        c->lens[i] = (size_t)i < nfirst ? first[i] : strlen(argv[i]);
         memcpy(w, argv[i], c->lens[i] + 1);
         c->argv[i] = w;
         w += c->lens[i] + 1;

@@ -10,11 +10,15 @@
 #include "stream/error.h"
 #include "stream/strmap.h"
 
+/* Sixteen bytes, four to a cache line: slots are probed at random and
+ * dedupe's outgrow the caches, so a slot holds only what a probe compares
+ * and what backward shifting needs; the value sits with the key's bytes in
+ * its block (key_new), which a lookup reads anyway once the probe has found
+ * the key. Keys are under 4 GiB. */
 struct slot {
-    char *key;   /* NULL: empty; else a copy made by key_new */
-    size_t len;
-    uint64_t hash;
-    int64_t value;
+    char *key;     /* NULL: empty; else a copy made by key_new */
+    uint32_t hash; /* the low half of the key's hash: picks its home, filters probes */
+    uint32_t len;
 };
 
 #define POOL_GRAIN 16     /* block sizes are multiples of this */
@@ -35,8 +39,13 @@ struct sp_strmap {
     size_t left;                      /* bytes not yet cut from chunks */
 };
 
-/* The block for a key of len bytes: its hash, the bytes, a NUL. */
-static size_t block_size(size_t len) { return sizeof(uint64_t) + len + 1; }
+/* The block for a key of len bytes: its value, its hash's low half, the
+ * bytes, a NUL. (The generator's 19-byte event ids fill a 32-byte block.) */
+#define BLOCK_HEAD (sizeof(int64_t) + sizeof(uint32_t))
+static size_t block_size(size_t len) { return BLOCK_HEAD + len + 1; }
+
+/* The value of the key whose copy is `key`. */
+static int64_t *value_of(const char *key) { return (int64_t *)(void *)(key - BLOCK_HEAD); }
 
 static void *pool_get(sp_strmap *m, size_t size) {
     size_t c = (size - 1) / POOL_GRAIN;
@@ -58,20 +67,22 @@ static void *pool_get(sp_strmap *m, size_t size) {
     return m->chunks->data + m->left;
 }
 
-/* A key's copy carries its hash in the eight bytes before it, so that a
- * caller holding the copy (sp_strmap_key, sp_strmap_intern) can delete it
- * without hashing it again (sp_strmap_del_kept). */
-static char *key_new(sp_strmap *m, const char *key, size_t len, uint64_t h) {
+/* A key's copy carries its value and its hash's low half in the twelve
+ * bytes before it, so that a caller holding the copy (sp_strmap_key,
+ * sp_strmap_intern) can delete it without hashing it again
+ * (sp_strmap_del_kept). */
+static char *key_new(sp_strmap *m, const char *key, size_t len, uint32_t h, int64_t value) {
     size_t size = block_size(len);
     char *block = size <= POOL_MAX ? pool_get(m, size) : sp_xmalloc(size);
-    memcpy(block, &h, sizeof h);
-    memcpy(block + sizeof h, key, len);
-    block[sizeof h + len] = '\0';
-    return block + sizeof h;
+    memcpy(block, &value, sizeof value);
+    memcpy(block + sizeof value, &h, sizeof h);
+    memcpy(block + BLOCK_HEAD, key, len);
+    block[BLOCK_HEAD + len] = '\0';
+    return block + BLOCK_HEAD;
 }
 
 static void key_free(sp_strmap *m, char *key, size_t len) {
-    char *block = key - sizeof(uint64_t);
+    char *block = key - BLOCK_HEAD;
     size_t size = block_size(len);
     if (size > POOL_MAX) {
         free(block);
@@ -94,7 +105,7 @@ void sp_strmap_destroy(sp_strmap *m) {
     if (!m) return;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key && block_size(m->slots[i].len) > POOL_MAX)
-            free(m->slots[i].key - sizeof(uint64_t));
+            free(m->slots[i].key - BLOCK_HEAD);
     for (struct chunk *k = m->chunks, *next; k; k = next) {
         next = k->next;
         free(k);
@@ -103,7 +114,7 @@ void sp_strmap_destroy(sp_strmap *m) {
     free(m);
 }
 
-static size_t find(const sp_strmap *m, const char *key, size_t len, uint64_t h) {
+static size_t find(const sp_strmap *m, const char *key, size_t len, uint32_t h) {
     size_t i = h & (m->cap - 1);
     while (m->slots[i].key) {
         if (m->slots[i].hash == h && m->slots[i].len == len && !memcmp(m->slots[i].key, key, len))
@@ -126,17 +137,16 @@ static void grow(sp_strmap *m) {
 int sp_strmap_intern(sp_strmap *m, const char *key, size_t len, int64_t value, int64_t **slot,
                      const char **kept) {
     if ((m->n + 1) * 4 > m->cap * 3) grow(m);
-    uint64_t h = sp_hash_bytes(key, len);
+    uint32_t h = (uint32_t)sp_hash_bytes(key, len);
     struct slot *s = &m->slots[find(m, key, len, h)];
     int fresh = !s->key;
     if (fresh) {
-        s->key = key_new(m, key, len, h);
-        s->len = len;
+        s->key = key_new(m, key, len, h, value);
+        s->len = (uint32_t)len;
         s->hash = h;
-        s->value = value;
         m->n++;
     }
-    *slot = &s->value;
+    *slot = value_of(s->key);
     *kept = s->key;
     return fresh;
 }
@@ -150,14 +160,14 @@ int sp_strmap_put(sp_strmap *m, const char *key, size_t len, int64_t value) {
 }
 
 int sp_strmap_get(const sp_strmap *m, const char *key, size_t len, int64_t *value) {
-    size_t i = find(m, key, len, sp_hash_bytes(key, len));
+    size_t i = find(m, key, len, (uint32_t)sp_hash_bytes(key, len));
     if (!m->slots[i].key) return 0;
-    if (value) *value = m->slots[i].value;
+    if (value) *value = *value_of(m->slots[i].key);
     return 1;
 }
 
 const char *sp_strmap_key(const sp_strmap *m, const char *key, size_t len) {
-    return m->slots[find(m, key, len, sp_hash_bytes(key, len))].key;
+    return m->slots[find(m, key, len, (uint32_t)sp_hash_bytes(key, len))].key;
 }
 
 /* Empties slot i, then pulls later members of its probe run into the hole. */
@@ -181,7 +191,7 @@ static void remove_at(sp_strmap *m, size_t i) {
 }
 
 int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
-    size_t i = find(m, key, len, sp_hash_bytes(key, len));
+    size_t i = find(m, key, len, (uint32_t)sp_hash_bytes(key, len));
     if (!m->slots[i].key) return 0;
     remove_at(m, i);
     return 1;
@@ -190,7 +200,7 @@ int sp_strmap_del(sp_strmap *m, const char *key, size_t len) {
 /* The slot holding the copy `kept`, found by the hash stored before it:
  * cap when no slot does. */
 static size_t kept_at(const sp_strmap *m, const char *kept) {
-    uint64_t h;
+    uint32_t h;
     memcpy(&h, kept - sizeof h, sizeof h);
     size_t i = h & (m->cap - 1);
     while (m->slots[i].key != kept) {
@@ -209,7 +219,7 @@ int sp_strmap_del_kept(sp_strmap *m, const char *kept) {
 
 int sp_strmap_del_kept_if(sp_strmap *m, const char *kept, int64_t value) {
     size_t i = kept_at(m, kept);
-    if (i == m->cap || m->slots[i].value != value) return 0;
+    if (i == m->cap || *value_of(kept) != value) return 0;
     remove_at(m, i);
     return 1;
 }
@@ -223,7 +233,7 @@ int sp_strmap_next(const sp_strmap *m, size_t *idx, const char **key, size_t *le
         if (s->key) {
             *key = s->key;
             if (len) *len = s->len;
-            if (value) *value = s->value;
+            if (value) *value = *value_of(s->key);
             return 1;
         }
     }

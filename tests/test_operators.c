@@ -348,4 +348,128 @@ Test(hints, a_hint_serves_only_the_event_and_batch_that_set_it, .init = start, .
     cr_assert_eq(views_of(&r, "dave"), 1);
     cr_assert_eq(views_of(&r, "carol"), 0, "a hint of an earlier batch was used");
     rig_close(&r);
+
+static void flushall(void) {
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    redisFree(c);
+}
+
+/* Memory keeps the ids in (ts, id bytes) order in two parts: those that came
+ * in order, and the rest. Trimming to max_ids must pick exactly the lowest
+ * entries whichever part they sit in, ties on ts broken by the id bytes (a
+ * shorter id first when one is the other's prefix). */
+struct seen {
+    const char *id;
+    int64_t ts;
+};
+
+/* Feeds `in` (n events, one batch), commits, and checks that exactly the ids
+ * of `kept` (NULL-terminated) are remembered: in memory, then for a new
+ * owner that reads them back from Redis. A probe of a forgotten id takes it
+ * again, so probes run before anything is committed after them. */
+static void expect_kept(int64_t max_ids, const struct seen *in, size_t n, const char *const *kept) {
+    struct rig r;
+    for (int owner = 0; owner < 2; owner++) {
+        rig_open(&r, 1000000000, max_ids);
+        if (!owner) {
+            for (size_t i = 0; i < n; i++)
+                cr_assert_eq(feed(&r, in[i].id, in[i].ts), SP_OK, "%s", in[i].id);
+            commit(&r, (int64_t)n);
+        }
+        for (size_t i = 0; i < n; i++) {
+            int want = SP_OK;
+            for (const char *const *k = kept; *k; k++)
+                if (!strcmp(*k, in[i].id)) want = SP_OP_DROP;
+            cr_assert_eq(feed(&r, in[i].id, in[i].ts), want, "%s: %s (%s owner)", in[i].id,
+                         want == SP_OK ? "remembered but should be trimmed" : "trimmed but should be kept",
+                         owner ? "new" : "first");
+        }
+        rig_close(&r);
+    }
+}
+
+Test(dedupe, max_ids_keeps_the_highest_ts_and_id_in_order_or_not, .init = start, .fini = stop) {
+    /* Sorted: c4000 m5000 a5500 b6000 n6000 nn6000 z6000 o6500 p7000 y7000;
+     * the cut after b6000 falls between an out-of-order b and an in-order n
+     * of the same time. */
+    static const struct seen in[] = {
+        {"m", 5000}, {"n", 6000},  {"a", 5500}, /* below the newest: out of order */
+        {"z", 6000}, {"b", 6000},               /* ties on ts: z after n, b before it */
+        {"p", 7000}, {"c", 4000},  {"y", 7000}, {"o", 6500}, {"nn", 6000},
+    };
+    static const char *const kept[] = {"n", "nn", "z", "o", "p", "y", NULL};
+    expect_kept(6, in, sizeof in / sizeof in[0], kept);
+}
+
+Test(dedupe, max_ids_can_keep_an_out_of_order_id_over_an_in_order_one, .init = start,
+     .fini = stop) {
+    /* k comes after x, so out of order, and is above d of the same time. */
+    static const struct seen in[] = {{"d", 6000}, {"x", 9000}, {"k", 6000}, {"e", 5000}};
+    static const char *const kept[] = {"k", "x", NULL};
+    expect_kept(2, in, sizeof in / sizeof in[0], kept);
+}
+
+/* An id new again (its last time before the window) leaves its old entry
+ * behind; trimming must skip that one and not take the id with it, whether
+ * the new entry came in order or not. */
+Test(dedupe, an_id_new_again_is_kept_by_its_newer_time, .init = start, .fini = stop) {
+    for (int late = 0; late < 2; late++) {
+        struct rig r;
+        rig_open(&r, 1000, 2);
+        cr_assert_eq(feed(&r, "a", 5000), SP_OK);
+        cr_assert_eq(feed(&r, "b", 5500), SP_OK);
+        cr_assert_eq(feed(&r, "c", 6300), SP_OK);
+        cr_assert_eq(feed(&r, "d", 6400), SP_OK); /* cutoff 5400: a's 5000 is out */
+        /* a again at 6450 (in order) or 6350 (below d: out of order) */
+        cr_assert_eq(feed(&r, "a", late ? 6350 : 6450), SP_OK, "a is outside the window");
+        commit(&r, 5);
+        /* Sorted: a5000 (stale) b5500 c6300 {a6350} d6400 {a6450}; two stay. */
+        cr_assert_eq(feed(&r, "a", 6300), SP_OP_DROP, "a went with its stale entry");
+        cr_assert_eq(feed(&r, "d", 6400), SP_OP_DROP);
+        cr_assert_eq(feed(&r, "c", 6300), SP_OK, "c should have been trimmed (late=%d)", late);
+        rig_close(&r);
+        flushall();
+    }
+}
+
+/* Many ids, a third of them late by up to 300 ms and many on the same
+ * millisecond, trimmed at every few events: what stays is the highest
+ * max_ids by (ts, id), as a sort of every id says. */
+static int seen_cmp(const void *a, const void *b) {
+    const struct seen *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+Test(dedupe, max_ids_matches_a_sort_of_every_id_under_jitter, .init = start, .fini = stop) {
+    enum { N = 240, MAX_IDS = 37 };
+    static char ids[N][16];
+    struct seen in[N], sorted[N];
+    uint32_t rng = 12345;
+    for (int i = 0; i < N; i++) {
+        rng = rng * 1103515245u + 12345u;
+        int64_t jitter = (rng >> 16) % 3 == 0 ? (int64_t)((rng >> 8) % 300) : 0;
+        snprintf(ids[i], sizeof ids[i], "id%u", (rng >> 4) % 1000000);
+        in[i] = (struct seen){ids[i], (10000 + 10 * i - jitter) / 50 * 50};
+    }
+    for (int every = 1; every <= 13; every += 12) {
+        struct rig r;
+        rig_open(&r, 1000000000, MAX_IDS);
+        int fresh = 0;
+        for (int i = 0; i < N; i++) {
+            int rc = feed(&r, in[i].id, in[i].ts);
+            if (rc == SP_OK) sorted[fresh++] = in[i];
+            if ((i + 1) % every == 0) commit(&r, i + 1);
+        }
+        commit(&r, N + 1);
+        cr_assert_gt(fresh, 2 * MAX_IDS);
+        qsort(sorted, (size_t)fresh, sizeof *sorted, seen_cmp);
+        for (int i = 0; i < fresh; i++)
+            cr_assert_eq(feed(&r, sorted[i].id, sorted[i].ts), i < fresh - MAX_IDS ? SP_OK : SP_OP_DROP,
+                         "rank %d of %d: %s at %lld (commit every %d)", i, fresh, sorted[i].id,
+                         (long long)sorted[i].ts, every);
+        rig_close(&r);
+        flushall();
+    }
 }

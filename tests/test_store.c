@@ -992,3 +992,32 @@ Test(store_typed, random_operations_agree_with_a_text_reference, .init = start, 
     redisFree(c);
     sp_store_destroy(st);
 }
+
+/* sp_store_tx_cmd keeps each command in one block, its arguments' lengths
+ * measured ahead for the first eight: a command with more arguments than
+ * that, and a long one, arrive whole. */
+Test(store, tx_cmd_keeps_every_argument_of_wide_and_long_commands, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    const char *topics[] = {"t"};
+    int64_t off;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &off), SP_OK);
+    const char *hset[] = {"HSET", "{p0}:wide", "f1", "v1", "f2", "v2", "f3", "v3",
+                          "f4", "v4", "f5", "v5", "f6", "a value longer than the others"};
+    sp_store_tx_cmd(st, 0, 14, hset);
+    char *text = malloc(10001);
+    for (int i = 0; i < 10000; i++) text[i] = (char)('a' + i % 26);
+    text[10000] = '\0';
+    const char *app[] = {"APPEND", "{p0}:long", text};
+    sp_store_tx_cmd(st, 0, 3, app);
+    int64_t next = 1;
+    cr_assert_eq(sp_store_commit(st, 0, topics, &next, 1), SP_OK);
+    expect_field("{p0}:wide", "f1", "v1");
+    expect_field("{p0}:wide", "f4", "v4"); /* arguments 8 and 9 */
+    expect_field("{p0}:wide", "f5", "v5");
+    expect_field("{p0}:wide", "f6", "a value longer than the others");
+    char *v = get_str("{p0}:long");
+    cr_assert_str_eq(v, text);
+    free(v);
+    free(text);
+    sp_store_destroy(st);
+}

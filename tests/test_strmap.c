@@ -129,8 +129,9 @@ Test(strmap, del_kept_deletes_only_this_maps_copy) {
 /* Key copies come from the map's pool up to a size and from malloc above
  * it; blocks freed are reused. Keys of every length from 0 to 600 bytes,
  * inserted, overwritten and deleted at random (by key and by the kept copy)
- * against a reference: every key reads back its own bytes and value, so no
- * block is ever handed out twice. Destroyed with keys of both kinds alive
+ * against a reference: every key reads back its own bytes and value (kept
+ * in the key's block), by lookup and by iteration, so no block is ever
+ * handed out twice. Destroyed with keys of both kinds alive
  * (make asan checks nothing leaks). */
 Test(strmap, pooled_and_large_key_copies_survive_churn) {
     enum { N = 601 }; /* key k has k bytes */
@@ -174,5 +175,15 @@ Test(strmap, pooled_and_large_key_copies_survive_churn) {
     }
     cr_assert_eq(sp_strmap_size(m), live);
     cr_assert_gt(live, 100);
+    /* Iteration gives every live key once, with its own value. */
+    size_t idx = 0, seen = 0, len;
+    const char *key;
+    int64_t v;
+    while (sp_strmap_next(m, &idx, &key, &len, &v)) {
+        cr_assert(len < N && present[len] && !memcmp(key, keys[len], len), "key of %zu bytes", len);
+        cr_assert_eq(v, ref[len], "key %zu", len);
+        seen++;
+    }
+    cr_assert_eq(seen, live);
     sp_strmap_destroy(m);
 }
