@@ -227,31 +227,45 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
 }
 
 /* v as printf's "%.6g" writes it, without printf for the values an
- * affinity takes (1e-4 <= |v| < 1e6; printf for the others): six
+ * affinity or a mean takes (1e-4 <= |v| < 1e6; printf for the others): six
  * significant digits, fixed notation, trailing zeros dropped; ties
  * (exact, or made by the scaling's rounding) go to printf, so the text is
- * printf's. Returns the length written (out holds at least 32 bytes). */
-static size_t fmt_g6(double v, char *out) {
-    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+ * printf's -- except for -0, written "0" (printf: "-0") as it always has
+ * been. Returns the length written (out holds at least 32 bytes).
+ *
+ * Without libm as well: it runs a few times per event (every affinity
+ * score, the means), and log10/floor/llround were most of its cost. The
+ * exponent e = floor(log10 |v|) comes from comparisons with the powers of
+ * ten, exact for every double (each constant below 1 is the double just
+ * above its power, so no double lies between the two); the scaled value x
+ * is below 2^20, where x + 0.5 is exact and truncation is floor. Starting
+ * from the exact e matters: the scaled value rounds to 10^6 only when v
+ * rounds up to the next power of ten, which printf writes with e + 1. */
+size_t sp_profile_fmt_g6(double v, char *out) {
+    static const double pow10[] = {1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5};
+    static const double scale[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
     double a = fabs(v);
     if (v == 0) {
         memcpy(out, "0", 2);
         return 1;
     }
     if (!(a >= 1e-4 && a < 1e6)) return (size_t)snprintf(out, 32, "%.6g", v);
-    int e = (int)floor(log10(a));
-    long long q = 0;
-    for (int tries = 0; tries < 3; tries++) { /* log10 may be one off near powers of 10 */
-        if (e < -4 || e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
-        double x = a * p10[5 - e];
-        if (x - floor(x) == 0.5) /* a tie, or one made by the product's rounding */
-            return (size_t)snprintf(out, 32, "%.6g", v);
-        q = llround(x);
-        if (q >= 1000000) e++;
-        else if (q < 100000) e--;
-        else break;
+    int e = 0; /* from 1 outwards: most values are units or tens */
+    if (a >= 1) {
+        while (e < 5 && a >= pow10[e + 5]) e++;
+    } else {
+        e = -1;
+        while (a < pow10[e + 4]) e--; /* stops at -4: a >= 1e-4 */
     }
-    if (q < 100000 || q >= 1000000) return (size_t)snprintf(out, 32, "%.6g", v);
+    double x = a * scale[5 - e];
+    double fl = (double)(int64_t)x;
+    if (x - fl == 0.5) /* a tie, or one made by the product's rounding */
+        return (size_t)snprintf(out, 32, "%.6g", v);
+    uint32_t q = (uint32_t)(x + 0.5);
+    if (q >= 1000000) { /* rounds up to 10^(e+1): one digit then zeros */
+        if (++e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
+        q = 100000;
+    }
     char dig[6];
     for (int i = 5; i >= 0; i--, q /= 10) dig[i] = (char)('0' + q % 10);
     int last = 5; /* last significant digit kept */
@@ -274,7 +288,7 @@ static size_t fmt_g6(double v, char *out) {
     return n;
 }
 
-/* strtod(s, NULL) for the text fmt_g6 writes (fixed notation, at most
+/* strtod(s, NULL) for the text sp_profile_fmt_g6 writes (fixed notation, at most
  * 15 digits): the digits as an integer, exact in a double, divided by an
  * exact power of ten is one correctly rounded operation -- strtod's
  * result. Exponents, long mantissas and anything else go to strtod. */
@@ -303,24 +317,55 @@ double sp_profile_parse_score(const char *s) {
     return neg ? -v : v;
 }
 
+/* One category of the affinity text: its name where it lies (the field's
+ * text, or the event's), so entries move as three words while sorted. */
 struct aff {
-    char cat[SP_EVENT_MAX_ID + 1];
+    const char *cat;
+    size_t len;
     double score;
 };
 
+/* Best first, then by name as strcmp orders them (bytes, unsigned; a
+ * prefix first). */
 static int aff_cmp(const void *a, const void *b) {
     const struct aff *x = a, *y = b;
     if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return strcmp(x->cat, y->cat);
+    int c = memcmp(x->cat, y->cat, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Sorts a[0..n) by aff_cmp into the order qsort gives. Insertion: the text
+ * was written in this order, so after a decay (which keeps the order, up
+ * to ties that six-digit scores or the product's rounding make) and the one
+ * added score it is all but sorted, and qsort's calls cost more than the
+ * sort. Entries that compare equal have the same name and score, so they
+ * print the same whichever comes first; a NaN score orders nothing
+ * consistently, and then qsort itself decides, as it did. */
+static void aff_sort(struct aff *a, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i].score != a[i].score) {
+            qsort(a, (size_t)n, sizeof a[0], aff_cmp);
+            return;
+        }
+    for (int i = 1; i < n; i++) {
+        struct aff t = a[i];
+        int j = i;
+        while (j > 0 && aff_cmp(&a[j - 1], &t) > 0) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = t;
+    }
 }
 
 /* Decays the affinity to event time ts (never backwards: a late event's
  * weight is decayed to the profile's time instead) and adds w to cat. */
 static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w, int64_t ts) {
-    if (!cat || !*cat || w <= 0 || strlen(cat) > SP_EVENT_MAX_ID) return;
+    size_t cl = cat ? strlen(cat) : 0;
+    if (!cl || w <= 0 || cl > SP_EVENT_MAX_ID) return;
     struct aff a[101];
     int n = 0;
-    const char *s = sp_obj_get_str(o, "aff");
+    const char *s = sp_obj_get_str(o, "aff"); /* valid until "aff" is set, below */
     while (s && *s && n < p->top) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
@@ -328,43 +373,42 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
         for (const char *c = s; c < s + len; c++)
             if (*c == ':') colon = c;
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
-            memcpy(a[n].cat, s, (size_t)(colon - s));
-            a[n].cat[colon - s] = '\0';
+            a[n].cat = s;
+            a[n].len = (size_t)(colon - s);
             a[n].score = sp_profile_parse_score(colon + 1);
             n++;
         }
         s += len + (comma ? 1 : 0);
     }
     int64_t at = sp_obj_get_int(o, "aff_ms", ts);
-    double f = 1.0;
     if (ts > at) {
-        f = pow(0.5, (double)(ts - at) / p->ctx->half_life_ms);
+        double f = pow(0.5, (double)(ts - at) / p->ctx->half_life_ms);
         for (int i = 0; i < n; i++) a[i].score *= f;
         at = ts;
-    } else {
+    } else if (ts < at) { /* at == ts would multiply by pow(0.5, 0), which is 1 */
         w *= pow(0.5, (double)(at - ts) / p->ctx->half_life_ms);
     }
     int found = 0;
     for (int i = 0; i < n && !found; i++)
-        if (!strcmp(a[i].cat, cat)) {
+        if (a[i].len == cl && !memcmp(a[i].cat, cat, cl)) {
             a[i].score += w;
             found = 1;
         }
     if (!found) {
-        memcpy(a[n].cat, cat, strlen(cat) + 1); /* at most SP_EVENT_MAX_ID: checked above */
+        a[n].cat = cat;
+        a[n].len = cl;
         a[n++].score = w;
     }
-    qsort(a, (size_t)n, sizeof a[0], aff_cmp);
+    aff_sort(a, n);
     if (n > p->top) n = p->top;
     char out[TEXT_MAX];
     size_t len = 0;
     for (int i = 0; i < n && len < sizeof out - 160; i++) {
-        size_t cl = strlen(a[i].cat);
         if (i) out[len++] = ',';
-        memcpy(out + len, a[i].cat, cl);
-        len += cl;
+        memcpy(out + len, a[i].cat, a[i].len);
+        len += a[i].len;
         out[len++] = ':';
-        len += fmt_g6(a[i].score, out + len);
+        len += sp_profile_fmt_g6(a[i].score, out + len);
     }
     out[len] = '\0';
     sp_obj_set_str(o, "aff", out);
@@ -375,7 +419,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
  * with), in six significant digits without printf's %.17g. */
 static void set_shown(sp_obj *o, const char *field, double v) {
     char buf[40];
-    fmt_g6(v, buf);
+    sp_profile_fmt_g6(v, buf);
     sp_obj_set_str(o, field, buf);
 }
 

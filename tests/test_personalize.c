@@ -128,24 +128,36 @@ static void run_event(struct rig *r, Shopstream__V1__Event *ev, enum sp_event_ki
     cr_assert_eq(sp_pipeline_process(r->pl, &e, NULL), SP_OK);
 }
 
-static void click(struct rig *r, const char *user, const char *item, const char *cat,
-                  enum sp_event_kind kind, int64_t ts) {
+/* A click of `kind` with its own session, device and ip (NULL: none). */
+static void click_with(struct rig *r, const char *user, const char *sess, const char *dev,
+                       const char *ip, const char *item, const char *cat,
+                       enum sp_event_kind kind, int64_t ts) {
     static long id;
     char eid[32];
     snprintf(eid, sizeof eid, "e%ld", id++);
     Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
     Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
+    Shopstream__V1__Context ctx = SHOPSTREAM__V1__CONTEXT__INIT;
     c.kind = (Shopstream__V1__ClickKind)(kind + 1);
     c.item_id = (char *)item;
     c.category = (char *)cat;
     c.price = 10;
+    ctx.device_id = (char *)dev;
+    ctx.ip = (char *)ip;
     ev.event_id = eid;
     ev.ts_ms = ts;
     ev.user_id = (char *)user;
-    ev.session_id = "s1";
+    ev.session_id = (char *)sess;
+    ev.context = dev || ip ? &ctx : NULL;
     ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
     ev.click = &c;
     run_event(r, &ev, kind);
+}
+
+/* A click in session "s1", without device or ip. */
+static void click(struct rig *r, const char *user, const char *item, const char *cat,
+                  enum sp_event_kind kind, int64_t ts) {
+    click_with(r, user, "s1", NULL, NULL, item, cat, kind, ts);
 }
 
 static void order(struct rig *r, const char *user, const char *item, int64_t ts) {
@@ -825,29 +837,11 @@ Test(personalize, bad_settings_name_the_key) {
 
 /* A view with its own session, device and ip. */
 static void seen_with(struct rig *r, const char *user, int i, int64_t ts) {
-    static long id;
-    char eid[32], sess[16], dev[16], ip[32];
-    snprintf(eid, sizeof eid, "w%ld", id++);
+    char sess[16], dev[16], ip[32];
     snprintf(sess, sizeof sess, "s%d", i);
     snprintf(dev, sizeof dev, "d%d", i);
     snprintf(ip, sizeof ip, "10.0.0.%d", i);
-    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
-    Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
-    Shopstream__V1__Context ctx = SHOPSTREAM__V1__CONTEXT__INIT;
-    c.kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
-    c.item_id = "a1";
-    c.category = "shoes";
-    c.price = 10;
-    ctx.device_id = dev;
-    ctx.ip = ip;
-    ev.event_id = eid;
-    ev.ts_ms = ts;
-    ev.user_id = (char *)user;
-    ev.session_id = sess;
-    ev.context = &ctx;
-    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
-    ev.click = &c;
-    run_event(r, &ev, SP_KIND_VIEW);
+    click_with(r, user, sess, dev, ip, "a1", "shoes", SP_KIND_VIEW, ts);
 }
 
 /* The same session, device and ip as the user's newest event again (most
@@ -905,4 +899,103 @@ Test(personalize, profile_lists_do_not_depend_on_arrival_order) {
     cr_assert_str_eq(sess, "12");
     free(sess);
     rig_close(&r);
+}
+
+/* ------------------------------------------------------------------------
+ * The profile's text fields, for the operator's shortcuts (sorting by
+ * insertion, its own %.6g): these fail if one ever writes other bytes. */
+
+/* A profile field's text as the cache holds it now (what the next commit
+ * writes), or "" if absent. */
+static const char *prof_field(struct rig *r, const char *user, const char *field) {
+    char key[64];
+    snprintf(key, sizeof key, "prof:%s", user);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(r->store, 0, key, &o), SP_OK);
+    const char *s = sp_obj_get_str(o, field);
+    return s ? s : "";
+}
+
+/* Equal weights at one time tie, and ties go by name ("c1" before "c10");
+ * the top 3 cut the rest, a dropped category comes back from nothing, and
+ * a late event's weight is decayed to the profile's time. Expected texts
+ * worked out by hand (view 1, click 2; half-life 100 s). */
+Test(personalize, profile_affinity_ties_go_by_name_and_the_top_k_cuts) {
+    struct rig r;
+    const char *extra[] = {"profile.half_life_s", "100", "profile.top_categories", "3", NULL};
+    rig_open(&r, model_path, extra);
+    static const struct {
+        const char *cat;
+        enum sp_event_kind kind;
+        int64_t dt;
+        const char *want;
+    } steps[] = {
+        {"b", SP_KIND_VIEW, 0, "b:1"},
+        {"a", SP_KIND_VIEW, 0, "a:1,b:1"},
+        {"c", SP_KIND_VIEW, 0, "a:1,b:1,c:1"},
+        {"d", SP_KIND_VIEW, 0, "a:1,b:1,c:1"},            /* a fourth tie: cut */
+        {"c10", SP_KIND_CLICK, 0, "c10:2,a:1,b:1"},
+        {"c1", SP_KIND_VIEW, 0, "c10:2,a:1,b:1"},         /* ties a and b, loses on name */
+        {"c1", SP_KIND_VIEW, 100000, "c1:1,c10:1,a:0.5"}, /* all halved, then c1 added */
+        {"b", SP_KIND_CLICK, 0, "b:1,c1:1,c10:1"},        /* late: 2 halved to 1 */
+        {"b", SP_KIND_VIEW, 100000, "b:2,c1:1,c10:1"},    /* the profile's time again */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        click_with(&r, "ut", NULL, NULL, NULL, "x1", steps[i].cat, steps[i].kind,
+                   T0 + steps[i].dt);
+        cr_assert_str_eq(prof_field(&r, "ut", "aff"), steps[i].want, "step %zu", i);
+    }
+    commit(&r);
+    char *aff = hget("{p0}:prof:ut", "aff"), *at = hget("{p0}:prof:ut", "aff_ms");
+    cr_assert_str_eq(aff, "b:2,c1:1,c10:1");
+    cr_assert_eq(atoll(at), T0 + 100000);
+    free(aff);
+    free(at);
+    rig_close(&r);
+}
+
+/* sp_profile_fmt_g6 is snprintf's "%.6g" byte for byte: random doubles of
+ * every magnitude, values next to each power of ten and next to each
+ * six-digit tie (where the scaling's rounding decides), values that round
+ * up to the next power (9.999996 -> "10", 999999.5 -> "1e+06"), and the
+ * ones it leaves to snprintf (tiny, huge, inf, nan). Except -0, which it
+ * writes "0" (as the profile always has; printf writes "-0"). */
+Test(personalize, profile_formatter_equals_printf) {
+    char z[32];
+    cr_assert_eq(sp_profile_fmt_g6(-0.0, z), 1);
+    cr_assert_str_eq(z, "0");
+    uint64_t rng = sp_rng_seed(52);
+    static const double odd[] = {0.0, 1e-4, 9.99999e-5, 9.999995e-5, 1e6, 999999.5,
+                                 999999.4, 9.999996, 99999.95, 0.5, 1e-300, 1e300,
+                                 INFINITY, -INFINITY, NAN, 0.1, 0.01, 0.001, 0.0001, 123456.5,
+                                 2.5e-5, 1.0000005, 0.30000000000000004};
+    int n = (int)(sizeof odd / sizeof *odd);
+    for (int i = 0; i < 400000 + n; i++) {
+        double v;
+        if (i >= 400000) {
+            v = odd[i - 400000];
+        } else if (i % 4 == 0) { /* any finite bits */
+            uint64_t b = sp_rng_next(&rng);
+            memcpy(&v, &b, sizeof v);
+            if (isnan(v)) continue;
+        } else if (i % 4 == 1) { /* next to a power of ten */
+            v = pow(10, (double)sp_rng_below(&rng, 12) - 5);
+            for (uint32_t k = sp_rng_below(&rng, 4); k--;)
+                v = nextafter(v, sp_rng_below(&rng, 2) ? INFINITY : 0);
+        } else if (i % 4 == 2) { /* next to a six-digit tie */
+            v = (100000 + sp_rng_below(&rng, 900000) + 0.5) *
+                pow(10, (double)sp_rng_below(&rng, 11) - 10);
+            for (uint32_t k = sp_rng_below(&rng, 3); k--;)
+                v = nextafter(v, sp_rng_below(&rng, 2) ? INFINITY : 0);
+        } else { /* the scores and means the profile writes */
+            v = sp_rng_uniform(&rng) * pow(10, (double)sp_rng_below(&rng, 10) - 4);
+        }
+        if (sp_rng_below(&rng, 4) == 0) v = -v;
+        if (v == 0) v = 0.0; /* not -0: see above */
+        char want[64], got[64];
+        snprintf(want, sizeof want, "%.6g", v);
+        size_t len = sp_profile_fmt_g6(v, got);
+        cr_assert_str_eq(got, want, "%.17g", v);
+        cr_assert_eq(len, strlen(want), "%.17g", v);
+    }
 }
