@@ -73,13 +73,6 @@ static void profile_prefetch(void *priv, const sp_op_event *e) {
     sp_store_want(p->store, e->partition, key);
 }
 
-/* Keeps `field` as the `max` distinct words with the newest event times,
- * newest first (ties by word), and their times in `tsfield`. The list is
- * the top `max` words by the latest event time each was seen with, so it
- * depends only on which events came, not on how the three input topics were
- * interleaved: a restarted run and a clean one end with the same text (an
- * order of arrival would not; `make soak` caught that). A list written
- * before the times were kept reads as time 0. */
 /* strtoll(s, end, 10) for what sp_i64toa writes (optional '-', at most 18
  * digits, after any spaces), without strtoll's locale and overflow
  * machinery; anything else goes to strtoll itself, so the result is
@@ -98,27 +91,78 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
     return neg ? -v : v;
 }
 
-static void list_push(sp_obj *o, const char *field, const char *tsfield, const char *word,
-                      int64_t ts, int max) {
-    if (!word || !*word || strchr(word, ' ')) return;
+/* An event's time and its text as sp_i64toa writes it, written the first
+ * time something needs it and then shared: the three lists and the ring of
+ * recent items all write the same time. */
+struct when {
+    int64_t ms;
+    size_t len; /* 0: text not written yet */
+    char text[24];
+};
+
+static const char *when_text(struct when *t) {
+    if (!t->len) t->len = sp_i64toa(t->ms, t->text);
+    return t->text;
+}
+
+/* Whether a list takes `word`: a word, not nothing and not two. */
+static int list_word(const char *word) { return word && *word && !strchr(word, ' '); }
+
+/* A list of words with their times, as list_push keeps it. */
+struct list {
+    const char *field, *tsfield;
+    int max;
+};
+
+static const struct list sessions_list = {"recent_sessions", "recent_sessions_ts", SESSIONS_MAX},
+                         devices_list = {"devices", "devices_ts", LIST_MAX},
+                         ips_list = {"ips", "ips_ts", LIST_MAX};
+
+/* Keeps l->field as the l->max distinct words with the newest event
+ * times, newest first (ties by word), and their times in l->tsfield. The
+ * list is the top l->max words by the latest event time each was seen with,
+ * so it depends only on which events came, not on how the three input
+ * topics were interleaved: a restarted run and a clean one end with the
+ * same text (an order of arrival would not; `make soak` caught that). A
+ * list written before the times were kept reads as time 0. `old` is
+ * l->field's text as the caller read it (NULL if absent): the sessions
+ * list is read once per event, for this and for counting sessions. The
+ * caller has checked the word with list_word. */
+static void list_push(sp_obj *o, const struct list *l, const char *old, const char *word,
+                      struct when *when) {
     enum { CAP = 32 };
     struct { const char *w; size_t len; int64_t ts; } e[CAP + 1];
     int n = 0;
+    int64_t ts = when->ms;
     size_t wl = strlen(word);
-    const char *old = sp_obj_get_str(o, field), *oldts = sp_obj_get_str(o, tsfield);
+    const char *oldts = sp_obj_get_str(o, l->tsfield);
     char *tp = (char *)oldts;
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
-     * they were, and the times get a new first one. */
+     * they were, and the times get a new first one. The head's time is
+     * compared as text when it is as sp_i64toa writes a number >= 0, and
+     * parsed otherwise. */
     if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
-        int64_t t0 = sp_profile_parse_i64(tp, &tp);
-        if (t0 >= ts) return;
+        const char *now = when_text(when);
+        size_t kt = when->len, hl = 0;
+        while (tp[hl] >= '0' && tp[hl] <= '9') hl++;
+        if (hl && hl <= 18 && (tp[0] != '0' || hl == 1) && (tp[hl] == ' ' || !tp[hl]) &&
+            now[0] != '-') {
+            /* both as sp_i64toa writes a number >= 0: the longer is the
+             * larger, and at equal lengths the bytes order them */
+            int c = hl != kt ? (hl > kt ? 1 : -1) : memcmp(tp, now, hl);
+            if (c >= 0) return;
+            tp += hl;
+        } else if (sp_profile_parse_i64(tp, &tp) >= ts) {
+            return;
+        }
         char outts[CAP * 21 + 1];
-        size_t kt = sp_i64toa(ts, outts), rl = strlen(tp);
+        memcpy(outts, now, sizeof when->text);
+        size_t rl = strlen(tp);
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
-            sp_obj_set_str(o, tsfield, outts);
+            sp_obj_set_str(o, l->tsfield, outts);
             return;
         }
         tp = (char *)oldts;
@@ -155,7 +199,7 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
     e[at].len = wl;
     e[at].ts = ts;
     n++;
-    if (n > max) n = max;
+    if (n > l->max) n = l->max;
     char out[TEXT_MAX], outts[CAP * 21 + 1];
     size_t k = 0, kt = 0;
     for (int i = 0; i < n; i++) {
@@ -170,8 +214,25 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
     }
     out[k] = '\0';
     outts[kt] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str(o, field, out);
-    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, tsfield, outts);
+    if (!old || strcmp(old, out)) sp_obj_set_str(o, l->field, out);
+    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, l->tsfield, outts);
+}
+
+/* The length of the first `words` words of a ring whose words are one
+ * space apart, or -1 if they are not (a leading space, two in a row):
+ * recent_push's loop copies words one by one and would not copy such a
+ * text as it stands. A trailing space is left out, as that loop leaves it. */
+static long ring_prefix(const char *ring, int words) {
+    const char *s = ring, *end = ring;
+    if (*s == ' ') return -1;
+    for (int k = 0; k < words && *s; k++) {
+        const char *sp = strchr(s, ' ');
+        if (!sp) return (long)(s - ring) + (long)strlen(s);
+        end = sp;
+        s = sp + 1;
+        if (*s == ' ') return -1;
+    }
+    return (long)(end - ring);
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
@@ -179,7 +240,8 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
  * profile.recent_items newest events whatever order the input topics were
  * interleaved in. */
 static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
-                        int64_t ts) {
+                        struct when *when) {
+    int64_t ts = when->ms;
     const char *old = sp_obj_get_str(o, "recent");
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
     size_t il = strlen(item), kl = strlen(kind), mlen;
@@ -188,10 +250,36 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         mine[il] = ':';
         memcpy(mine + il + 1, kind, kl);
         mine[il + 1 + kl] = ':';
-        mlen = il + kl + 2 + sp_i64toa(ts, mine + il + kl + 2);
+        const char *tt = when_text(when); /* before when->len is read */
+        memcpy(mine + il + kl + 2, tt, when->len + 1);
+        mlen = il + kl + 2 + when->len;
     } else { /* longer than validation lets through: cut as before */
         mlen = (size_t)snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
         if (mlen >= sizeof mine) mlen = sizeof mine - 1;
+    }
+    /* The common case: the event is newer than the ring's head (events
+     * mostly come in time order). The loop below would put it first and
+     * then copy the ring's first recent_items - 1 words as they are: one
+     * copy does the same. A time equal to the head's or older takes the
+     * loop, which compares texts and finds the event's place. */
+    const char *ring = old ? old : "";
+    if (p->recent >= 1 && *ring != ' ') {
+        const char *sp = strchr(ring, ' ');
+        size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
+        const char *colon = memrchr(ring, ':', hl), *c = colon ? colon + 1 : ring;
+        long keep = !hl || atoll(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
+            memcpy(out, mine, mlen);
+            size_t n = mlen;
+            if (keep) {
+                out[n++] = ' ';
+                memcpy(out + n, ring, (size_t)keep);
+                n += (size_t)keep;
+            }
+            out[n] = '\0';
+            if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
+            return;
+        }
     }
     size_t n = 0;
     int count = 0, placed = 0;
@@ -201,8 +289,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
-            const char *c = w + len;
-            while (c > w && c[-1] != ':') c--;
+            const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
             long long wts = atoll(c);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
@@ -447,11 +534,12 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     const char *kind = sp_event_kind_name(e->kind);
     int64_t ts = ev->ts_ms;
+    struct when when = {.ms = ts};
     if (ts < sp_obj_get_int(o, "first_ms", INT64_MAX)) sp_obj_set_int(o, "first_ms", ts);
     if (ts > sp_obj_get_int(o, "last_ms", INT64_MIN)) sp_obj_set_int(o, "last_ms", ts);
     sp_obj_incr(o, "events", 1);
     sp_obj_incr(o, p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
-    if (ev->session_id && *ev->session_id && !strchr(ev->session_id, ' ')) {
+    if (list_word(ev->session_id)) {
         /* distinct session ids among the SESSIONS_MAX newest (by event
          * time): a session counts once unless it has dropped out of them */
         const char *seen = sp_obj_get_str(o, "recent_sessions");
@@ -464,18 +552,19 @@ static int profile_process(void *priv, const sp_op_event *e) {
             c += len;
             while (*c == ' ') c++;
         }
-        if (!known) sp_obj_incr(o, "sessions", 1);
-        list_push(o, "recent_sessions", "recent_sessions_ts", ev->session_id, ts, SESSIONS_MAX);
+        if (!known) sp_obj_incr(o, "sessions", 1); /* leaves `seen` as it is */
+        list_push(o, &sessions_list, seen, ev->session_id, &when);
     }
-    if (ev->context) {
-        list_push(o, "devices", "devices_ts", ev->context->device_id, ts, LIST_MAX);
-        list_push(o, "ips", "ips_ts", ev->context->ip, ts, LIST_MAX);
-    }
+    if (ev->context && list_word(ev->context->device_id))
+        list_push(o, &devices_list, sp_obj_get_str(o, devices_list.field),
+                  ev->context->device_id, &when);
+    if (ev->context && list_word(ev->context->ip))
+        list_push(o, &ips_list, sp_obj_get_str(o, ips_list.field), ev->context->ip, &when);
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {
         const Shopstream__V1__Click *c = ev->click;
         if (c->item_id && *c->item_id) {
-            recent_push(p, o, c->item_id, kind, ts);
+            recent_push(p, o, c->item_id, kind, &when);
             price_add(o, c->price);
         }
         affinity_add(p, o, c->category, w, ts);
@@ -489,7 +578,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         set_shown(o, "aov", spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
-            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, ts);
+            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, &when);
             affinity_add(p, o, li->category, w, ts);
         }
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review) {
@@ -499,7 +588,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         sp_obj_set_int(o, "ratings_sum", sum);
         set_shown(o, "ratings_mean", (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
-            recent_push(p, o, ev->review->item_id, kind, ts);
+            recent_push(p, o, ev->review->item_id, kind, &when);
     }
     return SP_OK;
 }

@@ -902,8 +902,10 @@ Test(personalize, profile_lists_do_not_depend_on_arrival_order) {
 }
 
 /* ------------------------------------------------------------------------
- * The profile's text fields, for the operator's shortcuts (sorting by
- * insertion, its own %.6g): these fail if one ever writes other bytes. */
+ * The profile's text fields against slow, obvious models of what they hold
+ * (parse the text, change it, sort with qsort, print with snprintf): the
+ * operator edits the text in place and sorts by insertion, and these fail
+ * if such a shortcut ever writes other bytes. */
 
 /* A profile field's text as the cache holds it now (what the next commit
  * writes), or "" if absent. */
@@ -914,6 +916,119 @@ static const char *prof_field(struct rig *r, const char *user, const char *field
     cr_assert_eq(sp_store_get(r->store, 0, key, &o), SP_OK);
     const char *s = sp_obj_get_str(o, field);
     return s ? s : "";
+}
+
+struct model_aff {
+    char cat[16];
+    double score;
+};
+
+static int model_aff_cmp(const void *a, const void *b) {
+    const struct model_aff *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return strcmp(x->cat, y->cat);
+}
+
+/* The affinity text after adding w to cat at ts, from the text before:
+ * parsed with strtod, decayed, sorted by qsort, cut to k, printed %.6g. */
+static void model_aff_add(char *text, int64_t *at, int *has_at, const char *cat, double w,
+                          int64_t ts, int k, double half_life_ms) {
+    struct model_aff a[32];
+    int n = 0;
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", text);
+    for (char *save, *tok = strtok_r(copy, ",", &save); tok && n < k;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(tok, ':');
+        *colon = '\0';
+        snprintf(a[n].cat, sizeof a[n].cat, "%s", tok);
+        a[n++].score = strtod(colon + 1, NULL);
+    }
+    int64_t t = *has_at ? *at : ts;
+    if (ts > t) {
+        for (int i = 0; i < n; i++) a[i].score *= pow(0.5, (double)(ts - t) / half_life_ms);
+        t = ts;
+    } else {
+        w *= pow(0.5, (double)(t - ts) / half_life_ms);
+    }
+    int i = 0;
+    while (i < n && strcmp(a[i].cat, cat)) i++;
+    if (i == n) {
+        snprintf(a[n].cat, sizeof a[n].cat, "%s", cat);
+        a[n++].score = 0;
+    }
+    a[i].score += w;
+    qsort(a, (size_t)n, sizeof a[0], model_aff_cmp);
+    if (n > k) n = k;
+    size_t len = 0;
+    text[0] = '\0';
+    for (i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, 512 - len, "%s%s:%.6g", i ? "," : "", a[i].cat,
+                                a[i].score);
+    *at = t;
+    *has_at = 1;
+}
+
+/* The ring of recent items after "item:kind:ts": newest first, at equal
+ * times the greater text first, an event already there not again, cut to
+ * max. */
+static void model_ring_push(char ring[][64], int *n, int max, const char *item, const char *kind,
+                            int64_t ts) {
+    char mine[64];
+    snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(ring[i], mine)) return;
+    int at = 0;
+    while (at < *n) {
+        long long t = atoll(strrchr(ring[at], ':') + 1);
+        if (t < ts || (t == ts && strcmp(ring[at], mine) < 0)) break;
+        at++;
+    }
+    if (at >= max) return;
+    int last = *n < max ? *n : max - 1;
+    for (int i = last; i > at; i--) memcpy(ring[i], ring[i - 1], 64);
+    memcpy(ring[at], mine, sizeof mine);
+    if (*n < max) (*n)++;
+}
+
+struct model_word {
+    char w[24];
+    int64_t ts;
+};
+
+static int model_word_cmp(const void *a, const void *b) {
+    const struct model_word *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts > y->ts ? -1 : 1;
+    return strcmp(x->w, y->w);
+}
+
+/* A words list after `word` at ts: each word with its latest time, newest
+ * first, then by bytes, cut to max. Returns whether the word was there. */
+static int model_list_push(struct model_word *l, int *n, int max, const char *word, int64_t ts) {
+    int i = 0;
+    while (i < *n && strcmp(l[i].w, word)) i++;
+    int known = i < *n;
+    if (!known) {
+        snprintf(l[i].w, sizeof l[i].w, "%s", word);
+        l[i].ts = ts;
+        (*n)++;
+    } else if (ts > l[i].ts) {
+        l[i].ts = ts;
+    }
+    qsort(l, (size_t)*n, sizeof *l, model_word_cmp);
+    if (*n > max) *n = max;
+    return known;
+}
+
+/* The list's two texts, into buffers of `size` bytes. */
+static void model_list_text(const struct model_word *l, int n, char *words, char *times,
+                            size_t size) {
+    size_t a = 0, b = 0;
+    words[0] = times[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        a += (size_t)snprintf(words + a, size - a, "%s%s", i ? " " : "", l[i].w);
+        b += (size_t)snprintf(times + b, size - b, "%s%lld", i ? " " : "", (long long)l[i].ts);
+    }
 }
 
 /* Equal weights at one time tie, and ties go by name ("c1" before "c10");
@@ -951,6 +1066,124 @@ Test(personalize, profile_affinity_ties_go_by_name_and_the_top_k_cuts) {
     cr_assert_eq(atoll(at), T0 + 100000);
     free(aff);
     free(at);
+    rig_close(&r);
+}
+
+/* The ring of recent items with three places: a newer event at the head,
+ * an older one deeper, the oldest cut, the same event twice kept once, an
+ * event older than a full ring left out, and at equal times the greater
+ * text first. Expected texts worked out by hand. */
+Test(personalize, profile_recent_ring_places_each_event_by_time_at_the_head_and_deeper) {
+    struct rig r;
+    const char *extra[] = {"profile.recent_items", "3", NULL};
+    rig_open(&r, model_path, extra);
+    struct entry {
+        const char *text; /* "item:kind:" */
+        int64_t dt;       /* its time is T0 + dt */
+    };
+    static const struct {
+        const char *item;
+        enum sp_event_kind kind;
+        int64_t dt;
+        struct entry want[3];
+    } steps[] = {
+        {"i1", SP_KIND_VIEW, 0, {{"i1:view:", 0}}},
+        {"i2", SP_KIND_VIEW, 1000, {{"i2:view:", 1000}, {"i1:view:", 0}}},
+        {"i3", SP_KIND_VIEW, 500, {{"i2:view:", 1000}, {"i3:view:", 500}, {"i1:view:", 0}}},
+        {"i4", SP_KIND_VIEW, 2000, {{"i4:view:", 2000}, {"i2:view:", 1000}, {"i3:view:", 500}}},
+        /* the same event again */
+        {"i4", SP_KIND_VIEW, 2000, {{"i4:view:", 2000}, {"i2:view:", 1000}, {"i3:view:", 500}}},
+        /* the head's time: "i4:view:" is the greater text */
+        {"i4", SP_KIND_CLICK, 2000,
+         {{"i4:view:", 2000}, {"i4:click:", 2000}, {"i2:view:", 1000}}},
+        /* older than a full ring */
+        {"i0", SP_KIND_VIEW, 0, {{"i4:view:", 2000}, {"i4:click:", 2000}, {"i2:view:", 1000}}},
+        {"i9", SP_KIND_VIEW, 2000,
+         {{"i9:view:", 2000}, {"i4:view:", 2000}, {"i4:click:", 2000}}},
+        {"i5", SP_KIND_VIEW, 3000, {{"i5:view:", 3000}, {"i9:view:", 2000}, {"i4:view:", 2000}}},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        click_with(&r, "ur", NULL, NULL, NULL, steps[i].item, "c", steps[i].kind,
+                   T0 + steps[i].dt);
+        char want[256] = "";
+        for (int k = 0; k < 3 && steps[i].want[k].text; k++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s%lld", k ? " " : "",
+                     steps[i].want[k].text, (long long)(T0 + steps[i].want[k].dt));
+        cr_assert_str_eq(prof_field(&r, "ur", "recent"), want, "step %zu", i);
+    }
+    rig_close(&r);
+}
+
+/* Random events of one user -- repeated and new sessions, devices and ips,
+ * at the head of their lists and deeper, equal times, late events, the same
+ * event twice, more words than the lists hold -- and after each, every
+ * text field equals the slow model's. */
+Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+    struct rig r;
+    const char *extra[] = {"profile.half_life_s", "60", "profile.top_categories", "3",
+                           "profile.recent_items", "4", NULL};
+    rig_open(&r, model_path, extra);
+    sp_personal *ctx = rig_personal(&r);
+    static const char *cats[] = {"c1", "c10", "c2", "a", "b"};
+    static const enum sp_event_kind kinds[] = {SP_KIND_VIEW, SP_KIND_CLICK, SP_KIND_ADD_TO_CART,
+                                               SP_KIND_REMOVE_FROM_CART};
+    char aff[512] = "", ring[8][64], want[1024], want_ts[1024], name[24];
+    int64_t aff_ms = 0, ts = T0;
+    int has_aff_ms = 0, nring = 0, nl[3] = {0, 0, 0};
+    struct model_word lists[3][40];
+    static const int max[3] = {16, 8, 8};
+    static const char *fields[3][2] = {{"recent_sessions", "recent_sessions_ts"},
+                                       {"devices", "devices_ts"},
+                                       {"ips", "ips_ts"}};
+    long sessions = 0;
+    uint64_t rng = sp_rng_seed(77);
+    char item[8] = "i1", sess[8] = "s1", dev[8] = "d1", ip[16] = "10.0.0.1";
+    enum sp_event_kind kind = SP_KIND_VIEW;
+    const char *cat = "a";
+    for (int i = 0; i < 600; i++) {
+        int64_t evts = ts;
+        if (sp_rng_below(&rng, 8)) { /* else: the same event again */
+            uint32_t dt = sp_rng_below(&rng, 10);
+            ts += dt < 3 ? 0 : dt < 9 ? 1000 * dt : 60000; /* equal times, steps, a half-life */
+            evts = sp_rng_below(&rng, 6) ? ts : ts - 1000 * sp_rng_below(&rng, 90); /* late */
+            snprintf(item, sizeof item, "i%u", sp_rng_below(&rng, 7));
+            snprintf(sess, sizeof sess, "s%u", sp_rng_below(&rng, 3) ? 1 : sp_rng_below(&rng, 20));
+            snprintf(dev, sizeof dev, "d%u", sp_rng_below(&rng, 2) ? 1 : sp_rng_below(&rng, 12));
+            snprintf(ip, sizeof ip, "10.0.0.%u", sp_rng_below(&rng, 4));
+            kind = kinds[sp_rng_below(&rng, 4)];
+            cat = cats[sp_rng_below(&rng, 5)];
+        }
+        click_with(&r, "um", sess, dev, ip, item, cat, kind, evts);
+        const char *words[3] = {sess, dev, ip};
+        for (int l = 0; l < 3; l++)
+            if (!model_list_push(lists[l], &nl[l], max[l], words[l], evts) && !l) sessions++;
+        model_ring_push(ring, &nring, 4, item, sp_event_kind_name(kind), evts);
+        if (ctx->mf_weights[kind] > 0)
+            model_aff_add(aff, &aff_ms, &has_aff_ms, cat, ctx->mf_weights[kind], evts, 3,
+                          ctx->half_life_ms);
+
+        cr_assert_str_eq(prof_field(&r, "um", "aff"), aff, "event %d", i);
+        snprintf(name, sizeof name, "%lld", (long long)aff_ms);
+        cr_assert_str_eq(prof_field(&r, "um", "aff_ms"), has_aff_ms ? name : "", "event %d", i);
+        want[0] = '\0';
+        for (int k = 0; k < nring; k++) {
+            if (k) strcat(want, " ");
+            strcat(want, ring[k]);
+        }
+        cr_assert_str_eq(prof_field(&r, "um", "recent"), want, "event %d", i);
+        for (int l = 0; l < 3; l++) {
+            model_list_text(lists[l], nl[l], want, want_ts, sizeof want);
+            cr_assert_str_eq(prof_field(&r, "um", fields[l][0]), want, "event %d", i);
+            cr_assert_str_eq(prof_field(&r, "um", fields[l][1]), want_ts, "event %d", i);
+        }
+        snprintf(name, sizeof name, "%ld", sessions);
+        cr_assert_str_eq(prof_field(&r, "um", "sessions"), name, "event %d", i);
+    }
+    commit(&r);
+    char *got = hget("{p0}:prof:um", "aff");
+    cr_assert_str_eq(got, aff);
+    free(got);
+    sp_personal_put(ctx);
     rig_close(&r);
 }
 
