@@ -73,13 +73,6 @@ static void profile_prefetch(void *priv, const sp_op_event *e) {
     sp_store_want(p->store, e->partition, key);
 }
 
-/* Keeps `field` as the `max` distinct words with the newest event times,
- * newest first (ties by word), and their times in `tsfield`. The list is
- * the top `max` words by the latest event time each was seen with, so it
- * depends only on which events came, not on how the three input topics were
- * interleaved: a restarted run and a clean one end with the same text (an
- * order of arrival would not; `make soak` caught that). A list written
- * before the times were kept reads as time 0. */
 /* strtoll(s, end, 10) for what sp_i64toa writes (optional '-', at most 18
  * digits, after any spaces), without strtoll's locale and overflow
  * machinery; anything else goes to strtoll itself, so the result is
@@ -98,27 +91,78 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
     return neg ? -v : v;
 }
 
-static void list_push(sp_obj *o, const char *field, const char *tsfield, const char *word,
-                      int64_t ts, int max) {
-    if (!word || !*word || strchr(word, ' ')) return;
+/* An event's time and its text as sp_i64toa writes it, written the first
+ * time something needs it and then shared: the three lists and the ring of
+ * recent items all write the same time. */
+struct when {
+    int64_t ms;
+    size_t len; /* 0: text not written yet */
+    char text[24];
+};
+
+static const char *when_text(struct when *t) {
+    if (!t->len) t->len = sp_i64toa(t->ms, t->text);
+    return t->text;
+}
+
+/* Whether a list takes `word`: a word, not nothing and not two. */
+static int list_word(const char *word) { return word && *word && !strchr(word, ' '); }
+
+/* A list of words with their times, as list_push keeps it. */
+struct list {
+    const char *field, *tsfield;
+    int max;
+};
+
+static const struct list sessions_list = {"recent_sessions", "recent_sessions_ts", SESSIONS_MAX},
+                         devices_list = {"devices", "devices_ts", LIST_MAX},
+                         ips_list = {"ips", "ips_ts", LIST_MAX};
+
+/* Keeps l->field as the l->max distinct words with the newest event
+ * times, newest first (ties by word), and their times in l->tsfield. The
+ * list is the top l->max words by the latest event time each was seen with,
+ * so it depends only on which events came, not on how the three input
+ * topics were interleaved: a restarted run and a clean one end with the
+ * same text (an order of arrival would not; `make soak` caught that). A
+ * list written before the times were kept reads as time 0. `old` is
+ * l->field's text as the caller read it (NULL if absent): the sessions
+ * list is read once per event, for this and for counting sessions. The
+ * caller has checked the word with list_word. */
+static void list_push(sp_obj *o, const struct list *l, const char *old, const char *word,
+                      struct when *when) {
     enum { CAP = 32 };
     struct { const char *w; size_t len; int64_t ts; } e[CAP + 1];
     int n = 0;
+    int64_t ts = when->ms;
     size_t wl = strlen(word);
-    const char *old = sp_obj_get_str(o, field), *oldts = sp_obj_get_str(o, tsfield);
+    const char *oldts = sp_obj_get_str(o, l->tsfield);
     char *tp = (char *)oldts;
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
-     * they were, and the times get a new first one. */
+     * they were, and the times get a new first one. The head's time is
+     * compared as text when it is as sp_i64toa writes a number >= 0, and
+     * parsed otherwise. */
     if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
-        int64_t t0 = sp_profile_parse_i64(tp, &tp);
-        if (t0 >= ts) return;
+        const char *now = when_text(when);
+        size_t kt = when->len, hl = 0;
+        while (tp[hl] >= '0' && tp[hl] <= '9') hl++;
+        if (hl && hl <= 18 && (tp[0] != '0' || hl == 1) && (tp[hl] == ' ' || !tp[hl]) &&
+            now[0] != '-') {
+            /* both as sp_i64toa writes a number >= 0: the longer is the
+             * larger, and at equal lengths the bytes order them */
+            int c = hl != kt ? (hl > kt ? 1 : -1) : memcmp(tp, now, hl);
+            if (c >= 0) return;
+            tp += hl;
+        } else if (sp_profile_parse_i64(tp, &tp) >= ts) {
+            return;
+        }
         char outts[CAP * 21 + 1];
-        size_t kt = sp_i64toa(ts, outts), rl = strlen(tp);
+        memcpy(outts, now, sizeof when->text);
+        size_t rl = strlen(tp);
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
-            sp_obj_set_str(o, tsfield, outts);
+            sp_obj_set_str(o, l->tsfield, outts);
             return;
         }
         tp = (char *)oldts;
@@ -155,7 +199,7 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
     e[at].len = wl;
     e[at].ts = ts;
     n++;
-    if (n > max) n = max;
+    if (n > l->max) n = l->max;
     char out[TEXT_MAX], outts[CAP * 21 + 1];
     size_t k = 0, kt = 0;
     for (int i = 0; i < n; i++) {
@@ -170,8 +214,25 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
     }
     out[k] = '\0';
     outts[kt] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str(o, field, out);
-    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, tsfield, outts);
+    if (!old || strcmp(old, out)) sp_obj_set_str(o, l->field, out);
+    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, l->tsfield, outts);
+}
+
+/* The length of the first `words` words of a ring whose words are one
+ * space apart, or -1 if they are not (a leading space, two in a row):
+ * recent_push's loop copies words one by one and would not copy such a
+ * text as it stands. A trailing space is left out, as that loop leaves it. */
+static long ring_prefix(const char *ring, int words) {
+    const char *s = ring, *end = ring;
+    if (*s == ' ') return -1;
+    for (int k = 0; k < words && *s; k++) {
+        const char *sp = strchr(s, ' ');
+        if (!sp) return (long)(s - ring) + (long)strlen(s);
+        end = sp;
+        s = sp + 1;
+        if (*s == ' ') return -1;
+    }
+    return (long)(end - ring);
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
@@ -179,7 +240,8 @@ static void list_push(sp_obj *o, const char *field, const char *tsfield, const c
  * profile.recent_items newest events whatever order the input topics were
  * interleaved in. */
 static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
-                        int64_t ts) {
+                        struct when *when) {
+    int64_t ts = when->ms;
     const char *old = sp_obj_get_str(o, "recent");
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
     size_t il = strlen(item), kl = strlen(kind), mlen;
@@ -188,10 +250,36 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         mine[il] = ':';
         memcpy(mine + il + 1, kind, kl);
         mine[il + 1 + kl] = ':';
-        mlen = il + kl + 2 + sp_i64toa(ts, mine + il + kl + 2);
+        const char *tt = when_text(when); /* before when->len is read */
+        memcpy(mine + il + kl + 2, tt, when->len + 1);
+        mlen = il + kl + 2 + when->len;
     } else { /* longer than validation lets through: cut as before */
         mlen = (size_t)snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
         if (mlen >= sizeof mine) mlen = sizeof mine - 1;
+    }
+    /* The common case: the event is newer than the ring's head (events
+     * mostly come in time order). The loop below would put it first and
+     * then copy the ring's first recent_items - 1 words as they are: one
+     * copy does the same. A time equal to the head's or older takes the
+     * loop, which compares texts and finds the event's place. */
+    const char *ring = old ? old : "";
+    if (p->recent >= 1 && *ring != ' ') {
+        const char *sp = strchr(ring, ' ');
+        size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
+        const char *colon = memrchr(ring, ':', hl), *c = colon ? colon + 1 : ring;
+        long keep = !hl || atoll(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
+            memcpy(out, mine, mlen);
+            size_t n = mlen;
+            if (keep) {
+                out[n++] = ' ';
+                memcpy(out + n, ring, (size_t)keep);
+                n += (size_t)keep;
+            }
+            out[n] = '\0';
+            if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
+            return;
+        }
     }
     size_t n = 0;
     int count = 0, placed = 0;
@@ -201,8 +289,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
-            const char *c = w + len;
-            while (c > w && c[-1] != ':') c--;
+            const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
             long long wts = atoll(c);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
@@ -227,31 +314,45 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
 }
 
 /* v as printf's "%.6g" writes it, without printf for the values an
- * affinity takes (1e-4 <= |v| < 1e6; printf for the others): six
+ * affinity or a mean takes (1e-4 <= |v| < 1e6; printf for the others): six
  * significant digits, fixed notation, trailing zeros dropped; ties
  * (exact, or made by the scaling's rounding) go to printf, so the text is
- * printf's. Returns the length written (out holds at least 32 bytes). */
-static size_t fmt_g6(double v, char *out) {
-    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+ * printf's -- except for -0, written "0" (printf: "-0") as it always has
+ * been. Returns the length written (out holds at least 32 bytes).
+ *
+ * Without libm as well: it runs a few times per event (every affinity
+ * score, the means), and log10/floor/llround were most of its cost. The
+ * exponent e = floor(log10 |v|) comes from comparisons with the powers of
+ * ten, exact for every double (each constant below 1 is the double just
+ * above its power, so no double lies between the two); the scaled value x
+ * is below 2^20, where x + 0.5 is exact and truncation is floor. Starting
+ * from the exact e matters: the scaled value rounds to 10^6 only when v
+ * rounds up to the next power of ten, which printf writes with e + 1. */
+size_t sp_profile_fmt_g6(double v, char *out) {
+    static const double pow10[] = {1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5};
+    static const double scale[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
     double a = fabs(v);
     if (v == 0) {
         memcpy(out, "0", 2);
         return 1;
     }
     if (!(a >= 1e-4 && a < 1e6)) return (size_t)snprintf(out, 32, "%.6g", v);
-    int e = (int)floor(log10(a));
-    long long q = 0;
-    for (int tries = 0; tries < 3; tries++) { /* log10 may be one off near powers of 10 */
-        if (e < -4 || e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
-        double x = a * p10[5 - e];
-        if (x - floor(x) == 0.5) /* a tie, or one made by the product's rounding */
-            return (size_t)snprintf(out, 32, "%.6g", v);
-        q = llround(x);
-        if (q >= 1000000) e++;
-        else if (q < 100000) e--;
-        else break;
+    int e = 0; /* from 1 outwards: most values are units or tens */
+    if (a >= 1) {
+        while (e < 5 && a >= pow10[e + 5]) e++;
+    } else {
+        e = -1;
+        while (a < pow10[e + 4]) e--; /* stops at -4: a >= 1e-4 */
     }
-    if (q < 100000 || q >= 1000000) return (size_t)snprintf(out, 32, "%.6g", v);
+    double x = a * scale[5 - e];
+    double fl = (double)(int64_t)x;
+    if (x - fl == 0.5) /* a tie, or one made by the product's rounding */
+        return (size_t)snprintf(out, 32, "%.6g", v);
+    uint32_t q = (uint32_t)(x + 0.5);
+    if (q >= 1000000) { /* rounds up to 10^(e+1): one digit then zeros */
+        if (++e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
+        q = 100000;
+    }
     char dig[6];
     for (int i = 5; i >= 0; i--, q /= 10) dig[i] = (char)('0' + q % 10);
     int last = 5; /* last significant digit kept */
@@ -274,7 +375,7 @@ static size_t fmt_g6(double v, char *out) {
     return n;
 }
 
-/* strtod(s, NULL) for the text fmt_g6 writes (fixed notation, at most
+/* strtod(s, NULL) for the text sp_profile_fmt_g6 writes (fixed notation, at most
  * 15 digits): the digits as an integer, exact in a double, divided by an
  * exact power of ten is one correctly rounded operation -- strtod's
  * result. Exponents, long mantissas and anything else go to strtod. */
@@ -303,24 +404,55 @@ double sp_profile_parse_score(const char *s) {
     return neg ? -v : v;
 }
 
+/* One category of the affinity text: its name where it lies (the field's
+ * text, or the event's), so entries move as three words while sorted. */
 struct aff {
-    char cat[SP_EVENT_MAX_ID + 1];
+    const char *cat;
+    size_t len;
     double score;
 };
 
+/* Best first, then by name as strcmp orders them (bytes, unsigned; a
+ * prefix first). */
 static int aff_cmp(const void *a, const void *b) {
     const struct aff *x = a, *y = b;
     if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return strcmp(x->cat, y->cat);
+    int c = memcmp(x->cat, y->cat, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Sorts a[0..n) by aff_cmp into the order qsort gives. Insertion: the text
+ * was written in this order, so after a decay (which keeps the order, up
+ * to ties that six-digit scores or the product's rounding make) and the one
+ * added score it is all but sorted, and qsort's calls cost more than the
+ * sort. Entries that compare equal have the same name and score, so they
+ * print the same whichever comes first; a NaN score orders nothing
+ * consistently, and then qsort itself decides, as it did. */
+static void aff_sort(struct aff *a, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i].score != a[i].score) {
+            qsort(a, (size_t)n, sizeof a[0], aff_cmp);
+            return;
+        }
+    for (int i = 1; i < n; i++) {
+        struct aff t = a[i];
+        int j = i;
+        while (j > 0 && aff_cmp(&a[j - 1], &t) > 0) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = t;
+    }
 }
 
 /* Decays the affinity to event time ts (never backwards: a late event's
  * weight is decayed to the profile's time instead) and adds w to cat. */
 static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w, int64_t ts) {
-    if (!cat || !*cat || w <= 0 || strlen(cat) > SP_EVENT_MAX_ID) return;
+    size_t cl = cat ? strlen(cat) : 0;
+    if (!cl || w <= 0 || cl > SP_EVENT_MAX_ID) return;
     struct aff a[101];
     int n = 0;
-    const char *s = sp_obj_get_str(o, "aff");
+    const char *s = sp_obj_get_str(o, "aff"); /* valid until "aff" is set, below */
     while (s && *s && n < p->top) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
@@ -328,43 +460,42 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
         for (const char *c = s; c < s + len; c++)
             if (*c == ':') colon = c;
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
-            memcpy(a[n].cat, s, (size_t)(colon - s));
-            a[n].cat[colon - s] = '\0';
+            a[n].cat = s;
+            a[n].len = (size_t)(colon - s);
             a[n].score = sp_profile_parse_score(colon + 1);
             n++;
         }
         s += len + (comma ? 1 : 0);
     }
     int64_t at = sp_obj_get_int(o, "aff_ms", ts);
-    double f = 1.0;
     if (ts > at) {
-        f = pow(0.5, (double)(ts - at) / p->ctx->half_life_ms);
+        double f = pow(0.5, (double)(ts - at) / p->ctx->half_life_ms);
         for (int i = 0; i < n; i++) a[i].score *= f;
         at = ts;
-    } else {
+    } else if (ts < at) { /* at == ts would multiply by pow(0.5, 0), which is 1 */
         w *= pow(0.5, (double)(at - ts) / p->ctx->half_life_ms);
     }
     int found = 0;
     for (int i = 0; i < n && !found; i++)
-        if (!strcmp(a[i].cat, cat)) {
+        if (a[i].len == cl && !memcmp(a[i].cat, cat, cl)) {
             a[i].score += w;
             found = 1;
         }
     if (!found) {
-        memcpy(a[n].cat, cat, strlen(cat) + 1); /* at most SP_EVENT_MAX_ID: checked above */
+        a[n].cat = cat;
+        a[n].len = cl;
         a[n++].score = w;
     }
-    qsort(a, (size_t)n, sizeof a[0], aff_cmp);
+    aff_sort(a, n);
     if (n > p->top) n = p->top;
     char out[TEXT_MAX];
     size_t len = 0;
     for (int i = 0; i < n && len < sizeof out - 160; i++) {
-        size_t cl = strlen(a[i].cat);
         if (i) out[len++] = ',';
-        memcpy(out + len, a[i].cat, cl);
-        len += cl;
+        memcpy(out + len, a[i].cat, a[i].len);
+        len += a[i].len;
         out[len++] = ':';
-        len += fmt_g6(a[i].score, out + len);
+        len += sp_profile_fmt_g6(a[i].score, out + len);
     }
     out[len] = '\0';
     sp_obj_set_str(o, "aff", out);
@@ -375,7 +506,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
  * with), in six significant digits without printf's %.17g. */
 static void set_shown(sp_obj *o, const char *field, double v) {
     char buf[40];
-    fmt_g6(v, buf);
+    sp_profile_fmt_g6(v, buf);
     sp_obj_set_str(o, field, buf);
 }
 
@@ -403,11 +534,12 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     const char *kind = sp_event_kind_name(e->kind);
     int64_t ts = ev->ts_ms;
+    struct when when = {.ms = ts};
     if (ts < sp_obj_get_int(o, "first_ms", INT64_MAX)) sp_obj_set_int(o, "first_ms", ts);
     if (ts > sp_obj_get_int(o, "last_ms", INT64_MIN)) sp_obj_set_int(o, "last_ms", ts);
     sp_obj_incr(o, "events", 1);
     sp_obj_incr(o, p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
-    if (ev->session_id && *ev->session_id && !strchr(ev->session_id, ' ')) {
+    if (list_word(ev->session_id)) {
         /* distinct session ids among the SESSIONS_MAX newest (by event
          * time): a session counts once unless it has dropped out of them */
         const char *seen = sp_obj_get_str(o, "recent_sessions");
@@ -420,18 +552,19 @@ static int profile_process(void *priv, const sp_op_event *e) {
             c += len;
             while (*c == ' ') c++;
         }
-        if (!known) sp_obj_incr(o, "sessions", 1);
-        list_push(o, "recent_sessions", "recent_sessions_ts", ev->session_id, ts, SESSIONS_MAX);
+        if (!known) sp_obj_incr(o, "sessions", 1); /* leaves `seen` as it is */
+        list_push(o, &sessions_list, seen, ev->session_id, &when);
     }
-    if (ev->context) {
-        list_push(o, "devices", "devices_ts", ev->context->device_id, ts, LIST_MAX);
-        list_push(o, "ips", "ips_ts", ev->context->ip, ts, LIST_MAX);
-    }
+    if (ev->context && list_word(ev->context->device_id))
+        list_push(o, &devices_list, sp_obj_get_str(o, devices_list.field),
+                  ev->context->device_id, &when);
+    if (ev->context && list_word(ev->context->ip))
+        list_push(o, &ips_list, sp_obj_get_str(o, ips_list.field), ev->context->ip, &when);
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {
         const Shopstream__V1__Click *c = ev->click;
         if (c->item_id && *c->item_id) {
-            recent_push(p, o, c->item_id, kind, ts);
+            recent_push(p, o, c->item_id, kind, &when);
             price_add(o, c->price);
         }
         affinity_add(p, o, c->category, w, ts);
@@ -445,7 +578,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         set_shown(o, "aov", spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
-            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, ts);
+            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, &when);
             affinity_add(p, o, li->category, w, ts);
         }
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review) {
@@ -455,7 +588,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         sp_obj_set_int(o, "ratings_sum", sum);
         set_shown(o, "ratings_mean", (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
-            recent_push(p, o, ev->review->item_id, kind, ts);
+            recent_push(p, o, ev->review->item_id, kind, &when);
     }
     return SP_OK;
 }

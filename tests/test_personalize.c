@@ -128,24 +128,36 @@ static void run_event(struct rig *r, Shopstream__V1__Event *ev, enum sp_event_ki
     cr_assert_eq(sp_pipeline_process(r->pl, &e, NULL), SP_OK);
 }
 
-static void click(struct rig *r, const char *user, const char *item, const char *cat,
-                  enum sp_event_kind kind, int64_t ts) {
+/* A click of `kind` with its own session, device and ip (NULL: none). */
+static void click_with(struct rig *r, const char *user, const char *sess, const char *dev,
+                       const char *ip, const char *item, const char *cat,
+                       enum sp_event_kind kind, int64_t ts) {
     static long id;
     char eid[32];
     snprintf(eid, sizeof eid, "e%ld", id++);
     Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
     Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
+    Shopstream__V1__Context ctx = SHOPSTREAM__V1__CONTEXT__INIT;
     c.kind = (Shopstream__V1__ClickKind)(kind + 1);
     c.item_id = (char *)item;
     c.category = (char *)cat;
     c.price = 10;
+    ctx.device_id = (char *)dev;
+    ctx.ip = (char *)ip;
     ev.event_id = eid;
     ev.ts_ms = ts;
     ev.user_id = (char *)user;
-    ev.session_id = "s1";
+    ev.session_id = (char *)sess;
+    ev.context = dev || ip ? &ctx : NULL;
     ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
     ev.click = &c;
     run_event(r, &ev, kind);
+}
+
+/* A click in session "s1", without device or ip. */
+static void click(struct rig *r, const char *user, const char *item, const char *cat,
+                  enum sp_event_kind kind, int64_t ts) {
+    click_with(r, user, "s1", NULL, NULL, item, cat, kind, ts);
 }
 
 static void order(struct rig *r, const char *user, const char *item, int64_t ts) {
@@ -825,29 +837,11 @@ Test(personalize, bad_settings_name_the_key) {
 
 /* A view with its own session, device and ip. */
 static void seen_with(struct rig *r, const char *user, int i, int64_t ts) {
-    static long id;
-    char eid[32], sess[16], dev[16], ip[32];
-    snprintf(eid, sizeof eid, "w%ld", id++);
+    char sess[16], dev[16], ip[32];
     snprintf(sess, sizeof sess, "s%d", i);
     snprintf(dev, sizeof dev, "d%d", i);
     snprintf(ip, sizeof ip, "10.0.0.%d", i);
-    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
-    Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
-    Shopstream__V1__Context ctx = SHOPSTREAM__V1__CONTEXT__INIT;
-    c.kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
-    c.item_id = "a1";
-    c.category = "shoes";
-    c.price = 10;
-    ctx.device_id = dev;
-    ctx.ip = ip;
-    ev.event_id = eid;
-    ev.ts_ms = ts;
-    ev.user_id = (char *)user;
-    ev.session_id = sess;
-    ev.context = &ctx;
-    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
-    ev.click = &c;
-    run_event(r, &ev, SP_KIND_VIEW);
+    click_with(r, user, sess, dev, ip, "a1", "shoes", SP_KIND_VIEW, ts);
 }
 
 /* The same session, device and ip as the user's newest event again (most
@@ -905,4 +899,336 @@ Test(personalize, profile_lists_do_not_depend_on_arrival_order) {
     cr_assert_str_eq(sess, "12");
     free(sess);
     rig_close(&r);
+}
+
+/* ------------------------------------------------------------------------
+ * The profile's text fields against slow, obvious models of what they hold
+ * (parse the text, change it, sort with qsort, print with snprintf): the
+ * operator edits the text in place and sorts by insertion, and these fail
+ * if such a shortcut ever writes other bytes. */
+
+/* A profile field's text as the cache holds it now (what the next commit
+ * writes), or "" if absent. */
+static const char *prof_field(struct rig *r, const char *user, const char *field) {
+    char key[64];
+    snprintf(key, sizeof key, "prof:%s", user);
+    sp_obj *o;
+    cr_assert_eq(sp_store_get(r->store, 0, key, &o), SP_OK);
+    const char *s = sp_obj_get_str(o, field);
+    return s ? s : "";
+}
+
+struct model_aff {
+    char cat[16];
+    double score;
+};
+
+static int model_aff_cmp(const void *a, const void *b) {
+    const struct model_aff *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return strcmp(x->cat, y->cat);
+}
+
+/* The affinity text after adding w to cat at ts, from the text before:
+ * parsed with strtod, decayed, sorted by qsort, cut to k, printed %.6g. */
+static void model_aff_add(char *text, int64_t *at, int *has_at, const char *cat, double w,
+                          int64_t ts, int k, double half_life_ms) {
+    struct model_aff a[32];
+    int n = 0;
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", text);
+    for (char *save, *tok = strtok_r(copy, ",", &save); tok && n < k;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(tok, ':');
+        *colon = '\0';
+        snprintf(a[n].cat, sizeof a[n].cat, "%s", tok);
+        a[n++].score = strtod(colon + 1, NULL);
+    }
+    int64_t t = *has_at ? *at : ts;
+    if (ts > t) {
+        for (int i = 0; i < n; i++) a[i].score *= pow(0.5, (double)(ts - t) / half_life_ms);
+        t = ts;
+    } else {
+        w *= pow(0.5, (double)(t - ts) / half_life_ms);
+    }
+    int i = 0;
+    while (i < n && strcmp(a[i].cat, cat)) i++;
+    if (i == n) {
+        snprintf(a[n].cat, sizeof a[n].cat, "%s", cat);
+        a[n++].score = 0;
+    }
+    a[i].score += w;
+    qsort(a, (size_t)n, sizeof a[0], model_aff_cmp);
+    if (n > k) n = k;
+    size_t len = 0;
+    text[0] = '\0';
+    for (i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, 512 - len, "%s%s:%.6g", i ? "," : "", a[i].cat,
+                                a[i].score);
+    *at = t;
+    *has_at = 1;
+}
+
+/* The ring of recent items after "item:kind:ts": newest first, at equal
+ * times the greater text first, an event already there not again, cut to
+ * max. */
+static void model_ring_push(char ring[][64], int *n, int max, const char *item, const char *kind,
+                            int64_t ts) {
+    char mine[64];
+    snprintf(mine, sizeof mine, "%s:%s:%lld", item, kind, (long long)ts);
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(ring[i], mine)) return;
+    int at = 0;
+    while (at < *n) {
+        long long t = atoll(strrchr(ring[at], ':') + 1);
+        if (t < ts || (t == ts && strcmp(ring[at], mine) < 0)) break;
+        at++;
+    }
+    if (at >= max) return;
+    int last = *n < max ? *n : max - 1;
+    for (int i = last; i > at; i--) memcpy(ring[i], ring[i - 1], 64);
+    memcpy(ring[at], mine, sizeof mine);
+    if (*n < max) (*n)++;
+}
+
+struct model_word {
+    char w[24];
+    int64_t ts;
+};
+
+static int model_word_cmp(const void *a, const void *b) {
+    const struct model_word *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts > y->ts ? -1 : 1;
+    return strcmp(x->w, y->w);
+}
+
+/* A words list after `word` at ts: each word with its latest time, newest
+ * first, then by bytes, cut to max. Returns whether the word was there. */
+static int model_list_push(struct model_word *l, int *n, int max, const char *word, int64_t ts) {
+    int i = 0;
+    while (i < *n && strcmp(l[i].w, word)) i++;
+    int known = i < *n;
+    if (!known) {
+        snprintf(l[i].w, sizeof l[i].w, "%s", word);
+        l[i].ts = ts;
+        (*n)++;
+    } else if (ts > l[i].ts) {
+        l[i].ts = ts;
+    }
+    qsort(l, (size_t)*n, sizeof *l, model_word_cmp);
+    if (*n > max) *n = max;
+    return known;
+}
+
+/* The list's two texts, into buffers of `size` bytes. */
+static void model_list_text(const struct model_word *l, int n, char *words, char *times,
+                            size_t size) {
+    size_t a = 0, b = 0;
+    words[0] = times[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        a += (size_t)snprintf(words + a, size - a, "%s%s", i ? " " : "", l[i].w);
+        b += (size_t)snprintf(times + b, size - b, "%s%lld", i ? " " : "", (long long)l[i].ts);
+    }
+}
+
+/* Equal weights at one time tie, and ties go by name ("c1" before "c10");
+ * the top 3 cut the rest, a dropped category comes back from nothing, and
+ * a late event's weight is decayed to the profile's time. Expected texts
+ * worked out by hand (view 1, click 2; half-life 100 s). */
+Test(personalize, profile_affinity_ties_go_by_name_and_the_top_k_cuts) {
+    struct rig r;
+    const char *extra[] = {"profile.half_life_s", "100", "profile.top_categories", "3", NULL};
+    rig_open(&r, model_path, extra);
+    static const struct {
+        const char *cat;
+        enum sp_event_kind kind;
+        int64_t dt;
+        const char *want;
+    } steps[] = {
+        {"b", SP_KIND_VIEW, 0, "b:1"},
+        {"a", SP_KIND_VIEW, 0, "a:1,b:1"},
+        {"c", SP_KIND_VIEW, 0, "a:1,b:1,c:1"},
+        {"d", SP_KIND_VIEW, 0, "a:1,b:1,c:1"},            /* a fourth tie: cut */
+        {"c10", SP_KIND_CLICK, 0, "c10:2,a:1,b:1"},
+        {"c1", SP_KIND_VIEW, 0, "c10:2,a:1,b:1"},         /* ties a and b, loses on name */
+        {"c1", SP_KIND_VIEW, 100000, "c1:1,c10:1,a:0.5"}, /* all halved, then c1 added */
+        {"b", SP_KIND_CLICK, 0, "b:1,c1:1,c10:1"},        /* late: 2 halved to 1 */
+        {"b", SP_KIND_VIEW, 100000, "b:2,c1:1,c10:1"},    /* the profile's time again */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        click_with(&r, "ut", NULL, NULL, NULL, "x1", steps[i].cat, steps[i].kind,
+                   T0 + steps[i].dt);
+        cr_assert_str_eq(prof_field(&r, "ut", "aff"), steps[i].want, "step %zu", i);
+    }
+    commit(&r);
+    char *aff = hget("{p0}:prof:ut", "aff"), *at = hget("{p0}:prof:ut", "aff_ms");
+    cr_assert_str_eq(aff, "b:2,c1:1,c10:1");
+    cr_assert_eq(atoll(at), T0 + 100000);
+    free(aff);
+    free(at);
+    rig_close(&r);
+}
+
+/* The ring of recent items with three places: a newer event at the head,
+ * an older one deeper, the oldest cut, the same event twice kept once, an
+ * event older than a full ring left out, and at equal times the greater
+ * text first. Expected texts worked out by hand. */
+Test(personalize, profile_recent_ring_places_each_event_by_time_at_the_head_and_deeper) {
+    struct rig r;
+    const char *extra[] = {"profile.recent_items", "3", NULL};
+    rig_open(&r, model_path, extra);
+    struct entry {
+        const char *text; /* "item:kind:" */
+        int64_t dt;       /* its time is T0 + dt */
+    };
+    static const struct {
+        const char *item;
+        enum sp_event_kind kind;
+        int64_t dt;
+        struct entry want[3];
+    } steps[] = {
+        {"i1", SP_KIND_VIEW, 0, {{"i1:view:", 0}}},
+        {"i2", SP_KIND_VIEW, 1000, {{"i2:view:", 1000}, {"i1:view:", 0}}},
+        {"i3", SP_KIND_VIEW, 500, {{"i2:view:", 1000}, {"i3:view:", 500}, {"i1:view:", 0}}},
+        {"i4", SP_KIND_VIEW, 2000, {{"i4:view:", 2000}, {"i2:view:", 1000}, {"i3:view:", 500}}},
+        /* the same event again */
+        {"i4", SP_KIND_VIEW, 2000, {{"i4:view:", 2000}, {"i2:view:", 1000}, {"i3:view:", 500}}},
+        /* the head's time: "i4:view:" is the greater text */
+        {"i4", SP_KIND_CLICK, 2000,
+         {{"i4:view:", 2000}, {"i4:click:", 2000}, {"i2:view:", 1000}}},
+        /* older than a full ring */
+        {"i0", SP_KIND_VIEW, 0, {{"i4:view:", 2000}, {"i4:click:", 2000}, {"i2:view:", 1000}}},
+        {"i9", SP_KIND_VIEW, 2000,
+         {{"i9:view:", 2000}, {"i4:view:", 2000}, {"i4:click:", 2000}}},
+        {"i5", SP_KIND_VIEW, 3000, {{"i5:view:", 3000}, {"i9:view:", 2000}, {"i4:view:", 2000}}},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        click_with(&r, "ur", NULL, NULL, NULL, steps[i].item, "c", steps[i].kind,
+                   T0 + steps[i].dt);
+        char want[256] = "";
+        for (int k = 0; k < 3 && steps[i].want[k].text; k++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s%lld", k ? " " : "",
+                     steps[i].want[k].text, (long long)(T0 + steps[i].want[k].dt));
+        cr_assert_str_eq(prof_field(&r, "ur", "recent"), want, "step %zu", i);
+    }
+    rig_close(&r);
+}
+
+/* Random events of one user -- repeated and new sessions, devices and ips,
+ * at the head of their lists and deeper, equal times, late events, the same
+ * event twice, more words than the lists hold -- and after each, every
+ * text field equals the slow model's. */
+Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+    struct rig r;
+    const char *extra[] = {"profile.half_life_s", "60", "profile.top_categories", "3",
+                           "profile.recent_items", "4", NULL};
+    rig_open(&r, model_path, extra);
+    sp_personal *ctx = rig_personal(&r);
+    static const char *cats[] = {"c1", "c10", "c2", "a", "b"};
+    static const enum sp_event_kind kinds[] = {SP_KIND_VIEW, SP_KIND_CLICK, SP_KIND_ADD_TO_CART,
+                                               SP_KIND_REMOVE_FROM_CART};
+    char aff[512] = "", ring[8][64], want[1024], want_ts[1024], name[24];
+    int64_t aff_ms = 0, ts = T0;
+    int has_aff_ms = 0, nring = 0, nl[3] = {0, 0, 0};
+    struct model_word lists[3][40];
+    static const int max[3] = {16, 8, 8};
+    static const char *fields[3][2] = {{"recent_sessions", "recent_sessions_ts"},
+                                       {"devices", "devices_ts"},
+                                       {"ips", "ips_ts"}};
+    long sessions = 0;
+    uint64_t rng = sp_rng_seed(77);
+    char item[8] = "i1", sess[8] = "s1", dev[8] = "d1", ip[16] = "10.0.0.1";
+    enum sp_event_kind kind = SP_KIND_VIEW;
+    const char *cat = "a";
+    for (int i = 0; i < 600; i++) {
+        int64_t evts = ts;
+        if (sp_rng_below(&rng, 8)) { /* else: the same event again */
+            uint32_t dt = sp_rng_below(&rng, 10);
+            ts += dt < 3 ? 0 : dt < 9 ? 1000 * dt : 60000; /* equal times, steps, a half-life */
+            evts = sp_rng_below(&rng, 6) ? ts : ts - 1000 * sp_rng_below(&rng, 90); /* late */
+            snprintf(item, sizeof item, "i%u", sp_rng_below(&rng, 7));
+            snprintf(sess, sizeof sess, "s%u", sp_rng_below(&rng, 3) ? 1 : sp_rng_below(&rng, 20));
+            snprintf(dev, sizeof dev, "d%u", sp_rng_below(&rng, 2) ? 1 : sp_rng_below(&rng, 12));
+            snprintf(ip, sizeof ip, "10.0.0.%u", sp_rng_below(&rng, 4));
+            kind = kinds[sp_rng_below(&rng, 4)];
+            cat = cats[sp_rng_below(&rng, 5)];
+        }
+        click_with(&r, "um", sess, dev, ip, item, cat, kind, evts);
+        const char *words[3] = {sess, dev, ip};
+        for (int l = 0; l < 3; l++)
+            if (!model_list_push(lists[l], &nl[l], max[l], words[l], evts) && !l) sessions++;
+        model_ring_push(ring, &nring, 4, item, sp_event_kind_name(kind), evts);
+        if (ctx->mf_weights[kind] > 0)
+            model_aff_add(aff, &aff_ms, &has_aff_ms, cat, ctx->mf_weights[kind], evts, 3,
+                          ctx->half_life_ms);
+
+        cr_assert_str_eq(prof_field(&r, "um", "aff"), aff, "event %d", i);
+        snprintf(name, sizeof name, "%lld", (long long)aff_ms);
+        cr_assert_str_eq(prof_field(&r, "um", "aff_ms"), has_aff_ms ? name : "", "event %d", i);
+        want[0] = '\0';
+        for (int k = 0; k < nring; k++) {
+            if (k) strcat(want, " ");
+            strcat(want, ring[k]);
+        }
+        cr_assert_str_eq(prof_field(&r, "um", "recent"), want, "event %d", i);
+        for (int l = 0; l < 3; l++) {
+            model_list_text(lists[l], nl[l], want, want_ts, sizeof want);
+            cr_assert_str_eq(prof_field(&r, "um", fields[l][0]), want, "event %d", i);
+            cr_assert_str_eq(prof_field(&r, "um", fields[l][1]), want_ts, "event %d", i);
+        }
+        snprintf(name, sizeof name, "%ld", sessions);
+        cr_assert_str_eq(prof_field(&r, "um", "sessions"), name, "event %d", i);
+    }
+    commit(&r);
+    char *got = hget("{p0}:prof:um", "aff");
+    cr_assert_str_eq(got, aff);
+    free(got);
+    sp_personal_put(ctx);
+    rig_close(&r);
+}
+
+/* sp_profile_fmt_g6 is snprintf's "%.6g" byte for byte: random doubles of
+ * every magnitude, values next to each power of ten and next to each
+ * six-digit tie (where the scaling's rounding decides), values that round
+ * up to the next power (9.999996 -> "10", 999999.5 -> "1e+06"), and the
+ * ones it leaves to snprintf (tiny, huge, inf, nan). Except -0, which it
+ * writes "0" (as the profile always has; printf writes "-0"). */
+Test(personalize, profile_formatter_equals_printf) {
+    char z[32];
+    cr_assert_eq(sp_profile_fmt_g6(-0.0, z), 1);
+    cr_assert_str_eq(z, "0");
+    uint64_t rng = sp_rng_seed(52);
+    static const double odd[] = {0.0, 1e-4, 9.99999e-5, 9.999995e-5, 1e6, 999999.5,
+                                 999999.4, 9.999996, 99999.95, 0.5, 1e-300, 1e300,
+                                 INFINITY, -INFINITY, NAN, 0.1, 0.01, 0.001, 0.0001, 123456.5,
+                                 2.5e-5, 1.0000005, 0.30000000000000004};
+    int n = (int)(sizeof odd / sizeof *odd);
+    for (int i = 0; i < 400000 + n; i++) {
+        double v;
+        if (i >= 400000) {
+            v = odd[i - 400000];
+        } else if (i % 4 == 0) { /* any finite bits */
+            uint64_t b = sp_rng_next(&rng);
+            memcpy(&v, &b, sizeof v);
+            if (isnan(v)) continue;
+        } else if (i % 4 == 1) { /* next to a power of ten */
+            v = pow(10, (double)sp_rng_below(&rng, 12) - 5);
+            for (uint32_t k = sp_rng_below(&rng, 4); k--;)
+                v = nextafter(v, sp_rng_below(&rng, 2) ? INFINITY : 0);
+        } else if (i % 4 == 2) { /* next to a six-digit tie */
+            v = (100000 + sp_rng_below(&rng, 900000) + 0.5) *
+                pow(10, (double)sp_rng_below(&rng, 11) - 10);
+            for (uint32_t k = sp_rng_below(&rng, 3); k--;)
+                v = nextafter(v, sp_rng_below(&rng, 2) ? INFINITY : 0);
+        } else { /* the scores and means the profile writes */
+            v = sp_rng_uniform(&rng) * pow(10, (double)sp_rng_below(&rng, 10) - 4);
+        }
+        if (sp_rng_below(&rng, 4) == 0) v = -v;
+        if (v == 0) v = 0.0; /* not -0: see above */
+        char want[64], got[64];
+        snprintf(want, sizeof want, "%.6g", v);
+        size_t len = sp_profile_fmt_g6(v, got);
+        cr_assert_str_eq(got, want, "%.17g", v);
+        cr_assert_eq(len, strlen(want), "%.17g", v);
+    }
 }
