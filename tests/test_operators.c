@@ -348,6 +348,7 @@ Test(hints, a_hint_serves_only_the_event_and_batch_that_set_it, .init = start, .
     cr_assert_eq(views_of(&r, "dave"), 1);
     cr_assert_eq(views_of(&r, "carol"), 0, "a hint of an earlier batch was used");
     rig_close(&r);
+}
 
 static void flushall(void) {
     redisContext *c = redisConnect("127.0.0.1", redis.port);
