@@ -41,6 +41,7 @@ struct profile {
     sp_personal *ctx;
     int recent, top;
     char n_field[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
+    sp_op_hints users;    /* the event's prof:<user> entry, prefetch to process */
 };
 
 static int profile_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -70,7 +71,7 @@ static void profile_prefetch(void *priv, const sp_op_event *e) {
     struct profile *p = priv;
     char key[256];
     prof_key(key, sizeof key, e);
-    sp_store_want(p->store, e->partition, key);
+    sp_op_want(&p->users, p->store, e, key);
 }
 
 /* strtoll(s, end, 10) for what sp_i64toa writes (optional '-', at most 18
@@ -530,7 +531,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
     char key[256];
     prof_key(key, sizeof key, e);
     sp_obj *o;
-    int rc = sp_store_get(p->store, e->partition, key, &o);
+    int rc = sp_op_get(&p->users, p->store, e, key, &o);
     if (rc != SP_OK) return rc;
     const char *kind = sp_event_kind_name(e->kind);
     int64_t ts = ev->ts_ms;
@@ -597,6 +598,7 @@ static void profile_destroy(void *priv) {
     struct profile *p = priv;
     if (!p) return;
     sp_personal_put(p->ctx);
+    sp_op_hints_release(&p->users);
     free(p);
 }
 

@@ -591,11 +591,13 @@ static struct field *field_get(sp_obj *o, const char *name) {
 
 /* Room for a text of len bytes. Every field starts with room for a
  * number's longest text, so no numeric value ever moves it. What it held
- * is lost when it has to grow: the caller is replacing it. */
+ * is lost when it has to grow: the caller is replacing it. It grows with
+ * half again as much room: a list that gains an item per event (profile's
+ * recent ring, until full) would otherwise move at nearly every event. */
 static void text_reserve(struct field *f, size_t len) {
     if (len + 1 <= f->cap) return;
     if (f->text_apart) free(f->text);
-    f->cap = len + 1;
+    f->cap = len + 1 + len / 2;
     f->text = sp_xmalloc(f->cap);
     f->text_apart = 1;
 }
