@@ -5,8 +5,9 @@
  * field name, in one file, registered by one line in operators/registry.c.
  *
  * Per batch the runtime calls, for each event in partition order:
- *   prefetch(ev)  declare the state keys the event will touch (sp_store_want),
- *                 so a batch loads its misses in one Redis round trip;
+ *   prefetch(ev)  declare the state keys the event will touch (sp_store_want,
+ *                 or sp_op_want to keep the entry for process), so a batch
+ *                 loads its misses in one Redis round trip;
  * then, after one sp_store_prefetch(), for each event:
  *   process(ev)   update cached state, queue outputs; return SP_OP_DROP to
  *                 stop the event here (later operators don't see it);
