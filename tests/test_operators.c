@@ -51,16 +51,14 @@ static void rig_close(struct rig *r) {
 static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t ts);
 static int feed(struct rig *r, const char *id, int64_t ts) { return feed_topic(r, "t", id, ts); }
 
+static void user_event(Shopstream__V1__Event *ev, Shopstream__V1__Click *click, const char *id,
+                       const char *user);
+
 static int feed_topic(struct rig *r, const char *topic, const char *id, int64_t ts) {
-    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
-    Shopstream__V1__Click click = SHOPSTREAM__V1__CLICK__INIT;
-    click.kind = SHOPSTREAM__V1__CLICK_KIND__VIEW;
-    click.item_id = "i1";
-    ev.event_id = (char *)id;
+    Shopstream__V1__Event ev;
+    Shopstream__V1__Click click;
+    user_event(&ev, &click, id, "u1");
     ev.ts_ms = ts;
-    ev.user_id = "u1";
-    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
-    ev.click = &click;
     sp_op_event e = {.ev = &ev, .kind = SP_KIND_VIEW, .partition = 0, .topic = topic};
     sp_pipeline_prefetch(r->pl, &e);
     cr_assert_eq(sp_store_prefetch(r->store), SP_OK);
@@ -292,11 +290,7 @@ Test(dedupe, reads_and_then_drops_the_old_sorted_set, .init = start, .fini = sto
     rig_close(&r);
 }
 
-/* sp_op_hints (operators/operator.h): counts keeps the user entry it wanted
- * in prefetch for the same event's process. A hint must serve only the
- * event that set it, in its batch: another event at the same place in the
- * batch, or the same event struct reused in a later batch, gets the entry
- * of its own key. */
+/* A view of item i1 by `user` at ts 1000 (feed_topic sets its own ts). */
 static void user_event(Shopstream__V1__Event *ev, Shopstream__V1__Click *click, const char *id,
                        const char *user) {
     *ev = (Shopstream__V1__Event)SHOPSTREAM__V1__EVENT__INIT;
@@ -318,6 +312,11 @@ static int64_t views_of(struct rig *r, const char *user) {
     return sp_obj_get_int(o, "view", 0);
 }
 
+/* sp_op_hints (operators/operator.h): counts keeps the user entry it wanted
+ * in prefetch for the same event's process. A hint must serve only the
+ * event that set it, in its batch: another event at the same place in the
+ * batch, or the same event struct reused in a later batch, gets the entry
+ * of its own key. */
 Test(hints, a_hint_serves_only_the_event_and_batch_that_set_it, .init = start, .fini = stop) {
     struct rig r;
     rig_open(&r, 3600000, 1000);
