@@ -2,7 +2,8 @@
 # Where the spine's CPU goes, one processor run at a time: gen -> replay into
 # the mock cluster -> raw consume rate -> `shopstream run` (its rate, its own
 # user/sys CPU and peak RSS), with the CPU ticks (1/100 s) that redis-server
-# and the mock cluster spent during the run, and Redis's command stats. The
+# and the mock cluster spent during the run, and Redis's command stats (the
+# raw consumer's rate and CPU first, for comparison). The
 # figures of bench/RESULTS.md "The spine's cost per message" came from it.
 #
 #   bash bench/spine_cpu.sh [EVENTS] [WRAPPER ...]
@@ -24,9 +25,14 @@ rport=$(sp_free_port); sp_redis_start "$rport"
 sp_mock_start 12; brokers=$sp_bootstrap
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log"
 msgs=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay.log" | tail -1)
-"$BIN" bench-consume --brokers "$brokers" --messages "$msgs"
+# the raw consumer's own CPU too, and the mock's while it reads, to set the
+# processor's beside them
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 redis_pid=${pids[0]}; mock_pid=${pids[1]}
+m0=$(ticks "$mock_pid")
+/usr/bin/time -f "raw time: %U user %S sys %e wall %M KiB %R minflt" \
+  "$BIN" bench-consume --brokers "$brokers" --messages "$msgs" 2>&1 | grep -E "^raw"
+echo "raw mock cpu: $(( $(ticks "$mock_pid") - m0 )) ticks"
 r0=$(ticks "$redis_pid"); m0=$(ticks "$mock_pid")
 # shellcheck disable=SC2086
 /usr/bin/time -f "time: %U user %S sys %e wall %M KiB %R minflt %c invcs %w vcs" "$@" "${RUNBIN:-$BIN}" run \

@@ -112,7 +112,7 @@ static int send_all(sp_reader *r, size_t n, const int *argcs, const char *const 
         return rc == SP_ERR_FATAL ? SP_ERR_RETRY : rc;
     }
     if (ensure(r) != SP_OK) return SP_ERR_RETRY;
-    for (size_t i = 0; i < n; i++) sp_resp_append(r->c, argcs[i], argvs[i], NULL);
+    sp_resp_append_all(r->c, n, argcs, argvs, NULL);
     for (size_t i = 0; i < n; i++) {
         void *rep = NULL;
         if (redisGetReply(r->c, &rep) != REDIS_OK) {

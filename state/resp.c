@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sds.h>
+
 #include "state/resp.h"
 #include "stream/error.h"
 
@@ -51,14 +53,20 @@ char *sp_resp_write(char *out, int argc, const char *const *argv, const size_t *
     return out;
 }
 
+/* The lengths of argv's arguments: lens itself, or their strlen in small
+ * (16 entries) or, for more, in *own (the caller frees it). */
+static const size_t *arg_lens(int argc, const char *const *argv, const size_t *lens,
+                              size_t *small, size_t **own) {
+    *own = NULL;
+    if (lens) return lens;
+    size_t *w = argc <= 16 ? small : (*own = sp_xmalloc((size_t)argc * sizeof **own));
+    for (int i = 0; i < argc; i++) w[i] = strlen(argv[i]);
+    return w;
+}
+
 int sp_resp_append(redisContext *c, int argc, const char *const *argv, const size_t *lens) {
-    size_t small[16], *own = NULL;
-    const size_t *l = lens;
-    if (!l) {
-        size_t *w = argc <= 16 ? small : (own = sp_xmalloc((size_t)argc * sizeof *own));
-        for (int i = 0; i < argc; i++) w[i] = strlen(argv[i]);
-        l = w;
-    }
+    size_t small[16], *own;
+    const size_t *l = arg_lens(argc, argv, lens, small, &own);
     char stack[1024], *buf = stack;
     size_t n = sp_resp_size(argc, l);
     if (n > sizeof stack) buf = sp_xmalloc(n);
@@ -67,4 +75,36 @@ int sp_resp_append(redisContext *c, int argc, const char *const *argv, const siz
     if (buf != stack) free(buf);
     free(own);
     return rc;
+}
+
+/* Writes straight into hiredis's output buffer (an sds string: a public
+ * field and hiredis's installed sds.h), sized once for the whole pipeline:
+ * no copy of a scratch buffer and no growth a command at a time. */
+int sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
+                       const char *const *const *argvs, const size_t *const *lens) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t small[16], *own;
+        total += sp_resp_size(argcs[i], arg_lens(argcs[i], argvs[i], lens ? lens[i] : NULL,
+                                                 small, &own));
+        free(own);
+    }
+    if (!total) return REDIS_OK;
+    sds o = sdsMakeRoomFor(c->obuf, total);
+    if (!o) return REDIS_ERR;
+    c->obuf = o;
+    char *at = o + sdslen(o);
+    for (size_t i = 0; i < n; i++) {
+        size_t small[16], *own;
+        const size_t *l = arg_lens(argcs[i], argvs[i], lens ? lens[i] : NULL, small, &own);
+        at = sp_resp_write(at, argcs[i], argvs[i], l);
+        free(own);
+    }
+    /* sdsIncrLen takes an int: a pipeline over 2 GiB goes up in steps */
+    for (size_t left = total; left;) {
+        int step = left > (size_t)1 << 30 ? 1 << 30 : (int)left;
+        sdsIncrLen(o, step);
+        left -= (size_t)step;
+    }
+    return REDIS_OK;
 }

@@ -299,8 +299,8 @@ static int ensure_connected(sp_store *st) {
  * writes, and commits, which carry a sequence number: see fence_lua). */
 static int pipeline_once(sp_store *st, size_t n, int *argcs, const char ***argvs,
                          size_t **lens, redisReply **replies) {
-    for (size_t i = 0; i < n; i++)
-        sp_resp_append(st->c, argcs[i], argvs[i], lens[i]);
+    sp_resp_append_all(st->c, n, argcs, (const char *const *const *)argvs,
+                       (const size_t *const *)lens);
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
         if (redisGetReply(st->c, &r) != REDIS_OK) {

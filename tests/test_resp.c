@@ -90,3 +90,56 @@ Test(resp, append_of_long_commands_matches_hiredis) {
     redisFreeCommand(want);
     redisFree(c);
 }
+
+/* A whole pipeline in one block (sp_resp_append_all): the output buffer
+ * must hold exactly the commands hiredis would have queued one by one, in
+ * order -- with and without lengths, more than 16 arguments, binary data,
+ * a pipeline of over 16 KiB, and a second pipeline appended after bytes
+ * already queued (written after them, not over them). */
+Test(resp, a_pipeline_in_one_block_matches_hiredis_command_by_command) {
+    redisContext *c = redisConnectUnix("/nonexistent/shopstream-resp-test");
+    cr_assert_not_null(c);
+    c->err = 0;
+    enum { N = 300 };
+    static char data[N][20][40], big[9000];
+    memset(big, 'z', sizeof big - 1);
+    const char *argvs_[N][20];
+    size_t lens_[N][20];
+    const char *const *argvs[N];
+    const size_t *lens[N];
+    int argcs[N];
+    srand(11);
+    for (int i = 0; i < N; i++) {
+        argcs[i] = 1 + i % 20;
+        for (int j = 0; j < argcs[i]; j++) {
+            int bin = i % 3 == 0; /* every third command binary, with lengths */
+            size_t len = (size_t)(rand() % 40);
+            for (size_t k = 0; k < len; k++)
+                data[i][j][k] = bin ? (char)(rand() % 256) : (char)('a' + rand() % 26);
+            data[i][j][bin ? len : (len ? len - 1 : 0)] = 0;
+            argvs_[i][j] = i == 200 && j == 0 ? big : data[i][j];
+            lens_[i][j] = bin ? len : strlen(argvs_[i][j]);
+        }
+        argvs[i] = argvs_[i];
+        lens[i] = i % 3 == 0 ? lens_[i] : (i % 3 == 1 ? NULL : lens_[i]);
+    }
+    sds want = sdsempty(); /* every round's commands, one by one, through hiredis */
+    for (int round = 0; round < 2; round++) {
+        size_t n = round ? 7 : N;
+        cr_assert_eq(sp_resp_append_all(c, n, argcs, argvs, lens), REDIS_OK);
+        for (size_t i = 0; i < n; i++) {
+            char *one = NULL;
+            int wn = redisFormatCommandArgv(&one, argcs[i], (const char **)argvs[i], lens[i]);
+            cr_assert_gt(wn, 0);
+            want = sdscatlen(want, one, (size_t)wn);
+            redisFreeCommand(one);
+        }
+        cr_assert_eq(sdslen(c->obuf), sdslen(want), "round %d: %zu bytes, hiredis %zu", round,
+                     sdslen(c->obuf), sdslen(want));
+        cr_assert(!memcmp(c->obuf, want, sdslen(want)), "round %d: bytes differ", round);
+    }
+    cr_assert_eq(sp_resp_append_all(c, 0, argcs, argvs, lens), REDIS_OK);
+    cr_assert_eq(sdslen(c->obuf), sdslen(want));
+    sdsfree(want);
+    redisFree(c);
+}
