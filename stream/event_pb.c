@@ -194,8 +194,17 @@ struct pb_field {
  * word, wherever it lies. */
 #define PB_PAD 9
 
+/* Room allocated with the event for the sub-messages nearly every event
+ * has, a Context and one body, so that they take no arena call of their
+ * own (new_msg). */
+#define PB_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PB_SPARE \
+    (sizeof(sp_pb_context) + PB_MAX(sizeof(sp_pb_click), PB_MAX(sizeof(sp_pb_order), sizeof(sp_pb_review))))
+
 struct pbd {
     sp_arena *arena;
+    uint8_t *spare; /* what is left of the PB_SPARE bytes */
+    size_t spare_left;
     uint8_t *copy;  /* the message, copied into the arena, plus PB_PAD bytes */
     uint8_t *nul;   /* where the last string ends: zeroed once read past */
     uint64_t bad;   /* str_bad of every string so far, or'ed */
@@ -394,7 +403,15 @@ static void keep_unknown(struct pbd *d, const struct pb_field *f, const uint8_t 
 }
 
 static ProtobufCMessage *new_msg(struct pbd *d, const struct pb_msg *md) {
-    ProtobufCMessage *m = sp_arena_alloc(d->arena, md->desc->sizeof_message);
+    size_t n = md->desc->sizeof_message; /* a multiple of 8, so the spare stays aligned */
+    ProtobufCMessage *m;
+    if (n <= d->spare_left) {
+        m = (ProtobufCMessage *)d->spare;
+        d->spare += n;
+        d->spare_left -= n;
+    } else {
+        m = sp_arena_alloc(d->arena, n);
+    }
     md->desc->message_init(m);
     return m;
 }
@@ -478,13 +495,14 @@ static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const
             }
         }
         char *at = (char *)m + fd->offset;
-        switch (fd->kind) {
-        case K_STR:
+        if (fd->kind == K_STR) { /* most fields: one test, not the switch's tree */
             if ((rc = pb_len(&p, end, &f))) return rc;
             *(char **)at = (char *)in_copy(d, f.data);
             d->nul = in_copy(d, p);
             d->bad |= str_bad(f.data, (size_t)f.v);
-            break;
+            continue;
+        }
+        switch (fd->kind) {
         case K_I64:
             if ((rc = pb_uvarint(&p, end, &f.v))) return rc;
             *(int64_t *)at = (int64_t)f.v;
@@ -507,9 +525,11 @@ static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const
 
 int sp_event_pb_decode(sp_arena *arena, const uint8_t *buf, size_t len, sp_event **out,
                        int *plain, char *err, size_t errlen) {
-    /* One allocation for the event and the copy behind it. */
-    sp_event *ev = sp_arena_alloc(arena, sizeof *ev + len + PB_PAD);
-    struct pbd d = {arena, (uint8_t *)(ev + 1), NULL, 0, 0, 0};
+    /* One allocation for the event, room for its sub-messages and the copy
+     * behind them. */
+    sp_event *ev = sp_arena_alloc(arena, sizeof *ev + PB_SPARE + len + PB_PAD);
+    struct pbd d = {arena, (uint8_t *)(ev + 1), PB_SPARE, (uint8_t *)(ev + 1) + PB_SPARE,
+                    NULL, 0, 0, 0};
     shopstream__v1__event__init(ev);
     memcpy(d.copy, buf, len);
     memset(d.copy + len, 0, PB_PAD);
