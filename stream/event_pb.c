@@ -349,13 +349,13 @@ static int pb_tag(struct pbd *d, const uint8_t **pp, const uint8_t *end, int top
  * string check of sp_event_validate but for absence (its strlen is n,
  * within every limit, and valid UTF-8), so the batch path skips those
  * checks for an event with only plain strings. Eight bytes at a time, the
- * or of w | ((w - 0x01..) & ~w) for each word w: a byte with its high bit
- * set or a zero byte anywhere leaves a high bit in it ((w - 0x01..) & ~w
- * has a high bit set iff some byte of w is zero, given no byte of w is
- * above 0x7f -- and any such byte is caught by w itself). A string of at
- * most eight bytes is read as the word starting at it (PB_PAD makes that
- * readable anywhere), the bytes past it replaced by 0x01, which is
- * neither: one word and no branch on where the string lies. */
+ * or of w | (w - 0x01..) for each word w: in a byte x that borrows nothing
+ * from the byte below, x | (x - 1) has its high bit set iff x is 0 or above
+ * 0x7f; and a byte borrows only from a zero byte below it, which is caught
+ * itself. A string of at most eight bytes is read as the word starting at
+ * it (PB_PAD makes that readable anywhere) and only its own bytes of the
+ * result kept -- the bytes past it, above it in the word, cannot borrow
+ * from it -- so one word and no branch on where the string lies. */
 static inline uint64_t str_bad(const uint8_t *s, size_t n) {
     static const uint64_t keep[9] = {
         0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffULL, 0xffffffffffffULL,
@@ -365,16 +365,15 @@ static inline uint64_t str_bad(const uint8_t *s, size_t n) {
     uint64_t w, bad = 0;
     if (n <= 8) {
         memcpy(&w, s, 8);
-        w = (w & keep[n]) | (ones & ~keep[n]);
-        return w | ((w - ones) & ~w);
+        return (w | (w - ones)) & keep[n];
     }
     if (n > SP_EVENT_MAX_ID) return 0x80;
     for (size_t i = 0; i + 8 < n; i += 8) {
         memcpy(&w, s + i, 8);
-        bad |= w | ((w - ones) & ~w);
+        bad |= w | (w - ones);
     }
     memcpy(&w, s + n - 8, 8); /* the last (overlapping) word */
-    return bad | w | ((w - ones) & ~w);
+    return bad | w | (w - ones);
 }
 
 /* p, a pointer into d->copy that the decoder reads through as const, as
