@@ -465,10 +465,11 @@ static int validate(const sp_event *ev, int plain, char *err, size_t errlen);
 int sp_event_read_arena(sp_arena *arena, const void *buf, size_t len,
                         sp_content_type_fn content_type, void *ctx, sp_event **out, char *err,
                         size_t errlen) {
-    int json = looks_json(buf, len, NULL), plain;
+    int plain;
     if (decode(buf, len, NULL, arena, out, &plain, err, errlen) == SP_OK &&
         validate(*out, plain, err, errlen) == SP_OK)
         return SP_OK;
+    int json = looks_json(buf, len, NULL); /* only a failure needs it */
     char ctbuf[64];
     const char *ct = content_type ? content_type(ctx, ctbuf, sizeof ctbuf) : NULL;
     *out = NULL;

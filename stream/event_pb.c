@@ -44,6 +44,7 @@
  * a longer tag, tags of 2^32 and above fail), which the non-arena path runs
  * before protobuf-c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stream/arena.h"
@@ -85,17 +86,19 @@ struct pb_msg {
     const ProtobufCMessageDescriptor *desc;
     uint32_t nfields;          /* highest field number + 1 */
     const struct pb_fd *fields; /* indexed by field number */
-    /* Indexed by a one-byte tag (field number < 16 with its wire type): the
-     * field it names when that is a known field with the wire type the
-     * schema gives it, else NULL -- the decoder's fast path, which then has
-     * no check left but the value's. Filled once at start-up (tags_init);
-     * while empty, every tag simply takes the full path. */
+    /* Indexed by the first byte of a tag: the field a one-byte tag (field
+     * number < 16 with its wire type) names when that is a known field with
+     * the wire type the schema gives it, else NULL -- the decoder's fast
+     * path, which then has no check left but the value's. 256 entries, so
+     * that a byte with its continuation bit set needs no test of its own:
+     * its entry is NULL. Filled once at start-up (tags_init); while empty,
+     * every tag simply takes the full path. */
     const struct pb_fd **by_tag;
 };
 
 #define FD(k, st, m) {k, offsetof(st, m), 0, NULL}
 #define TABLE(name, desc, fds)                           \
-    static const struct pb_fd *name##_by_tag[128];       \
+    static const struct pb_fd *name##_by_tag[256];       \
     static const struct pb_msg name = {&desc, sizeof fds / sizeof fds[0], fds, name##_by_tag}
 
 static const struct pb_fd context_fds[] = {
@@ -185,26 +188,44 @@ struct pb_field {
     unsigned wire;
     uint64_t v;          /* varint value, fixed bits, or (wire 2) payload length */
     const uint8_t *data; /* wire 2: the payload */
-    const uint8_t *val;  /* everything after the tag: what an unknown field keeps */
-    size_t val_len;
 };
+
+/* Bytes readable past the end of the copy (its extra last byte included),
+ * zeroed: what lets str_bad read any string of up to eight bytes as one
+ * word, wherever it lies. */
+#define PB_PAD 9
+
+/* Room allocated with the event for the sub-messages nearly every event
+ * has, a Context and one body, so that they take no arena call of their
+ * own (new_msg). */
+#define PB_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PB_SPARE \
+    (sizeof(sp_pb_context) + PB_MAX(sizeof(sp_pb_click), PB_MAX(sizeof(sp_pb_order), sizeof(sp_pb_review))))
 
 struct pbd {
     sp_arena *arena;
-    uint8_t *copy;  /* the message, copied into the arena, plus one byte */
-    const uint8_t *end; /* the end of the copy, that byte included */
+    uint8_t *spare; /* what is left of the PB_SPARE bytes */
+    size_t spare_left;
+    uint8_t *copy;  /* the message, copied into the arena, plus PB_PAD bytes */
     uint8_t *nul;   /* where the last string ends: zeroed once read past */
+    uint64_t bad;   /* str_bad of every string so far, or'ed */
     uint32_t field; /* PB_BAD_WIRE: which field, and its wire type */
     unsigned wire;
-    int plain;      /* every string so far is plain (see plain_str) */
 };
 
 /* Reads a varint of at most max bytes. Returns 0, PB_TRUNCATED if the input
- * ends inside it, or `overlong` if max bytes all have the continuation bit. */
-static inline int pb_varint(const uint8_t **pp, const uint8_t *end, int max, int overlong,
-                            uint64_t *v) {
+ * ends inside it, or `overlong` if max bytes all have the continuation bit.
+ * A one-byte varint (every length prefix and most values of an event) is
+ * read without the loop. */
+static inline __attribute__((always_inline)) int pb_varint(const uint8_t **pp, const uint8_t *end,
+                                                           int max, int overlong, uint64_t *v) {
     const uint8_t *p = *pp;
     uint64_t x = 0;
+    if (p < end && *p < 0x80) {
+        *v = *p;
+        *pp = p + 1;
+        return 0;
+    }
     for (int i = 0; i < max; i++) {
         if (p == end) return PB_TRUNCATED;
         uint8_t b = *p++;
@@ -218,16 +239,92 @@ static inline int pb_varint(const uint8_t **pp, const uint8_t *end, int max, int
     return overlong;
 }
 
-/* Reads one tag and its value's extent (p < end on entry), and terminates
- * the last string read (see the top of the file). The limits are
- * protobuf-c's: a tag of at most 5 bytes whose first byte names a field,
- * varints of at most 10, length prefixes of at most 5 bytes. `top` adds
- * pb_walk's: no field 0 however encoded, no tag of 2^32 or more. */
-static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
-                                                          const uint8_t *end, struct pb_field *f);
+/* The value of a wire type 2 field: a length prefix of at most 5 bytes (as
+ * protobuf-c) and that many bytes, all within the input. A one-byte prefix
+ * (every string of an event but long review texts) takes one test for
+ * both "the prefix is there" and "so are its bytes": reading *p is safe
+ * even at p == end, since p is in the copy and PB_PAD follows it. */
+static inline __attribute__((always_inline)) int pb_len(const uint8_t **pp, const uint8_t *end,
+                                                        struct pb_field *f) {
+    const uint8_t *p = *pp;
+    uint64_t n = *p;
+    if (n < 0x80) {
+        if ((uint64_t)(end - p) <= n) return PB_TRUNCATED;
+        p++;
+    } else {
+        int rc = pb_varint(&p, end, 5, PB_BAD_LENGTH, &n);
+        if (rc) return rc;
+        if (n > (uint64_t)(end - p)) return PB_TRUNCATED;
+    }
+    f->v = n;
+    f->data = p;
+    *pp = p + n;
+    return 0;
+}
 
-static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int top,
-                   struct pb_field *f) {
+/* A varint value (at most 10 bytes). One of up to eight bytes that ends
+ * before `end` -- a timestamp takes six -- is read as one word (PB_PAD makes
+ * eight bytes readable from anywhere in the copy) and its 7-bit groups are
+ * gathered pairwise instead of byte by byte; anything else takes the loop. */
+static inline __attribute__((always_inline)) int pb_uvarint(const uint8_t **pp, const uint8_t *end,
+                                                            uint64_t *v) {
+    const uint8_t *p = *pp;
+    uint64_t w, stop;
+    if (p < end && *p < 0x80) {
+        *v = *p;
+        *pp = p + 1;
+        return 0;
+    }
+    memcpy(&w, p, 8);
+    stop = ~w & 0x8080808080808080ULL; /* the high bit of each byte that ends a varint */
+    if (stop) {
+        size_t n = ((size_t)__builtin_ctzll(stop) >> 3) + 1;
+        if (n <= (size_t)(end - p)) {
+            w &= (~0ULL >> (64 - 8 * n)) & 0x7f7f7f7f7f7f7f7fULL;
+            w = (w & 0x007f007f007f007fULL) | (w & 0x7f007f007f007f00ULL) >> 1;
+            w = (w & 0x00003fff00003fffULL) | (w & 0x3fff00003fff0000ULL) >> 2;
+            *v = (w & 0x000000000fffffffULL) | (w & 0x0fffffff00000000ULL) >> 4;
+            *pp = p + n;
+            return 0;
+        }
+    }
+    return pb_varint(pp, end, 10, PB_BAD_VARINT, v);
+}
+
+/* The value of a fixed-width field (wire type 1: 8 bytes, 5: 4), as it
+ * lies. */
+static inline __attribute__((always_inline)) int pb_fixed(const uint8_t **pp, const uint8_t *end,
+                                                          size_t n, struct pb_field *f) {
+    if ((size_t)(end - *pp) < n) return PB_TRUNCATED;
+    uint64_t w = 0;
+    memcpy(&w, *pp, n);
+    f->v = w;
+    *pp += n;
+    return 0;
+}
+
+/* Reads the value of field f (its tag read, *pp just after it) by its wire
+ * type: the varint (at most 10 bytes), fixed bits or payload. */
+static int pb_value(struct pbd *d, const uint8_t **pp, const uint8_t *end, struct pb_field *f) {
+    switch (f->wire) {
+    case 0: return pb_uvarint(pp, end, &f->v);
+    case 1: return pb_fixed(pp, end, 8, f);
+    case 2: return pb_len(pp, end, f);
+    case 5: return pb_fixed(pp, end, 4, f);
+    default:
+        d->field = f->num;
+        d->wire = f->wire;
+        return PB_BAD_WIRE;
+    }
+}
+
+/* Reads a tag that the fast path's table does not know (p < end on entry),
+ * and terminates the last string read (see the top of the file). The limits
+ * are protobuf-c's: a tag of at most 5 bytes whose first byte names a field.
+ * `top` adds pb_walk's: no field 0 however encoded, no tag of 2^32 or
+ * more. */
+static int pb_tag(struct pbd *d, const uint8_t **pp, const uint8_t *end, int top,
+                  struct pb_field *f) {
     const uint8_t *p = *pp;
     uint64_t tag;
     int rc;
@@ -244,88 +341,40 @@ static int pb_next(struct pbd *d, const uint8_t **pp, const uint8_t *end, int to
     f->wire = tag & 7;
     if (top && (f->num == 0 || tag >> 32)) return PB_BAD_FIELD;
     *pp = p;
-    return pb_value(d, pp, end, f);
-}
-
-/* Reads the value of field f (its tag read, *pp just after it): its extent
- * by wire type, and the varint, fixed bits or payload. */
-static inline __attribute__((always_inline)) int pb_value(struct pbd *d, const uint8_t **pp,
-                                                          const uint8_t *end, struct pb_field *f) {
-    const uint8_t *p = *pp;
-    int rc;
-    f->val = p;
-    switch (f->wire) {
-    case 0:
-        if (p < end && *p < 0x80) f->v = *p++;
-        else if ((rc = pb_varint(&p, end, 10, PB_BAD_VARINT, &f->v))) return rc;
-        break;
-    case 1:
-        if (end - p < 8) return PB_TRUNCATED;
-        memcpy(&f->v, p, 8);
-        p += 8;
-        break;
-    case 2:
-        if (p < end && *p < 0x80) f->v = *p++;
-        else if ((rc = pb_varint(&p, end, 5, PB_BAD_LENGTH, &f->v))) return rc;
-        if (f->v > (uint64_t)(end - p)) return PB_TRUNCATED;
-        f->data = p;
-        p += f->v;
-        break;
-    case 5: {
-        uint32_t w;
-        if (end - p < 4) return PB_TRUNCATED;
-        memcpy(&w, p, 4);
-        f->v = w;
-        p += 4;
-        break;
-    }
-    default:
-        d->field = f->num;
-        d->wire = f->wire;
-        return PB_BAD_WIRE;
-    }
-    f->val_len = (size_t)(p - f->val);
-    *pp = p;
     return 0;
 }
 
-/* 1 if s[0..n), a string in d->copy, is "plain": at most SP_EVENT_MAX_ID
- * bytes, all ASCII, no NUL. Such a string passes every string check of
- * sp_event_validate but for absence (its strlen is n, within every limit,
- * and valid UTF-8), so the batch path skips those checks for an event with
- * only plain strings. Eight bytes at a time: a byte with its high bit set or
- * a zero byte anywhere leaves a high bit in `bad` ((w - 0x01..) & ~w has a
- * high bit set iff some byte of w is zero, given no byte of w is above 0x7f
- * -- and any such byte is caught by w itself). A string shorter than a word
- * is read as the word of the copy around it, its neighbours' bytes replaced
- * by 0x01, which is neither. */
-static int plain_str(const struct pbd *d, const uint8_t *s, size_t n) {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+/* What a string s[0..n) in d->copy adds to d->bad: a value with a high bit
+ * of some byte set (of 0x8080808080808080) unless the string is "plain": at
+ * most SP_EVENT_MAX_ID bytes, all ASCII, no NUL. Such a string passes every
+ * string check of sp_event_validate but for absence (its strlen is n,
+ * within every limit, and valid UTF-8), so the batch path skips those
+ * checks for an event with only plain strings. Eight bytes at a time, the
+ * or of w | (w - 0x01..) for each word w: in a byte x that borrows nothing
+ * from the byte below, x | (x - 1) has its high bit set iff x is 0 or above
+ * 0x7f; and a byte borrows only from a zero byte below it, which is caught
+ * itself. A string of at most eight bytes is read as the word starting at
+ * it (PB_PAD makes that readable anywhere) and only its own bytes of the
+ * result kept -- the bytes past it, above it in the word, cannot borrow
+ * from it -- so one word and no branch on where the string lies. */
+static inline uint64_t str_bad(const uint8_t *s, size_t n) {
+    static const uint64_t keep[9] = {
+        0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffULL, 0xffffffffffffULL,
+        0xffffffffffffffULL, ~0ULL,
+    };
+    const uint64_t ones = 0x0101010101010101ULL;
     uint64_t w, bad = 0;
-    if (n > SP_EVENT_MAX_ID) return 0;
-    if (n < 8) {
-        if (!n) return 1;
-        uint64_t keep;
-        if ((size_t)(s + n - d->copy) >= 8) { /* the string is the word's last n bytes */
-            memcpy(&w, s + n - 8, 8);
-            keep = ~0ULL << (8 * (8 - n));
-        } else if ((size_t)(d->end - s) >= 8) { /* its first n bytes */
-            memcpy(&w, s, 8);
-            keep = ~0ULL >> (8 * (8 - n));
-        } else { /* a message shorter than a word */
-            for (size_t i = 0; i < n; i++) bad |= (uint64_t)(uint8_t)(s[i] - 1) | s[i];
-            return !(bad & 0x80);
-        }
-        w = (w & keep) | (ones & ~keep);
-        return !((w | ((w - ones) & ~w)) & highs);
+    if (n <= 8) {
+        memcpy(&w, s, 8);
+        return (w | (w - ones)) & keep[n];
     }
-    for (size_t i = 0; i + 8 <= n; i += 8) {
+    if (n > SP_EVENT_MAX_ID) return 0x80;
+    for (size_t i = 0; i + 8 < n; i += 8) {
         memcpy(&w, s + i, 8);
-        bad |= w | ((w - ones) & ~w);
+        bad |= w | (w - ones);
     }
     memcpy(&w, s + n - 8, 8); /* the last (overlapping) word */
-    bad |= w | ((w - ones) & ~w);
-    return !(bad & highs);
+    return bad | w | (w - ones);
 }
 
 /* p, a pointer into d->copy that the decoder reads through as const, as
@@ -341,17 +390,28 @@ static void *grow(struct pbd *d, void *arr, size_t n, size_t elt) {
     return more;
 }
 
-static void keep_unknown(struct pbd *d, const struct pb_field *f, ProtobufCMessage *m) {
+/* Keeps field f, whose value is val[0..p) (everything after the tag), as an
+ * unknown field of m. */
+static void keep_unknown(struct pbd *d, const struct pb_field *f, const uint8_t *val,
+                         const uint8_t *p, ProtobufCMessage *m) {
     m->unknown_fields = grow(d, m->unknown_fields, m->n_unknown_fields, sizeof *m->unknown_fields);
     ProtobufCMessageUnknownField *u = &m->unknown_fields[m->n_unknown_fields++];
     u->tag = f->num;
     u->wire_type = (ProtobufCWireType)f->wire;
-    u->len = f->val_len;
-    u->data = in_copy(d, f->val);
+    u->len = (size_t)(p - val);
+    u->data = in_copy(d, val);
 }
 
 static ProtobufCMessage *new_msg(struct pbd *d, const struct pb_msg *md) {
-    ProtobufCMessage *m = sp_arena_alloc(d->arena, md->desc->sizeof_message);
+    size_t n = md->desc->sizeof_message; /* a multiple of 8, so the spare stays aligned */
+    ProtobufCMessage *m;
+    if (n <= d->spare_left) {
+        m = (ProtobufCMessage *)d->spare;
+        d->spare += n;
+        d->spare_left -= n;
+    } else {
+        m = sp_arena_alloc(d->arena, n);
+    }
     md->desc->message_init(m);
     return m;
 }
@@ -376,12 +436,11 @@ static void merge_prepare(const struct pb_msg *md, ProtobufCMessage *m) {
     m->unknown_fields = NULL;
 }
 
-static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const struct pb_msg *md,
-                      ProtobufCMessage *m, int top);
-
-/* A message-typed field: merged into, replacing, or appended, by kind. */
-static int sub_msg(struct pbd *d, const struct pb_field *f, const struct pb_fd *fd,
-                   ProtobufCMessage *parent) {
+/* A message-typed field fd of md, its payload in f: merged into, replacing,
+ * or appended, by kind. Returns the message its payload is to be decoded
+ * into. */
+static ProtobufCMessage *sub_msg(struct pbd *d, const struct pb_msg *md, const struct pb_fd *fd,
+                                 ProtobufCMessage *parent) {
     char *at = (char *)parent + fd->offset;
     ProtobufCMessage *sub = *(ProtobufCMessage **)at;
     if (fd->kind == K_MSG && sub) {
@@ -393,67 +452,119 @@ static int sub_msg(struct pbd *d, const struct pb_field *f, const struct pb_fd *
         sub = (*arr)[(*n)++] = new_msg(d, fd->sub);
     } else {
         sub = *(ProtobufCMessage **)at = new_msg(d, fd->sub);
-        if (fd->kind == K_ONEOF) *(uint32_t *)((char *)parent + fd->aux) = f->num;
+        /* the case is the field number, the fd's index in its table */
+        if (fd->kind == K_ONEOF) *(uint32_t *)((char *)parent + fd->aux) = (uint32_t)(fd - md->fields);
     }
-    return decode_msg(d, f->data, f->data + f->v, fd->sub, sub, 0);
+    return sub;
 }
 
-/* Decodes p[0..end) into m, a message of type md already initialised. */
-static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, const struct pb_msg *md,
-                      ProtobufCMessage *m, int top) {
+/* An enclosing message, while one of its sub-messages is decoded. */
+struct pb_frame {
+    const uint8_t *end;
+    const struct pb_msg *md;
+    ProtobufCMessage *m;
+};
+
+/* The deepest the schema nests messages below Event: Order, then
+ * Order.items. Unknown fields are never decoded, so no input nests deeper. */
+#define PB_DEPTH 2
+
+/* Decodes p[0..end) into ev. Each field is found one of two ways, and then
+ * read by what the schema says it is (so by the wire type it must have): a
+ * one-byte tag of a known field with its own wire type straight from
+ * md->by_tag; anything else by pb_tag, with the checks that need, an
+ * unknown field or a known field with another wire type being read by its
+ * wire type and kept or refused there. A sub-message is decoded in the same
+ * loop, the enclosing message's state kept in up[] (a call per sub-message
+ * cost about 60 instructions of saving and restoring registers): when its
+ * bytes end, p is where the enclosing message goes on. */
+static int decode_msg(struct pbd *d, const uint8_t *p, const uint8_t *end, ProtobufCMessage *ev) {
+    struct pb_frame up[PB_DEPTH];
+    int depth = 0;
+    const struct pb_msg *md = &event_md;
+    ProtobufCMessage *m = ev;
+    const struct pb_fd *const *by_tag = md->by_tag; /* not reloaded after each store */
     struct pb_field f = {.data = NULL};
     int rc;
-    while (p < end) {
-        uint8_t b = *p;
-        const struct pb_fd *fd = b < 0x80 ? md->by_tag[b] : NULL;
-        if (fd) { /* a known field with its own wire type in a one-byte tag */
-            *d->nul = '\0'; /* may be the tag byte: b holds it (see pb_next) */
-            p++;
-            f.num = b >> 3;
-            f.wire = b & 7;
-            if ((rc = pb_value(d, &p, end, &f))) return rc;
-        } else {
-            if ((rc = pb_next(d, &p, end, top, &f))) return rc;
-            fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
-            if (fd->kind == K_NONE) {
-                keep_unknown(d, &f, m);
+    for (;;) {
+        while (p < end) {
+            uint8_t b = *p;
+            const struct pb_fd *fd = by_tag[b];
+            if (fd) {
+                *d->nul = '\0'; /* may be the tag byte: b holds it (see pb_tag) */
+                p++;
+            } else {
+                if ((rc = pb_tag(d, &p, end, depth == 0, &f))) return rc;
+                fd = f.num < md->nfields ? &md->fields[f.num] : &unknown_fd;
+                if (fd->kind == K_NONE || f.wire != wire_of[fd->kind]) {
+                    const uint8_t *val = p;
+                    /* a bad value fails before a wrong wire type does */
+                    if ((rc = pb_value(d, &p, end, &f))) return rc;
+                    if (fd->kind != K_NONE) {
+                        d->field = f.num;
+                        d->wire = f.wire;
+                        return PB_BAD_WIRE;
+                    }
+                    keep_unknown(d, &f, val, p, m);
+                    continue;
+                }
+            }
+            char *at = (char *)m + fd->offset;
+            if (fd->kind == K_STR) { /* most fields: one test, not the switch's tree */
+                if ((rc = pb_len(&p, end, &f))) return rc;
+                *(char **)at = (char *)in_copy(d, f.data);
+                d->nul = in_copy(d, p);
+                d->bad |= str_bad(f.data, (size_t)f.v);
                 continue;
             }
-            if (f.wire != wire_of[fd->kind]) {
-                d->field = f.num;
-                d->wire = f.wire;
-                return PB_BAD_WIRE;
+            switch (fd->kind) {
+            case K_I64:
+                if ((rc = pb_uvarint(&p, end, &f.v))) return rc;
+                *(int64_t *)at = (int64_t)f.v;
+                break;
+            case K_U32:
+                if ((rc = pb_uvarint(&p, end, &f.v))) return rc;
+                *(uint32_t *)at = (uint32_t)f.v;
+                break;
+            case K_DBL:
+                if ((rc = pb_fixed(&p, end, 8, &f))) return rc;
+                memcpy(at, &f.v, sizeof(double));
+                break;
+            default:
+                if ((rc = pb_len(&p, end, &f))) return rc;
+                if (depth == PB_DEPTH) abort(); /* a table nesting deeper than PB_DEPTH */
+                up[depth++] = (struct pb_frame){end, md, m};
+                m = sub_msg(d, md, fd, m);
+                md = fd->sub;
+                by_tag = md->by_tag;
+                p = f.data;
+                end = f.data + f.v;
+                break;
             }
         }
-        char *at = (char *)m + fd->offset;
-        switch (fd->kind) {
-        case K_STR:
-            *(char **)at = (char *)in_copy(d, f.data);
-            d->nul = in_copy(d, f.data + f.v);
-            if (d->plain) d->plain = plain_str(d, f.data, (size_t)f.v);
-            break;
-        case K_I64: *(int64_t *)at = (int64_t)f.v; break;
-        case K_U32: *(uint32_t *)at = (uint32_t)f.v; break;
-        case K_DBL: memcpy(at, &f.v, sizeof(double)); break;
-        default:
-            if ((rc = sub_msg(d, &f, fd, m))) return rc;
-            break;
-        }
+        if (!depth) return 0;
+        depth--;
+        end = up[depth].end;
+        md = up[depth].md;
+        m = up[depth].m;
+        by_tag = md->by_tag;
     }
-    return 0;
 }
 
 int sp_event_pb_decode(sp_arena *arena, const uint8_t *buf, size_t len, sp_event **out,
                        int *plain, char *err, size_t errlen) {
-    struct pbd d = {arena, sp_arena_alloc(arena, len + 1), NULL, NULL, 0, 0, 1};
-    d.end = d.copy + len + 1;
+    /* One allocation for the event, room for its sub-messages and the copy
+     * behind them. */
+    sp_event *ev = sp_arena_alloc(arena, sizeof *ev + PB_SPARE + len + PB_PAD);
+    struct pbd d = {arena, (uint8_t *)(ev + 1), PB_SPARE, (uint8_t *)(ev + 1) + PB_SPARE,
+                    NULL, 0, 0, 0};
+    shopstream__v1__event__init(ev);
     memcpy(d.copy, buf, len);
-    d.copy[len] = '\0';
+    memset(d.copy + len, 0, PB_PAD);
     d.nul = d.copy + len;
-    sp_event *ev = (sp_event *)new_msg(&d, &event_md);
-    int rc = decode_msg(&d, d.copy, d.copy + len, &event_md, &ev->base, 1);
+    int rc = decode_msg(&d, d.copy, d.copy + len, &ev->base);
     *out = rc ? NULL : ev;
-    if (plain) *plain = !rc && d.plain;
+    if (plain) *plain = !rc && !(d.bad & 0x8080808080808080ULL);
     if (!rc) return SP_OK;
     if (err && errlen) {
         switch (rc) {

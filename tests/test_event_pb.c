@@ -541,15 +541,20 @@ static const struct bad_bytes bad[] = {
     {"one-byte field 0 nested", B("\x0a\x01\x65\x2a\x02\x00\x01"), "protobuf: bad field number"},
 };
 
-Test(event_pb, malformed_bytes_rejected_with_the_reason) {
+/* Each of t[0..n) must be rejected, by both decoders, with its reason. */
+static void rejected_with_reasons(const struct bad_bytes *t, size_t n) {
     sp_arena *arena = sp_arena_new(0);
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         struct wbuf w = {0};
-        w_raw(&w, bad[i].bytes, bad[i].len);
-        const char *err = reject_reason(arena, &w, bad[i].name);
-        cr_assert_str_eq(err, bad[i].want, "%s: '%s'", bad[i].name, err);
+        w_raw(&w, t[i].bytes, t[i].len);
+        const char *err = reject_reason(arena, &w, t[i].name);
+        cr_assert_str_eq(err, t[i].want, "%s: '%s'", t[i].name, err);
     }
     sp_arena_destroy(arena);
+}
+
+Test(event_pb, malformed_bytes_rejected_with_the_reason) {
+    rejected_with_reasons(bad, sizeof bad / sizeof bad[0]);
 }
 
 /* A tag above 2^32 nested is protobuf-c's business alone: it keeps it. */
@@ -664,5 +669,175 @@ Test(event_pb, plain_strings_flag_matches_a_bytewise_reference) {
             }
     cr_assert_gt(nplain, 100);
     cr_assert_gt(nnot, 100);
+    sp_arena_destroy(arena);
+}
+
+/* ---- the decoder's fast paths, with values worked out by hand ---- */
+
+struct varint_case {
+    const char *name;
+    const char *bytes; /* ts_ms's varint as it lies on the wire */
+    size_t len;
+    long long ts_ms;
+};
+
+/* Every length the word-at-a-time varint read takes (1 to 8 bytes) and the
+ * two it leaves to the loop (9 and 10), each at the end of the message, so
+ * that the bytes after it are the copy's zeroed padding. */
+static const struct varint_case varints[] = {
+    {"1 byte", B("\x05"), 5},
+    {"2 bytes", B("\xac\x02"), 300},
+    {"overlong 2 bytes for 1", B("\x81\x00"), 1},
+    {"6 bytes, a timestamp", B("\x80\xd0\xea\xb6\xb7\x33"), 1767225600000LL},
+    {"8 bytes, 2^49", B("\x80\x80\x80\x80\x80\x80\x80\x01"), 562949953421312LL},
+    {"8 bytes, 2^56 - 1", B("\xff\xff\xff\xff\xff\xff\xff\x7f"), 72057594037927935LL},
+    {"9 bytes, 2^56", B("\x80\x80\x80\x80\x80\x80\x80\x80\x01"), 72057594037927936LL},
+    {"10 bytes, -1", B("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"), -1},
+};
+
+Test(event_pb, varint_values_of_every_length_read_as_written) {
+    sp_arena *arena = sp_arena_new(0);
+    for (size_t i = 0; i < sizeof varints / sizeof varints[0]; i++) {
+        struct wbuf w = {0};
+        w_str(&w, 1, "e1");
+        w_tag(&w, 2, 0);
+        w_raw(&w, varints[i].bytes, varints[i].len);
+        sp_event *ev = decode_both(arena, &w, varints[i].name);
+        cr_assert_eq(ev->ts_ms, varints[i].ts_ms, "%s: %lld", varints[i].name,
+                     (long long)ev->ts_ms);
+    }
+    /* The same inside a message, followed by more of the enclosing one:
+     * review.rating 2^32 + 7 in five bytes keeps its low 32 bits, 7. */
+    struct wbuf w = {0}, review = {0};
+    w_tag(&review, 2, 0);
+    w_raw(&review, "\x87\x80\x80\x80\x10", 5);
+    w_msg(&w, 12, &review);
+    head(&w);
+    sp_event *ev = decode_both(arena, &w, "nested five-byte rating");
+    cr_assert_eq(ev->review->rating, 7);
+    cr_assert_eq(ev->ts_ms, 1767225600000LL);
+    sp_arena_destroy(arena);
+}
+
+/* A value cut by the end of its message, where the bytes that follow (of
+ * the enclosing message, or the copy's padding) would complete it: the
+ * word-at-a-time reads must not look past the end. */
+static const struct bad_bytes cut[] = {
+    {"ts_ms cut at the end of the message", B("\x0a\x01\x65\x10\x96"), "protobuf: truncated"},
+    {"six-byte ts_ms cut after five", B("\x0a\x01\x65\x10\x80\xd0\xea\xb6\xb7"),
+     "protobuf: truncated"},
+    {"rating cut by the end of the review", B("\x62\x02\x10\x96\x0a\x01\x65"),
+     "protobuf: truncated"},
+    {"quantity cut by the end of the line item", B("\x5a\x04\x12\x02\x18\xff\x0a\x01\x65"),
+     "protobuf: truncated"},
+    {"string tag at the end of the message", B("\x0a\x01\x65\x1a"), "protobuf: truncated"},
+    {"string tag at the end of the click", B("\x52\x01\x12\x00\x0a\x01\x65"),
+     "protobuf: truncated"},
+    {"string one byte short in a click", B("\x52\x03\x12\x02\x61\x0a\x01\x65"),
+     "protobuf: truncated"},
+};
+
+Test(event_pb, values_cut_by_the_end_of_their_message_are_truncated) {
+    rejected_with_reasons(cut, sizeof cut / sizeof cut[0]);
+}
+
+struct str_case {
+    const char *name;
+    const char *user_id;
+    size_t len;
+    const char *want; /* the batch path's reason, or NULL: accepted */
+};
+
+/* user_id values that the decoder's plainness check must hand to the full
+ * string checks (or not), judged by the batch path: its reason is the one
+ * validation gives. The user_id is the message's last field, so a short one
+ * is read together with the copy's padding. */
+static const struct str_case strs[] = {
+    {"ASCII", B("u1"), NULL},
+    {"valid UTF-8, 2 bytes", B("\xc3\xbc"), NULL},
+    {"valid UTF-8 after ASCII", B("abcdefghij\xc3\xbc"), NULL},
+    {"high byte last of 1", B("\xff"), "invalid UTF-8 in user_id"},
+    {"high byte last of 8", B("abcdefg\xff"), "invalid UTF-8 in user_id"},
+    {"high byte last of 9", B("abcdefgh\xff"), "invalid UTF-8 in user_id"},
+    {"cut UTF-8 after 8 ASCII", B("abcdefgh\xc3"), "invalid UTF-8 in user_id"},
+    {"invalid UTF-8 after ASCII", B("abcdefghijklmnopq\xe0\x80\x80"), "invalid UTF-8 in user_id"},
+    {"NUL first", B("\0abc"), "missing user_id"},
+    {"NUL in the middle, valid prefix", B("ab\0\xff"), NULL},
+};
+
+Test(event_pb, strings_are_judged_by_validation_whatever_their_bytes) {
+    sp_arena *arena = sp_arena_new(0);
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        struct wbuf w = {0}, click = {0};
+        w_u(&click, 1, 1);
+        w_str(&click, 2, "i1");
+        w_str(&w, 1, "e1");
+        w_u(&w, 2, 1767225600000);
+        w_msg(&w, 10, &click);
+        w_bytes(&w, 3, strs[i].user_id, strs[i].len);
+        sp_event *ev = NULL;
+        char err[256] = "";
+        int rc = sp_event_read_arena(arena, w.b, w.n, NULL, NULL, &ev, err, sizeof err);
+        if (strs[i].want) {
+            cr_assert_eq(rc, SP_ERR_BADINPUT, "%s: accepted", strs[i].name);
+            cr_assert_str_eq(err, strs[i].want, "%s: '%s'", strs[i].name, err);
+        } else {
+            cr_assert_eq(rc, SP_OK, "%s: %s", strs[i].name, err);
+            cr_assert_eq(memcmp(ev->user_id, strs[i].user_id, strlen(strs[i].user_id) + 1), 0,
+                         "%s", strs[i].name);
+        }
+        same_verdict(arena, w.b, w.n, strs[i].name, (int)i);
+        sp_arena_reset(arena);
+    }
+    /* The limit: 128 bytes of ASCII pass, 129 do not. */
+    char id[130];
+    memset(id, 'a', sizeof id);
+    for (size_t n = 128; n <= 129; n++) {
+        struct wbuf w = {0}, click = {0};
+        w_u(&click, 1, 1);
+        w_str(&click, 2, "i1");
+        w_str(&w, 1, "e1");
+        w_u(&w, 2, 1767225600000);
+        w_bytes(&w, 3, id, n);
+        w_msg(&w, 10, &click);
+        sp_event *ev = NULL;
+        char err[256] = "";
+        int rc = sp_event_read_arena(arena, w.b, w.n, NULL, NULL, &ev, err, sizeof err);
+        if (n == 128) cr_assert_eq(rc, SP_OK, "128 bytes: %s", err);
+        else cr_assert_str_eq(err, "user_id too long (129 > 128 bytes)", "'%s'", err);
+        sp_arena_reset(arena);
+    }
+    sp_arena_destroy(arena);
+}
+
+/* Fields in an order no encoder writes (the body first, ids last), a field
+ * repeated, an unknown field between them and a known field with a
+ * two-byte tag: each read as it should be. */
+Test(event_pb, fields_in_any_order_repeated_or_unknown_read_as_written) {
+    sp_arena *arena = sp_arena_new(0);
+    struct wbuf w = {0}, click = {0};
+    w_str(&click, 3, "c7");
+    w_u(&click, 1, 2);
+    w_str(&click, 2, "i1");
+    w_msg(&w, 10, &click);
+    w_str(&w, 4, "s1");
+    w_u(&w, 99, 300);                 /* unknown, two-byte tag and value */
+    w_raw(&w, "\x9a\x00\x02u9", 5);   /* user_id (field 3) in a two-byte tag */
+    w_str(&w, 3, "u2");               /* and again: the last wins */
+    w_tag(&w, 2, 0);
+    w_raw(&w, "\x80\xd0\xea\xb6\xb7\x33", 6);
+    w_str(&w, 1, "e1");
+    sp_event *ev = decode_both(arena, &w, "odd order");
+    cr_assert_str_eq(ev->event_id, "e1");
+    cr_assert_str_eq(ev->user_id, "u2");
+    cr_assert_str_eq(ev->session_id, "s1");
+    cr_assert_eq(ev->ts_ms, 1767225600000LL);
+    cr_assert_eq(ev->body_case, SHOPSTREAM__V1__EVENT__BODY_CLICK);
+    cr_assert_eq(ev->click->kind, SHOPSTREAM__V1__CLICK_KIND__CLICK);
+    cr_assert_str_eq(ev->click->item_id, "i1");
+    cr_assert_str_eq(ev->click->category, "c7");
+    cr_assert_eq(ev->base.n_unknown_fields, 1);
+    cr_assert_eq(ev->base.unknown_fields[0].tag, 99);
+    cr_assert_eq(ev->base.unknown_fields[0].len, 2);
     sp_arena_destroy(arena);
 }
