@@ -62,6 +62,8 @@ struct recommend {
     unsigned char *ban;       /* per-row flags, all zero between calls */
     size_t bancap;
     int32_t *cands;           /* candidate rows of one list */
+    int32_t *cand_mi;         /* score_rows32: their model indices */
+    float *cand_score;        /* score_rows32: their scores */
     size_t candcap;
     /* rec:<user> writes of the batch: "key\0json\0" back to back in text,
      * pend[i] the offset of the i-th key (offsets: text may move) */
@@ -259,6 +261,63 @@ score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, 
     }
 }
 
+/* score_rows for the usual case, d = 32 with both the sequence and the MF
+ * part, in three passes over the candidates: drop the rows not scored,
+ * score the rest four at a time (their eight dot products finished
+ * together, sp_dot_sum8, and u and mfu loaded once, not once a row), then
+ * offer the scores to the heap in candidate order. The scores are score_rows'
+ * bit for bit (the same operations in the same order), and so is the list. */
+static inline __attribute__((always_inline)) void
+score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t n,
+             struct sp_scored *top, size_t *got, size_t k) {
+    sp_personal *c = r->ctx;
+    const sp_model *m = c->model;
+    const float *E = m->params + m->lay.emb, *eb = m->params + m->lay.bias;
+    int32_t *rows = r->cands, *mis = r->cand_mi;
+    size_t nv = 0;
+    for (size_t j = 0; j < n; j++) { /* in place: nv <= j */
+        int32_t row = rows[j];
+        if ((size_t)row < r->bancap && r->ban[row]) continue;
+        int32_t mi = c->mf2model[row];
+        if (mi < 0) continue;
+        rows[nv] = row;
+        mis[nv++] = mi;
+    }
+    float *sc = r->cand_score;
+    sp_v8sf U[4], V[4];
+    memcpy(U, u, sizeof U);
+    memcpy(V, mfu, sizeof V);
+    size_t j = 0;
+    for (; j + 4 <= nv; j += 4) {
+        sp_v8sf acc[8];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            sp_dot32_lanes(U, E + (size_t)mis[j + i] * 32, &acc[i]);
+            sp_dot32_lanes(V, c->vec + (size_t)rows[j + i] * 32, &acc[4 + i]);
+        }
+        float d[8]; /* candidate i: sequence dot d[lane(i)], MF dot d[lane(4 + i)] */
+        sp_v8sf sum;
+        sp_dot_sum8(acc, &sum);
+        memcpy(d, &sum, sizeof d);
+        static const int lane[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            int32_t row = rows[j + i], mi = mis[j + i];
+            float s = w[0] * (d[lane[i]] + eb[mi]);
+            s += w[1] * (d[lane[4 + i]] + c->bias[row]);
+            sc[j + i] = s + w[2] * c->lpop[row];
+        }
+    }
+    for (; j < nv; j++) {
+        int32_t row = rows[j], mi = mis[j];
+        float s = w[0] * (sp_dot(u, E + (size_t)mi * 32, 32) + eb[mi]);
+        s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * 32, 32) + c->bias[row]);
+        sc[j] = s + w[2] * c->lpop[row];
+    }
+    for (j = 0; j < nv; j++)
+        if (isfinite(sc[j])) sp_topk_offer(top, got, k, rows[j], sc[j]);
+}
+
 /* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
  * term by term, as score_all (up to float rounding). With a model, rows
  * that are not model items are skipped, as score_all never sees them.
@@ -272,9 +331,13 @@ score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu,
     if (c->n_cands > r->candcap) {
         r->candcap = c->n_cands;
         r->cands = sp_xrealloc(r->cands, r->candcap * sizeof *r->cands);
+        r->cand_mi = sp_xrealloc(r->cand_mi, r->candcap * sizeof *r->cand_mi);
+        r->cand_score = sp_xrealloc(r->cand_score, r->candcap * sizeof *r->cand_score);
     }
     size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
-    if (c->dim == 32)
+    if (c->dim == 32 && c->model && have_seq && use_mf)
+        score_rows32(r, u, mfu, w, n, top, got, k);
+    else if (c->dim == 32)
         score_rows(r, u, have_seq, mfu, use_mf, w, n, 32, top, got, k);
     else
         score_rows(r, u, have_seq, mfu, use_mf, w, n, c->dim, top, got, k);
@@ -711,6 +774,8 @@ static void rec_destroy(void *priv) {
     free(r->pend);
     free(r->pbuf);
     free(r->cands);
+    free(r->cand_mi);
+    free(r->cand_score);
     free(r->seq);
     free(r->blend);
     free(r->mf);

@@ -1,11 +1,13 @@
 /* The recommend operator's hand-written protobuf encoder must give the
  * bytes protobuf-c gives for the same message (the list topic's consumers
- * decode it with protobuf-c or any other library). */
+ * decode it with protobuf-c or any other library); its batched dot
+ * products must give sp_dot's bits. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/dot.h"
 #include "models/model.h"
 #include "operators/recommend.h"
 
@@ -55,5 +57,75 @@ Test(recommend, pack_is_byte_identical_to_protobuf_c) {
         cr_assert_eq(memcmp(got, want, want_len), 0, "trial %d: bytes differ", trial);
         free(want);
         free(got);
+    }
+}
+
+/* sp_dot's documented order, one float add at a time: lane j sums
+ * a[k] * b[k] for k = j mod 8 (from 0), lanes j and j + 4 are added, then
+ * ((0 + 1) + (2 + 3)). Written out here, apart from dot.h's vector code. */
+static float dot32_reference(const float *a, const float *b) {
+    float lane[8], t[4];
+    for (int j = 0; j < 8; j++) {
+        lane[j] = 0.0f;
+        for (int k = j; k < 32; k += 8) lane[j] = lane[j] + a[k] * b[k];
+    }
+    for (int j = 0; j < 4; j++) t[j] = lane[j] + lane[j + 4];
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+/* Eight dot products of the fixed vector a (against b[0..8)) through
+ * sp_dot32_lanes and sp_dot_sum8, in sp_dot_sum8's order
+ * {0, 2, 4, 6, 1, 3, 5, 7}; inlined into each caller below, so built
+ * once for the default target and once for AVX, as recommend's clones. */
+#define DOT8(a, b, out)                                                                            \
+    do {                                                                                           \
+        sp_v8sf va[4], acc[8], sum;                                                                \
+        memcpy(va, (a), sizeof va);                                                                \
+        for (int i = 0; i < 8; i++) sp_dot32_lanes(va, (b)[i], &acc[i]);                          \
+        sp_dot_sum8(acc, &sum);                                                                    \
+        memcpy((out), &sum, sizeof sum);                                                           \
+    } while (0)
+
+static void dot8_default(const float *a, const float *const b[8], float out[8]) {
+    DOT8(a, b, out);
+}
+
+__attribute__((target("avx"))) static void dot8_avx(const float *a, const float *const b[8],
+                                                   float out[8]) {
+    DOT8(a, b, out);
+}
+
+/* Random floats over many binary orders of magnitude, so that summing in
+ * another order almost always changes the last bits. */
+static float wide_float(uint64_t *rng) {
+    float f = ldexpf((float)sp_rng_below(rng, 1u << 24) / (float)(1u << 24) + 0.5f,
+                     (int)sp_rng_below(rng, 40) - 20);
+    return sp_rng_below(rng, 2) ? -f : f;
+}
+
+Test(recommend, batched_dot_products_equal_the_documented_order_bit_for_bit) {
+    static const int lane_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* product i -> out[lane_of[i]] */
+    uint64_t rng = 7;
+    int avx = __builtin_cpu_supports("avx");
+    for (int round = 0; round < 2000; round++) {
+        float a[32], rows[8][32], out[8], want[8];
+        const float *b[8];
+        for (int k = 0; k < 32; k++) a[k] = wide_float(&rng);
+        for (int i = 0; i < 8; i++) {
+            for (int k = 0; k < 32; k++) rows[i][k] = wide_float(&rng);
+            b[i] = rows[i];
+            want[i] = dot32_reference(a, rows[i]);
+        }
+        dot8_default(a, b, out);
+        for (int i = 0; i < 8; i++)
+            cr_assert(!memcmp(&out[lane_of[i]], &want[i], 4),
+                      "round %d product %d (default): %a, the reference %a", round, i,
+                      out[lane_of[i]], want[i]);
+        if (!avx) continue;
+        dot8_avx(a, b, out);
+        for (int i = 0; i < 8; i++)
+            cr_assert(!memcmp(&out[lane_of[i]], &want[i], 4),
+                      "round %d product %d (AVX): %a, the reference %a", round, i,
+                      out[lane_of[i]], want[i]);
     }
 }
