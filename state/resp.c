@@ -1,4 +1,5 @@
 /* Redis commands formatted by hand. See state/resp.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,8 +81,8 @@ int sp_resp_append(redisContext *c, int argc, const char *const *argv, const siz
 /* Writes straight into hiredis's output buffer (an sds string: a public
  * field and hiredis's installed sds.h), sized once for the whole pipeline:
  * no copy of a scratch buffer and no growth a command at a time. */
-int sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
-                       const char *const *const *argvs, const size_t *const *lens) {
+void sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
+                        const char *const *const *argvs, const size_t *const *lens) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t small[16], *own;
@@ -89,9 +90,12 @@ int sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
                                                  small, &own));
         free(own);
     }
-    if (!total) return REDIS_OK;
+    if (!total) return;
     sds o = sdsMakeRoomFor(c->obuf, total);
-    if (!o) return REDIS_ERR;
+    if (!o) { /* as sp_xmalloc: a pipeline half queued is no state to go on from */
+        fprintf(stderr, "shopstream: out of memory queuing %zu bytes for redis\n", total);
+        abort();
+    }
     c->obuf = o;
     char *at = o + sdslen(o);
     for (size_t i = 0; i < n; i++) {
@@ -106,5 +110,4 @@ int sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
         sdsIncrLen(o, step);
         left -= (size_t)step;
     }
-    return REDIS_OK;
 }

@@ -25,9 +25,9 @@ int sp_resp_append(redisContext *c, int argc, const char *const *argv, const siz
  * strlen) to c's output buffer in one step: the buffer grows once, by the
  * whole pipeline, and each command is written in place. One command at a
  * time through hiredis cost about 900 instructions a command more (a copy
- * and a growth check each, measured with callgrind). Returns REDIS_OK, or
- * REDIS_ERR when out of memory. */
-int sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
-                       const char *const *const *argvs, const size_t *const *lens);
+ * and a growth check each, measured with callgrind). Out of memory, it
+ * aborts, as sp_xmalloc does. */
+void sp_resp_append_all(redisContext *c, size_t n, const int *argcs,
+                        const char *const *const *argvs, const size_t *const *lens);
 
 #endif
