@@ -39,6 +39,10 @@ void sp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
  * metrics->produce_failed. */
 #define SP_SINK_MAX_RETRIES 3
 
+/* The producer's linger.ms unless kafka.linger.ms (or
+ * kafka.queue.buffering.max.ms) is set: see sp_sink_new. */
+#define SP_SINK_LINGER_MS "1"
+
 typedef struct sp_sink sp_sink;
 
 typedef struct sp_header {
@@ -49,6 +53,11 @@ typedef struct sp_header {
 
 sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_t errlen);
 void sp_sink_destroy(sp_sink *sk);
+
+/* The value librdkafka holds for a producer property (as the string it
+ * prints). Returns 0, or SP_ERR_FATAL for an unknown property or a buffer
+ * too small. */
+int sp_sink_conf_get(const sp_sink *sk, const char *name, char *buf, size_t len);
 
 /* Queues one message (payload, key and headers are copied). */
 int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
