@@ -46,6 +46,8 @@ run() { # group, operators, extra args...; prints counters + throughput + cpu li
   cat "$tmp/$g.out"; grep '^cpu:' "$tmp/$g.log"
 }
 cpu_of() { awk -v a="$(field user "$1")" -v b="$(field sys "$1")" 'BEGIN{print a+b}'; }
+# the processor's own figure for its consumer (operator) threads, start-up included
+workers_of() { sed -nE 's/^cpu_seconds: .* workers=([0-9.]+).*/\1/p' <<<"$1"; }
 base=$(run "pb-base-$$" dedupe,counts)
 cpu_base=$(cpu_of "$(grep '^cpu:' <<<"$base")")
 full=$(run "pb-full-$$" "$OPS")
@@ -67,6 +69,11 @@ for _ in $(seq 200); do [ -s "$tmp/bootstrap-empty" ] && break; sleep 0.05; done
 empty=$(brokers=$(cat "$tmp/bootstrap-empty") run "pb-empty-$$" "$OPS")
 cpu_start=$(cpu_of "$(grep '^cpu:' <<<"$empty")")
 steady_rate=$(awk -v a="$cpu" -v b="$cpu_start" -v e="$msgs" 'BEGIN{printf "%.0f", (a>b)?e/(a-b):0}')
+# The same for the thread that runs the operators alone (librdkafka's
+# threads and the Redis committer apart): events per CPU-second of the
+# processing core.
+wcpu=$(workers_of "$full") wcpu_start=$(workers_of "$empty")
+wsteady_rate=$(awk -v a="$wcpu" -v b="$wcpu_start" -v e="$msgs" 'BEGIN{printf "%.0f", (a>b)?e/(a-b):0}')
 
 # Latency at half the measured rate: the processor first, then a paced replay
 # into fresh topics (a new mock cluster each time), batches closed every
@@ -124,6 +131,8 @@ the mock cluster; one processor with \`--operators $OPS\`, default settings
 | processor CPU (user+sys) | $cpu s, i.e. $per_core msg per CPU-second |
 | the same processor over no events (start-up: model, candidate lists, join, idle stop) | $cpu_start s |
 | steady state: the full run's CPU less the start-up | $steady_rate msg per CPU-second |
+| the operator thread alone (\`cpu_seconds: workers=\`): full run, start-up | $wcpu s, $wcpu_start s |
+| steady state of the operator thread (its CPU less its start-up) | $wsteady_rate msg per CPU-second |
 | the same events through \`dedupe,counts\` only | $cpu_base s |
 | personalization operators' own CPU (difference) | $ops_us us per message, i.e. $ops_rate msg per CPU-second |
 | events / recommendations emitted | $events / $recs |

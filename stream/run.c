@@ -618,6 +618,7 @@ struct run_result {
     int status;          /* out: exit status */
     sp_metrics metrics;  /* out */
     double first_msg_us, last_commit_us;
+    double cpu_s;        /* out: the worker thread's own CPU (user + system) */
 };
 
 /* One consumer-group member: its own config copy (parsed from the same
@@ -845,6 +846,10 @@ struct worker_arg {
 static void *worker_main(void *p) {
     struct worker_arg *a = p;
     run_instance(a->argc, a->argv, &a->res);
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0)
+        a->res.cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     if (a->res.status != 0) {
         /* One worker failing stops the others: the process exits non-zero
          * and its partitions go to the group's other members. */
@@ -889,9 +894,10 @@ int sp_cmd_run(int argc, char **argv) {
     sp_metrics total;
     memset(&total, 0, sizeof total);
     int status = 0;
-    double first = 0, last = 0;
+    double first = 0, last = 0, wcpu = 0;
     for (int i = 0; i < workers; i++) {
         struct run_result *res = &ws[i].res;
+        wcpu += res->cpu_s;
         if (res->status > status) status = res->status;
         if (workers > 1) {
             printf("worker %d ", i);
@@ -902,13 +908,19 @@ int sp_cmd_run(int argc, char **argv) {
         if (res->last_commit_us > last) last = res->last_commit_us;
     }
     sp_metrics_print(&total, stdout);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
     if (last > first && first > 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
         double s = (last - first) / 1e6;
         printf("throughput: messages=%llu seconds=%.3f rate=%.0f max_rss_kb=%ld\n",
                (unsigned long long)total.messages, s, (double)total.messages / s, ru.ru_maxrss);
     }
+    /* process: every thread (librdkafka's, the Redis committers'); workers:
+     * the consumer threads that run the operators, start-up included */
+    printf("cpu_seconds: process=%.3f workers=%.3f\n",
+           (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec / 1e6,
+           wcpu);
     free(ws);
     free(th);
     return status;

@@ -192,6 +192,13 @@ Test(pipeline, two_instances_of_two_workers_one_killed_and_restarted, .init = se
     snprintf(log, sizeof log, "%s/b.log", w.dir);
     char *text = sp_t_read_file(log, NULL);
     cr_assert(strstr(text, "worker 1 counters:"), "instance b did not run two workers");
+    /* the processing threads' CPU, a part of the process's */
+    const char *tp = strstr(text, "cpu_seconds: process=");
+    cr_assert(tp, "instance b printed no cpu_seconds line");
+    const char *wc = strstr(tp, " workers=");
+    cr_assert(wc, "no workers figure in: %.200s", tp);
+    double cpu = atof(tp + 21), wcpu = atof(wc + 9);
+    cr_assert(wcpu > 0 && wcpu <= cpu, "workers %f against process %f", wcpu, cpu);
     free(text);
     char *want = pl_reference_dump();
     char *got = sp_t_dump(w.redis.url);
