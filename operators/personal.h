@@ -128,9 +128,15 @@ int sp_personal_apply(sp_personal *p);
 int sp_personal_refresh(sp_personal *p);
 
 /* Hex float codec (see above). encode writes 8*n chars and a NUL; decode
- * returns the number of floats read (0 when the text is not n floats). */
+ * returns the number of floats read (0 when the text is not n finite
+ * floats; v is then undefined). With AVX2 they go sixteen bytes a step,
+ * else (SSE2) eight: the same text and bits either way. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out);
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
+
+/* Tests only: on != 0 makes the codec take its SSE2 path on a machine with
+ * AVX2 too, so that both are checked (the same bytes and floats). */
+void sp_personal_hex_sse2_only(int on);
 
 /* Deterministic 64-bit hash (FNV-1a) of a string, for seeds and rec ids. */
 uint64_t sp_personal_hash(const char *s, uint64_t h);

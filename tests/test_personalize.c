@@ -807,7 +807,14 @@ Test(personalize, hex_vectors_round_trip_exactly_and_reject_garbage) {
     cr_assert_eq(sp_personal_hex_decode(NULL, back, 3), 0);
 }
 
-/* The SSE2 codec against a byte-at-a-time one: every length up to 9
+/* A float's hex as the documentation gives it, byte at a time. */
+static void hex_reference(const float *v, size_t n, char *out) {
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < 4 * n; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+    out[8 * n] = '\0';
+}
+
+/* The codec against a byte-at-a-time one: every length up to 9
  * floats (odd ones end in half a step), random bits (non-finite values
  * refused), and each position replaced by each kind of non-digit. */
 Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digit) {
@@ -820,9 +827,7 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
                 memcpy(&v[k], &bits, 4);
             }
             char hex[8 * 9 + 1], want[8 * 9 + 1];
-            const unsigned char *b = (const unsigned char *)v;
-            for (size_t i = 0; i < 4 * n; i++) snprintf(want + 2 * i, 3, "%02x", b[i]);
-            want[8 * n] = '\0';
+            hex_reference(v, n, want);
             sp_personal_hex_encode(v, n, hex);
             cr_assert_str_eq(hex, want);
             int finite = 1;
@@ -836,6 +841,60 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
             hex[at] = bad[trial % (sizeof bad - 1)];
             cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "'%c' at %zu", hex[at], at);
         }
+}
+
+/* Both codec paths (AVX2, sixteen bytes a step with a padded tail, and
+ * SSE2) against the reference, at every length up to 70 floats (d = 32 and
+ * 64 and every tail of 4, 8 and 12 bytes): random bits with the edge
+ * values sown in (+-0, denormals, +-inf, quiet and signalling NaNs, all
+ * ones), decoded bit for bit or refused when a value is not finite; then
+ * each kind of bad text refused: a non-digit (upper case, neighbours of
+ * the ranges, high bytes) at a random place, the text cut short by a NUL,
+ * one digit too many. */
+Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text) {
+    static const uint32_t edge[] = {0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x00800000,
+                                    0x7f7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001,
+                                    0xffffffff, 0x3f800000};
+    static const char bad[] = "/:`gGABCDEF@\x80\xff\x7f ";
+    for (int sse2 = 0; sse2 <= 1; sse2++) {
+        sp_personal_hex_sse2_only(sse2);
+        uint64_t rng = sp_rng_seed(77);
+        for (size_t n = 0; n <= 70; n++)
+            for (int trial = 0; trial < 30; trial++) {
+                float v[70], back[70];
+                for (size_t k = 0; k < n; k++) {
+                    uint32_t bits = (uint32_t)sp_rng_next(&rng);
+                    if (trial % 3 == 0 || sp_rng_below(&rng, 8) == 0)
+                        bits = edge[sp_rng_below(&rng, sizeof edge / sizeof *edge)];
+                    if (trial % 3 == 1) bits &= 0xbfffffff; /* finite: no all-ones exponent */
+                    memcpy(&v[k], &bits, 4);
+                }
+                char hex[8 * 70 + 2], want[8 * 70 + 1];
+                hex_reference(v, n, want);
+                memset(hex, '#', sizeof hex);
+                sp_personal_hex_encode(v, n, hex);
+                cr_assert_str_eq(hex, want, "sse2 %d n %zu", sse2, n);
+                int finite = 1;
+                for (size_t k = 0; k < n; k++) finite &= isfinite(v[k]) != 0;
+                size_t got = sp_personal_hex_decode(hex, back, n);
+                cr_assert_eq(got, finite ? n : 0, "sse2 %d n %zu", sse2, n);
+                if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "sse2 %d n %zu", sse2, n);
+                if (!finite || !n) continue;
+                char keep = hex[8 * n - 1];
+                hex[8 * n - 1] = '\0';
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "short, n %zu", n);
+                hex[8 * n - 1] = keep;
+                hex[8 * n] = '0';
+                hex[8 * n + 1] = '\0';
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "long, n %zu", n);
+                hex[8 * n] = '\0';
+                size_t at = sp_rng_below(&rng, (uint32_t)(8 * n));
+                hex[at] = bad[trial % (sizeof bad - 1)];
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "sse2 %d '%c' at %zu of %zu",
+                             sse2, hex[at], at, 8 * n);
+            }
+    }
+    sp_personal_hex_sse2_only(0);
 }
 
 /* A new item starts at the mean of its category's rows, summed in row
