@@ -340,7 +340,11 @@ static void init_row(sp_personal *p, int32_t row, const char *item_id, int32_t c
     p->bias[row] = 0;
     if (cat >= 0 && (size_t)cat < p->ncat)
         for (int32_t r = p->cat_first[cat]; r >= 0 && r < row; r = p->cat_next[r]) {
-            for (size_t k = 0; k < d; k++) v[k] += p->vec[(size_t)r * d + k];
+            const float *q = p->vec + (size_t)r * d;
+            size_t k = 0;
+            for (; k + 4 <= d; k += 4) /* four at a time (SSE), element by element as before */
+                _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), _mm_loadu_ps(q + k)));
+            for (; k < d; k++) v[k] += q[k];
             p->bias[row] += p->bias[r];
             n++;
         }
@@ -353,12 +357,17 @@ static void init_row(sp_personal *p, int32_t row, const char *item_id, int32_t c
     for (size_t k = 0; k < d; k++) v[k] = 0.01f * sp_rng_normal(&rng);
 }
 
+/* The category is looked up only when the row has none yet: a row keeps
+ * the first it was given, and a category's number matters only as the
+ * head of its list, so one met only on rows that have theirs need not be
+ * numbered (most events: a known item of a known category). */
 int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *category) {
     size_t len = strlen(item_id);
-    int32_t cat = category && *category ? sp_vocab_add(p->cats, category, strlen(category)) : -1;
     int32_t row = sp_vocab_find(p->items, item_id, len);
+    if (row >= 0 && p->cat[row] >= 0) return row;
+    int32_t cat = category && *category ? sp_vocab_add(p->cats, category, strlen(category)) : -1;
     if (row >= 0) {
-        if (cat >= 0 && p->cat[row] < 0) {
+        if (cat >= 0) {
             p->cat[row] = cat;
             cat_link(p, row, cat);
         }
