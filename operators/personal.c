@@ -652,6 +652,21 @@ static int reply_is_array(const redisReply *r, const char *what) {
     return 0;
 }
 
+/* out = was + dl, d1 floats, out and was as stored (any alignment): four
+ * a step (SSE), each element the same single add as one at a time. */
+static void row_add(char *out, const char *was, const float *dl, size_t d1) {
+    size_t y = 0;
+    for (; y + 4 <= d1; y += 4)
+        _mm_storeu_ps((float *)(out + 4 * y),
+                      _mm_add_ps(_mm_loadu_ps((const float *)(was + 4 * y)), _mm_loadu_ps(dl + y)));
+    for (; y < d1; y++) {
+        float f;
+        memcpy(&f, was + 4 * y, 4);
+        f += dl[y];
+        memcpy(out + 4 * y, &f, 4);
+    }
+}
+
 /* One round over rows pend[0..n): reads those whose Redis value is not
  * known, builds each new value into vals, and sets them; leaves the rows
  * that changed meanwhile in pend, their count in *left. */
@@ -705,10 +720,7 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             waslen = e->type == REDIS_REPLY_STRING ? e->len : 0;
         }
         if (waslen == rowlen) {
-            float f[SP_PERSONAL_MAX_DIM + 1];
-            memcpy(f, was, rowlen);
-            for (size_t y = 0; y < d1; y++) f[y] += dl[y];
-            memcpy(val, f, rowlen);
+            row_add(val, was, dl, d1);
         } else {
             memcpy(val, j->ours + i * d1, rowlen); /* none there, or of another size */
         }
