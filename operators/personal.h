@@ -113,6 +113,11 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
+/* The same for the change s * (a * u[k] + b * q[k]) of each factor q[k]
+ * of the row (its value before this call), computed in that order. */
+void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a, const float *u,
+                      float b);
+
 /* Hands the deltas since the last call to the store's next transaction
  * (sp_store_tx_job: the committer adds them to "mf:items" just before that
  * transaction's commits, by compare-and-set, mf.apply_rows rows a script;
