@@ -82,30 +82,34 @@ static inline void st4(float *p, v4sf v) { memcpy(p, &v, 16); }
 
 /* One weighted BPR step of user u on row i. The element-wise loops go four
  * floats a step (SSE): the same operations on each element, so the same
- * numbers; the sum x stays in order, one element at a time. */
+ * numbers. The score x is a double sum of float products: the products
+ * go four a step into p, the sum stays in order, one element at a time. */
 static void learn(sp_personal *c, float *u, int32_t i, float w, uint64_t *rng) {
     size_t d = c->dim, d4 = d & ~(size_t)3, k;
-    float du[SP_PERSONAL_MAX_DIM] = {0}, dq[SP_PERSONAL_MAX_DIM];
+    float du[SP_PERSONAL_MAX_DIM], p[SP_PERSONAL_MAX_DIM];
+    memset(du, 0, d * sizeof *du);
     for (int s = 0; s < c->mf_neg; s++) {
         int32_t j = negative(c, rng);
         if (j == i) continue;
         const float *qi = c->vec + (size_t)i * d, *qj = c->vec + (size_t)j * d;
+        for (k = 0; k < d4; k += 4) st4(p + k, ld4(u + k) * (ld4(qi + k) - ld4(qj + k)));
+        for (; k < d; k++) p[k] = u[k] * (qi[k] - qj[k]);
         double x = c->bias[i] - c->bias[j];
-        for (k = 0; k < d; k++) x += u[k] * (qi[k] - qj[k]);
+        for (k = 0; k < d4; k += 4) {
+            x += p[k];
+            x += p[k + 1];
+            x += p[k + 2];
+            x += p[k + 3];
+        }
+        for (; k < d; k++) x += p[k];
         float g = (float)(-w / (1.0 + exp(x)));
         for (k = 0; k < d4; k += 4)
             st4(du + k, ld4(du + k) + (g * (ld4(qi + k) - ld4(qj + k)) + MF_L2 * ld4(u + k)));
         for (; k < d; k++) du[k] += g * (qi[k] - qj[k]) + MF_L2 * u[k];
-        if (c->mf_item_lr > 0) {
+        if (c->mf_item_lr > 0) { /* q += -lr * (+-g * u + MF_L2 * q), rows i then j */
             float lr = c->mf_item_lr;
-            for (k = 0; k < d4; k += 4) st4(dq + k, -lr * (g * ld4(u + k) + MF_L2 * ld4(qi + k)));
-            for (; k < d; k++) dq[k] = -lr * (g * u[k] + MF_L2 * qi[k]);
-            float dbi = -lr * (g + MF_L2 * c->bias[i]);
-            sp_personal_delta(c, i, dbi, dq);
-            qj = c->vec + (size_t)j * d;
-            for (k = 0; k < d4; k += 4) st4(dq + k, -lr * (-g * ld4(u + k) + MF_L2 * ld4(qj + k)));
-            for (; k < d; k++) dq[k] = -lr * (-g * u[k] + MF_L2 * qj[k]);
-            sp_personal_delta(c, j, -lr * (-g + MF_L2 * c->bias[j]), dq);
+            sp_personal_step(c, i, -lr * (g + MF_L2 * c->bias[i]), -lr, g, u, MF_L2);
+            sp_personal_step(c, j, -lr * (-g + MF_L2 * c->bias[j]), -lr, -g, u, MF_L2);
         }
     }
     for (k = 0; k < d4; k += 4) st4(u + k, ld4(u + k) - c->mf_lr * ld4(du + k));

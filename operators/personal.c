@@ -1,6 +1,7 @@
 /* The context shared by the personalization operators: model, the local copy
  * of the shared MF item table, and their settings. See operators/personal.h. */
 #include <emmintrin.h>
+#include <immintrin.h>
 #include <hiredis.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,10 +47,49 @@ static inline void hex16_encode(const unsigned char *in, char *out) {
     _mm_storeu_si128((__m128i *)out, _mm_add_epi8(_mm_add_epi8(v, _mm_set1_epi8('0')), letter));
 }
 
+/* Thirty-two hex digits (lower case) of sixteen bytes, high nibble first:
+ * each byte widened to a 16-bit lane holding its high nibble in the low
+ * byte and its low nibble in the high one, then each nibble looked up. */
+__attribute__((target("avx2"))) static inline void hex32_encode(const unsigned char *in, char *out) {
+    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)in));
+    __m256i nib = _mm256_or_si256(_mm256_srli_epi16(x, 4),
+                                  _mm256_slli_epi16(_mm256_and_si256(x, _mm256_set1_epi16(0x0f)), 8));
+    const __m256i digits = _mm256_setr_epi8('0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b',
+                                            'c', 'd', 'e', 'f', '0', '1', '2', '3', '4', '5', '6', '7',
+                                            '8', '9', 'a', 'b', 'c', 'd', 'e', 'f');
+    _mm256_storeu_si256((__m256i *)out, _mm256_shuffle_epi8(digits, nib));
+}
+
+__attribute__((target("avx2"))) static void hex_encode_avx2(const unsigned char *bytes, size_t nb,
+                                                            char *out) {
+    size_t i = 0;
+    for (; i + 16 <= nb; i += 16, out += 32) hex32_encode(bytes + i, out);
+    if (i < nb) { /* 4, 8 or 12 bytes left */
+        unsigned char last[16] = {0};
+        char tail[32];
+        memcpy(last, bytes + i, nb - i);
+        hex32_encode(last, tail);
+        memcpy(out, tail, 2 * (nb - i));
+        out += 2 * (nb - i);
+    }
+    *out = '\0';
+}
+
+/* Tests only: the SSE2 paths, also where AVX2 is there. */
+static int hex_sse2_only;
+
+void sp_personal_hex_sse2_only(int on) { hex_sse2_only = on; }
+
+static int hex_avx2(void) { return !hex_sse2_only && __builtin_cpu_supports("avx2"); }
+
 /* Every event encodes a vector or two (256 characters at d = 32): with
- * SSE2 (every x86-64), eight bytes a step instead of one. */
+ * AVX2, sixteen bytes a step; else with SSE2 (every x86-64), eight. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out) {
     const unsigned char *bytes = (const unsigned char *)v; /* little-endian, as documented */
+    if (hex_avx2()) {
+        hex_encode_avx2(bytes, 4 * n, out);
+        return;
+    }
     size_t i = 0;
     for (; i + 8 <= 4 * n; i += 8, out += 16) hex16_encode(bytes + i, out);
     if (i < 4 * n) { /* n odd: the last float */
@@ -80,9 +120,60 @@ static inline int hex16_decode(const char *in, unsigned char *out) {
     return 1;
 }
 
+/* Thirty-two hex digits into sixteen bytes. A digit is valid when the
+ * classes of its two nibbles share a bit (1: high nibble 3, low 0-9, i.e.
+ * '0'-'9'; 2: high nibble 6, low 1-6, i.e. 'a'-'f'): *bad gets 0xff in the
+ * bytes of the others. Its value is the character less the offset of its
+ * high nibble's class; one maddubs joins each pair, high digit first. */
+__attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *in, __m256i *bad) {
+    const __m256i lo_class = _mm256_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 3, 3,
+                                              3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0);
+    const __m256i hi_class = _mm256_setr_epi8(0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                              1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i hi_offset = _mm256_setr_epi8(0, 0, 0, '0', 0, 0, 'a' - 10, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                               0, 0, 0, '0', 0, 0, 'a' - 10, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i nibble = _mm256_set1_epi8(0x0f);
+    __m256i c = _mm256_loadu_si256((const __m256i *)in);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
+    __m256i lo = _mm256_and_si256(c, nibble);
+    __m256i cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_class, lo), _mm256_shuffle_epi8(hi_class, hi));
+    *bad = _mm256_or_si256(*bad, _mm256_cmpeq_epi8(cls, _mm256_setzero_si256()));
+    __m256i v = _mm256_sub_epi8(c, _mm256_shuffle_epi8(hi_offset, hi));
+    __m256i w = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0110)); /* 16 * first + second */
+    __m256i packed = _mm256_packus_epi16(w, w); /* each 128-bit lane's 8 bytes, twice */
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
+}
+
+/* nb bytes (a multiple of 4) from 2 * nb digits; 0 when a digit is not
+ * [0-9a-f] or a float is not finite (exponent bits all ones), as the SSE2
+ * path. out is undefined then. */
+__attribute__((target("avx2"))) static int hex_decode_avx2(const char *s, unsigned char *out, size_t nb) {
+    const __m128i expo = _mm_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    __m128i inf = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 16 <= nb; i += 16, s += 32) {
+        __m128i b = hex32_decode(s, &bad);
+        _mm_storeu_si128((__m128i *)(out + i), b);
+        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+    }
+    if (i < nb) { /* 4, 8 or 12 bytes left: the rest of the step is '0's, zero floats */
+        char last[32];
+        memset(last, '0', sizeof last);
+        memcpy(last, s, 2 * (nb - i));
+        __m128i b = hex32_decode(last, &bad);
+        unsigned char tail[16];
+        _mm_storeu_si128((__m128i *)tail, b);
+        memcpy(out + i, tail, nb - i);
+        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+    }
+    return !_mm256_movemask_epi8(bad) && !_mm_movemask_epi8(inf);
+}
+
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
     if (!s || strlen(s) != 8 * n) return 0;
     unsigned char *out = (unsigned char *)v;
+    if (hex_avx2()) return hex_decode_avx2(s, out, 4 * n) ? n : 0;
     size_t i = 0;
     for (; i + 8 <= 4 * n; i += 8, s += 16)
         if (!hex16_decode(s, out + i)) return 0;
@@ -249,7 +340,11 @@ static void init_row(sp_personal *p, int32_t row, const char *item_id, int32_t c
     p->bias[row] = 0;
     if (cat >= 0 && (size_t)cat < p->ncat)
         for (int32_t r = p->cat_first[cat]; r >= 0 && r < row; r = p->cat_next[r]) {
-            for (size_t k = 0; k < d; k++) v[k] += p->vec[(size_t)r * d + k];
+            const float *q = p->vec + (size_t)r * d;
+            size_t k = 0;
+            for (; k + 4 <= d; k += 4) /* four at a time (SSE), element by element as before */
+                _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), _mm_loadu_ps(q + k)));
+            for (; k < d; k++) v[k] += q[k];
             p->bias[row] += p->bias[r];
             n++;
         }
@@ -262,12 +357,17 @@ static void init_row(sp_personal *p, int32_t row, const char *item_id, int32_t c
     for (size_t k = 0; k < d; k++) v[k] = 0.01f * sp_rng_normal(&rng);
 }
 
+/* The category is looked up only when the row has none yet: a row keeps
+ * the first it was given, and a category's number matters only as the
+ * head of its list, so one met only on rows that have theirs need not be
+ * numbered (most events: a known item of a known category). */
 int32_t sp_personal_item(sp_personal *p, const char *item_id, const char *category) {
     size_t len = strlen(item_id);
-    int32_t cat = category && *category ? sp_vocab_add(p->cats, category, strlen(category)) : -1;
     int32_t row = sp_vocab_find(p->items, item_id, len);
+    if (row >= 0 && p->cat[row] >= 0) return row;
+    int32_t cat = category && *category ? sp_vocab_add(p->cats, category, strlen(category)) : -1;
     if (row >= 0) {
-        if (cat >= 0 && p->cat[row] < 0) {
+        if (cat >= 0) {
             p->cat[row] = cat;
             cat_link(p, row, cat);
         }
@@ -287,12 +387,19 @@ void sp_personal_seen(sp_personal *p, int32_t row) {
     if (p->cands) sp_cands_seen(p->cands, row, p->pop[row]);
 }
 
-void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
-    size_t d = p->dim;
+/* Puts row on the batch's dirty list, once, and adds dbias to its bias:
+ * what both kinds of change do besides the factors. */
+static inline void delta_bias(sp_personal *p, int32_t row, float dbias) {
     if (!p->dirty[row]) {
         p->dirty[row] = 1;
         p->dirty_list[p->ndirty++] = row;
     }
+    p->dbias[row] += dbias;
+    p->bias[row] += dbias;
+}
+
+void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
+    size_t d = p->dim;
     float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
     size_t k = 0;
     for (; k + 4 <= d; k += 4) { /* four at a time (SSE), element by element as before */
@@ -304,8 +411,30 @@ void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dv
         dv[k] += dvec[k];
         v[k] += dvec[k];
     }
-    p->dbias[row] += dbias;
-    p->bias[row] += dbias;
+    delta_bias(p, row, dbias);
+}
+
+/* sp_personal_delta of s * (a * u + b * q), q the row's factors before the
+ * step, worked out element by element as it is added: mf's item step
+ * without a buffer for the change and a second pass over it. */
+void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a,
+                      const float *restrict u, float b) {
+    size_t d = p->dim;
+    float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
+    __m128 s4 = _mm_set1_ps(s), a4 = _mm_set1_ps(a), b4 = _mm_set1_ps(b);
+    size_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        __m128 x = _mm_mul_ps(s4, _mm_add_ps(_mm_mul_ps(a4, _mm_loadu_ps(u + k)),
+                                             _mm_mul_ps(b4, _mm_loadu_ps(v + k))));
+        _mm_storeu_ps(dv + k, _mm_add_ps(_mm_loadu_ps(dv + k), x));
+        _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), x));
+    }
+    for (; k < d; k++) {
+        float x = s * (a * u[k] + b * v[k]);
+        dv[k] += x;
+        v[k] += x;
+    }
+    delta_bias(p, row, dbias);
 }
 
 /* Rows of the model's items: initialised from the model's embeddings and
@@ -552,6 +681,21 @@ static int reply_is_array(const redisReply *r, const char *what) {
     return 0;
 }
 
+/* out = was + dl, d1 floats, out and was as stored (any alignment): four
+ * a step (SSE), each element the same single add as one at a time. */
+static void row_add(char *out, const char *was, const float *dl, size_t d1) {
+    size_t y = 0;
+    for (; y + 4 <= d1; y += 4)
+        _mm_storeu_ps((float *)(out + 4 * y),
+                      _mm_add_ps(_mm_loadu_ps((const float *)(was + 4 * y)), _mm_loadu_ps(dl + y)));
+    for (; y < d1; y++) {
+        float f;
+        memcpy(&f, was + 4 * y, 4);
+        f += dl[y];
+        memcpy(out + 4 * y, &f, 4);
+    }
+}
+
 /* One round over rows pend[0..n): reads those whose Redis value is not
  * known, builds each new value into vals, and sets them; leaves the rows
  * that changed meanwhile in pend, their count in *left. */
@@ -605,10 +749,7 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             waslen = e->type == REDIS_REPLY_STRING ? e->len : 0;
         }
         if (waslen == rowlen) {
-            float f[SP_PERSONAL_MAX_DIM + 1];
-            memcpy(f, was, rowlen);
-            for (size_t y = 0; y < d1; y++) f[y] += dl[y];
-            memcpy(val, f, rowlen);
+            row_add(val, was, dl, d1);
         } else {
             memcpy(val, j->ours + i * d1, rowlen); /* none there, or of another size */
         }

@@ -113,6 +113,11 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
+/* The same for the change s * (a * u[k] + b * q[k]) of each factor q[k]
+ * of the row (its value before this call), computed in that order. */
+void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a, const float *u,
+                      float b);
+
 /* Hands the deltas since the last call to the store's next transaction
  * (sp_store_tx_job: the committer adds them to "mf:items" just before that
  * transaction's commits, by compare-and-set, mf.apply_rows rows a script;
@@ -128,9 +133,15 @@ int sp_personal_apply(sp_personal *p);
 int sp_personal_refresh(sp_personal *p);
 
 /* Hex float codec (see above). encode writes 8*n chars and a NUL; decode
- * returns the number of floats read (0 when the text is not n floats). */
+ * returns the number of floats read (0 when the text is not n finite
+ * floats; v is then undefined). With AVX2 they go sixteen bytes a step,
+ * else (SSE2) eight: the same text and bits either way. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out);
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
+
+/* Tests only: on != 0 makes the codec take its SSE2 path on a machine with
+ * AVX2 too, so that both are checked (the same bytes and floats). */
+void sp_personal_hex_sse2_only(int on);
 
 /* Deterministic 64-bit hash (FNV-1a) of a string, for seeds and rec ids. */
 uint64_t sp_personal_hash(const char *s, uint64_t h);

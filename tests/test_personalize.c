@@ -807,7 +807,14 @@ Test(personalize, hex_vectors_round_trip_exactly_and_reject_garbage) {
     cr_assert_eq(sp_personal_hex_decode(NULL, back, 3), 0);
 }
 
-/* The SSE2 codec against a byte-at-a-time one: every length up to 9
+/* A float's hex as the documentation gives it, byte at a time. */
+static void hex_reference(const float *v, size_t n, char *out) {
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < 4 * n; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+    out[8 * n] = '\0';
+}
+
+/* The codec against a byte-at-a-time one: every length up to 9
  * floats (odd ones end in half a step), random bits (non-finite values
  * refused), and each position replaced by each kind of non-digit. */
 Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digit) {
@@ -820,9 +827,7 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
                 memcpy(&v[k], &bits, 4);
             }
             char hex[8 * 9 + 1], want[8 * 9 + 1];
-            const unsigned char *b = (const unsigned char *)v;
-            for (size_t i = 0; i < 4 * n; i++) snprintf(want + 2 * i, 3, "%02x", b[i]);
-            want[8 * n] = '\0';
+            hex_reference(v, n, want);
             sp_personal_hex_encode(v, n, hex);
             cr_assert_str_eq(hex, want);
             int finite = 1;
@@ -836,6 +841,191 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
             hex[at] = bad[trial % (sizeof bad - 1)];
             cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "'%c' at %zu", hex[at], at);
         }
+}
+
+/* Both codec paths (AVX2, sixteen bytes a step with a padded tail, and
+ * SSE2) against the reference, at every length up to 70 floats (d = 32 and
+ * 64 and every tail of 4, 8 and 12 bytes): random bits with the edge
+ * values sown in (+-0, denormals, +-inf, quiet and signalling NaNs, all
+ * ones), decoded bit for bit or refused when a value is not finite; then
+ * each kind of bad text refused: a non-digit (upper case, neighbours of
+ * the ranges, high bytes) at a random place, the text cut short by a NUL,
+ * one digit too many. */
+Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text) {
+    static const uint32_t edge[] = {0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x00800000,
+                                    0x7f7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001,
+                                    0xffffffff, 0x3f800000};
+    static const char bad[] = "/:`gGABCDEF@\x80\xff\x7f ";
+    for (int sse2 = 0; sse2 <= 1; sse2++) {
+        sp_personal_hex_sse2_only(sse2);
+        uint64_t rng = sp_rng_seed(77);
+        for (size_t n = 0; n <= 70; n++)
+            for (int trial = 0; trial < 30; trial++) {
+                float v[70], back[70];
+                for (size_t k = 0; k < n; k++) {
+                    uint32_t bits = (uint32_t)sp_rng_next(&rng);
+                    if (trial % 3 == 0 || sp_rng_below(&rng, 8) == 0)
+                        bits = edge[sp_rng_below(&rng, sizeof edge / sizeof *edge)];
+                    if (trial % 3 == 1) bits &= 0xbfffffff; /* finite: no all-ones exponent */
+                    memcpy(&v[k], &bits, 4);
+                }
+                char hex[8 * 70 + 2], want[8 * 70 + 1];
+                hex_reference(v, n, want);
+                memset(hex, '#', sizeof hex);
+                sp_personal_hex_encode(v, n, hex);
+                cr_assert_str_eq(hex, want, "sse2 %d n %zu", sse2, n);
+                int finite = 1;
+                for (size_t k = 0; k < n; k++) finite &= isfinite(v[k]) != 0;
+                size_t got = sp_personal_hex_decode(hex, back, n);
+                cr_assert_eq(got, finite ? n : 0, "sse2 %d n %zu", sse2, n);
+                if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "sse2 %d n %zu", sse2, n);
+                if (!finite || !n) continue;
+                char keep = hex[8 * n - 1];
+                hex[8 * n - 1] = '\0';
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "short, n %zu", n);
+                hex[8 * n - 1] = keep;
+                hex[8 * n] = '0';
+                hex[8 * n + 1] = '\0';
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "long, n %zu", n);
+                hex[8 * n] = '\0';
+                size_t at = sp_rng_below(&rng, (uint32_t)(8 * n));
+                hex[at] = bad[trial % (sizeof bad - 1)];
+                cr_assert_eq(sp_personal_hex_decode(hex, back, n), 0, "sse2 %d '%c' at %zu of %zu",
+                             sse2, hex[at], at, 8 * n);
+            }
+    }
+    sp_personal_hex_sse2_only(0);
+}
+
+/* online_mf.c's step written plainly, one element at a time and the item
+ * deltas added at once: the operator's 4-wide loops must give these bits. */
+static void mf_reference_step(const sp_personal *c, float *u, float *vec, float *bias, int32_t i,
+                              float w, uint64_t *rng) {
+    size_t d = c->dim;
+    float du[SP_PERSONAL_MAX_DIM] = {0};
+    for (int s = 0; s < c->mf_neg; s++) {
+        int32_t j = c->model && sp_model_n_items(c->model) > 1
+                        ? c->model2mf[sp_rng_below(rng, (uint32_t)sp_model_n_items(c->model))]
+                        : (int32_t)sp_rng_below(rng, (uint32_t)sp_vocab_size(c->items));
+        if (j == i) continue;
+        float *qi = vec + (size_t)i * d, *qj = vec + (size_t)j * d;
+        double x = bias[i] - bias[j];
+        for (size_t k = 0; k < d; k++) x += u[k] * (qi[k] - qj[k]);
+        float g = (float)(-w / (1.0 + exp(x)));
+        for (size_t k = 0; k < d; k++) du[k] += g * (qi[k] - qj[k]) + 0.001f * u[k];
+        if (c->mf_item_lr > 0) {
+            float lr = c->mf_item_lr;
+            float dbi = -lr * (g + 0.001f * bias[i]);
+            for (size_t k = 0; k < d; k++) qi[k] += -lr * (g * u[k] + 0.001f * qi[k]);
+            bias[i] += dbi;
+            float dbj = -lr * (-g + 0.001f * bias[j]);
+            for (size_t k = 0; k < d; k++) qj[k] += -lr * (-g * u[k] + 0.001f * qj[k]);
+            bias[j] += dbj;
+        }
+    }
+    for (size_t k = 0; k < d; k++) u[k] -= c->mf_lr * du[k];
+}
+
+/* commit(), checking the item job's writes: each dirty row of "mf:items"
+ * must become what Redis held plus the batch's delta, float by float
+ * (the row as we have it when Redis had none). */
+static void commit_checking_item_rows(struct rig *r, sp_personal *c) {
+    size_t d = c->dim, nd = c->ndirty;
+    float(*want)[SP_PERSONAL_MAX_DIM + 1] = malloc((nd ? nd : 1) * sizeof *want);
+    int32_t *rows = malloc((nd ? nd : 1) * sizeof *rows);
+    for (size_t x = 0; x < nd; x++) {
+        int32_t row = rows[x] = c->dirty_list[x];
+        redisReply *was = cmd("HGET mf:items %s", sp_vocab_id(c->items, row));
+        if (was->type == REDIS_REPLY_STRING && was->len == 4 * (d + 1)) {
+            memcpy(want[x], was->str, 4 * (d + 1));
+            want[x][0] += c->dbias[row];
+            for (size_t k = 0; k < d; k++) want[x][1 + k] += c->dvec[(size_t)row * d + k];
+        } else {
+            want[x][0] = c->bias[row];
+            memcpy(want[x] + 1, c->vec + (size_t)row * d, 4 * d);
+        }
+        freeReplyObject(was);
+    }
+    commit(r);
+    for (size_t x = 0; x < nd; x++) {
+        redisReply *now = cmd("HGET mf:items %s", sp_vocab_id(c->items, rows[x]));
+        cr_assert_eq(now->type, REDIS_REPLY_STRING);
+        cr_assert_eq(now->len, 4 * (d + 1));
+        cr_assert_eq(memcmp(now->str, want[x], 4 * (d + 1)), 0, "d %zu: mf:items %s", d,
+                     sp_vocab_id(c->items, rows[x]));
+        freeReplyObject(now);
+    }
+    free(want);
+    free(rows);
+}
+
+/* Random views, clicks and cart adds of five users on the table's rows
+ * through the pipeline, each checked against mf_reference_step: the user
+ * vector read back from mfu:<user> and every item row and bias, bit for
+ * bit, with commits between whose rows in "mf:items" are checked too. */
+static void mf_equals_reference(const char *model, const char *dim) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", dim, "mf.refresh_ms", "0", NULL};
+    rig_open(&r, model, extra);
+    sp_personal *c = rig_personal(&r);
+    char id[32];
+    for (int k = 0; k < 20; k++) {
+        snprintf(id, sizeof id, "mr%d", k);
+        sp_personal_item(c, id, NULL);
+    }
+    size_t d = c->dim, rows = sp_vocab_size(c->items);
+    float *vec = malloc(rows * d * sizeof *vec), *bias = malloc(rows * sizeof *bias);
+    memcpy(vec, c->vec, rows * d * sizeof *vec);
+    memcpy(bias, c->bias, rows * sizeof *bias);
+    float users[5][SP_PERSONAL_MAX_DIM];
+    int known[5] = {0};
+    uint64_t rng = sp_rng_seed(9);
+    for (int n = 0; n < 240; n++) {
+        int who = (int)sp_rng_below(&rng, 5);
+        int32_t row = (int32_t)sp_rng_below(&rng, (uint32_t)rows);
+        enum sp_event_kind kind = (enum sp_event_kind)sp_rng_below(&rng, 3);
+        char user[16], eid[32], key[32];
+        snprintf(user, sizeof user, "mu%d", who);
+        snprintf(eid, sizeof eid, "mfe%d", n);
+        float *u = users[who];
+        if (!known[who]++) {
+            uint64_t seed = sp_rng_seed(sp_personal_hash(user, 0));
+            for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&seed);
+        }
+        uint64_t erng = sp_rng_seed(sp_personal_hash(eid, sp_personal_hash(user, 0)));
+        mf_reference_step(c, u, vec, bias, row, c->mf_weights[kind], &erng);
+
+        Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
+        Shopstream__V1__Click cl = SHOPSTREAM__V1__CLICK__INIT;
+        cl.kind = (Shopstream__V1__ClickKind)(kind + 1);
+        cl.item_id = (char *)sp_vocab_id(c->items, row);
+        ev.event_id = eid;
+        ev.ts_ms = T0 + n;
+        ev.user_id = user;
+        ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
+        ev.click = &cl;
+        run_event(&r, &ev, kind);
+
+        cr_assert_eq(memcmp(c->vec, vec, rows * d * sizeof *vec), 0, "d %zu: rows after event %d", d, n);
+        cr_assert_eq(memcmp(c->bias, bias, rows * sizeof *bias), 0, "d %zu: biases after event %d", d, n);
+        snprintf(key, sizeof key, "mfu:%s", user);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(r.store, 0, key, &o), SP_OK);
+        char want[8 * SP_PERSONAL_MAX_DIM + 1];
+        hex_reference(u, d, want);
+        cr_assert_str_eq(sp_obj_get_str(o, "v"), want, "d %zu: %s after event %d", d, user, n);
+        if (n % 60 == 59) commit_checking_item_rows(&r, c);
+    }
+    free(vec);
+    free(bias);
+    sp_personal_put(c);
+    rig_close(&r);
+}
+
+Test(personalize, mf_steps_equal_a_plain_reference_bit_for_bit) {
+    mf_equals_reference(model_path, "16"); /* the model's items, d 16 */
+    freeReplyObject(cmd("FLUSHALL", ""));
+    mf_equals_reference(NULL, "13"); /* no model; d 13: the loops' tails */
 }
 
 /* A new item starts at the mean of its category's rows, summed in row
