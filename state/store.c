@@ -37,7 +37,7 @@ struct field {
         int64_t i;        /* F_INT */
         double d;         /* F_DBL */
     } num;
-    uint32_t hash, nlen;  /* of name, for field_find */
+    uint32_t hash, nlen;  /* of name, for field_lookup */
     size_t tlen, cap;     /* text length; bytes allocated for text */
     uint8_t kind;         /* F_STR: text is the value; else num is */
     uint8_t text_ok;      /* text holds the current value (always, for F_STR) */
@@ -576,19 +576,6 @@ static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint3
     return f;
 }
 
-/* The store's objects are never const underneath; the readers' `const`
- * promises no change of value, while they may still parse or format into
- * the cache. */
-static struct field *field_find(const sp_obj *o, const char *name) {
-    uint32_t len, h = name_hash(name, &len);
-    return field_lookup((sp_obj *)o, name, h, len, 0);
-}
-
-static struct field *field_get(sp_obj *o, const char *name) {
-    uint32_t len, h = name_hash(name, &len);
-    return field_lookup(o, name, h, len, SP_G17_MAX);
-}
-
 /* Room for a text of len bytes. Every field starts with room for a
  * number's longest text, so no numeric value ever moves it. What it held
  * is lost when it has to grow: the caller is replacing it. It grows with
@@ -943,47 +930,83 @@ static void obj_mark(sp_obj *o, struct field *f) {
     p->dirty = o;
 }
 
-int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
-    struct field *f = field_find(o, field);
+sp_fname sp_fname_of(const char *name) {
+    sp_fname n = {name, 0, 0};
+    n.hash = name_hash(name, &n.len);
+    return n;
+}
+
+/* The field calls of store.h with the name's hash and length worked out
+ * once (sp_fname_of): an operator that touches the same fields at every
+ * event hashes none of their names. The store's objects are never const
+ * underneath; the readers' `const` promises no change of value, while they
+ * may still parse or format into the cache. */
+int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *n, int64_t def) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_int(f) : def;
 }
 
-double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
-    struct field *f = field_find(o, field);
+double sp_obj_get_double_f(const sp_obj *o, const sp_fname *n, double def) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_double(f) : def;
 }
 
-const char *sp_obj_get_str(const sp_obj *o, const char *field) {
-    struct field *f = field_find(o, field);
+const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *n) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_text(f) : NULL;
 }
 
-void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
-    struct field *f = field_get(o, field);
-    text_set(f, v, strlen(v));
-    obj_mark(o, f);
-}
-
-void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
-    struct field *f = field_get(o, field);
+void sp_obj_set_int_f(sp_obj *o, const sp_fname *n, int64_t v) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_INT;
     f->num.i = v;
     f->text_ok = 0;
     obj_mark(o, f);
 }
 
-void sp_obj_set_double(sp_obj *o, const char *field, double v) {
-    struct field *f = field_get(o, field);
+void sp_obj_set_double_f(sp_obj *o, const sp_fname *n, double v) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_DBL;
     f->num.d = v;
     f->text_ok = 0;
     obj_mark(o, f);
 }
 
-sp_fname sp_fname_of(const char *name) {
-    sp_fname n = {name, 0, 0};
-    n.hash = name_hash(name, &n.len);
-    return n;
+void sp_obj_set_str_f(sp_obj *o, const sp_fname *n, const char *v, size_t len) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
+    text_set(f, v, len);
+    obj_mark(o, f);
+}
+
+/* The calls by name: the name hashed at each call. */
+int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_int_f(o, &n, def);
+}
+
+double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_double_f(o, &n, def);
+}
+
+const char *sp_obj_get_str(const sp_obj *o, const char *field) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_str_f(o, &n);
+}
+
+void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_str_f(o, &n, v, strlen(v));
+}
+
+void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_int_f(o, &n, v);
+}
+
+void sp_obj_set_double(sp_obj *o, const char *field, double v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_double_f(o, &n, v);
 }
 
 /* One lookup for the read and the write; an absent field counts from 0. */

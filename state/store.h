@@ -113,6 +113,13 @@ typedef struct sp_fname {
 } sp_fname;
 sp_fname sp_fname_of(const char *name);
 void sp_obj_incr_f(sp_obj *o, const sp_fname *f, int64_t by);
+int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *f, int64_t def);
+double sp_obj_get_double_f(const sp_obj *o, const sp_fname *f, double def);
+const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *f);
+void sp_obj_set_int_f(sp_obj *o, const sp_fname *f, int64_t v);
+void sp_obj_set_double_f(sp_obj *o, const sp_fname *f, double v);
+/* v is len bytes (no NUL inside), as the caller measured it: no strlen. */
+void sp_obj_set_str_f(sp_obj *o, const sp_fname *f, const char *v, size_t len);
 void sp_obj_incrf(sp_obj *o, const char *field, double by);
 void sp_obj_set_int(sp_obj *o, const char *field, int64_t v);
 void sp_obj_set_double(sp_obj *o, const char *field, double v);

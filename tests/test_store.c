@@ -858,6 +858,49 @@ Test(store_typed, many_fields_and_pointers_that_stay_valid, .init = start, .fini
     sp_store_destroy(st);
 }
 
+/* The _f calls reach the field of the name their sp_fname was made from,
+ * and no other: what one kind of call writes the other reads, names that
+ * are prefixes of each other stay apart, an absent field gives the
+ * default, set_str_f stores the len bytes it was given (not up to a NUL),
+ * and Redis holds the same texts as for the calls by name. */
+Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    sp_fname n = sp_fname_of("n_view"), nv = sp_fname_of("n_v"), d = sp_fname_of("price_sum"),
+             s = sp_fname_of("recent_sessions_ts"), absent = sp_fname_of("n_vie");
+    cr_assert_eq(n.len, 6);
+    sp_obj_set_int_f(o, &n, 41);
+    sp_obj_set_int(o, "n_v", -3);
+    cr_assert_eq(sp_obj_get_int(o, "n_view", 0), 41);
+    cr_assert_eq(sp_obj_get_int_f(o, &n, 0), 41);
+    cr_assert_eq(sp_obj_get_int_f(o, &nv, 0), -3);
+    sp_obj_incr_f(o, &n, 1);
+    cr_assert_str_eq(sp_obj_get_str_f(o, &n), "42");
+    cr_assert_eq(sp_obj_get_int_f(o, &absent, 77), 77);
+    cr_assert(same_double(sp_obj_get_double_f(o, &absent, 0.5), 0.5));
+    cr_assert_null(sp_obj_get_str_f(o, &absent));
+    sp_obj_set_double_f(o, &d, 0.1);
+    cr_assert(same_double(sp_obj_get_double(o, "price_sum", 0), 0.1));
+    sp_obj_set_double(o, "price_sum", 2.75);
+    cr_assert(same_double(sp_obj_get_double_f(o, &d, 0), 2.75));
+    cr_assert_str_eq(sp_obj_get_str_f(o, &d), "2.75");
+    sp_obj_set_str_f(o, &s, "1700000000000 1699999999000 trailing", 27);
+    cr_assert_str_eq(sp_obj_get_str(o, "recent_sessions_ts"), "1700000000000 1699999999000");
+    cr_assert_eq(sp_obj_get_str_f(o, &s), sp_obj_get_str(o, "recent_sessions_ts"));
+    sp_obj_set_str(o, "recent_sessions_ts", "x");
+    cr_assert_str_eq(sp_obj_get_str_f(o, &s), "x");
+    sp_obj_set_str_f(o, &s, "", 0);
+    cr_assert_str_eq(sp_obj_get_str(o, "recent_sessions_ts"), "");
+    cr_assert_eq(sp_obj_nfields(o), 4);
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "n_view", "42");
+    expect_field("{p5}:u:typed", "n_v", "-3");
+    expect_field("{p5}:u:typed", "price_sum", "2.75");
+    expect_field("{p5}:u:typed", "recent_sessions_ts", "");
+    sp_store_destroy(st);
+}
+
 /* The property: random sets, increments and reads on random fields agree
  * with a reference that keeps every field as plain printf text, through
  * commits and restarts (objects reloaded from Redis); and Redis ends up
