@@ -541,23 +541,50 @@ static void index_reserve(sp_obj *o, size_t n) {
     for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
 }
 
-/* The field called `name` (hash h, length len), or NULL; if absent and
- * `create` > 0, a new field without a value, which the caller gives it,
- * with room for a text of create - 1 bytes (at least a number's) in the
- * same allocation as its name: one malloc per new field. Lookup
- * is one hash of the name and, with the index at most half full, about one
- * probe: operators touch some twenty fields of a profile per event, and a
- * strcmp scan over a few dozen names was the store's largest cost. The
- * field array may move when it grows; names and texts live apart, so the
- * pointers callers hold do not. */
-static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
-                                  size_t create) {
-    size_t mask = o->icap - 1;
-    for (size_t j = h & mask; o->icap && o->index[j]; j = (j + 1) & mask) {
-        struct field *f = &o->fields[o->index[j] - 1];
-        if (f->hash == h && f->nlen == len && !memcmp(f->name, name, len)) return f;
+static uint64_t load8(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Whether the len bytes at a and b are the same, in eight-byte loads (the
+ * last one overlapping the one before) and no call: field names are short,
+ * and a call to memcmp cost more than the rest of a lookup. Reads only
+ * a[0..len) and b[0..len). */
+static inline int name_eq(const char *a, const char *b, uint32_t len) {
+    if (len >= 8) {
+        for (uint32_t i = 0; i + 8 < len; i += 8)
+            if (load8(a + i) != load8(b + i)) return 0;
+        return load8(a + len - 8) == load8(b + len - 8);
     }
-    if (!create) return NULL;
+    for (uint32_t i = 0; i < len; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* The field called `name` (hash h, length len), or NULL. With the index at
+ * most half full, about one probe: operators touch some twenty fields of a
+ * profile per event, and a strcmp scan over a few dozen names was the
+ * store's largest cost. Inline, apart from field_add, so that a lookup of
+ * a field that is there pays for no more than the probe. */
+static inline struct field *field_probe(const sp_obj *o, const char *name, uint32_t h,
+                                        uint32_t len) {
+    if (!o->icap) return NULL;
+    size_t mask = o->icap - 1;
+    for (size_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
+        struct field *f = &o->fields[o->index[j] - 1];
+        if (f->hash == h && f->nlen == len && name_eq(f->name, name, len)) return f;
+    }
+    return NULL;
+}
+
+/* A new field called `name` (not there yet), without a value, which the
+ * caller gives it, with room for a text of create - 1 bytes (at least a
+ * number's) in the same allocation as its name: one malloc per new field.
+ * The field array may move when it grows; names and texts live apart, so
+ * the pointers callers hold do not. */
+static __attribute__((noinline)) struct field *field_add(sp_obj *o, const char *name, uint32_t h,
+                                                         uint32_t len, size_t create) {
     if (o->nfields == o->cap) {
         o->cap = o->cap ? o->cap * 2 : 8;
         o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
@@ -574,6 +601,14 @@ static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint3
     f->nlen = len;
     index_put(o, h, o->nfields++);
     return f;
+}
+
+/* The field called `name`, or NULL; if absent and `create` > 0, a new one
+ * (field_add). */
+static inline struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
+                                         size_t create) {
+    struct field *f = field_probe(o, name, h, len);
+    return f || !create ? f : field_add(o, name, h, len, create);
 }
 
 /* Room for a text of len bytes. Every field starts with room for a

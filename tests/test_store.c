@@ -901,6 +901,32 @@ Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .ini
     sp_store_destroy(st);
 }
 
+/* Pairs of names of one length with the same hash (FNV-1a 32, found by
+ * search): a long name differing in bytes only the second eight-byte
+ * comparison sees, a name shorter than eight bytes (compared byte by byte)
+ * and one of ten. The probe compares the names themselves, and each of a
+ * pair is its own field. */
+Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .init = start,
+     .fini = stop) {
+    static const char *const pairs[][2] = {{"prefix__yCao_suffix__", "prefix__Aaia_suffix__"},
+                                           {"n_jCxh", "n_v2la"},
+                                           {"aboBxj_sfx", "abC1la_sfx"}};
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        sp_fname a = sp_fname_of(pairs[i][0]), b = sp_fname_of(pairs[i][1]);
+        cr_assert_eq(a.hash, b.hash, "%s", pairs[i][0]);
+        cr_assert_eq(a.len, b.len);
+        sp_obj_set_int_f(o, &a, (int64_t)i);
+        cr_assert_eq(sp_obj_get_int_f(o, &b, -1), -1, "%s found as %s", pairs[i][1], pairs[i][0]);
+        sp_obj_set_str(o, pairs[i][1], pairs[i][1]);
+        cr_assert_eq(sp_obj_get_int(o, pairs[i][0], -1), (int64_t)i);
+        cr_assert_str_eq(sp_obj_get_str_f(o, &b), pairs[i][1]);
+    }
+    cr_assert_eq(sp_obj_nfields(o), 6);
+    sp_store_destroy(st);
+}
+
 /* The property: random sets, increments and reads on random fields agree
  * with a reference that keeps every field as plain printf text, through
  * commits and restarts (objects reloaded from Redis); and Redis ends up
