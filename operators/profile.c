@@ -387,23 +387,32 @@ size_t sp_profile_fmt_g6(double v, char *out) {
         if (++e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
         q = 100000;
     }
-    char dig[6];
-    for (int i = 5; i >= 0; i--, q /= 10) dig[i] = (char)('0' + q % 10);
+    /* the six digits two at a time, and copied in fixed eight-byte moves
+     * (out holds 32 bytes; the bytes past n are overwritten or left past
+     * the NUL): loops of single digits and their calls to memcpy cost more
+     * than the rest */
+    char dig[16] = "";
+    uint32_t hi = q / 10000, r = q - hi * 10000, mid = r / 100;
+    memcpy(dig, sp_digit_pairs + 2 * hi, 2);
+    memcpy(dig + 2, sp_digit_pairs + 2 * mid, 2);
+    memcpy(dig + 4, sp_digit_pairs + 2 * (r - mid * 100), 2);
     int last = 5; /* last significant digit kept */
     while (last > 0 && dig[last] == '0' && last > e) last--;
-    size_t n = 0;
-    if (v < 0) out[n++] = '-';
+    size_t n = v < 0;
+    out[0] = '-'; /* overwritten by the digits when v > 0 */
     if (e >= 0) {
-        for (int i = 0; i <= e; i++) out[n++] = dig[i];
+        memcpy(out + n, dig, 8);
+        n += (size_t)e + 1;
         if (last > e) {
             out[n++] = '.';
-            for (int i = e + 1; i <= last; i++) out[n++] = dig[i];
+            memcpy(out + n, dig + e + 1, 8);
+            n += (size_t)(last - e);
         }
-    } else {
-        out[n++] = '0';
-        out[n++] = '.';
-        for (int i = 0; i < -e - 1; i++) out[n++] = '0';
-        for (int i = 0; i <= last; i++) out[n++] = dig[i];
+    } else { /* "0." and -e - 1 zeros before the digits */
+        memcpy(out + n, "0.000", 5);
+        n += (size_t)(1 - e);
+        memcpy(out + n, dig, 8);
+        n += (size_t)last + 1;
     }
     out[n] = '\0';
     return n;
@@ -490,9 +499,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     while (s && *s && n < p->top) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        const char *colon = NULL;
-        for (const char *c = s; c < s + len; c++)
-            if (*c == ':') colon = c;
+        const char *colon = memrchr(s, ':', len);
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
             a[n].cat = s;
             a[n].len = (size_t)(colon - s);
