@@ -574,6 +574,8 @@ static int profile_process(void *priv, const sp_op_event *e) {
     sp_obj *o;
     int rc = sp_op_get(&p->users, p->store, e, key, &o);
     if (rc != SP_OK) return rc;
+    /* a new profile gets most of its fields now: room for all of them */
+    if (!sp_obj_nfields(o)) sp_obj_reserve(o, PF__COUNT + 6 + SP_KIND__COUNT + 1);
     const char *kind = sp_event_kind_name(e->kind);
     int64_t ts = ev->ts_ms;
     struct when when = {.ms = ts};

@@ -687,12 +687,7 @@ static void obj_load(sp_obj *o, const redisReply *r) {
         o->loaded = 1;
         return;
     }
-    size_t n = r->elements / 2;
-    if (o->cap < o->nfields + n) { /* sized once, not grown field by field */
-        o->cap = o->nfields + n;
-        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
-    }
-    index_reserve(o, o->nfields + n);
+    sp_obj_reserve(o, o->nfields + r->elements / 2); /* sized once, not field by field */
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const char *name = r->element[i]->str;
         uint32_t len, h = name_hash(name, &len);
@@ -1072,6 +1067,14 @@ void sp_obj_incrf(sp_obj *o, const char *field, double by) {
 }
 
 size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
+
+void sp_obj_reserve(sp_obj *o, size_t n) {
+    if (o->cap < n) {
+        o->cap = n;
+        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
+    }
+    index_reserve(o, n);
+}
 const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
 const char *sp_obj_field_value(const sp_obj *o, size_t i) {
     return field_text(&((sp_obj *)o)->fields[i]);

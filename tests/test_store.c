@@ -927,6 +927,42 @@ Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .ini
     sp_store_destroy(st);
 }
 
+/* sp_obj_reserve changes no field: a reserve below the count is nothing,
+ * and after one above it every field is still found, new ones join in
+ * order, and texts handed out before stay where they were. */
+Test(store_typed, reserving_room_keeps_every_field_and_text, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    char name[32], want[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    const char *t = sp_obj_get_str(o, "r3");
+    sp_obj_reserve(o, 3);
+    sp_obj_reserve(o, 0);
+    cr_assert_eq(sp_obj_nfields(o), 5);
+    sp_obj_reserve(o, 40);
+    cr_assert_eq(sp_obj_nfields(o), 5);
+    for (int i = 5; i < 60; i++) { /* past the reserve too */
+        snprintf(name, sizeof name, "r%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    cr_assert_eq(sp_obj_nfields(o), 60);
+    for (int i = 0; i < 60; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        snprintf(want, sizeof want, "%d", i);
+        cr_assert_str_eq(sp_obj_field_name(o, (size_t)i), name);
+        cr_assert_eq(sp_obj_get_int(o, name, -1), i, "%s", name);
+        cr_assert_str_eq(sp_obj_field_value(o, (size_t)i), want);
+    }
+    cr_assert_null(sp_obj_get_str(o, "r60"));
+    cr_assert_eq(sp_obj_get_str(o, "r3"), t);
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "r59", "59");
+    sp_store_destroy(st);
+}
+
 /* The property: random sets, increments and reads on random fields agree
  * with a reference that keeps every field as plain printf text, through
  * commits and restarts (objects reloaded from Redis); and Redis ends up
