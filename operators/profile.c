@@ -269,6 +269,14 @@ static long ring_prefix(const char *ring, int words) {
     return (long)(end - ring);
 }
 
+/* The time after an entry's last colon, as atoll (glibc: strtoll(s, NULL,
+ * 10)) reads it, by sp_profile_parse_i64, which is strtoll's value for
+ * every text without strtoll's cost. */
+static int64_t entry_time(const char *s) {
+    char *end;
+    return sp_profile_parse_i64(s, &end);
+}
+
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
  * newest first by event time (then by text), so that the ring holds the
  * profile.recent_items newest events whatever order the input topics were
@@ -301,7 +309,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         const char *sp = strchr(ring, ' ');
         size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
         const char *colon = memrchr(ring, ':', hl), *c = colon ? colon + 1 : ring;
-        long keep = !hl || atoll(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        long keep = !hl || entry_time(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -324,7 +332,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         int take_mine = !placed;
         if (take_mine && len) {
             const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
-            long long wts = atoll(c);
+            int64_t wts = entry_time(c);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
             take_mine = cmp < 0;
@@ -425,24 +433,16 @@ size_t sp_profile_fmt_g6(double v, char *out) {
 double sp_profile_parse_score(const char *s) {
     static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-    const char *c = s;
-    int neg = *c == '-';
-    c += neg;
-    uint64_t m = 0;
-    int digits = 0, frac = 0, dot = 0;
-    for (;; c++) {
-        if (*c >= '0' && *c <= '9') {
-            m = m * 10 + (uint64_t)(*c - '0');
-            digits++;
-            frac += dot;
-        } else if (*c == '.' && !dot) {
-            dot = 1;
-        } else {
-            break;
-        }
-        if (digits > 15) return strtod(s, NULL);
+    int neg = *s == '-';
+    const char *c = s + neg, *int0 = c, *frac0 = NULL;
+    uint64_t m = 0; /* wraps past 19 digits: those go to strtod below */
+    while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
+    if (*c == '.') {
+        frac0 = ++c;
+        while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
     }
-    if (!digits || (*c && *c != ',')) return strtod(s, NULL);
+    int frac = frac0 ? (int)(c - frac0) : 0, digits = (int)(c - int0) - (frac0 != NULL);
+    if (!digits || digits > 15 || (*c && *c != ',')) return strtod(s, NULL);
     double v = (double)m / p10[frac];
     return neg ? -v : v;
 }
