@@ -36,13 +36,50 @@
 #define SESSIONS_MAX 16
 #define TEXT_MAX 8192
 
+/* The profile's fields, by number: their names are hashed once, at init
+ * (sp_fname), not at each of the some thirty reads and writes of an event. */
+enum pf {
+    PF_FIRST_MS, PF_LAST_MS, PF_EVENTS, PF_SESSIONS, PF_ORDERS, PF_SPEND, PF_AOV,
+    PF_AFF, PF_AFF_MS, PF_RECENT, PF_PRICE_N, PF_PRICE_SUM, PF_PRICE_MIN, PF_PRICE_MAX,
+    PF_PRICE_MEAN, PF_RATINGS_N, PF_RATINGS_SUM, PF_RATINGS_MEAN, PF_REC_CLICKS,
+    PF__COUNT
+};
+
+static const char *const pf_names[PF__COUNT] = {
+    [PF_FIRST_MS] = "first_ms",         [PF_LAST_MS] = "last_ms",
+    [PF_EVENTS] = "events",             [PF_SESSIONS] = "sessions",
+    [PF_ORDERS] = "orders",             [PF_SPEND] = "spend",
+    [PF_AOV] = "aov",                   [PF_AFF] = "aff",
+    [PF_AFF_MS] = "aff_ms",             [PF_RECENT] = "recent",
+    [PF_PRICE_N] = "price_n",           [PF_PRICE_SUM] = "price_sum",
+    [PF_PRICE_MIN] = "price_min",       [PF_PRICE_MAX] = "price_max",
+    [PF_PRICE_MEAN] = "price_mean",     [PF_RATINGS_N] = "ratings_n",
+    [PF_RATINGS_SUM] = "ratings_sum",   [PF_RATINGS_MEAN] = "ratings_mean",
+    [PF_REC_CLICKS] = "rec_clicks",
+};
+
+/* A list of words with their times, as list_push keeps it. */
+struct list {
+    sp_fname field, tsfield;
+    int max;
+};
+
 struct profile {
     sp_store *store;
     sp_personal *ctx;
     int recent, top;
-    char n_field[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
+    sp_fname f[PF__COUNT];
+    char n_name[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
+    sp_fname n_field[SP_KIND__COUNT + 1]; /* of n_name */
+    struct list sessions, devices, ips;
     sp_op_hints users;    /* the event's prof:<user> entry, prefetch to process */
 };
+
+static void list_init(struct list *l, const char *field, const char *tsfield, int max) {
+    l->field = sp_fname_of(field);
+    l->tsfield = sp_fname_of(tsfield);
+    l->max = max;
+}
 
 static int profile_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
     sp_personal *ctx = sp_personal_get(env, err, errlen);
@@ -52,9 +89,15 @@ static int profile_init(void **priv, const sp_op_env *env, char *err, size_t err
     p->ctx = ctx;
     p->recent = env->cfg->profile_recent_items;
     p->top = env->cfg->profile_top_categories;
-    for (int k = 0; k <= SP_KIND__COUNT; k++)
-        snprintf(p->n_field[k], sizeof p->n_field[k], "n_%s",
+    for (int i = 0; i < PF__COUNT; i++) p->f[i] = sp_fname_of(pf_names[i]);
+    for (int k = 0; k <= SP_KIND__COUNT; k++) {
+        snprintf(p->n_name[k], sizeof p->n_name[k], "n_%s",
                  sp_event_kind_name((enum sp_event_kind)k));
+        p->n_field[k] = sp_fname_of(p->n_name[k]);
+    }
+    list_init(&p->sessions, "recent_sessions", "recent_sessions_ts", SESSIONS_MAX);
+    list_init(&p->devices, "devices", "devices_ts", LIST_MAX);
+    list_init(&p->ips, "ips", "ips_ts", LIST_MAX);
     *priv = p;
     return SP_OK;
 }
@@ -109,16 +152,6 @@ static const char *when_text(struct when *t) {
 /* Whether a list takes `word`: a word, not nothing and not two. */
 static int list_word(const char *word) { return word && *word && !strchr(word, ' '); }
 
-/* A list of words with their times, as list_push keeps it. */
-struct list {
-    const char *field, *tsfield;
-    int max;
-};
-
-static const struct list sessions_list = {"recent_sessions", "recent_sessions_ts", SESSIONS_MAX},
-                         devices_list = {"devices", "devices_ts", LIST_MAX},
-                         ips_list = {"ips", "ips_ts", LIST_MAX};
-
 /* Keeps l->field as the l->max distinct words with the newest event
  * times, newest first (ties by word), and their times in l->tsfield. The
  * list is the top l->max words by the latest event time each was seen with,
@@ -136,7 +169,7 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
     int n = 0;
     int64_t ts = when->ms;
     size_t wl = strlen(word);
-    const char *oldts = sp_obj_get_str(o, l->tsfield);
+    const char *oldts = sp_obj_get_str_f(o, &l->tsfield);
     char *tp = (char *)oldts;
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
@@ -163,7 +196,7 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         size_t rl = strlen(tp);
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
-            sp_obj_set_str(o, l->tsfield, outts);
+            sp_obj_set_str_f(o, &l->tsfield, outts, kt + rl);
             return;
         }
         tp = (char *)oldts;
@@ -215,8 +248,8 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
     }
     out[k] = '\0';
     outts[kt] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str(o, l->field, out);
-    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str(o, l->tsfield, outts);
+    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &l->field, out, k);
+    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str_f(o, &l->tsfield, outts, kt);
 }
 
 /* The length of the first `words` words of a ring whose words are one
@@ -236,6 +269,14 @@ static long ring_prefix(const char *ring, int words) {
     return (long)(end - ring);
 }
 
+/* The time after an entry's last colon, as atoll (glibc: strtoll(s, NULL,
+ * 10)) reads it, by sp_profile_parse_i64, which is strtoll's value for
+ * every text without strtoll's cost. */
+static int64_t entry_time(const char *s) {
+    char *end;
+    return sp_profile_parse_i64(s, &end);
+}
+
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
  * newest first by event time (then by text), so that the ring holds the
  * profile.recent_items newest events whatever order the input topics were
@@ -243,7 +284,7 @@ static long ring_prefix(const char *ring, int words) {
 static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
                         struct when *when) {
     int64_t ts = when->ms;
-    const char *old = sp_obj_get_str(o, "recent");
+    const char *old = sp_obj_get_str_f(o, &p->f[PF_RECENT]);
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
     size_t il = strlen(item), kl = strlen(kind), mlen;
     if (il + kl + 23 <= sizeof mine) { /* "item:kind:ts", as snprintf wrote it */
@@ -268,7 +309,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         const char *sp = strchr(ring, ' ');
         size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
         const char *colon = memrchr(ring, ':', hl), *c = colon ? colon + 1 : ring;
-        long keep = !hl || atoll(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        long keep = !hl || entry_time(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -278,7 +319,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
                 n += (size_t)keep;
             }
             out[n] = '\0';
-            if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
+            if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
             return;
         }
     }
@@ -291,7 +332,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         int take_mine = !placed;
         if (take_mine && len) {
             const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
-            long long wts = atoll(c);
+            int64_t wts = entry_time(c);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
             take_mine = cmp < 0;
@@ -311,7 +352,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         }
     }
     out[n] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str(o, "recent", out);
+    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
 }
 
 /* v as printf's "%.6g" writes it, without printf for the values an
@@ -354,23 +395,32 @@ size_t sp_profile_fmt_g6(double v, char *out) {
         if (++e > 5) return (size_t)snprintf(out, 32, "%.6g", v);
         q = 100000;
     }
-    char dig[6];
-    for (int i = 5; i >= 0; i--, q /= 10) dig[i] = (char)('0' + q % 10);
+    /* the six digits two at a time, and copied in fixed eight-byte moves
+     * (out holds 32 bytes; the bytes past n are overwritten or left past
+     * the NUL): loops of single digits and their calls to memcpy cost more
+     * than the rest */
+    char dig[16] = "";
+    uint32_t hi = q / 10000, r = q - hi * 10000, mid = r / 100;
+    memcpy(dig, sp_digit_pairs + 2 * hi, 2);
+    memcpy(dig + 2, sp_digit_pairs + 2 * mid, 2);
+    memcpy(dig + 4, sp_digit_pairs + 2 * (r - mid * 100), 2);
     int last = 5; /* last significant digit kept */
     while (last > 0 && dig[last] == '0' && last > e) last--;
-    size_t n = 0;
-    if (v < 0) out[n++] = '-';
+    size_t n = v < 0;
+    out[0] = '-'; /* overwritten by the digits when v > 0 */
     if (e >= 0) {
-        for (int i = 0; i <= e; i++) out[n++] = dig[i];
+        memcpy(out + n, dig, 8);
+        n += (size_t)e + 1;
         if (last > e) {
             out[n++] = '.';
-            for (int i = e + 1; i <= last; i++) out[n++] = dig[i];
+            memcpy(out + n, dig + e + 1, 8);
+            n += (size_t)(last - e);
         }
-    } else {
-        out[n++] = '0';
-        out[n++] = '.';
-        for (int i = 0; i < -e - 1; i++) out[n++] = '0';
-        for (int i = 0; i <= last; i++) out[n++] = dig[i];
+    } else { /* "0." and -e - 1 zeros before the digits */
+        memcpy(out + n, "0.000", 5);
+        n += (size_t)(1 - e);
+        memcpy(out + n, dig, 8);
+        n += (size_t)last + 1;
     }
     out[n] = '\0';
     return n;
@@ -383,24 +433,16 @@ size_t sp_profile_fmt_g6(double v, char *out) {
 double sp_profile_parse_score(const char *s) {
     static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-    const char *c = s;
-    int neg = *c == '-';
-    c += neg;
-    uint64_t m = 0;
-    int digits = 0, frac = 0, dot = 0;
-    for (;; c++) {
-        if (*c >= '0' && *c <= '9') {
-            m = m * 10 + (uint64_t)(*c - '0');
-            digits++;
-            frac += dot;
-        } else if (*c == '.' && !dot) {
-            dot = 1;
-        } else {
-            break;
-        }
-        if (digits > 15) return strtod(s, NULL);
+    int neg = *s == '-';
+    const char *c = s + neg, *int0 = c, *frac0 = NULL;
+    uint64_t m = 0; /* wraps past 19 digits: those go to strtod below */
+    while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
+    if (*c == '.') {
+        frac0 = ++c;
+        while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
     }
-    if (!digits || (*c && *c != ',')) return strtod(s, NULL);
+    int frac = frac0 ? (int)(c - frac0) : 0, digits = (int)(c - int0) - (frac0 != NULL);
+    if (!digits || digits > 15 || (*c && *c != ',')) return strtod(s, NULL);
     double v = (double)m / p10[frac];
     return neg ? -v : v;
 }
@@ -453,13 +495,11 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     if (!cl || w <= 0 || cl > SP_EVENT_MAX_ID) return;
     struct aff a[101];
     int n = 0;
-    const char *s = sp_obj_get_str(o, "aff"); /* valid until "aff" is set, below */
+    const char *s = sp_obj_get_str_f(o, &p->f[PF_AFF]); /* valid until "aff" is set, below */
     while (s && *s && n < p->top) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        const char *colon = NULL;
-        for (const char *c = s; c < s + len; c++)
-            if (*c == ':') colon = c;
+        const char *colon = memrchr(s, ':', len);
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
             a[n].cat = s;
             a[n].len = (size_t)(colon - s);
@@ -468,7 +508,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
         }
         s += len + (comma ? 1 : 0);
     }
-    int64_t at = sp_obj_get_int(o, "aff_ms", ts);
+    int64_t at = sp_obj_get_int_f(o, &p->f[PF_AFF_MS], ts);
     if (ts > at) {
         double f = pow(0.5, (double)(ts - at) / p->ctx->half_life_ms);
         for (int i = 0; i < n; i++) a[i].score *= f;
@@ -499,30 +539,31 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
         len += sp_profile_fmt_g6(a[i].score, out + len);
     }
     out[len] = '\0';
-    sp_obj_set_str(o, "aff", out);
-    sp_obj_set_int(o, "aff_ms", at);
+    sp_obj_set_str_f(o, &p->f[PF_AFF], out, len);
+    sp_obj_set_int_f(o, &p->f[PF_AFF_MS], at);
 }
 
 /* A derived value for people to read (a mean: never read back to compute
  * with), in six significant digits without printf's %.17g. */
-static void set_shown(sp_obj *o, const char *field, double v) {
+static void set_shown(sp_obj *o, const sp_fname *field, double v) {
     char buf[40];
-    sp_profile_fmt_g6(v, buf);
-    sp_obj_set_str(o, field, buf);
+    size_t len = sp_profile_fmt_g6(v, buf);
+    sp_obj_set_str_f(o, field, buf, len);
 }
 
-static void price_add(sp_obj *o, double price) {
+static void price_add(const struct profile *p, sp_obj *o, double price) {
     if (!(price > 0)) return;
-    int64_t n = sp_obj_get_int(o, "price_n", 0);
-    double sum = sp_obj_get_double(o, "price_sum", 0) + price;
-    double lo = sp_obj_get_double(o, "price_min", price);
-    double hi = sp_obj_get_double(o, "price_max", price);
-    sp_obj_set_int(o, "price_n", n + 1);
-    sp_obj_set_double(o, "price_sum", sum);
+    const sp_fname *f = p->f;
+    int64_t n = sp_obj_get_int_f(o, &f[PF_PRICE_N], 0);
+    double sum = sp_obj_get_double_f(o, &f[PF_PRICE_SUM], 0) + price;
+    double lo = sp_obj_get_double_f(o, &f[PF_PRICE_MIN], price);
+    double hi = sp_obj_get_double_f(o, &f[PF_PRICE_MAX], price);
+    sp_obj_set_int_f(o, &f[PF_PRICE_N], n + 1);
+    sp_obj_set_double_f(o, &f[PF_PRICE_SUM], sum);
     /* min and max rarely move: written when they do (or are new) */
-    if (price < lo || !n) sp_obj_set_double(o, "price_min", price < lo ? price : lo);
-    if (price > hi || !n) sp_obj_set_double(o, "price_max", price > hi ? price : hi);
-    set_shown(o, "price_mean", sum / (double)(n + 1));
+    if (price < lo || !n) sp_obj_set_double_f(o, &f[PF_PRICE_MIN], price < lo ? price : lo);
+    if (price > hi || !n) sp_obj_set_double_f(o, &f[PF_PRICE_MAX], price > hi ? price : hi);
+    set_shown(o, &f[PF_PRICE_MEAN], sum / (double)(n + 1));
 }
 
 static int profile_process(void *priv, const sp_op_event *e) {
@@ -533,17 +574,22 @@ static int profile_process(void *priv, const sp_op_event *e) {
     sp_obj *o;
     int rc = sp_op_get(&p->users, p->store, e, key, &o);
     if (rc != SP_OK) return rc;
+    /* a new profile gets most of its fields now: room for all of them */
+    if (!sp_obj_nfields(o)) sp_obj_reserve(o, PF__COUNT + 6 + SP_KIND__COUNT + 1);
     const char *kind = sp_event_kind_name(e->kind);
     int64_t ts = ev->ts_ms;
     struct when when = {.ms = ts};
-    if (ts < sp_obj_get_int(o, "first_ms", INT64_MAX)) sp_obj_set_int(o, "first_ms", ts);
-    if (ts > sp_obj_get_int(o, "last_ms", INT64_MIN)) sp_obj_set_int(o, "last_ms", ts);
-    sp_obj_incr(o, "events", 1);
-    sp_obj_incr(o, p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
+    const sp_fname *f = p->f;
+    if (ts < sp_obj_get_int_f(o, &f[PF_FIRST_MS], INT64_MAX))
+        sp_obj_set_int_f(o, &f[PF_FIRST_MS], ts);
+    if (ts > sp_obj_get_int_f(o, &f[PF_LAST_MS], INT64_MIN))
+        sp_obj_set_int_f(o, &f[PF_LAST_MS], ts);
+    sp_obj_incr_f(o, &f[PF_EVENTS], 1);
+    sp_obj_incr_f(o, &p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
     if (list_word(ev->session_id)) {
         /* distinct session ids among the SESSIONS_MAX newest (by event
          * time): a session counts once unless it has dropped out of them */
-        const char *seen = sp_obj_get_str(o, "recent_sessions");
+        const char *seen = sp_obj_get_str_f(o, &p->sessions.field);
         size_t sl = strlen(ev->session_id);
         int known = 0;
         for (const char *c = seen; c && *c && !known;) {
@@ -553,41 +599,41 @@ static int profile_process(void *priv, const sp_op_event *e) {
             c += len;
             while (*c == ' ') c++;
         }
-        if (!known) sp_obj_incr(o, "sessions", 1); /* leaves `seen` as it is */
-        list_push(o, &sessions_list, seen, ev->session_id, &when);
+        if (!known) sp_obj_incr_f(o, &f[PF_SESSIONS], 1); /* leaves `seen` as it is */
+        list_push(o, &p->sessions, seen, ev->session_id, &when);
     }
     if (ev->context && list_word(ev->context->device_id))
-        list_push(o, &devices_list, sp_obj_get_str(o, devices_list.field),
+        list_push(o, &p->devices, sp_obj_get_str_f(o, &p->devices.field),
                   ev->context->device_id, &when);
     if (ev->context && list_word(ev->context->ip))
-        list_push(o, &ips_list, sp_obj_get_str(o, ips_list.field), ev->context->ip, &when);
+        list_push(o, &p->ips, sp_obj_get_str_f(o, &p->ips.field), ev->context->ip, &when);
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {
         const Shopstream__V1__Click *c = ev->click;
         if (c->item_id && *c->item_id) {
             recent_push(p, o, c->item_id, kind, &when);
-            price_add(o, c->price);
+            price_add(p, o, c->price);
         }
         affinity_add(p, o, c->category, w, ts);
-        if (c->rec_id && *c->rec_id) sp_obj_incr(o, "rec_clicks", 1);
+        if (c->rec_id && *c->rec_id) sp_obj_incr_f(o, &f[PF_REC_CLICKS], 1);
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_ORDER && ev->order) {
         const Shopstream__V1__Order *ord = ev->order;
-        int64_t orders = sp_obj_get_int(o, "orders", 0) + 1;
-        double spend = sp_obj_get_double(o, "spend", 0) + ord->total;
-        sp_obj_set_int(o, "orders", orders);
-        sp_obj_set_double(o, "spend", spend);
-        set_shown(o, "aov", spend / (double)orders);
+        int64_t orders = sp_obj_get_int_f(o, &f[PF_ORDERS], 0) + 1;
+        double spend = sp_obj_get_double_f(o, &f[PF_SPEND], 0) + ord->total;
+        sp_obj_set_int_f(o, &f[PF_ORDERS], orders);
+        sp_obj_set_double_f(o, &f[PF_SPEND], spend);
+        set_shown(o, &f[PF_AOV], spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
             if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, &when);
             affinity_add(p, o, li->category, w, ts);
         }
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review) {
-        int64_t n = sp_obj_get_int(o, "ratings_n", 0) + 1;
-        int64_t sum = sp_obj_get_int(o, "ratings_sum", 0) + ev->review->rating;
-        sp_obj_set_int(o, "ratings_n", n);
-        sp_obj_set_int(o, "ratings_sum", sum);
-        set_shown(o, "ratings_mean", (double)sum / (double)n);
+        int64_t n = sp_obj_get_int_f(o, &f[PF_RATINGS_N], 0) + 1;
+        int64_t sum = sp_obj_get_int_f(o, &f[PF_RATINGS_SUM], 0) + ev->review->rating;
+        sp_obj_set_int_f(o, &f[PF_RATINGS_N], n);
+        sp_obj_set_int_f(o, &f[PF_RATINGS_SUM], sum);
+        set_shown(o, &f[PF_RATINGS_MEAN], (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
             recent_push(p, o, ev->review->item_id, kind, &when);
     }

@@ -37,7 +37,7 @@ struct field {
         int64_t i;        /* F_INT */
         double d;         /* F_DBL */
     } num;
-    uint32_t hash, nlen;  /* of name, for field_find */
+    uint32_t hash, nlen;  /* of name, for field_lookup */
     size_t tlen, cap;     /* text length; bytes allocated for text */
     uint8_t kind;         /* F_STR: text is the value; else num is */
     uint8_t text_ok;      /* text holds the current value (always, for F_STR) */
@@ -541,23 +541,50 @@ static void index_reserve(sp_obj *o, size_t n) {
     for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
 }
 
-/* The field called `name` (hash h, length len), or NULL; if absent and
- * `create` > 0, a new field without a value, which the caller gives it,
- * with room for a text of create - 1 bytes (at least a number's) in the
- * same allocation as its name: one malloc per new field. Lookup
- * is one hash of the name and, with the index at most half full, about one
- * probe: operators touch some twenty fields of a profile per event, and a
- * strcmp scan over a few dozen names was the store's largest cost. The
- * field array may move when it grows; names and texts live apart, so the
- * pointers callers hold do not. */
-static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
-                                  size_t create) {
-    size_t mask = o->icap - 1;
-    for (size_t j = h & mask; o->icap && o->index[j]; j = (j + 1) & mask) {
-        struct field *f = &o->fields[o->index[j] - 1];
-        if (f->hash == h && f->nlen == len && !memcmp(f->name, name, len)) return f;
+static uint64_t load8(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Whether the len bytes at a and b are the same, in eight-byte loads (the
+ * last one overlapping the one before) and no call: field names are short,
+ * and a call to memcmp cost more than the rest of a lookup. Reads only
+ * a[0..len) and b[0..len). */
+static inline int name_eq(const char *a, const char *b, uint32_t len) {
+    if (len >= 8) {
+        for (uint32_t i = 0; i + 8 < len; i += 8)
+            if (load8(a + i) != load8(b + i)) return 0;
+        return load8(a + len - 8) == load8(b + len - 8);
     }
-    if (!create) return NULL;
+    for (uint32_t i = 0; i < len; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* The field called `name` (hash h, length len), or NULL. With the index at
+ * most half full, about one probe: operators touch some twenty fields of a
+ * profile per event, and a strcmp scan over a few dozen names was the
+ * store's largest cost. Inline, apart from field_add, so that a lookup of
+ * a field that is there pays for no more than the probe. */
+static inline struct field *field_probe(const sp_obj *o, const char *name, uint32_t h,
+                                        uint32_t len) {
+    if (!o->icap) return NULL;
+    size_t mask = o->icap - 1;
+    for (size_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
+        struct field *f = &o->fields[o->index[j] - 1];
+        if (f->hash == h && f->nlen == len && name_eq(f->name, name, len)) return f;
+    }
+    return NULL;
+}
+
+/* A new field called `name` (not there yet), without a value, which the
+ * caller gives it, with room for a text of create - 1 bytes (at least a
+ * number's) in the same allocation as its name: one malloc per new field.
+ * The field array may move when it grows; names and texts live apart, so
+ * the pointers callers hold do not. */
+static __attribute__((noinline)) struct field *field_add(sp_obj *o, const char *name, uint32_t h,
+                                                         uint32_t len, size_t create) {
     if (o->nfields == o->cap) {
         o->cap = o->cap ? o->cap * 2 : 8;
         o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
@@ -576,17 +603,12 @@ static struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint3
     return f;
 }
 
-/* The store's objects are never const underneath; the readers' `const`
- * promises no change of value, while they may still parse or format into
- * the cache. */
-static struct field *field_find(const sp_obj *o, const char *name) {
-    uint32_t len, h = name_hash(name, &len);
-    return field_lookup((sp_obj *)o, name, h, len, 0);
-}
-
-static struct field *field_get(sp_obj *o, const char *name) {
-    uint32_t len, h = name_hash(name, &len);
-    return field_lookup(o, name, h, len, SP_G17_MAX);
+/* The field called `name`, or NULL; if absent and `create` > 0, a new one
+ * (field_add). */
+static inline struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
+                                         size_t create) {
+    struct field *f = field_probe(o, name, h, len);
+    return f || !create ? f : field_add(o, name, h, len, create);
 }
 
 /* Room for a text of len bytes. Every field starts with room for a
@@ -665,12 +687,7 @@ static void obj_load(sp_obj *o, const redisReply *r) {
         o->loaded = 1;
         return;
     }
-    size_t n = r->elements / 2;
-    if (o->cap < o->nfields + n) { /* sized once, not grown field by field */
-        o->cap = o->nfields + n;
-        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
-    }
-    index_reserve(o, o->nfields + n);
+    sp_obj_reserve(o, o->nfields + r->elements / 2); /* sized once, not field by field */
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const char *name = r->element[i]->str;
         uint32_t len, h = name_hash(name, &len);
@@ -943,47 +960,83 @@ static void obj_mark(sp_obj *o, struct field *f) {
     p->dirty = o;
 }
 
-int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
-    struct field *f = field_find(o, field);
+sp_fname sp_fname_of(const char *name) {
+    sp_fname n = {name, 0, 0};
+    n.hash = name_hash(name, &n.len);
+    return n;
+}
+
+/* The field calls of store.h with the name's hash and length worked out
+ * once (sp_fname_of): an operator that touches the same fields at every
+ * event hashes none of their names. The store's objects are never const
+ * underneath; the readers' `const` promises no change of value, while they
+ * may still parse or format into the cache. */
+int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *n, int64_t def) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_int(f) : def;
 }
 
-double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
-    struct field *f = field_find(o, field);
+double sp_obj_get_double_f(const sp_obj *o, const sp_fname *n, double def) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_double(f) : def;
 }
 
-const char *sp_obj_get_str(const sp_obj *o, const char *field) {
-    struct field *f = field_find(o, field);
+const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *n) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
     return f ? field_text(f) : NULL;
 }
 
-void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
-    struct field *f = field_get(o, field);
-    text_set(f, v, strlen(v));
-    obj_mark(o, f);
-}
-
-void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
-    struct field *f = field_get(o, field);
+void sp_obj_set_int_f(sp_obj *o, const sp_fname *n, int64_t v) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_INT;
     f->num.i = v;
     f->text_ok = 0;
     obj_mark(o, f);
 }
 
-void sp_obj_set_double(sp_obj *o, const char *field, double v) {
-    struct field *f = field_get(o, field);
+void sp_obj_set_double_f(sp_obj *o, const sp_fname *n, double v) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_DBL;
     f->num.d = v;
     f->text_ok = 0;
     obj_mark(o, f);
 }
 
-sp_fname sp_fname_of(const char *name) {
-    sp_fname n = {name, 0, 0};
-    n.hash = name_hash(name, &n.len);
-    return n;
+void sp_obj_set_str_f(sp_obj *o, const sp_fname *n, const char *v, size_t len) {
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
+    text_set(f, v, len);
+    obj_mark(o, f);
+}
+
+/* The calls by name: the name hashed at each call. */
+int64_t sp_obj_get_int(const sp_obj *o, const char *field, int64_t def) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_int_f(o, &n, def);
+}
+
+double sp_obj_get_double(const sp_obj *o, const char *field, double def) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_double_f(o, &n, def);
+}
+
+const char *sp_obj_get_str(const sp_obj *o, const char *field) {
+    sp_fname n = sp_fname_of(field);
+    return sp_obj_get_str_f(o, &n);
+}
+
+void sp_obj_set_str(sp_obj *o, const char *field, const char *v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_str_f(o, &n, v, strlen(v));
+}
+
+void sp_obj_set_int(sp_obj *o, const char *field, int64_t v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_int_f(o, &n, v);
+}
+
+void sp_obj_set_double(sp_obj *o, const char *field, double v) {
+    sp_fname n = sp_fname_of(field);
+    sp_obj_set_double_f(o, &n, v);
 }
 
 /* One lookup for the read and the write; an absent field counts from 0. */
@@ -1014,6 +1067,14 @@ void sp_obj_incrf(sp_obj *o, const char *field, double by) {
 }
 
 size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
+
+void sp_obj_reserve(sp_obj *o, size_t n) {
+    if (o->cap < n) {
+        o->cap = n;
+        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
+    }
+    index_reserve(o, n);
+}
 const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
 const char *sp_obj_field_value(const sp_obj *o, size_t i) {
     return field_text(&((sp_obj *)o)->fields[i]);

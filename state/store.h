@@ -113,11 +113,22 @@ typedef struct sp_fname {
 } sp_fname;
 sp_fname sp_fname_of(const char *name);
 void sp_obj_incr_f(sp_obj *o, const sp_fname *f, int64_t by);
+int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *f, int64_t def);
+double sp_obj_get_double_f(const sp_obj *o, const sp_fname *f, double def);
+const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *f);
+void sp_obj_set_int_f(sp_obj *o, const sp_fname *f, int64_t v);
+void sp_obj_set_double_f(sp_obj *o, const sp_fname *f, double v);
+/* v is len bytes (no NUL inside), as the caller measured it: no strlen. */
+void sp_obj_set_str_f(sp_obj *o, const sp_fname *f, const char *v, size_t len);
 void sp_obj_incrf(sp_obj *o, const char *field, double by);
 void sp_obj_set_int(sp_obj *o, const char *field, int64_t v);
 void sp_obj_set_double(sp_obj *o, const char *field, double v);
 void sp_obj_set_str(sp_obj *o, const char *field, const char *v);
 size_t sp_obj_nfields(const sp_obj *o);
+/* Room for n fields in all, so that an object about to get many fields at
+ * once (a new profile: some twenty at its first event) grows its field
+ * array and index once, not one doubling after another. Changes no field. */
+void sp_obj_reserve(sp_obj *o, size_t n);
 const char *sp_obj_field_name(const sp_obj *o, size_t i);
 const char *sp_obj_field_value(const sp_obj *o, size_t i);
 

@@ -26,6 +26,8 @@ char *sp_xstrndup(const char *s, size_t n);
  * returns its length: the hot paths' replacement for snprintf("%lld"). */
 #include <stdint.h>
 size_t sp_i64toa(int64_t v, char *out);
+/* "00" "01" ... "99": the two digits of n at sp_digit_pairs + 2 * n. */
+extern const char sp_digit_pairs[201];
 
 /* A 64-bit hash of n bytes for in-memory hash tables (not stable across
  * versions: never store it). */

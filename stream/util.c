@@ -9,7 +9,7 @@
 #include "stream/error.h"
 #include "stream/log.h"
 
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+const char sp_digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
                                   "25262728293031323334353637383940414243444546474849"
                                   "50515253545556575859606162636465666768697071727374"
                                   "75767778798081828384858687888990919293949596979899";
@@ -22,13 +22,13 @@ static char *put_u32(char *end, uint32_t x, int min) {
     while (x >= 100 || n + 2 < min) {
         uint32_t q = x / 100;
         end -= 2;
-        memcpy(end, digit_pairs + 2 * (x - q * 100), 2);
+        memcpy(end, sp_digit_pairs + 2 * (x - q * 100), 2);
         x = q;
         n += 2;
     }
     if (x >= 10 || n + 1 < min) {
         end -= 2;
-        memcpy(end, digit_pairs + 2 * x, 2);
+        memcpy(end, sp_digit_pairs + 2 * x, 2);
     } else {
         *--end = (char)('0' + x);
     }

@@ -858,6 +858,111 @@ Test(store_typed, many_fields_and_pointers_that_stay_valid, .init = start, .fini
     sp_store_destroy(st);
 }
 
+/* The _f calls reach the field of the name their sp_fname was made from,
+ * and no other: what one kind of call writes the other reads, names that
+ * are prefixes of each other stay apart, an absent field gives the
+ * default, set_str_f stores the len bytes it was given (not up to a NUL),
+ * and Redis holds the same texts as for the calls by name. */
+Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    sp_fname n = sp_fname_of("n_view"), nv = sp_fname_of("n_v"), d = sp_fname_of("price_sum"),
+             s = sp_fname_of("recent_sessions_ts"), absent = sp_fname_of("n_vie");
+    cr_assert_eq(n.len, 6);
+    sp_obj_set_int_f(o, &n, 41);
+    sp_obj_set_int(o, "n_v", -3);
+    cr_assert_eq(sp_obj_get_int(o, "n_view", 0), 41);
+    cr_assert_eq(sp_obj_get_int_f(o, &n, 0), 41);
+    cr_assert_eq(sp_obj_get_int_f(o, &nv, 0), -3);
+    sp_obj_incr_f(o, &n, 1);
+    cr_assert_str_eq(sp_obj_get_str_f(o, &n), "42");
+    cr_assert_eq(sp_obj_get_int_f(o, &absent, 77), 77);
+    cr_assert(same_double(sp_obj_get_double_f(o, &absent, 0.5), 0.5));
+    cr_assert_null(sp_obj_get_str_f(o, &absent));
+    sp_obj_set_double_f(o, &d, 0.1);
+    cr_assert(same_double(sp_obj_get_double(o, "price_sum", 0), 0.1));
+    sp_obj_set_double(o, "price_sum", 2.75);
+    cr_assert(same_double(sp_obj_get_double_f(o, &d, 0), 2.75));
+    cr_assert_str_eq(sp_obj_get_str_f(o, &d), "2.75");
+    sp_obj_set_str_f(o, &s, "1700000000000 1699999999000 trailing", 27);
+    cr_assert_str_eq(sp_obj_get_str(o, "recent_sessions_ts"), "1700000000000 1699999999000");
+    cr_assert_eq(sp_obj_get_str_f(o, &s), sp_obj_get_str(o, "recent_sessions_ts"));
+    sp_obj_set_str(o, "recent_sessions_ts", "x");
+    cr_assert_str_eq(sp_obj_get_str_f(o, &s), "x");
+    sp_obj_set_str_f(o, &s, "", 0);
+    cr_assert_str_eq(sp_obj_get_str(o, "recent_sessions_ts"), "");
+    cr_assert_eq(sp_obj_nfields(o), 4);
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "n_view", "42");
+    expect_field("{p5}:u:typed", "n_v", "-3");
+    expect_field("{p5}:u:typed", "price_sum", "2.75");
+    expect_field("{p5}:u:typed", "recent_sessions_ts", "");
+    sp_store_destroy(st);
+}
+
+/* Pairs of names of one length with the same hash (FNV-1a 32, found by
+ * search): a long name differing in bytes only the second eight-byte
+ * comparison sees, a name shorter than eight bytes (compared byte by byte)
+ * and one of ten. The probe compares the names themselves, and each of a
+ * pair is its own field. */
+Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .init = start,
+     .fini = stop) {
+    static const char *const pairs[][2] = {{"prefix__yCao_suffix__", "prefix__Aaia_suffix__"},
+                                           {"n_jCxh", "n_v2la"},
+                                           {"aboBxj_sfx", "abC1la_sfx"}};
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        sp_fname a = sp_fname_of(pairs[i][0]), b = sp_fname_of(pairs[i][1]);
+        cr_assert_eq(a.hash, b.hash, "%s", pairs[i][0]);
+        cr_assert_eq(a.len, b.len);
+        sp_obj_set_int_f(o, &a, (int64_t)i);
+        cr_assert_eq(sp_obj_get_int_f(o, &b, -1), -1, "%s found as %s", pairs[i][1], pairs[i][0]);
+        sp_obj_set_str(o, pairs[i][1], pairs[i][1]);
+        cr_assert_eq(sp_obj_get_int(o, pairs[i][0], -1), (int64_t)i);
+        cr_assert_str_eq(sp_obj_get_str_f(o, &b), pairs[i][1]);
+    }
+    cr_assert_eq(sp_obj_nfields(o), 6);
+    sp_store_destroy(st);
+}
+
+/* sp_obj_reserve changes no field: a reserve below the count is nothing,
+ * and after one above it every field is still found, new ones join in
+ * order, and texts handed out before stay where they were. */
+Test(store_typed, reserving_room_keeps_every_field_and_text, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    char name[32], want[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    const char *t = sp_obj_get_str(o, "r3");
+    sp_obj_reserve(o, 3);
+    sp_obj_reserve(o, 0);
+    cr_assert_eq(sp_obj_nfields(o), 5);
+    sp_obj_reserve(o, 40);
+    cr_assert_eq(sp_obj_nfields(o), 5);
+    for (int i = 5; i < 60; i++) { /* past the reserve too */
+        snprintf(name, sizeof name, "r%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    cr_assert_eq(sp_obj_nfields(o), 60);
+    for (int i = 0; i < 60; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        snprintf(want, sizeof want, "%d", i);
+        cr_assert_str_eq(sp_obj_field_name(o, (size_t)i), name);
+        cr_assert_eq(sp_obj_get_int(o, name, -1), i, "%s", name);
+        cr_assert_str_eq(sp_obj_field_value(o, (size_t)i), want);
+    }
+    cr_assert_null(sp_obj_get_str(o, "r60"));
+    cr_assert_eq(sp_obj_get_str(o, "r3"), t);
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "r59", "59");
+    sp_store_destroy(st);
+}
+
 /* The property: random sets, increments and reads on random fields agree
  * with a reference that keeps every field as plain printf text, through
  * commits and restarts (objects reloaded from Redis); and Redis ends up
