@@ -1075,6 +1075,7 @@ void sp_obj_reserve(sp_obj *o, size_t n) {
     }
     index_reserve(o, n);
 }
+
 const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
 const char *sp_obj_field_value(const sp_obj *o, size_t i) {
     return field_text(&((sp_obj *)o)->fields[i]);
