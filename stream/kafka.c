@@ -51,6 +51,9 @@ void sp_kafka_consumer_defaults(rd_kafka_conf_t *conf, const sp_config *cfg) {
             rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], sub, sizeof sub);
 }
 
+/* Topics a sink keeps handles for (sp_sink_produce). */
+#define SP_SINK_TOPICS 16
+
 struct sp_sink {
     rd_kafka_t *rk;
     sp_metrics *metrics;
@@ -58,6 +61,11 @@ struct sp_sink {
     int64_t outstanding[SP_SINK_GENS];   /* queued, not yet settled, per gen % SP_SINK_GENS */
     rd_kafka_topic_t *checked[8];        /* topics looked up by sp_sink_check_topic */
     int nchecked;
+    /* Handles of the topics produced to, so that a record names its topic
+     * by handle: by name, rd_kafka_producev takes the client's write lock
+     * to look the topic up and drops its reference again, every record. */
+    rd_kafka_topic_t *topics[SP_SINK_TOPICS];
+    int ntopics;
 };
 
 /* The message opaque: generation << 8 | retries so far. */
@@ -148,8 +156,21 @@ void sp_sink_destroy(sp_sink *sk) {
     if (!sk) return;
     sp_sink_flush(sk, 10000);
     for (int i = 0; i < sk->nchecked; i++) rd_kafka_topic_destroy(sk->checked[i]);
+    for (int i = 0; i < sk->ntopics; i++) rd_kafka_topic_destroy(sk->topics[i]);
     rd_kafka_destroy(sk->rk);
     free(sk);
+}
+
+/* The handle of topic, made on its first record; NULL (produce by name)
+ * once SP_SINK_TOPICS distinct topics have handles. A processor writes to
+ * a handful of topics, so a scan is the lookup. */
+static rd_kafka_topic_t *topic_handle(sp_sink *sk, const char *topic) {
+    for (int i = 0; i < sk->ntopics; i++)
+        if (!strcmp(rd_kafka_topic_name(sk->topics[i]), topic)) return sk->topics[i];
+    if (sk->ntopics == SP_SINK_TOPICS) return NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(sk->rk, topic, NULL);
+    if (rkt) sk->topics[sk->ntopics++] = rkt;
+    return rkt;
 }
 
 int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
@@ -157,11 +178,19 @@ int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keyl
     rd_kafka_headers_t *h = nhdrs ? rd_kafka_headers_new(nhdrs) : NULL;
     for (size_t i = 0; i < nhdrs; i++)
         rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+    rd_kafka_vu_t vu[6] = {
+        {.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = topic_handle(sk, topic)},
+        {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {(void *)value, len}},
+        {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {(void *)key, keylen}},
+        {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
+        {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = h},
+        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = OPAQUE(sk->gen, 0)},
+    };
+    if (!vu[0].u.rkt) vu[0] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = topic};
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            sk->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
-            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(OPAQUE(sk->gen, 0)), RD_KAFKA_V_END);
+        rd_kafka_error_t *err = rd_kafka_produceva(sk->rk, vu, 6);
+        rd_kafka_resp_err_t e = err ? rd_kafka_error_code(err) : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err) rd_kafka_error_destroy(err);
         if (!e) {
             sk->outstanding[sk->gen % SP_SINK_GENS]++;
             return SP_OK;

@@ -3,6 +3,7 @@
  * instead of hanging. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <librdkafka/rdkafka.h>
 
 #include "stream/config.h"
 #include "stream/error.h"
@@ -32,17 +33,23 @@ Test(sink, undeliverable_messages_are_retried_then_counted) {
     sp_config_release(&cfg);
 }
 
+/* A sink on a fresh one-partition mock cluster (stopped by the caller). */
+static sp_sink *mock_sink(sp_t_mock *mock, sp_config *cfg, sp_metrics *m) {
+    cr_assert_eq(sp_t_mock_start(mock, 1), 0);
+    sp_config_init(cfg);
+    char err[256];
+    cr_assert_eq(sp_config_set(cfg, "brokers", mock->bootstrap, err, sizeof err), SP_OK);
+    memset(m, 0, sizeof *m);
+    sp_sink *sk = sp_sink_new(cfg, m, err, sizeof err);
+    cr_assert_not_null(sk, "%s", err);
+    return sk;
+}
+
 Test(sink, delivered_messages_are_counted) {
     sp_t_mock mock;
-    cr_assert_eq(sp_t_mock_start(&mock, 1), 0);
     sp_config cfg;
-    sp_config_init(&cfg);
-    char err[256];
-    cr_assert_eq(sp_config_set(&cfg, "brokers", mock.bootstrap, err, sizeof err), SP_OK);
     sp_metrics m;
-    memset(&m, 0, sizeof m);
-    sp_sink *sk = sp_sink_new(&cfg, &m, err, sizeof err);
-    cr_assert_not_null(sk, "%s", err);
+    sp_sink *sk = mock_sink(&mock, &cfg, &m);
     for (int i = 0; i < 10; i++)
         cr_assert_eq(sp_sink_produce(sk, "shop.deadletter", "k", 1, "v", 1, NULL, 0), SP_OK);
     cr_assert_eq(sp_sink_flush(sk, 20000), SP_OK);
@@ -77,4 +84,89 @@ Test(sink, the_producer_lingers_a_millisecond_unless_configured) {
         sp_config_release(&cfg);
     }
     cr_assert_str_eq(SP_SINK_LINGER_MS, "1");
+}
+
+/* Reads topic's partitions from the start until `want` records came (or
+ * 20 s passed) and checks each one: key "k<topic index>", value
+ * "v<record index>", header "n" = the topic name. Returns how many came. */
+static int read_back(const char *bootstrap, const char *topic, int t, int want) {
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err),
+                 RD_KAFKA_CONF_OK);
+    cr_assert_eq(rd_kafka_conf_set(conf, "group.id", "sink-read-back", err, sizeof err),
+                 RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    cr_assert_eq(rd_kafka_metadata(rk, 0, rkt, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    int nparts = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    cr_assert_gt(nparts, 0, "%s: no such topic", topic);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(nparts);
+    for (int p = 0; p < nparts; p++)
+        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    cr_assert_eq(rd_kafka_assign(rk, tp), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(tp);
+    int got = 0;
+    for (int polls = 0; got < want && polls < 200; polls++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) continue;
+        if (m->err) cr_log_warn("%s: %s", topic, rd_kafka_message_errstr(m));
+        if (!m->err) {
+            char key[16], val[16];
+            snprintf(key, sizeof key, "k%d", t);
+            snprintf(val, sizeof val, "v%d", got);
+            cr_assert_str_eq(rd_kafka_topic_name(m->rkt), topic);
+            cr_assert(m->key_len == strlen(key) && !memcmp(m->key, key, m->key_len),
+                      "%s: record %d: key %.*s", topic, got, (int)m->key_len, (char *)m->key);
+            cr_assert(m->len == strlen(val) && !memcmp(m->payload, val, m->len),
+                      "%s: record %d: value %.*s", topic, got, (int)m->len, (char *)m->payload);
+            rd_kafka_headers_t *h = NULL;
+            const void *hv = NULL;
+            size_t hl = 0;
+            cr_assert_eq(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
+            cr_assert_eq(rd_kafka_header_get_last(h, "n", &hv, &hl), RD_KAFKA_RESP_ERR_NO_ERROR);
+            cr_assert(hl == strlen(topic) && !memcmp(hv, topic, hl), "%s: header", topic);
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return got;
+}
+
+/* The sink produces by topic handle, made on a topic's first record and
+ * kept: records interleaved over more topics than it keeps handles for
+ * (the rest go by name), named from one reused buffer, each land in their
+ * own topic with their key, value and headers. */
+Test(sink, records_reach_their_topic_by_handle_or_by_name, .timeout = 120) {
+    sp_t_mock mock;
+    sp_config cfg;
+    sp_metrics m;
+    sp_sink *sk = mock_sink(&mock, &cfg, &m);
+    enum { TOPICS = 20, ROUNDS = 3 };
+    char topic[32], key[16], val[16];
+    int sent[TOPICS] = {0};
+    for (int r = 0; r < ROUNDS; r++)
+        for (int t = 0; t < TOPICS; t++) {
+            snprintf(topic, sizeof topic, "sink.t%02d", t);
+            snprintf(key, sizeof key, "k%d", t);
+            snprintf(val, sizeof val, "v%d", sent[t]++);
+            sp_header h = {"n", topic, strlen(topic)};
+            cr_assert_eq(sp_sink_produce(sk, topic, key, strlen(key), val, strlen(val), &h, 1),
+                         SP_OK);
+        }
+    cr_assert_eq(sp_sink_flush(sk, 20000), SP_OK);
+    cr_assert_eq(m.produced, TOPICS * ROUNDS);
+    for (int t = 0; t < TOPICS; t++) {
+        snprintf(topic, sizeof topic, "sink.t%02d", t);
+        cr_assert_eq(read_back(mock.bootstrap, topic, t, ROUNDS), ROUNDS, "%s", topic);
+    }
+    sp_sink_destroy(sk);
+    sp_config_release(&cfg);
+    sp_t_mock_stop(&mock);
 }
