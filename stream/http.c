@@ -500,6 +500,10 @@ static void counter(struct buf *b, const char *name, const char *help, uint64_t 
             (unsigned long long)v);
 }
 
+static void counter_s(struct buf *b, const char *name, const char *help, double seconds) {
+    bprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s %.6f\n", name, help, name, name, seconds);
+}
+
 /* A Prometheus histogram (seconds) from an sp_hist (microseconds): one
  * bucket per doubling, cumulative, plus +Inf. */
 static void histogram(struct buf *b, const char *name, const char *help, const sp_hist *hist) {
@@ -558,6 +562,17 @@ static enum MHD_Result route_metrics(sp_http *h, struct MHD_Connection *c) {
                     "partitions.\n# TYPE shopstream_consumer_lag gauge\nshopstream_consumer_lag "
                     "%lld\n",
                 (long long)m->lag);
+        /* CPU: the process's as every Prometheus client library names it,
+         * and apart the operator thread's (the processing core; the rest
+         * is librdkafka's threads and the Redis committers) */
+        struct timespec ts;
+        if (m->has_thread_clock && clock_gettime(m->thread_clock, &ts) == 0)
+            counter_s(&b, "shopstream_worker_cpu_seconds_total",
+                      "CPU time of the thread that runs this instance's operators.",
+                      (double)ts.tv_sec + ts.tv_nsec / 1e9);
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+            counter_s(&b, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+                      (double)ts.tv_sec + ts.tv_nsec / 1e9);
         histogram(&b, "shopstream_commit_latency_seconds", "Redis commit latency per partition.",
                   &m->commit_latency);
         histogram(&b, "shopstream_batch_latency_seconds", "Latency of a whole batch.",

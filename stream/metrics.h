@@ -8,6 +8,7 @@
  * 64-bit targets we build for. */
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "stream/event.h"
 
@@ -43,6 +44,8 @@ typedef struct sp_metrics {
     uint64_t fraud_alerts;             /* FraudAlert messages for orders */
     uint64_t review_burst_alerts;      /* FraudAlert messages for review bursts */
     uint64_t kpi_alerts;               /* KpiAlert messages */
+    int has_thread_clock;              /* thread_clock is set */
+    clockid_t thread_clock;            /* CPU clock of the thread running the operators */
     /* Histograms: every field from commit_latency to the end is an sp_hist. */
     sp_hist commit_latency;            /* Redis commit, microseconds */
     sp_hist batch_latency;             /* whole batch, microseconds */

@@ -627,6 +627,7 @@ struct run_result {
 static void run_instance(int argc, char **argv, struct run_result *res) {
     struct runner r;
     memset(&r, 0, sizeof r);
+    r.metrics.has_thread_clock = pthread_getcpuclockid(pthread_self(), &r.metrics.thread_clock) == 0;
     char err[512];
     int help = 0, status = 1;
     sp_config_init(&r.cfg);

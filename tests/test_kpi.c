@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -515,12 +516,70 @@ Test(kpi, derived_metrics_from_counters) {
     cr_assert_eq(sp_kpi_counter_index("no_such"), -1);
 }
 
-/* Checks the running processor's /metrics with promtool, then lets a real
- * Prometheus scrape it and asks its query API for the all-time orders. */
-static void check_prometheus(long long want_orders, long long want_views) {
+/* user + system CPU seconds of /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat
+ * (tid 0: the process) */
+static double proc_cpu_s(pid_t pid, long tid) {
+    char path[96], buf[1024];
+    if (tid)
+        snprintf(path, sizeof path, "/proc/%d/task/%ld/stat", (int)pid, tid);
+    else
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                     &stime) != 2)
+        return -1;
+    return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double metric_value(const char *text, const char *name) {
+    char want[128];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr(text, want);
+    cr_assert(p, "/metrics lacks %s", name);
+    return atof(p + strlen(want));
+}
+
+/* The processor's CPU in /metrics: the process's agrees with what the
+ * kernel says of the process, and the operator thread's with what it says
+ * of one of its threads, less than the whole. */
+static void check_cpu_metrics(const char *text, pid_t pid) {
+    double proc = metric_value(text, "process_cpu_seconds_total");
+    double worker = metric_value(text, "shopstream_worker_cpu_seconds_total");
+    double kproc = proc_cpu_s(pid, 0);
+    /* the kernel counts in ticks (10 ms), read a moment after the scrape */
+    cr_assert(kproc >= 0 && fabs(kproc - proc) < 0.05, "process CPU %.3f s, kernel says %.3f s",
+              proc, kproc);
+    /* librdkafka's threads and the Redis committer take their share */
+    cr_assert(worker > 0.01 && worker < proc - 0.02, "worker CPU %.3f s of %.3f s", worker, proc);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    double best = 1e9;
+    for (struct dirent *e; (e = readdir(d));) {
+        long tid = atol(e->d_name);
+        double t = tid ? proc_cpu_s(pid, tid) : -1;
+        if (t >= 0 && fabs(t - worker) < fabs(best - worker)) best = t;
+    }
+    closedir(d);
+    cr_assert(fabs(best - worker) < 0.05, "worker CPU %.3f s: no thread of the process has it "
+              "(closest %.3f s)", worker, best);
+}
+
+/* Checks the running processor's /metrics with promtool and its CPU
+ * figures against the kernel's, then lets a real Prometheus scrape it and
+ * asks its query API for the all-time orders. */
+static void check_prometheus(long long want_orders, long long want_views, pid_t processor_pid) {
     int st;
     char *text = http_get(w.http_port, "/metrics", &st);
     cr_assert_eq(st, 200);
+    check_cpu_metrics(text, processor_pid);
     char path[300];
     snprintf(path, sizeof path, "%s/metrics.txt", w.dir);
     FILE *f = fopen(path, "w");
@@ -746,7 +805,7 @@ Test(kpi, windows_http_prometheus_and_dashboard_equal_counts_from_the_file, .ini
     cr_assert(strlen(lib) > 100000 && strstr(lib, "Chart"), "chart library not embedded");
     free(lib);
 
-    check_prometheus(o.total[O_ORDERS], o.total[O_VIEWS]);
+    check_prometheus(o.total[O_ORDERS], o.total[O_VIEWS], pid);
     check_deploy_files();
     check_dashboard(o.total[O_ORDERS], o.total[O_VIEWS]);
 
