@@ -5,10 +5,13 @@
 # an event's arrival to its recommendation being produced at half the
 # measured rate (replay paced, small batches). The same events also go
 # through `dedupe,counts` alone, so that the personalization operators' own
-# CPU per event is the difference of the two runs. Prints one markdown
-# section for bench/RESULTS.md.
+# CPU per event is the difference of the two runs. Last, a warm
+# long-running processor: the same events, then as many again of the same
+# users, the second pass's CPU read from the processor's /metrics. Prints
+# one markdown section for bench/RESULTS.md.
 #   BENCH_EVENTS (100000)  BENCH_ITEMS (10000)  BENCH_PARTITIONS (6)
 #   BENCH_BATCH_MS (2: batch.max_ms of the latency run)
+#   BENCH_WARM_EVENTS (BENCH_EVENTS: the warm processor's second pass)
 #   SHOPSTREAM_RECOMMEND_CANDIDATES (256; 0 scores every item)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +112,53 @@ lat_run fetch5 --kafka.fetch.wait.max.ms 5
 # lists go out at once, and commit.interval_ms, so that small batches do not
 # each cost a state commit (nor mf's item-delta script).
 lat_run small --kafka.fetch.wait.max.ms 5 --batch.max_messages 32 --commit.interval_ms 100
+# A long-running processor, warm: one processor (never stopping on idle)
+# takes the events above, which fill its state cache, item vectors and
+# memory, then WARM_EVENTS more events of the same users a day later
+# (another seed). The second pass's CPU comes from the processor's own
+# /metrics (process_cpu_seconds_total, shopstream_worker_cpu_seconds_total),
+# read once the first pass is consumed and committed and again once the
+# second is; then once more after 2 idle seconds, for the idle cost.
+WARM_EVENTS=${BENCH_WARM_EVENTS:-$EVENTS}
+"$BIN" gen --events "$WARM_EVENTS" --items "$ITEMS" --seed 4 --start-ms 1767312000000 \
+  --format proto --out "$tmp/events2.pb" --truth "$tmp/events2-truth.json"
+"$BIN" mock-kafka --partitions "$PARTITIONS" --bootstrap-file "$tmp/bootstrap-warm" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do [ -s "$tmp/bootstrap-warm" ] && break; sleep 0.05; done
+bw=$(cat "$tmp/bootstrap-warm")
+hport=$(sp_free_port)
+redis-cli -p "$rport" flushall >/dev/null
+"$BIN" run --brokers "$bw" --redis.url "redis://127.0.0.1:$rport" --group.id "pb-warm-$$" \
+  --log.level warn --http.listen "127.0.0.1:$hport" --operators "$OPS" \
+  --recommend.model "$tmp/model.gru" >"$tmp/warm.out" 2>"$tmp/warm.log" &
+warm_pid=$!
+pids+=($warm_pid)
+metric() { curl -s "http://127.0.0.1:$hport/metrics" | sed -nE "s/^$1 ([0-9.e+]+)\$/\1/p"; }
+cpu_now() { echo "$(metric process_cpu_seconds_total) $(metric shopstream_worker_cpu_seconds_total)"; }
+consumed() { # until the processor has consumed $1 messages, then 1 s for the last commit
+  for _ in $(seq 1200); do
+    [ "$(metric shopstream_messages_total)" -ge "$1" ] 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep 1
+}
+"$BIN" replay "$tmp/events.pb" --brokers "$bw" --quiet 2>/dev/null
+consumed "$msgs"
+read -r wp1 ww1 <<<"$(cpu_now)"
+"$BIN" replay "$tmp/events2.pb" --brokers "$bw" --quiet 2>"$tmp/replay2.log"
+msgs2=$(sed -nE 's/^replay: ([0-9]+) records.*/\1/p' "$tmp/replay2.log" | tail -1)
+consumed $((msgs + msgs2))
+read -r wp2 ww2 <<<"$(cpu_now)"
+sleep 2
+read -r wp3 ww3 <<<"$(cpu_now)"
+warm_n=$(metric shopstream_messages_total)
+kill "$warm_pid" 2>/dev/null || true
+wait "$warm_pid" 2>/dev/null || true
+wrate() { awk -v a="$1" -v b="$2" -v e="$msgs2" 'BEGIN{printf "%.0f", (b>a)?e/(b-a):0}'; }
+warm_proc=$(wrate "$wp1" "$wp2") warm_worker=$(wrate "$ww1" "$ww2")
+warm_idle=$(awk -v a="$wp2" -v b="$wp3" 'BEGIN{printf "%.3f", (b-a)/2}')
+warm_cpu=$(awk -v a="$wp1" -v b="$wp2" -v c="$ww1" -v d="$ww2" 'BEGIN{printf "%.2f s (operator thread %.2f s)", b-a, d-c}')
+
 lq=$(cat "$tmp/lat-default.q") lq5=$(cat "$tmp/lat-fetch5.q") lqs=$(cat "$tmp/lat-small.q")
 kcat -C -b "$brokers" -t shop.recommendations -e -q -f '%R%s' >"$tmp/full.recs"
 fq=" $(python3 bench/prequential.py --latency "$tmp/full.recs")"
@@ -136,6 +186,10 @@ the mock cluster; one processor with \`--operators $OPS\`, default settings
 | the same events through \`dedupe,counts\` only | $cpu_base s |
 | personalization operators' own CPU (difference) | $ops_us us per message, i.e. $ops_rate msg per CPU-second |
 | events / recommendations emitted | $events / $recs |
+| warm, long-running processor: $msgs2 more messages of the same users after the $msgs above (\`/metrics\`; consumed in all: $warm_n) | CPU $warm_cpu |
+| warm steady state, whole process | $warm_proc msg per CPU-second |
+| warm steady state, the operator thread alone | $warm_worker msg per CPU-second |
+| the warm processor idle (CPU per second, for scale) | $warm_idle s |
 | arrival -> recommendation produced, full speed (batches of 2000 / 100 ms) | p50 $(field p50 "$fq") ms, p99 $(field p99 "$fq") ms |
 | the same at half that rate ($half msg/s paced replay, batch.max_ms $BATCH_MS) | p50 $(field p50 "$lq") ms, p99 $(field p99 "$lq") ms ($(field lists "$lq") lists) |
 | the same, \`--kafka.fetch.wait.max.ms 5\` | p50 $(field p50 "$lq5") ms, p99 $(field p99 "$lq5") ms ($(field lists "$lq5") lists) |
