@@ -1605,3 +1605,44 @@ Test(personalize, profile_fields_after_four_kinds_of_event_are_exactly_these) {
     freeReplyObject(all);
     rig_close(&r);
 }
+
+/* The vocabulary against a plain list searched in order: ids of every
+ * length from 0 to 12 that share prefixes ("7", "72", "720") and hash
+ * buckets, added and found interleaved through several doublings of the
+ * table, with lookups of absent ids and of ids that differ only in length
+ * (the slot's stored hash half and length must never stand in for the
+ * bytes, nor hide an id that is there). */
+Test(vocab, finds_what_a_linear_search_finds_through_growth) {
+    enum { N = 3000 };
+    static char ref[N][16];
+    int nref = 0;
+    sp_vocab *v = sp_vocab_new();
+    uint64_t rng = sp_rng_seed(88);
+    char id[16];
+    for (int step = 0; step < 4 * N; step++) {
+        size_t len = (size_t)snprintf(id, sizeof id, "%u", sp_rng_below(&rng, 3 * N));
+        len -= sp_rng_below(&rng, (uint32_t)len + 1); /* a prefix, down to "" */
+        id[len] = '\0';
+        int want = -1;
+        for (int i = 0; i < nref && want < 0; i++)
+            if (!strcmp(ref[i], id)) want = i;
+        if (sp_rng_below(&rng, 2) && nref < N) {
+            int32_t got = sp_vocab_add(v, id, len);
+            if (want < 0) {
+                want = nref;
+                memcpy(ref[nref++], id, len + 1);
+            }
+            cr_assert_eq(got, want, "add '%s'", id);
+        } else {
+            cr_assert_eq(sp_vocab_find(v, id, len), want, "find '%s'", id);
+        }
+        cr_assert_eq(sp_vocab_size(v), (size_t)nref);
+    }
+    for (int i = 0; i < nref; i++) {
+        cr_assert_str_eq(sp_vocab_id(v, i), ref[i]);
+        cr_assert_eq(sp_vocab_find(v, ref[i], strlen(ref[i])), i, "'%s'", ref[i]);
+        snprintf(id, sizeof id, "%sx", ref[i]); /* longer by one: never there */
+        cr_assert_eq(sp_vocab_find(v, id, strlen(id)), -1, "'%s'", id);
+    }
+    sp_vocab_destroy(v);
+}
