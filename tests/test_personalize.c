@@ -1112,6 +1112,33 @@ Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
     }
 }
 
+/* sp_profile_parse_time is strtoll, value and end, on words of every
+ * length 0 to 21 (around 8 and 16, between which it reads two words of
+ * eight digits, and 18, past which strtoll takes over): all digits,
+ * leading zeros, all nines, and a byte next to the digits ('/', ':', '-',
+ * 0x80...) at every place, each word ended by a space and more text or by
+ * the NUL. */
+Test(profile_parse, time_equals_strtoll_on_every_word) {
+    static const char odd[] = {'/', ':', '-', '+', '.', 'a', 'x', (char)0x80, (char)0xff, '\t'};
+    uint64_t rng = sp_rng_seed(61);
+    char buf[64];
+    for (int trial = 0; trial < 200000; trial++) {
+        size_t len = trial < 22 ? (size_t)trial : sp_rng_below(&rng, 22);
+        for (size_t i = 0; i < len; i++) {
+            uint32_t r = sp_rng_below(&rng, 10);
+            buf[i] = trial % 5 == 1 ? '9' : trial % 5 == 2 && i < 3 ? '0' : (char)('0' + r);
+        }
+        if (trial % 3 == 0 && len) /* one byte that is not a digit */
+            buf[sp_rng_below(&rng, (uint32_t)len)] = odd[sp_rng_below(&rng, sizeof odd)];
+        strcpy(buf + len, trial % 2 ? " 17 x" : "");
+        char *want_end, *got_end;
+        long long want = strtoll(buf, &want_end, 10);
+        int64_t got = sp_profile_parse_time(buf, len, &got_end);
+        cr_assert_eq(got, want, "'%s' (%zu bytes)", buf, len);
+        cr_assert_eq(got_end, want_end, "'%s': end", buf);
+    }
+}
+
 Test(personalize, bad_settings_name_the_key) {
     sp_config cfg;
     sp_config_init(&cfg);
