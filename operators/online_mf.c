@@ -36,6 +36,7 @@ struct mf {
     sp_store *store;
     sp_personal *ctx;
     sp_op_hints users;    /* the event's mfu:<user> entry, prefetch to process */
+    sp_fname v, n;        /* the hash's fields, named once (sp_fname) */
 };
 
 static int mf_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
@@ -44,6 +45,8 @@ static int mf_init(void **priv, const sp_op_env *env, char *err, size_t errlen) 
     struct mf *m = sp_xcalloc(1, sizeof *m);
     m->store = env->store;
     m->ctx = ctx;
+    m->v = sp_fname_of("v");
+    m->n = sp_fname_of("n");
     ctx->has_mf = 1;
     *priv = m;
     return SP_OK;
@@ -147,7 +150,7 @@ static int mf_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     size_t d = c->dim;
     float u[SP_PERSONAL_MAX_DIM];
-    if (sp_personal_hex_decode(sp_obj_get_str(o, "v"), u, d) != d) {
+    if (sp_personal_hex_decode(sp_obj_get_str_f(o, &m->v), u, d) != d) {
         /* new user, or a vector of another dimension (a reloaded model) */
         uint64_t rng = sp_rng_seed(sp_personal_hash(ev->user_id, 0));
         for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&rng);
@@ -157,9 +160,9 @@ static int mf_process(void *priv, const sp_op_event *e) {
     uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, sp_personal_hash(ev->user_id, 0)));
     for (size_t i = 0; i < n; i++) learn(c, u, sp_personal_item(c, items[i], cats[i]), w, &rng);
     char hex[8 * SP_PERSONAL_MAX_DIM + 1];
-    sp_personal_hex_encode(u, d, hex);
-    sp_obj_set_str(o, "v", hex);
-    sp_obj_incr(o, "n", 1);
+    sp_personal_hex_encode(u, d, hex); /* 8 * d characters: no strlen */
+    sp_obj_set_str_f(o, &m->v, hex, 8 * d);
+    sp_obj_incr_f(o, &m->n, 1);
     return SP_OK;
 }
 

@@ -135,6 +135,51 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
     return neg ? -v : v;
 }
 
+#define EIGHT_ZEROS 0x3030303030303030ULL /* "00000000" */
+
+/* The value of the eight ASCII digits in v (little-endian: the first digit
+ * in the low byte), or -1 when a byte is not a digit: all eight at once
+ * (Lemire's parse_eight_digits). The check: each byte's high nibble is 3,
+ * and adding 6 leaves it 3 (no byte carries into the next, as each is
+ * below 0x40 by then). */
+static inline int64_t eight_digits(uint64_t v) {
+    const uint64_t high = 0xf0f0f0f0f0f0f0f0ULL;
+    if ((v & high) != EIGHT_ZEROS || ((v + 0x0606060606060606ULL) & high) != EIGHT_ZEROS) return -1;
+    v -= EIGHT_ZEROS;
+    v = v * 10 + (v >> 8); /* each pair of digits, as a number, in its first byte */
+    v = ((v & 0x000000ff000000ffULL) * (100 + (1000000ULL << 32)) +
+         ((v >> 16) & 0x000000ff000000ffULL) * (1 + (10000ULL << 32))) >> 32;
+    return (int64_t)v;
+}
+
+/* sp_profile_parse_i64(t, end) for a word t of len bytes that ends at a
+ * space or the text's end (t[len] is ' ' or NUL): a time of the recent
+ * ring or a list. Knowing where the word ends, it reads a word of 9 to 16
+ * bytes (the 13-digit times) as two words of eight digits: the last eight,
+ * and the first eight with the bytes past the first len - 8 shifted out and
+ * '0's shifted in before them. Up to eight bytes are read one by one (the
+ * word may end right at the end of its buffer); any other word goes to
+ * sp_profile_parse_i64, so the result is strtoll's for every word. */
+int64_t sp_profile_parse_time(const char *t, size_t len, char **end) {
+    int64_t v = -1;
+    if (len > 8 && len <= 16) {
+        size_t lead = len - 8;
+        uint64_t head, tail;
+        memcpy(&head, t, 8);
+        memcpy(&tail, t + lead, 8);
+        head = head << (8 * (8 - lead)) | (lead < 8 ? EIGHT_ZEROS >> (8 * lead) : 0);
+        int64_t hi = eight_digits(head), lo = eight_digits(tail);
+        if (hi >= 0 && lo >= 0) v = hi * 100000000 + lo;
+    } else if (len >= 1 && len <= 8) {
+        size_t i = 0;
+        for (v = 0; i < len && t[i] >= '0' && t[i] <= '9'; i++) v = v * 10 + (t[i] - '0');
+        if (i < len) v = -1;
+    }
+    if (v < 0) return sp_profile_parse_i64(t, end);
+    *end = (char *)t + len;
+    return v;
+}
+
 /* An event's time and its text as sp_i64toa writes it, written the first
  * time something needs it and then shared: the three lists and the ring of
  * recent items all write the same time. */
@@ -174,26 +219,19 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
-     * they were, and the times get a new first one. The head's time is
-     * compared as text when it is as sp_i64toa writes a number >= 0, and
-     * parsed otherwise. */
+     * they were, and the times get a new first one. */
     if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
+        const char *sp = strchr(tp, ' ');
+        size_t hl = sp ? (size_t)(sp - tp) : strlen(tp);
+        char *rest;
+        if (sp_profile_parse_time(tp, hl, &rest) >= ts) return;
         const char *now = when_text(when);
-        size_t kt = when->len, hl = 0;
-        while (tp[hl] >= '0' && tp[hl] <= '9') hl++;
-        if (hl && hl <= 18 && (tp[0] != '0' || hl == 1) && (tp[hl] == ' ' || !tp[hl]) &&
-            now[0] != '-') {
-            /* both as sp_i64toa writes a number >= 0: the longer is the
-             * larger, and at equal lengths the bytes order them */
-            int c = hl != kt ? (hl > kt ? 1 : -1) : memcmp(tp, now, hl);
-            if (c >= 0) return;
-            tp += hl;
-        } else if (sp_profile_parse_i64(tp, &tp) >= ts) {
-            return;
-        }
+        size_t kt = when->len;
         char outts[CAP * 21 + 1];
         memcpy(outts, now, sizeof when->text);
-        size_t rl = strlen(tp);
+        /* one time only (no space): nothing follows the head's */
+        size_t rl = !sp && rest == tp + hl ? 0 : strlen(rest);
+        tp = rest;
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
             sp_obj_set_str_f(o, &l->tsfield, outts, kt + rl);
@@ -269,12 +307,13 @@ static long ring_prefix(const char *ring, int words) {
     return (long)(end - ring);
 }
 
-/* The time after an entry's last colon, as atoll (glibc: strtoll(s, NULL,
- * 10)) reads it, by sp_profile_parse_i64, which is strtoll's value for
- * every text without strtoll's cost. */
-static int64_t entry_time(const char *s) {
+/* The time of a ring entry w (len bytes, ending at a space or the ring's
+ * end): what follows its last colon (all of it without one), as atoll
+ * (glibc: strtoll(s, NULL, 10)) reads it. */
+static int64_t entry_time(const char *w, size_t len) {
+    const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
     char *end;
-    return sp_profile_parse_i64(s, &end);
+    return sp_profile_parse_time(c, len - (size_t)(c - w), &end);
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
@@ -308,8 +347,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
     if (p->recent >= 1 && *ring != ' ') {
         const char *sp = strchr(ring, ' ');
         size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
-        const char *colon = memrchr(ring, ':', hl), *c = colon ? colon + 1 : ring;
-        long keep = !hl || entry_time(c) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        long keep = !hl || entry_time(ring, hl) < ts ? ring_prefix(ring, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -331,8 +369,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
-            const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
-            int64_t wts = entry_time(c);
+            int64_t wts = entry_time(w, len);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
             take_mine = cmp < 0;

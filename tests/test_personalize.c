@@ -1112,6 +1112,33 @@ Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
     }
 }
 
+/* sp_profile_parse_time is strtoll, value and end, on words of every
+ * length 0 to 21 (around 8 and 16, between which it reads two words of
+ * eight digits, and 18, past which strtoll takes over): all digits,
+ * leading zeros, all nines, and a byte next to the digits ('/', ':', '-',
+ * 0x80...) at every place, each word ended by a space and more text or by
+ * the NUL. */
+Test(profile_parse, time_equals_strtoll_on_every_word) {
+    static const char odd[] = {'/', ':', '-', '+', '.', 'a', 'x', (char)0x80, (char)0xff, '\t'};
+    uint64_t rng = sp_rng_seed(61);
+    char buf[64];
+    for (int trial = 0; trial < 200000; trial++) {
+        size_t len = trial < 22 ? (size_t)trial : sp_rng_below(&rng, 22);
+        for (size_t i = 0; i < len; i++) {
+            uint32_t r = sp_rng_below(&rng, 10);
+            buf[i] = trial % 5 == 1 ? '9' : trial % 5 == 2 && i < 3 ? '0' : (char)('0' + r);
+        }
+        if (trial % 3 == 0 && len) /* one byte that is not a digit */
+            buf[sp_rng_below(&rng, (uint32_t)len)] = odd[sp_rng_below(&rng, sizeof odd)];
+        strcpy(buf + len, trial % 2 ? " 17 x" : "");
+        char *want_end, *got_end;
+        long long want = strtoll(buf, &want_end, 10);
+        int64_t got = sp_profile_parse_time(buf, len, &got_end);
+        cr_assert_eq(got, want, "'%s' (%zu bytes)", buf, len);
+        cr_assert_eq(got_end, want_end, "'%s': end", buf);
+    }
+}
+
 Test(personalize, bad_settings_name_the_key) {
     sp_config cfg;
     sp_config_init(&cfg);
@@ -1604,4 +1631,45 @@ Test(personalize, profile_fields_after_four_kinds_of_event_are_exactly_these) {
     cr_assert_eq(all->integer, (long long)n, "fields beyond these");
     freeReplyObject(all);
     rig_close(&r);
+}
+
+/* The vocabulary against a plain list searched in order: ids of every
+ * length from 0 to 12 that share prefixes ("7", "72", "720") and hash
+ * buckets, added and found interleaved through several doublings of the
+ * table, with lookups of absent ids and of ids that differ only in length
+ * (the slot's stored hash half and length must never stand in for the
+ * bytes, nor hide an id that is there). */
+Test(vocab, finds_what_a_linear_search_finds_through_growth) {
+    enum { N = 3000 };
+    static char ref[N][16];
+    int nref = 0;
+    sp_vocab *v = sp_vocab_new();
+    uint64_t rng = sp_rng_seed(88);
+    char id[16];
+    for (int step = 0; step < 4 * N; step++) {
+        size_t len = (size_t)snprintf(id, sizeof id, "%u", sp_rng_below(&rng, 3 * N));
+        len -= sp_rng_below(&rng, (uint32_t)len + 1); /* a prefix, down to "" */
+        id[len] = '\0';
+        int want = -1;
+        for (int i = 0; i < nref && want < 0; i++)
+            if (!strcmp(ref[i], id)) want = i;
+        if (sp_rng_below(&rng, 2) && nref < N) {
+            int32_t got = sp_vocab_add(v, id, len);
+            if (want < 0) {
+                want = nref;
+                memcpy(ref[nref++], id, len + 1);
+            }
+            cr_assert_eq(got, want, "add '%s'", id);
+        } else {
+            cr_assert_eq(sp_vocab_find(v, id, len), want, "find '%s'", id);
+        }
+        cr_assert_eq(sp_vocab_size(v), (size_t)nref);
+    }
+    for (int i = 0; i < nref; i++) {
+        cr_assert_str_eq(sp_vocab_id(v, i), ref[i]);
+        cr_assert_eq(sp_vocab_find(v, ref[i], strlen(ref[i])), i, "'%s'", ref[i]);
+        snprintf(id, sizeof id, "%sx", ref[i]); /* longer by one: never there */
+        cr_assert_eq(sp_vocab_find(v, id, strlen(id)), -1, "'%s'", id);
+    }
+    sp_vocab_destroy(v);
 }
