@@ -75,9 +75,10 @@ struct sp_obj {
     int32_t part;
     uint64_t hash;
     struct field *fields; /* one allocation with index after it */
-    uint32_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty */
+    uint16_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty;
+                           * the first INDEX_MAX fields only */
     uint32_t nfields, cap;
-    uint32_t icap;        /* a power of two, at least twice cap */
+    uint32_t icap;        /* a power of two, at least twice cap (or INDEX_MAX) */
     uint32_t ndirty;      /* how many fields changed since the last commit */
     struct chunk *arena;  /* the chunk carved from now; older ones behind it */
     uint8_t dirty;        /* some field changed since the last commit */
@@ -560,10 +561,17 @@ static uint32_t name_hash(const char *name, uint32_t *len) {
     return h;
 }
 
+/* The index holds 16-bit positions: half the room of 32-bit ones (a
+ * profile's index was an eighth of its memory), for the fields of any
+ * object anyone caches. Fields past the first INDEX_MAX are found by a scan
+ * (field_scan). */
+#define INDEX_MAX UINT16_MAX
+
 static void index_put(sp_obj *o, uint32_t h, uint32_t i) {
+    if (i >= INDEX_MAX) return;
     uint32_t mask = o->icap - 1, j = h & mask;
     while (o->index[j]) j = (j + 1) & mask;
-    o->index[j] = i + 1;
+    o->index[j] = (uint16_t)(i + 1);
 }
 
 /* Room for n fields, and an index at most half full for them, in one
@@ -571,14 +579,14 @@ static void index_put(sp_obj *o, uint32_t h, uint32_t i) {
 static void fields_reserve(sp_obj *o, uint32_t n) {
     if (n <= o->cap) return;
     uint32_t icap = o->icap ? o->icap : 8;
-    while (icap < 2 * n) icap *= 2;
+    while (icap < 2 * (n < INDEX_MAX ? n : INDEX_MAX)) icap *= 2;
     struct field *fields = sp_xmalloc(n * sizeof *fields + icap * sizeof *o->index);
     if (o->nfields) memcpy(fields, o->fields, o->nfields * sizeof *fields);
     free(o->fields);
     o->fields = fields;
     o->cap = n;
     o->icap = icap;
-    o->index = (uint32_t *)(void *)(fields + n);
+    o->index = (uint16_t *)(void *)(fields + n);
     memset(o->index, 0, icap * sizeof *o->index);
     for (uint32_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
 }
@@ -626,6 +634,17 @@ static char *arena_alloc(sp_obj *o, size_t n) {
     char *p = o->arena->data + o->arena->used;
     o->arena->used += (uint32_t)n;
     return p;
+}
+
+/* Grows the piece p of old bytes to n bytes where it is, if it is the last
+ * one carved from the current chunk and the chunk has the room: a text
+ * that grows event after event, with no field added in between, then
+ * leaves no outgrown buffers behind. */
+static int arena_extend(sp_obj *o, char *p, uint32_t old, uint32_t n) {
+    struct chunk *c = o->arena;
+    if (!c || p + old != c->data + c->used || c->size - c->used < n - old) return 0;
+    c->used += n - old;
+    return 1;
 }
 
 /* A text buffer of n bytes, or of a number's longest text if more. */
@@ -708,6 +727,18 @@ static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32
 
 static void name_release(sp_store *st, struct iname *n) { st->nunused += !--n->refs; }
 
+static inline int field_is(const struct field *f, const char *name, uint32_t h, uint32_t len) {
+    return f->hash == h && f->name->len == len && name_eq(f->name->s, name, len);
+}
+
+/* The fields past the index's first INDEX_MAX, one by one. */
+static __attribute__((noinline)) struct field *field_scan(const sp_obj *o, const char *name,
+                                                          uint32_t h, uint32_t len) {
+    for (uint32_t i = INDEX_MAX; i < o->nfields; i++)
+        if (field_is(&o->fields[i], name, h, len)) return &o->fields[i];
+    return NULL;
+}
+
 /* The field called `name` (hash h, length len), or NULL. With the index at
  * most half full, about one probe: operators touch some twenty fields of a
  * profile per event, and a strcmp scan over a few dozen names was the
@@ -719,9 +750,9 @@ static inline struct field *field_probe(const sp_obj *o, const char *name, uint3
     uint32_t mask = o->icap - 1;
     for (uint32_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
         struct field *f = &o->fields[o->index[j] - 1];
-        if (f->hash == h && f->name->len == len && name_eq(f->name->s, name, len)) return f;
+        if (field_is(f, name, h, len)) return f;
     }
-    return NULL;
+    return o->nfields > INDEX_MAX ? field_scan(o, name, h, len) : NULL;
 }
 
 /* A new field called `name` (not there yet), without a value, which the
@@ -759,7 +790,12 @@ static inline struct field *field_lookup(sp_obj *o, const char *name, uint32_t h
 static void text_reserve(sp_obj *o, struct field *f, size_t len) {
     if (len + 1 <= f->cap) return;
     uint32_t cap = text_cap(len + 1 + len / 2);
-    if (f->text_apart) free(f->text);
+    if (f->text_apart)
+        free(f->text);
+    else if (cap <= TEXT_APART && arena_extend(o, f->text, f->cap, cap)) {
+        f->cap = cap;
+        return;
+    }
     f->text_apart = cap > TEXT_APART;
     f->text = f->text_apart ? sp_xmalloc(cap) : arena_alloc(o, cap);
     f->cap = cap;

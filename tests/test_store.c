@@ -1316,7 +1316,7 @@ Test(store_mem, random_operations_on_many_objects_agree_with_a_text_reference, .
     static struct mem_ref ref;
     memset(&ref, 0, sizeof ref);
     uint64_t s = 0x9e3779b97f4a7c15ULL;
-    char name[64], suffix[16];
+    char name[64], suffix[32];
     int step = 0;
     for (int batch = 0; batch < 150; batch++) {
         sp_obj *o[MEM_OBJS];
@@ -1413,9 +1413,47 @@ Test(store_mem, random_operations_on_many_objects_agree_with_a_text_reference, .
     }
     for (int j = 0; j < MEM_OBJS; j++)
         for (int k = 0; k < MEM_FIELDS; k++) {
-            snprintf(suffix, sizeof suffix, "{p5}:m:%d", j);
+            snprintf(suffix, sizeof suffix, "{p5}:m:%d", j); /* the key */
             mem_name(name, sizeof name, j, k);
             expect_field(suffix, name, ref.set[j][k] ? ref.v[j][k] : NULL);
         }
+    sp_store_destroy(st);
+}
+
+/* The index holds the first 65,535 fields' positions (16 bits); the ones
+ * after them are found by a scan. Fields on each side of that bound are
+ * found, changed and committed, absent names are not found, and an object
+ * loaded with that many fields finds them all. */
+Test(store_mem, fields_past_the_index_bound_are_found, .init = start, .fini = stop) {
+    enum { BOUND = 65535, N = BOUND + 3 };
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "b%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    cr_assert_eq(sp_obj_nfields(o), N);
+    static const int probe[] = {0, 1, BOUND - 2, BOUND - 1, BOUND, BOUND + 1, BOUND + 2};
+    for (size_t p = 0; p < sizeof probe / sizeof *probe; p++) {
+        int i = probe[p];
+        snprintf(name, sizeof name, "b%d", i);
+        cr_assert_eq(sp_obj_get_int(o, name, -1), i, "%s", name);
+        cr_assert_str_eq(sp_obj_field_name(o, (size_t)i), name);
+        sp_obj_incr(o, name, 1000000);
+    }
+    cr_assert_null(sp_obj_get_str(o, "b65538"));
+    cr_assert_null(sp_obj_get_str(o, "b"));
+    commit5(st, 1);
+    sp_store *st2 = open_store(1000, NULL);
+    sp_obj *o2 = typed_obj(st2);
+    cr_assert_eq(sp_obj_nfields(o2), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "b%d", i);
+        int changed = i <= 1 || i >= BOUND - 2;
+        cr_assert_eq(sp_obj_get_int(o2, name, -1), changed ? i + 1000000 : i, "%s", name);
+    }
+    cr_assert_null(sp_obj_get_str(o2, "b65538"));
+    sp_store_destroy(st2);
     sp_store_destroy(st);
 }
