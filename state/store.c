@@ -25,39 +25,65 @@
  * value loaded from Redis arrives as text and is parsed the first time it is
  * read as a number, then kept binary beside its text. The buffer is reused
  * from one value to the next and always has room for a number's text, so
- * set, incr and their commits allocate nothing once the field exists; it
- * lives outside the field array (after the name, or apart once a string
- * outgrew that), so adding fields never moves a text a caller holds. */
+ * set, incr and their commits allocate nothing once the field exists.
+ *
+ * Names and texts live outside the field array, so adding fields never
+ * moves a name or a text a caller holds. A name is the store's (struct
+ * iname), shared by every cached object with a field of that name: the
+ * objects of one kind repeat the same thirty names thousands of times. A
+ * text buffer is carved from the object's arena (struct chunk) or, when
+ * long, has an allocation of its own ("apart"). So a field costs no malloc
+ * of its own: a malloc per field was most of an object's memory and of the
+ * allocator's time. */
 enum { F_STR, F_INT, F_DBL };
 
+/* A field name, interned in the store (st->names) while fields use it. */
+struct iname {
+    uint32_t refs;        /* fields of cached objects with this name */
+    uint32_t hash, len;   /* name_hash of s, strlen of s */
+    char s[];             /* NUL-terminated */
+};
+
 struct field {
-    char *name;           /* one allocation with the first text buffer after it */
+    struct iname *name;
     char *text;           /* the value's text when text_ok; NUL-terminated */
     union {
         int64_t i;        /* F_INT */
         double d;         /* F_DBL */
     } num;
-    uint32_t hash, nlen;  /* of name, for field_lookup */
-    size_t tlen, cap;     /* text length; bytes allocated for text */
+    uint32_t hash;        /* name->hash, here for field_probe to compare first */
+    uint32_t tlen, cap;   /* text length; bytes of its buffer */
     uint8_t kind;         /* F_STR: text is the value; else num is */
     uint8_t text_ok;      /* text holds the current value (always, for F_STR) */
     uint8_t dirty;
-    uint8_t text_apart;   /* text outgrew the buffer after the name: freed on its own */
+    uint8_t text_apart;   /* text has an allocation of its own: freed when replaced */
+};
+
+/* A piece of an object's arena. Chunks are never moved or reallocated and
+ * are freed only with their object; what is carved out of them is never
+ * given back, which is why a text that outgrows its buffer takes a new one
+ * from the arena only while it is short (TEXT_APART). */
+struct chunk {
+    struct chunk *next;   /* the chunk allocated before */
+    uint32_t used, size;  /* bytes of data carved out; bytes of data */
+    char data[];
 };
 
 struct sp_obj {
     char *key;            /* full key, "{p7}:u:u000123", right after the struct */
-    size_t klen;
+    uint32_t klen;
     int32_t part;
     uint64_t hash;
-    struct field *fields;
-    size_t nfields, cap;
-    uint32_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty */
-    size_t icap;          /* a power of two, at least twice nfields */
-    int dirty;            /* some field changed since the last commit */
-    size_t ndirty;        /* how many fields did */
-    int loaded;           /* read from Redis (or known absent) */
-    int queued;           /* in st->want, waiting for sp_store_prefetch */
+    struct field *fields; /* one allocation with index after it */
+    uint16_t *index;      /* open addressing over fields by name hash: i + 1, 0 empty;
+                           * the first INDEX_MAX fields only */
+    uint32_t nfields, cap;
+    uint32_t icap;        /* a power of two, at least twice cap (or INDEX_MAX) */
+    uint32_t ndirty;      /* how many fields changed since the last commit */
+    struct chunk *arena;  /* the chunk carved from now; older ones behind it */
+    uint8_t dirty;        /* some field changed since the last commit */
+    uint8_t loaded;       /* read from Redis (or known absent) */
+    uint8_t queued;       /* in st->want, waiting for sp_store_prefetch */
     uint64_t pending;     /* the transaction carrying its last changes (not evicted
                            * before that one is applied) */
     sp_obj *next;         /* hash chain */
@@ -89,6 +115,11 @@ struct sp_store {
     size_t nbuckets, nobjs;
     struct part *parts;
     size_t nparts;
+    /* The field names of cached objects, interned (open addressing by
+     * hash, at most half full); names no field uses any more (refs 0) are
+     * freed when the table is next rebuilt (names_rebuild). */
+    struct iname **names;
+    uint32_t capnames, nnames, nunused;
     sp_obj **want;        /* queued by sp_store_want, not yet loaded */
     size_t nwant, capwant;
     uint64_t batch;       /* sp_store_batch */
@@ -433,13 +464,18 @@ static struct part *part_get(sp_store *st, int32_t p) {
     return &st->parts[p];
 }
 
+static void name_release(sp_store *st, struct iname *n);
+
 static void obj_free(sp_obj *o) {
-    for (size_t i = 0; i < o->nfields; i++) {
+    for (uint32_t i = 0; i < o->nfields; i++) {
+        name_release(o->st, o->fields[i].name);
         if (o->fields[i].text_apart) free(o->fields[i].text);
-        free(o->fields[i].name);
     }
-    free(o->fields);
-    free(o->index);
+    for (struct chunk *c = o->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(o->fields); /* and the index after it */
     free(o); /* and its key, allocated with it */
 }
 
@@ -525,21 +561,100 @@ static uint32_t name_hash(const char *name, uint32_t *len) {
     return h;
 }
 
-static void index_put(sp_obj *o, uint32_t h, size_t i) {
-    size_t mask = o->icap - 1, j = h & mask;
+/* The index holds 16-bit positions: half the room of 32-bit ones (a
+ * profile's index was an eighth of its memory), for the fields of any
+ * object anyone caches. Fields past the first INDEX_MAX are found by a scan
+ * (field_scan). */
+#define INDEX_MAX UINT16_MAX
+
+static void index_put(sp_obj *o, uint32_t h, uint32_t i) {
+    if (i >= INDEX_MAX) return;
+    uint32_t mask = o->icap - 1, j = h & mask;
     while (o->index[j]) j = (j + 1) & mask;
-    o->index[j] = (uint32_t)i + 1;
+    o->index[j] = (uint16_t)(i + 1);
 }
 
-/* Keeps the index at most half full for n fields. */
-static void index_reserve(sp_obj *o, size_t n) {
-    if (2 * n <= o->icap) return;
-    free(o->index);
-    if (!o->icap) o->icap = 16;
-    while (2 * n > o->icap) o->icap *= 2;
-    o->index = sp_xcalloc(o->icap, sizeof *o->index);
-    for (size_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
+/* Room for n fields, and an index at most half full for them, in one
+ * allocation: the array may move, the names and texts do not. */
+static void fields_reserve(sp_obj *o, uint32_t n) {
+    if (n <= o->cap) return;
+    uint32_t icap = o->icap ? o->icap : 8;
+    while (icap < 2 * (n < INDEX_MAX ? n : INDEX_MAX)) icap *= 2;
+    struct field *fields = sp_xmalloc(n * sizeof *fields + icap * sizeof *o->index);
+    if (o->nfields) memcpy(fields, o->fields, o->nfields * sizeof *fields);
+    free(o->fields);
+    o->fields = fields;
+    o->cap = n;
+    o->icap = icap;
+    o->index = (uint16_t *)(void *)(fields + n);
+    memset(o->index, 0, icap * sizeof *o->index);
+    for (uint32_t i = 0; i < o->nfields; i++) index_put(o, o->fields[i].hash, i);
 }
+
+/* A text buffer above this many bytes is allocated apart, and freed when
+ * it is outgrown; below, it is carved from the arena, where an outgrown one
+ * stays unused until the object goes. The bound keeps that waste to a few
+ * hundred bytes for a field that grows (profile's recent ring). */
+#define TEXT_APART 128
+
+/* The size of an object's first chunk (four numbers' texts: most objects
+ * have a handful of fields), and of the chunks after it (eight). Doubling
+ * sizes, tried first, left some 800 bytes unused in a profile of thirty
+ * fields; fixed sizes leave at most a text's room unused per chunk. */
+#define CHUNK_FIRST (4 * SP_G17_MAX)
+#define CHUNK_NEXT (8 * SP_G17_MAX)
+
+/* Lengths and counts in an object are 32-bit: a name or text of 2 GiB or
+ * more (Redis holds at most 512 MB), or a billion fields, abort as an
+ * allocation failure does. */
+static void too_long(size_t n) {
+    sp_error("state cache: %zu is over the cache's 32-bit sizes", n);
+    abort();
+}
+
+/* Makes sure the arena's current chunk has n bytes free: a new chunk if
+ * not (of n bytes if more than the usual size), the rest of the last one
+ * left unused. */
+static void arena_reserve(sp_obj *o, size_t n) {
+    struct chunk *c = o->arena;
+    if (c && c->size - c->used >= n) return;
+    size_t size = c ? CHUNK_NEXT : CHUNK_FIRST;
+    if (size < n) size = n;
+    if (size > UINT32_MAX) too_long(size);
+    struct chunk *nc = sp_xmalloc(sizeof *nc + size);
+    nc->next = c;
+    nc->used = 0;
+    nc->size = (uint32_t)size;
+    o->arena = nc;
+}
+
+/* n bytes from the arena, never moved, freed with the object. */
+static char *arena_alloc(sp_obj *o, size_t n) {
+    arena_reserve(o, n);
+    char *p = o->arena->data + o->arena->used;
+    o->arena->used += (uint32_t)n;
+    return p;
+}
+
+/* Grows the piece p of old bytes to n bytes where it is, if it is the last
+ * one carved from the current chunk and the chunk has the room: a text
+ * that grows event after event, with no field added in between, then
+ * leaves no outgrown buffers behind. */
+static int arena_extend(sp_obj *o, char *p, uint32_t old, uint32_t n) {
+    struct chunk *c = o->arena;
+    if (!c || p + old != c->data + c->used || c->size - c->used < n - old) return 0;
+    c->used += n - old;
+    return 1;
+}
+
+/* A text buffer of n bytes, or of a number's longest text if more. */
+static uint32_t text_cap(size_t n) {
+    if (n >= UINT32_MAX / 2) too_long(n);
+    return n < SP_G17_MAX ? SP_G17_MAX : (uint32_t)n;
+}
+
+/* The arena bytes a first text buffer of cap bytes takes. */
+static size_t arena_room(uint32_t cap) { return cap > TEXT_APART ? 0 : cap; }
 
 static uint64_t load8(const char *p) {
     uint64_t v;
@@ -562,6 +677,68 @@ static inline int name_eq(const char *a, const char *b, uint32_t len) {
     return 1;
 }
 
+/* Rebuilds the name table with room for its names in use, and frees the
+ * ones no field uses any more. */
+static void names_rebuild(sp_store *st) {
+    uint32_t live = st->nnames - st->nunused, cap = 64;
+    while (cap < 4 * (live + 1)) cap *= 2;
+    struct iname **names = sp_xcalloc(cap, sizeof *names);
+    for (uint32_t i = 0; i < st->capnames; i++) {
+        struct iname *n = st->names[i];
+        if (!n) continue;
+        if (!n->refs) {
+            free(n);
+            continue;
+        }
+        uint32_t j = n->hash & (cap - 1);
+        while (names[j]) j = (j + 1) & (cap - 1);
+        names[j] = n;
+    }
+    free(st->names);
+    st->names = names;
+    st->capnames = cap;
+    st->nnames = live;
+    st->nunused = 0;
+}
+
+/* The store's copy of a field name, with one more reference: the one
+ * there, or a new one. A rebuild when the table would be over half full
+ * (after one, it is at most a quarter full) is also when names no longer
+ * used are freed, so they never outnumber the table's room. */
+static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32_t len) {
+    if (2 * (st->nnames + 1) > st->capnames) names_rebuild(st);
+    uint32_t mask = st->capnames - 1, j = h & mask;
+    for (struct iname *n; (n = st->names[j]); j = (j + 1) & mask)
+        if (n->hash == h && n->len == len && name_eq(n->s, s, len)) {
+            st->nunused -= !n->refs;
+            n->refs++;
+            return n;
+        }
+    struct iname *n = sp_xmalloc(sizeof *n + len + 1);
+    n->refs = 1;
+    n->hash = h;
+    n->len = len;
+    memcpy(n->s, s, len);
+    n->s[len] = '\0';
+    st->names[j] = n;
+    st->nnames++;
+    return n;
+}
+
+static void name_release(sp_store *st, struct iname *n) { st->nunused += !--n->refs; }
+
+static inline int field_is(const struct field *f, const char *name, uint32_t h, uint32_t len) {
+    return f->hash == h && f->name->len == len && name_eq(f->name->s, name, len);
+}
+
+/* The fields past the index's first INDEX_MAX, one by one. */
+static __attribute__((noinline)) struct field *field_scan(const sp_obj *o, const char *name,
+                                                          uint32_t h, uint32_t len) {
+    for (uint32_t i = INDEX_MAX; i < o->nfields; i++)
+        if (field_is(&o->fields[i], name, h, len)) return &o->fields[i];
+    return NULL;
+}
+
 /* The field called `name` (hash h, length len), or NULL. With the index at
  * most half full, about one probe: operators touch some twenty fields of a
  * profile per event, and a strcmp scan over a few dozen names was the
@@ -570,35 +747,29 @@ static inline int name_eq(const char *a, const char *b, uint32_t len) {
 static inline struct field *field_probe(const sp_obj *o, const char *name, uint32_t h,
                                         uint32_t len) {
     if (!o->icap) return NULL;
-    size_t mask = o->icap - 1;
-    for (size_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
+    uint32_t mask = o->icap - 1;
+    for (uint32_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
         struct field *f = &o->fields[o->index[j] - 1];
-        if (f->hash == h && f->nlen == len && name_eq(f->name, name, len)) return f;
+        if (field_is(f, name, h, len)) return f;
     }
-    return NULL;
+    return o->nfields > INDEX_MAX ? field_scan(o, name, h, len) : NULL;
 }
 
 /* A new field called `name` (not there yet), without a value, which the
- * caller gives it, with room for a text of create - 1 bytes (at least a
- * number's) in the same allocation as its name: one malloc per new field.
- * The field array may move when it grows; names and texts live apart, so
- * the pointers callers hold do not. */
+ * caller gives it, with a text buffer of `create` bytes (at least a
+ * number's), carved from the arena unless it is long. The field array may
+ * move when it grows; names and texts live apart, so the pointers callers
+ * hold do not. */
 static __attribute__((noinline)) struct field *field_add(sp_obj *o, const char *name, uint32_t h,
                                                          uint32_t len, size_t create) {
-    if (o->nfields == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 8;
-        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
-    }
-    index_reserve(o, o->nfields + 1);
+    if (o->nfields == o->cap) fields_reserve(o, o->cap ? 2 * o->cap : 4);
     struct field *f = &o->fields[o->nfields];
     memset(f, 0, sizeof *f);
-    f->cap = create < SP_G17_MAX ? SP_G17_MAX : create;
-    f->name = sp_xmalloc(len + 1 + f->cap);
-    memcpy(f->name, name, len);
-    f->name[len] = '\0';
-    f->text = f->name + len + 1;
+    f->name = name_intern(o->st, name, h, len);
     f->hash = h;
-    f->nlen = len;
+    f->cap = text_cap(create);
+    f->text_apart = f->cap > TEXT_APART;
+    f->text = f->text_apart ? sp_xmalloc(f->cap) : arena_alloc(o, f->cap);
     index_put(o, h, o->nfields++);
     return f;
 }
@@ -616,20 +787,26 @@ static inline struct field *field_lookup(sp_obj *o, const char *name, uint32_t h
  * is lost when it has to grow: the caller is replacing it. It grows with
  * half again as much room: a list that gains an item per event (profile's
  * recent ring, until full) would otherwise move at nearly every event. */
-static void text_reserve(struct field *f, size_t len) {
+static void text_reserve(sp_obj *o, struct field *f, size_t len) {
     if (len + 1 <= f->cap) return;
-    if (f->text_apart) free(f->text);
-    f->cap = len + 1 + len / 2;
-    f->text = sp_xmalloc(f->cap);
-    f->text_apart = 1;
+    uint32_t cap = text_cap(len + 1 + len / 2);
+    if (f->text_apart)
+        free(f->text);
+    else if (cap <= TEXT_APART && arena_extend(o, f->text, f->cap, cap)) {
+        f->cap = cap;
+        return;
+    }
+    f->text_apart = cap > TEXT_APART;
+    f->text = f->text_apart ? sp_xmalloc(cap) : arena_alloc(o, cap);
+    f->cap = cap;
 }
 
 /* Makes the field the string v (len bytes). */
-static void text_set(struct field *f, const char *v, size_t len) {
-    text_reserve(f, len);
+static void text_set(sp_obj *o, struct field *f, const char *v, size_t len) {
+    text_reserve(o, f, len);
     memmove(f->text, v, len); /* v may be the field's own text */
     f->text[len] = '\0';
-    f->tlen = len;
+    f->tlen = (uint32_t)len;
     f->kind = F_STR;
     f->text_ok = 1;
 }
@@ -687,13 +864,19 @@ static void obj_load(sp_obj *o, const redisReply *r) {
         o->loaded = 1;
         return;
     }
-    sp_obj_reserve(o, o->nfields + r->elements / 2); /* sized once, not field by field */
+    /* Sized once, not field by field: the array, and a chunk that holds
+     * every text. */
+    sp_obj_reserve(o, o->nfields + r->elements / 2);
+    size_t room = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        room += arena_room(text_cap(r->element[i + 1]->len + 1));
+    if (room) arena_reserve(o, room);
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const char *name = r->element[i]->str;
         uint32_t len, h = name_hash(name, &len);
         const redisReply *v = r->element[i + 1];
         struct field *f = field_lookup(o, name, h, len, v->len + 1);
-        text_set(f, v->str, v->len);
+        text_set(o, f, v->str, v->len);
     }
     o->loaded = 1;
 }
@@ -779,6 +962,8 @@ void sp_store_destroy(sp_store *st) {
             obj_free(o);
         }
     free(st->buckets);
+    for (uint32_t i = 0; i < st->capnames; i++) free(st->names[i]);
+    free(st->names);
     for (size_t i = 0; i < st->nparts; i++) {
         part_clear_cmds(&st->parts[i]);
         free(st->parts[i].cmds);
@@ -1003,8 +1188,8 @@ void sp_obj_set_double_f(sp_obj *o, const sp_fname *n, double v) {
 }
 
 void sp_obj_set_str_f(sp_obj *o, const sp_fname *n, const char *v, size_t len) {
-    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
-    text_set(f, v, len);
+    struct field *f = field_lookup(o, n->name, n->hash, n->len, len + 1);
+    text_set(o, f, v, len);
     obj_mark(o, f);
 }
 
@@ -1069,14 +1254,11 @@ void sp_obj_incrf(sp_obj *o, const char *field, double by) {
 size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
 
 void sp_obj_reserve(sp_obj *o, size_t n) {
-    if (o->cap < n) {
-        o->cap = n;
-        o->fields = sp_xrealloc(o->fields, o->cap * sizeof *o->fields);
-    }
-    index_reserve(o, n);
+    if (n >= UINT32_MAX / 4) too_long(n);
+    fields_reserve(o, (uint32_t)n);
 }
 
-const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name; }
+const char *sp_obj_field_name(const sp_obj *o, size_t i) { return o->fields[i].name->s; }
 const char *sp_obj_field_value(const sp_obj *o, size_t i) {
     return field_text(&((sp_obj *)o)->fields[i]);
 }
@@ -1327,7 +1509,7 @@ static void build_commit(struct part *p, int32_t part, const sp_commit *c, struc
         arg_push(&a, o->key, o->klen);
         for (size_t i = 0; i < o->nfields; i++)
             if (o->fields[i].dirty) {
-                arg_push(&a, o->fields[i].name, o->fields[i].nlen);
+                arg_push(&a, o->fields[i].name->s, o->fields[i].name->len);
                 const char *text = field_text(&o->fields[i]); /* sets tlen */
                 arg_push(&a, text, o->fields[i].tlen);
             }

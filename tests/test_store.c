@@ -1126,3 +1126,334 @@ Test(store, tx_cmd_keeps_every_argument_of_wide_and_long_commands, .init = start
     free(text);
     sp_store_destroy(st);
 }
+
+/* ------------------------------------------------ the cache's memory */
+
+/* A text of len bytes, its bytes a function of seed, none of them NUL. */
+static void fill_text(char *buf, size_t len, unsigned seed) {
+    for (size_t i = 0; i < len; i++) buf[i] = (char)('a' + (seed + i * 7) % 26);
+    buf[len] = '\0';
+}
+
+/* The lengths a text goes through: each side of a number's room (32 bytes
+ * with the NUL), of a buffer carved from the object's arena or allocated
+ * apart (128), of growth by half again (a text of 85 grows to 128, of 86
+ * past it), long ones, then back down to short. */
+static const size_t text_lens[] = {0,   1,   30,  31,  32,  33, 84, 85,  86, 126, 127,
+                                   128, 129, 200, 999, 300, 64, 5,  0,   40, 129, 85};
+
+/* Every text handed out stays as it was while other fields are set, grow
+ * across every bound of their buffers, become numbers and text again, and
+ * new fields are added; each field reads back what was set, and so does
+ * Redis, and an owner that loads the object afresh. */
+Test(store_mem, texts_keep_their_place_while_others_grow_and_shrink, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    enum { NG = 4 };
+    static const char *const grow[NG] = {"g", "grown_text_field", "a_field_name_longer_than_24",
+                                         "g2"};
+    char want[NG][1024], buf[1024], name[48];
+    const char *held[NG] = {0};
+    size_t nl = sizeof text_lens / sizeof *text_lens, added = 0;
+    for (size_t k = 0; k < NG; k++) sp_obj_set_int(o, grow[k], 0); /* first, in this order */
+    for (size_t step = 0; step < nl * NG; step++) {
+        size_t k = step % NG, len = text_lens[(step / NG + k * 5) % nl];
+        fill_text(want[k], len, (unsigned)step);
+        sp_obj_set_str(o, grow[k], want[k]);
+        held[k] = sp_obj_get_str(o, grow[k]);
+        /* a number and back, in the field's own buffer */
+        if (step % 3 == 0) {
+            sp_obj_set_double(o, grow[k], -1.0 / 3);
+            cr_assert_str_eq(sp_obj_get_str(o, grow[k]), "-0.33333333333333331");
+            sp_obj_set_str(o, grow[k], want[k]);
+            held[k] = sp_obj_get_str(o, grow[k]);
+        }
+        /* a new field of a length from the list, a number or a text */
+        snprintf(name, sizeof name, "added_%zu", added++);
+        fill_text(buf, text_lens[step % nl], (unsigned)step + 100);
+        if (step % 2)
+            sp_obj_set_str(o, name, buf);
+        else
+            sp_obj_set_int(o, name, (int64_t)step * -1000003);
+        for (size_t j = 0; j < NG; j++)
+            if (held[j])
+                cr_assert(!strcmp(held[j], want[j]) && sp_obj_get_str(o, grow[j]) == held[j],
+                          "step %zu: %s changed or moved", step, grow[j]);
+    }
+    cr_assert_eq(sp_obj_nfields(o), NG + added);
+    for (size_t i = 0; i < added; i++) {
+        snprintf(name, sizeof name, "added_%zu", i);
+        cr_assert_str_eq(sp_obj_field_name(o, NG + i), name);
+        if (i % 2) {
+            fill_text(buf, text_lens[i % nl], (unsigned)i + 100);
+            cr_assert_str_eq(sp_obj_field_value(o, NG + i), buf, "%s", name);
+        } else {
+            cr_assert_eq(sp_obj_get_int(o, name, 1), (int64_t)i * -1000003, "%s", name);
+        }
+    }
+    commit5(st, 1);
+    sp_store *st2 = open_store(1000, NULL);
+    sp_obj *o2 = typed_obj(st2);
+    cr_assert_eq(sp_obj_nfields(o2), NG + added);
+    for (size_t j = 0; j < NG; j++) {
+        expect_field("{p5}:u:typed", grow[j], want[j]);
+        cr_assert_str_eq(sp_obj_get_str(o2, grow[j]), want[j]);
+    }
+    /* The loaded object grows and shrinks as a new one does. */
+    const char *kept = sp_obj_get_str(o2, "added_1");
+    fill_text(buf, text_lens[1], 101);
+    for (size_t i = 0; i < nl; i++) {
+        fill_text(want[0], text_lens[i], (unsigned)i);
+        sp_obj_set_str(o2, grow[0], want[0]);
+        cr_assert_str_eq(sp_obj_get_str(o2, grow[0]), want[0]);
+        cr_assert_str_eq(kept, buf);
+    }
+    sp_store_destroy(st2);
+    sp_store_destroy(st);
+}
+
+/* Objects share their field names: a name handed out by field_name stays
+ * put and unchanged while other objects with the same names leave the
+ * cache (revoked) and thousands of other names come and go; and objects
+ * loaded again afterwards find their fields by those names. */
+Test(store_mem, field_names_outlive_other_objects_with_the_same_names, .init = start,
+     .fini = stop) {
+    static const char *topics[] = {"t"};
+    static const char *const shared[] = {"events", "n_view", "a_long_shared_field_name_of_40_bytes_",
+                                         "x"};
+    enum { NS = sizeof shared / sizeof *shared, NOBJ = 40 };
+    sp_store *st = open_store(100000, NULL);
+    int64_t offs[1];
+    cr_assert_eq(sp_store_assign(st, 5, topics, 1, offs), SP_OK);
+    cr_assert_eq(sp_store_assign(st, 6, topics, 1, offs), SP_OK);
+    char suffix[32], name[48];
+    sp_obj *keep;
+    cr_assert_eq(sp_store_get(st, 5, "u:keep", &keep), SP_OK);
+    for (int i = 0; i < NS; i++) sp_obj_set_int(keep, shared[i], i);
+    const char *names[NS];
+    for (int i = 0; i < NS; i++) names[i] = sp_obj_field_name(keep, (size_t)i);
+    for (int n = 0; n < NOBJ; n++) {
+        snprintf(suffix, sizeof suffix, "u:%d", n);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, 6, suffix, &o), SP_OK);
+        for (int i = 0; i < NS; i++) sp_obj_set_int(o, shared[i], n * 10 + i);
+        for (int i = 0; i < 50; i++) { /* names of this object alone */
+            snprintf(name, sizeof name, "own_%d_%d", n, i);
+            sp_obj_set_int(o, name, i);
+        }
+    }
+    int64_t next = 1;
+    cr_assert_eq(sp_store_commit(st, 6, topics, &next, 1), SP_OK);
+    sp_store_revoke(st, 6);
+    /* thousands of new names: the name table is rebuilt, unused names go */
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "later_%d", i);
+        sp_obj_set_int(keep, name, i);
+    }
+    for (int i = 0; i < NS; i++) {
+        cr_assert_eq(sp_obj_field_name(keep, (size_t)i), names[i]);
+        cr_assert_str_eq(names[i], shared[i]);
+        cr_assert_eq(sp_obj_get_int(keep, shared[i], -1), i);
+    }
+    for (int i = 0; i < 3000; i += 7) {
+        snprintf(name, sizeof name, "later_%d", i);
+        cr_assert_eq(sp_obj_get_int(keep, name, -1), i);
+        cr_assert_str_eq(sp_obj_field_name(keep, (size_t)(NS + i)), name);
+    }
+    cr_assert_eq(sp_store_assign(st, 6, topics, 1, offs), SP_OK);
+    for (int n = 0; n < NOBJ; n++) {
+        snprintf(suffix, sizeof suffix, "u:%d", n);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, 6, suffix, &o), SP_OK);
+        cr_assert_eq(sp_obj_nfields(o), NS + 50);
+        for (int i = 0; i < NS; i++) cr_assert_eq(sp_obj_get_int(o, shared[i], -1), n * 10 + i);
+        snprintf(name, sizeof name, "own_%d_%d", n, 49);
+        cr_assert_eq(sp_obj_get_int(o, name, -1), 49);
+    }
+    sp_store_destroy(st);
+}
+
+/* The property over several objects at once: random sets of short and long
+ * texts, of numbers, increments and reads, on fields whose names the
+ * objects share (short and long names) or have alone; texts held from
+ * get_str across later changes of other fields; batches that end with the
+ * cache over its bound, so clean objects are evicted and loaded again, and
+ * restarts. Everything read agrees with a reference of plain printf texts,
+ * every held text is unchanged until its field is next set, and Redis ends
+ * up holding the reference's texts. */
+#define MEM_OBJS 6
+#define MEM_FIELDS 40
+#define MEM_TEXT 1024 /* above the longest of text_lens */
+
+struct mem_ref {
+    char v[MEM_OBJS][MEM_FIELDS][MEM_TEXT];
+    int set[MEM_OBJS][MEM_FIELDS];
+    const char *held[MEM_OBJS][MEM_FIELDS]; /* until the field is set or the batch ends */
+};
+
+static void mem_name(char *buf, size_t size, int obj, int k) {
+    if (k % 4 == 3)
+        snprintf(buf, size, "own_%d_%d", obj, k);
+    else if (k % 5 == 0)
+        snprintf(buf, size, "a_field_name_shared_by_every_object_%d", k);
+    else
+        snprintf(buf, size, "s%d", k);
+}
+
+static void mem_check_held(const struct mem_ref *ref, int obj, int step) {
+    for (int k = 0; k < MEM_FIELDS; k++)
+        if (ref->held[obj][k])
+            cr_assert(!strcmp(ref->held[obj][k], ref->v[obj][k]), "step %d: held text of %d/%d changed",
+                      step, obj, k);
+}
+
+Test(store_mem, random_operations_on_many_objects_agree_with_a_text_reference, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(MEM_OBJS / 2, NULL); /* every batch evicts */
+    static const char *topics[] = {"t"};
+    int64_t offs[1], next = 1;
+    cr_assert_eq(sp_store_assign(st, 5, topics, 1, offs), SP_OK);
+    static struct mem_ref ref;
+    memset(&ref, 0, sizeof ref);
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    char name[64], suffix[32];
+    int step = 0;
+    for (int batch = 0; batch < 150; batch++) {
+        sp_obj *o[MEM_OBJS];
+        for (int j = 0; j < MEM_OBJS; j++) {
+            snprintf(suffix, sizeof suffix, "m:%d", j);
+            cr_assert_eq(sp_store_get(st, 5, suffix, &o[j]), SP_OK);
+        }
+        for (int n = 0; n < 200; n++, step++) {
+            int j = (int)(rng_next(&s) % MEM_OBJS), k = (int)(rng_next(&s) % MEM_FIELDS);
+            mem_name(name, sizeof name, j, k);
+            char *r = ref.v[j][k];
+            int wrote = 1; /* the cases that set the field */
+            switch (rng_next(&s) % 7) {
+            case 0: {
+                size_t nl = sizeof text_lens / sizeof *text_lens;
+                size_t len = rng_next(&s) % 2 ? text_lens[rng_next(&s) % nl] : rng_next(&s) % 600;
+                fill_text(r, len, (unsigned)step);
+                sp_obj_set_str(o[j], name, r);
+                break;
+            }
+            case 1: {
+                int64_t v = pick_int(&s);
+                sp_obj_set_int(o[j], name, v);
+                snprintf(r, MEM_TEXT, "%lld", (long long)v);
+                break;
+            }
+            case 2: {
+                double v = pick_double(&s);
+                sp_obj_set_double(o[j], name, v);
+                snprintf(r, MEM_TEXT, "%.17g", v);
+                break;
+            }
+            case 3: {
+                long long cur = ref.set[j][k] ? strtoll(r, NULL, 10) : 0;
+                if (cur > INT64_MAX - 10 || cur < INT64_MIN + 10) {
+                    wrote = 0;
+                    break;
+                }
+                sp_obj_incr(o[j], name, 3);
+                snprintf(r, MEM_TEXT, "%lld", cur + 3);
+                break;
+            }
+            case 4: {
+                const char *got = sp_obj_get_str(o[j], name);
+                wrote = 0;
+                if (!ref.set[j][k]) {
+                    cr_assert_null(got, "step %d %d/%s", step, j, name);
+                    break;
+                }
+                cr_assert(got && !strcmp(got, r), "step %d %d/%s = %.40s, want %.40s", step, j, name,
+                          got ? got : "(none)", r);
+                ref.held[j][k] = got;
+                break;
+            }
+            case 5:
+                cr_assert_eq(sp_obj_get_int(o[j], name, -99),
+                             ref.set[j][k] ? strtoll(r, NULL, 10) : -99, "step %d %d/%s", step, j,
+                             name);
+                wrote = 0;
+                break;
+            default:
+                mem_check_held(&ref, j, step);
+                wrote = 0;
+            }
+            if (wrote) {
+                ref.set[j][k] = 1;
+                ref.held[j][k] = NULL;
+            }
+        }
+        for (int j = 0; j < MEM_OBJS; j++) {
+            int want = 0;
+            for (int k = 0; k < MEM_FIELDS; k++) want += ref.set[j][k];
+            cr_assert_eq(sp_obj_nfields(o[j]), (size_t)want, "batch %d object %d", batch, j);
+            for (size_t i = 0; i < sp_obj_nfields(o[j]); i++) { /* every field, by position */
+                const char *fname = sp_obj_field_name(o[j], i);
+                int k = -1;
+                for (int kk = 0; kk < MEM_FIELDS && k < 0; kk++) {
+                    mem_name(name, sizeof name, j, kk);
+                    if (!strcmp(name, fname)) k = kk;
+                }
+                cr_assert(k >= 0 && ref.set[j][k], "unknown field %s", fname);
+                cr_assert_str_eq(sp_obj_field_value(o[j], i), ref.v[j][k]);
+            }
+            mem_check_held(&ref, j, step);
+        }
+        commit5(st, next++);
+        sp_store_end_batch(st);
+        memset(ref.held, 0, sizeof ref.held);
+        if (batch % 40 == 39) { /* a restart */
+            sp_store_destroy(st);
+            st = open_store(MEM_OBJS / 2, NULL);
+            cr_assert_eq(sp_store_assign(st, 5, topics, 1, offs), SP_OK);
+        }
+    }
+    for (int j = 0; j < MEM_OBJS; j++)
+        for (int k = 0; k < MEM_FIELDS; k++) {
+            snprintf(suffix, sizeof suffix, "{p5}:m:%d", j); /* the key */
+            mem_name(name, sizeof name, j, k);
+            expect_field(suffix, name, ref.set[j][k] ? ref.v[j][k] : NULL);
+        }
+    sp_store_destroy(st);
+}
+
+/* The index holds the first 65,535 fields' positions (16 bits); the ones
+ * after them are found by a scan. Fields on each side of that bound are
+ * found, changed and committed, absent names are not found, and an object
+ * loaded with that many fields finds them all. */
+Test(store_mem, fields_past_the_index_bound_are_found, .init = start, .fini = stop) {
+    enum { BOUND = 65535, N = BOUND + 3 };
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "b%d", i);
+        sp_obj_set_int(o, name, i);
+    }
+    cr_assert_eq(sp_obj_nfields(o), N);
+    static const int probe[] = {0, 1, BOUND - 2, BOUND - 1, BOUND, BOUND + 1, BOUND + 2};
+    for (size_t p = 0; p < sizeof probe / sizeof *probe; p++) {
+        int i = probe[p];
+        snprintf(name, sizeof name, "b%d", i);
+        cr_assert_eq(sp_obj_get_int(o, name, -1), i, "%s", name);
+        cr_assert_str_eq(sp_obj_field_name(o, (size_t)i), name);
+        sp_obj_incr(o, name, 1000000);
+    }
+    cr_assert_null(sp_obj_get_str(o, "b65538"));
+    cr_assert_null(sp_obj_get_str(o, "b"));
+    commit5(st, 1);
+    sp_store *st2 = open_store(1000, NULL);
+    sp_obj *o2 = typed_obj(st2);
+    cr_assert_eq(sp_obj_nfields(o2), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "b%d", i);
+        int changed = i <= 1 || i >= BOUND - 2;
+        cr_assert_eq(sp_obj_get_int(o2, name, -1), changed ? i + 1000000 : i, "%s", name);
+    }
+    cr_assert_null(sp_obj_get_str(o2, "b65538"));
+    sp_store_destroy(st2);
+    sp_store_destroy(st);
+}
