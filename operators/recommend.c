@@ -52,6 +52,10 @@
 #define K_MAX 100
 #define POP_FLOOR 100.0f
 #define SEEDS 3 /* recent items whose neighbours are candidates */
+/* The GRU input table (sp_gru_input_table) is kept up to this size: 3x the
+ * embeddings, 3.8 MB for 10k items at d = 32; a catalogue past ~170k items
+ * at d = 32 computes each step's projection instead. */
+#define GX_TABLE_MAX (64u << 20)
 
 struct recommend {
     sp_store *store;
@@ -75,7 +79,24 @@ struct recommend {
     size_t pcap;
     float maxpop;
     sp_op_hints rs, mfu;      /* the event's entries, prefetch to process */
+    /* derived from the model of ctx->model_gen model_gen (model_refresh) */
+    const sp_model *model;
+    uint64_t model_gen;
+    float *gx;                /* the GRU input projection of every item, or NULL */
 };
+
+/* Derives what recommend keeps of the current model. Called at start-up and
+ * after a reload, so that the first events do not pay for the GRU input
+ * table, and at each event in case another operator's reload swapped the
+ * model. */
+static void model_refresh(struct recommend *r) {
+    sp_personal *c = r->ctx;
+    if (r->model == c->model && r->model_gen == c->model_gen) return;
+    free(r->gx);
+    r->gx = c->model ? sp_gru_input_table(c->model, GX_TABLE_MAX) : NULL;
+    r->model = c->model;
+    r->model_gen = c->model_gen;
+}
 
 static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
     sp_personal *ctx = sp_personal_get(env, err, errlen);
@@ -84,6 +105,7 @@ static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
     r->store = env->store;
     r->ctx = ctx;
     r->cfg = env->cfg;
+    model_refresh(r);
     *priv = r;
     return SP_OK;
 }
@@ -674,6 +696,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     sp_personal *c = r->ctx;
     const sp_event *ev = e->ev;
     double t0 = sp_personal_now_us();
+    model_refresh(r);
     char key[256];
     user_key(key, sizeof key, "rs:", ev->user_id);
     sp_obj *rs, *mo;
@@ -702,7 +725,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
             size_t d = sp_model_user_dim(m);
             if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), h, d) != d) memset(h, 0, d * 4);
             have_h = 1;
-            if (sp_gru_step(m, h, idx) == SP_OK) {
+            if (sp_gru_step_with(m, r->gx, h, idx) == SP_OK) {
                 char hex[8 * SP_PERSONAL_MAX_DIM + 1];
                 sp_personal_hex_encode(h, d, hex);
                 sp_obj_set_str(rs, "h", hex);
@@ -762,7 +785,9 @@ static int rec_flush(void *priv, int32_t part) {
 
 static int rec_reload(void *priv) {
     struct recommend *r = priv;
-    return sp_personal_reload(r->ctx);
+    int rc = sp_personal_reload(r->ctx);
+    model_refresh(r);
+    return rc;
 }
 
 static void rec_destroy(void *priv) {
@@ -780,6 +805,7 @@ static void rec_destroy(void *priv) {
     free(r->blend);
     free(r->mf);
     free(r->ban);
+    free(r->gx);
     sp_personal_put(r->ctx);
     free(r);
 }
