@@ -1,5 +1,6 @@
-/* The recommend operator's hand-written protobuf encoder must give the
- * bytes protobuf-c gives for the same message (the list topic's consumers
+/* The recommend operator's hand-written protobuf encoder, from
+ * ScoredItems or from the operator's own items, must give the bytes
+ * protobuf-c gives for the same message (the list topic's consumers
  * decode it with protobuf-c or any other library); its batched dot
  * products must give sp_dot's bits. */
 #include <criterion/criterion.h>
@@ -55,6 +56,24 @@ Test(recommend, pack_is_byte_identical_to_protobuf_c) {
         cr_assert_eq(got_len, want_len, "trial %d: %zu bytes, protobuf-c %zu", trial, got_len,
                      want_len);
         cr_assert_eq(memcmp(got, want, want_len), 0, "trial %d: bytes differ", trial);
+        /* the operator's path: the items as ids with their lengths (NULL as
+         * "", which proto3 leaves out alike), rec's own items ignored */
+        sp_rec_item fast[130];
+        for (size_t i = 0; i < n; i++) {
+            const char *id = items[i].item_id ? items[i].item_id : "";
+            fast[i] = (sp_rec_item){id, strlen(id), items[i].score};
+        }
+        Shopstream__V1__Recommendation bare = rec;
+        bare.n_items = 0;
+        bare.items = NULL;
+        size_t bound = sp_recommend_pack_items_bound(&bare, fast, n);
+        uint8_t *fgot = malloc(bound);
+        size_t fgot_len = sp_recommend_pack_items(&bare, fast, n, fgot);
+        cr_assert_leq(fgot_len, bound);
+        cr_assert_eq(fgot_len, want_len, "trial %d: %zu bytes from items, protobuf-c %zu", trial,
+                     fgot_len, want_len);
+        cr_assert_eq(memcmp(fgot, want, want_len), 0, "trial %d: bytes from items differ", trial);
+        free(fgot);
         free(want);
         free(got);
     }
