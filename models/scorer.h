@@ -107,6 +107,11 @@ static inline void sp_topk_offer(struct sp_scored *h, size_t *n, size_t k, int32
     sp_topk_push(h, n, k, item, score);
 }
 
+/* sp_topk_offer for each finite scores[j] with items[j], j < count, in
+ * order: the same heap, for fewer instructions a score once it is full. */
+void sp_topk_offer_finite(struct sp_scored *h, size_t *n, size_t k, const int32_t *items,
+                          const float *scores, size_t count);
+
 /* Scratch space for up to max_batch users per call. */
 sp_scorer *sp_scorer_new(const sp_model *m, size_t max_batch, char *err, size_t errlen);
 void sp_scorer_destroy(sp_scorer *s);

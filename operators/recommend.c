@@ -348,8 +348,7 @@ score_rows32(struct recommend *r, const float *u, const float *mfu, const float 
         s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * 32, 32) + c->bias[row]);
         sc[j] = s + w[2] * c->lpop[row];
     }
-    for (j = 0; j < nv; j++)
-        if (isfinite(sc[j])) sp_topk_offer(top, got, k, rows[j], sc[j]);
+    sp_topk_offer_finite(top, got, k, rows, sc, nv);
 }
 
 /* Scores the candidate rows of seeds[0..nseeds) only: the same blend,

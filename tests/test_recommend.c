@@ -10,6 +10,7 @@
 
 #include "models/dot.h"
 #include "models/model.h"
+#include "models/scorer.h"
 #include "operators/recommend.h"
 
 /* "", NULL, short, and 127/128/300-byte strings (one and two-byte lengths). */
@@ -146,5 +147,46 @@ Test(recommend, batched_dot_products_equal_the_documented_order_bit_for_bit) {
             cr_assert(!memcmp(&out[lane_of[i]], &want[i], 4),
                       "round %d product %d (AVX): %a, the reference %a", round, i,
                       out[lane_of[i]], want[i]);
+    }
+}
+
+/* Best first, ties to the lower item: the order a top-k list must have. */
+static int best_first(const void *pa, const void *pb) {
+    const struct sp_scored *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->item > b->item) - (a->item < b->item);
+}
+
+/* recommend offers its candidates' scores eight at a time
+ * (sp_topk_offer_finite) and sorts its ten by insertion (sp_topk_finish):
+ * the list must be the k best finite scores, best first, ties to the lower
+ * item -- here sorted out of all of them by qsort. Scores repeat often
+ * (ties, 0 and -0), and NaN and infinities come in; k runs past 32 (the
+ * heap sort) and past the number of scores. */
+Test(recommend, topk_offers_in_blocks_and_finish_equal_a_sorted_reference) {
+    static const float common[] = {-1.0f, 0.0f, -0.0f, 0.5f, 2.0f};
+    uint64_t rng = sp_rng_seed(17);
+    for (int trial = 0; trial < 3000; trial++) {
+        size_t count = sp_rng_below(&rng, 300), k = sp_rng_below(&rng, 42), m = 0, got = 0;
+        int32_t items[300];
+        float scores[300];
+        struct sp_scored h[42], want[300];
+        for (size_t j = 0; j < count; j++) {
+            items[j] = (int32_t)((j * 7919 + (size_t)trial) % 1000); /* distinct, unordered */
+            uint32_t pick = sp_rng_below(&rng, 20);
+            scores[j] = pick < 8    ? sp_rng_normal(&rng)
+                        : pick < 16 ? common[sp_rng_below(&rng, 5)]
+                        : pick < 18 ? NAN
+                                    : (pick == 18 ? INFINITY : -INFINITY);
+            if (isfinite(scores[j])) want[m++] = (struct sp_scored){items[j], scores[j]};
+        }
+        qsort(want, m, sizeof *want, best_first);
+        sp_topk_offer_finite(h, &got, k, items, scores, count);
+        sp_topk_finish(h, got);
+        cr_assert_eq(got, m < k ? m : k, "trial %d: %zu entries", trial, got);
+        for (size_t i = 0; i < got; i++)
+            cr_assert(h[i].item == want[i].item && !memcmp(&h[i].score, &want[i].score, 4),
+                      "trial %d rank %zu: item %d %a, want %d %a", trial, i, h[i].item,
+                      h[i].score, want[i].item, want[i].score);
     }
 }
