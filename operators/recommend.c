@@ -221,10 +221,11 @@ static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_r
                        int32_t *banned) {
     sp_personal *c = r->ctx;
     size_t rows = sp_vocab_size(c->items), nb = 0;
-    if (rows > r->bancap) {
-        r->ban = sp_xrealloc(r->ban, rows);
-        memset(r->ban + r->bancap, 0, rows - r->bancap);
-        r->bancap = rows;
+    if (rows > r->bancap) { /* doubled: the item table grows an item at a time */
+        size_t cap = rows > 2 * r->bancap ? rows : 2 * r->bancap;
+        r->ban = sp_xrealloc(r->ban, cap);
+        memset(r->ban + r->bancap, 0, cap - r->bancap);
+        r->bancap = cap;
     }
     if (r->cfg->recommend_exclude_viewed) banned[nb++] = viewed_row;
     for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
@@ -665,10 +666,11 @@ static void list_items(struct recommend *r, const struct sp_scored *top, size_t 
                        sp_rec_item *items, unsigned char *esc) {
     sp_personal *c = r->ctx;
     size_t rows = sp_vocab_size(c->items);
-    if (rows > r->idcap) {
-        r->idinfo = sp_xrealloc(r->idinfo, rows * sizeof *r->idinfo);
-        memset(r->idinfo + r->idcap, 0, (rows - r->idcap) * sizeof *r->idinfo);
-        r->idcap = rows;
+    if (rows > r->idcap) { /* doubled: the table grows an item at a time */
+        size_t cap = rows > 2 * r->idcap ? rows : 2 * r->idcap;
+        r->idinfo = sp_xrealloc(r->idinfo, cap * sizeof *r->idinfo);
+        memset(r->idinfo + r->idcap, 0, (cap - r->idcap) * sizeof *r->idinfo);
+        r->idcap = cap;
     }
     for (size_t i = 0; i < n; i++) {
         const char *id = sp_vocab_id(c->items, top[i].item);
