@@ -459,8 +459,13 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     return o;
 }
 
-/* Decimal v: 20 bytes at most. */
+/* Decimal v: 20 bytes at most. One digit (a score's integer part, as a
+ * rule) is one store, not a copy of a variable length. */
 static char *json_u64(char *o, uint64_t u) {
+    if (u < 10) {
+        *o = (char)('0' + u);
+        return o + 1;
+    }
     char buf[20], *e = buf + sizeof buf, *p = e;
     do *--p = (char)('0' + u % 10); while (u /= 10);
     memcpy(o, p, (size_t)(e - p));
@@ -472,8 +477,15 @@ static char *json_i64(char *o, int64_t v) {
     return json_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
+/* "00" to "99": the decimals of a score written two at a time. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 /* A score cut to 4 decimals (what the JSON carried before: trailing zeros
- * dropped), without printf. JSON_SCORE_MAX bytes at most. */
+ * dropped), without printf: the four decimals as two pairs, then the
+ * zeros at the end taken back. JSON_SCORE_MAX bytes at most. */
 #define JSON_SCORE_MAX 40
 static char *json_score(char *o, float score) {
     double v = (double)score;
@@ -489,16 +501,17 @@ static char *json_score(char *o, float score) {
         q = -q;
     }
     o = json_u64(o, (uint64_t)(q / 10000));
-    int frac = (int)(q % 10000), digits = 4;
+    unsigned frac = (unsigned)(q % 10000);
     if (!frac) return o;
-    while (frac % 10 == 0) {
-        frac /= 10;
-        digits--;
-    }
-    *o = '.';
-    for (int i = digits; i > 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    o[0] = '.';
+    memcpy(o + 1, digit_pairs + 2 * (frac / 100), 2);
+    memcpy(o + 3, digit_pairs + 2 * (frac % 100), 2);
+    size_t digits = 4;
+    while (o[digits] == '0') digits--; /* stops at a digit: frac is not 0 */
     return o + digits + 1;
 }
+
+char *sp_recommend_json_score(char *out, float score) { return json_score(out, score); }
 
 #define JSON_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 

@@ -36,4 +36,10 @@ size_t sp_recommend_pack_items_bound(const Shopstream__V1__Recommendation *rec,
 size_t sp_recommend_pack_items(const Shopstream__V1__Recommendation *rec,
                                const sp_rec_item *items, size_t n, uint8_t *out);
 
+/* The score of a rec:<user> JSON item as the operator writes it: cut (not
+ * rounded) to 4 decimals, trailing zeros dropped, "0" for 0; %.4g beyond
+ * 1e12 in magnitude, 0 for NaN and infinities. Writes at most 40 bytes
+ * (no NUL) and returns the end. */
+char *sp_recommend_json_score(char *out, float score);
+
 #endif

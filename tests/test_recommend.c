@@ -5,6 +5,7 @@
  * products must give sp_dot's bits. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,5 +189,54 @@ Test(recommend, topk_offers_in_blocks_and_finish_equal_a_sorted_reference) {
             cr_assert(h[i].item == want[i].item && !memcmp(&h[i].score, &want[i].score, 4),
                       "trial %d rank %zu: item %d %a, want %d %a", trial, i, h[i].item,
                       h[i].score, want[i].item, want[i].score);
+    }
+}
+
+/* The rec:<user> score as it was written before the digit pairs: the
+ * integer part, then the four decimals one at a time with the zeros at
+ * the end dropped (snprintf's %.4g out of range). */
+static void json_score_reference(char *out, float score) {
+    double v = (double)score;
+    if (!(fabs(v) < 1e12)) {
+        snprintf(out, 41, "%.4g", isfinite(v) ? v : 0.0);
+        return;
+    }
+    long long q = (long long)(v * 1e4);
+    const char *sign = q < 0 ? "-" : "";
+    if (q < 0) q = -q;
+    int frac = (int)(q % 10000), digits = 4;
+    if (!frac) {
+        snprintf(out, 41, "%s%lld", sign, q / 10000);
+        return;
+    }
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(out, 41, "%s%lld.%0*d", sign, q / 10000, digits, frac);
+}
+
+Test(recommend, json_scores_equal_the_digit_by_digit_reference) {
+    static const float edges[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 0.0001f, -0.0001f, 0.00009f,
+                                  9.9999f, 10.0f, 123456.7f, 1e12f, -1e12f, 9.9e11f, 1e30f,
+                                  INFINITY, -INFINITY, NAN};
+    uint64_t rng = sp_rng_seed(41);
+    for (int i = 0; i < 200000; i++) {
+        float s;
+        uint32_t pick = sp_rng_below(&rng, 4);
+        if (i < (int)(sizeof edges / sizeof *edges))
+            s = edges[i];
+        else if (pick == 0) /* exact ten-thousandths and neighbours: zeros to drop */
+            s = (float)((int)sp_rng_below(&rng, 2000000) - 1000000) / 10000.0f;
+        else if (pick == 1)
+            s = sp_rng_normal(&rng);
+        else
+            s = wide_float(&rng);
+        char got[64], want[64];
+        char *e = sp_recommend_json_score(got, s);
+        cr_assert_leq(e - got, 40);
+        *e = '\0';
+        json_score_reference(want, s);
+        cr_assert_str_eq(got, want, "score %a", s);
     }
 }
