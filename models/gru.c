@@ -89,15 +89,36 @@ gru_input(const sp_model *m, const float *P, int32_t item, float *gx) {
     gru_matvec(P + m->lay.gru_wx, P + m->lay.emb + (size_t)item * d, d, gx);
 }
 
+/* The step from the input projection gx (3d floats, biases included). */
+static void gru_step_from(const sp_model *m, float *hidden, const float *gx) {
+    float hn[SP_MODEL_MAX_DIM];
+    gru_cell(m, m->params, gx, hidden, hn, NULL, NULL, NULL, NULL);
+    memcpy(hidden, hn, m->cfg.dim * sizeof(float));
+}
+
 int sp_gru_step(const sp_model *m, float *hidden, int32_t item) {
+    return sp_gru_step_with(m, NULL, hidden, item);
+}
+
+float *sp_gru_input_table(const sp_model *m, size_t max_bytes) {
+    size_t n = m->n_items, row = 3 * (size_t)m->cfg.dim;
+    if (m->cfg.kind != SP_MODEL_GRU || !n || n * row * sizeof(float) > max_bytes) return NULL;
+    float *t = sp_xmalloc(n * row * sizeof(float));
+    for (size_t i = 0; i < n; i++) gru_input(m, m->params, (int32_t)i, t + i * row);
+    return t;
+}
+
+int sp_gru_step_with(const sp_model *m, const float *table, float *hidden, int32_t item) {
     if (m->cfg.kind != SP_MODEL_GRU || item < 0 || (uint32_t)item >= m->n_items)
         return SP_ERR_BADINPUT;
-    size_t d = m->cfg.dim;
-    const float *P = m->params;
-    float gx[3 * SP_MODEL_MAX_DIM], hn[SP_MODEL_MAX_DIM];
-    gru_input(m, P, item, gx);
-    gru_cell(m, P, gx, hidden, hn, NULL, NULL, NULL, NULL);
-    memcpy(hidden, hn, d * sizeof(float));
+    size_t row = 3 * (size_t)m->cfg.dim;
+    if (table) {
+        gru_step_from(m, hidden, table + (size_t)item * row);
+    } else {
+        float gx[3 * SP_MODEL_MAX_DIM];
+        gru_input(m, m->params, item, gx);
+        gru_step_from(m, hidden, gx);
+    }
     return SP_OK;
 }
 

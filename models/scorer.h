@@ -38,6 +38,18 @@ const char *sp_model_item_id(const sp_model *m, int32_t idx);
  * event on item. O(dim^2), no history replay. 0 or SP_ERR_BADINPUT. */
 int sp_gru_step(const sp_model *m, float *hidden, int32_t item);
 
+/* GRU: sp_gru_step for a caller that steps many users through the same
+ * model. The input projection x Wx + bx depends on the item alone:
+ * sp_gru_input_table computes it once for every item (row i, 3 user_dim
+ * floats, for item i), and sp_gru_step_with takes the step from the item's
+ * row -- half the arithmetic of a step, and bit for bit sp_gru_step (the
+ * same code computes the row). The table is 3x the size of the embeddings:
+ * NULL, when it would exceed max_bytes or for a model of another kind, has
+ * sp_gru_step_with compute the projection as sp_gru_step does. The caller
+ * frees the table; it belongs to m. */
+float *sp_gru_input_table(const sp_model *m, size_t max_bytes);
+int sp_gru_step_with(const sp_model *m, const float *table, float *hidden, int32_t item);
+
 /* One MF update's change to one item's factors, for the caller to apply to
  * the shared item table (vec has user_dim floats, caller-provided). */
 struct sp_mf_delta {
@@ -94,6 +106,11 @@ static inline void sp_topk_offer(struct sp_scored *h, size_t *n, size_t k, int32
         return;
     sp_topk_push(h, n, k, item, score);
 }
+
+/* sp_topk_offer for each finite scores[j] with items[j], j < count, in
+ * order: the same heap, for fewer instructions a score once it is full. */
+void sp_topk_offer_finite(struct sp_scored *h, size_t *n, size_t k, const int32_t *items,
+                          const float *scores, size_t count);
 
 /* Scratch space for up to max_batch users per call. */
 sp_scorer *sp_scorer_new(const sp_model *m, size_t max_batch, char *err, size_t errlen);

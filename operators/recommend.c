@@ -52,6 +52,10 @@
 #define K_MAX 100
 #define POP_FLOOR 100.0f
 #define SEEDS 3 /* recent items whose neighbours are candidates */
+/* The GRU input table (sp_gru_input_table) is kept up to this size: 3x the
+ * embeddings, 3.8 MB for 10k items at d = 32; a catalogue past ~170k items
+ * at d = 32 computes each step's projection instead. */
+#define GX_TABLE_MAX (64u << 20)
 
 struct recommend {
     sp_store *store;
@@ -75,7 +79,36 @@ struct recommend {
     size_t pcap;
     float maxpop;
     sp_op_hints rs, mfu;      /* the event's entries, prefetch to process */
+    /* derived from the model of ctx->model_gen model_gen (model_refresh) */
+    const sp_model *model;
+    uint64_t model_gen;
+    float *gx;                /* the GRU input projection of every item, or NULL */
+    const char *label;        /* Recommendation.model: ctx->model_name, "mf" without a model */
+    size_t label_len;
+    int label_esc;            /* the label has bytes that JSON escapes */
+    /* per row: 0 not looked up yet, else the id's length + 1 with ID_ESC
+     * when JSON escapes it (list_items) */
+    uint32_t *idinfo;
+    size_t idcap;
 };
+
+static int json_escapes(const char *s, size_t n);
+
+/* Derives what recommend keeps of the current model. Called at start-up and
+ * after a reload, so that the first events do not pay for the GRU input
+ * table, and at each event in case another operator's reload swapped the
+ * model. */
+static void model_refresh(struct recommend *r) {
+    sp_personal *c = r->ctx;
+    if (r->model == c->model && r->model_gen == c->model_gen && r->label) return;
+    free(r->gx);
+    r->gx = c->model ? sp_gru_input_table(c->model, GX_TABLE_MAX) : NULL;
+    r->label = c->model ? c->model_name : "mf";
+    r->label_len = strlen(r->label);
+    r->label_esc = json_escapes(r->label, r->label_len);
+    r->model = c->model;
+    r->model_gen = c->model_gen;
+}
 
 static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen) {
     sp_personal *ctx = sp_personal_get(env, err, errlen);
@@ -84,6 +117,7 @@ static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
     r->store = env->store;
     r->ctx = ctx;
     r->cfg = env->cfg;
+    model_refresh(r);
     *priv = r;
     return SP_OK;
 }
@@ -187,10 +221,11 @@ static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_r
                        int32_t *banned) {
     sp_personal *c = r->ctx;
     size_t rows = sp_vocab_size(c->items), nb = 0;
-    if (rows > r->bancap) {
-        r->ban = sp_xrealloc(r->ban, rows);
-        memset(r->ban + r->bancap, 0, rows - r->bancap);
-        r->bancap = rows;
+    if (rows > r->bancap) { /* doubled: the item table grows an item at a time */
+        size_t cap = rows > 2 * r->bancap ? rows : 2 * r->bancap;
+        r->ban = sp_xrealloc(r->ban, cap);
+        memset(r->ban + r->bancap, 0, cap - r->bancap);
+        r->bancap = cap;
     }
     if (r->cfg->recommend_exclude_viewed) banned[nb++] = viewed_row;
     for (const char *s = bought; s && *s && nb <= BOUGHT_MAX;) {
@@ -314,8 +349,7 @@ score_rows32(struct recommend *r, const float *u, const float *mfu, const float 
         s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * 32, 32) + c->bias[row]);
         sc[j] = s + w[2] * c->lpop[row];
     }
-    for (j = 0; j < nv; j++)
-        if (isfinite(sc[j])) sp_topk_offer(top, got, k, rows[j], sc[j]);
+    sp_topk_offer_finite(top, got, k, rows, sc, nv);
 }
 
 /* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
@@ -388,15 +422,21 @@ static const unsigned char json_esc[256] = {
     ['"'] = 1, ['\\'] = 1,
 };
 
-/* A JSON string of s (n bytes): quotes, backslashes and control characters
- * escaped, as cJSON did. Needs 6 n + 2 bytes at worst. The common case, no
- * byte to escape, is one copy and a branch-free scan. */
-static char *json_str(char *o, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
+/* Whether the n bytes of s have one that a JSON string escapes. A scan
+ * without branches: ids are short and almost never have one. */
+static int json_escapes(const char *s, size_t n) {
     unsigned char any = 0;
     for (size_t i = 0; i < n; i++) any |= json_esc[(unsigned char)s[i]];
+    return any;
+}
+
+/* A JSON string of s (n bytes): quotes, backslashes and control characters
+ * escaped, as cJSON did. esc is json_escapes(s, n), which the caller may
+ * know already. Needs 6 n + 2 bytes at worst. */
+static char *json_str(char *o, const char *s, size_t n, int esc) {
+    static const char hex[] = "0123456789abcdef";
     *o++ = '"';
-    if (!any) {
+    if (!esc) {
         memcpy(o, s, n);
         o += n;
     } else {
@@ -419,8 +459,13 @@ static char *json_str(char *o, const char *s, size_t n) {
     return o;
 }
 
-/* Decimal v: 20 bytes at most. */
+/* Decimal v: 20 bytes at most. One digit (a score's integer part, as a
+ * rule) is one store, not a copy of a variable length. */
 static char *json_u64(char *o, uint64_t u) {
+    if (u < 10) {
+        *o = (char)('0' + u);
+        return o + 1;
+    }
     char buf[20], *e = buf + sizeof buf, *p = e;
     do *--p = (char)('0' + u % 10); while (u /= 10);
     memcpy(o, p, (size_t)(e - p));
@@ -432,8 +477,15 @@ static char *json_i64(char *o, int64_t v) {
     return json_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
+/* "00" to "99": the decimals of a score written two at a time. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 /* A score cut to 4 decimals (what the JSON carried before: trailing zeros
- * dropped), without printf. JSON_SCORE_MAX bytes at most. */
+ * dropped), without printf: the four decimals as two pairs, then the
+ * zeros at the end taken back. JSON_SCORE_MAX bytes at most. */
 #define JSON_SCORE_MAX 40
 static char *json_score(char *o, float score) {
     double v = (double)score;
@@ -449,56 +501,55 @@ static char *json_score(char *o, float score) {
         q = -q;
     }
     o = json_u64(o, (uint64_t)(q / 10000));
-    int frac = (int)(q % 10000), digits = 4;
+    unsigned frac = (unsigned)(q % 10000);
     if (!frac) return o;
-    while (frac % 10 == 0) {
-        frac /= 10;
-        digits--;
-    }
-    *o = '.';
-    for (int i = digits; i > 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    o[0] = '.';
+    memcpy(o + 1, digit_pairs + 2 * (frac / 100), 2);
+    memcpy(o + 3, digit_pairs + 2 * (frac % 100), 2);
+    size_t digits = 4;
+    while (o[digits] == '0') digits--; /* stops at a digit: frac is not 0 */
     return o + digits + 1;
 }
 
+char *sp_recommend_json_score(char *out, float score) { return json_score(out, score); }
+
 #define JSON_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
-/* rec:<user_id> and its JSON, for rec_flush. */
+/* rec:<user_id> and its JSON, for rec_flush; esc[i]: items[i]'s id has
+ * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
-                      const char *model, const struct sp_scored *top, size_t n) {
-    sp_personal *c = r->ctx;
+                      const sp_rec_item *items, const unsigned char *esc, size_t n) {
     if (r->npend == r->cappend) {
         r->cappend = r->cappend ? r->cappend * 2 : 64;
         r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
     }
     r->pend[r->npend++] = r->ntext;
     size_t ul = strlen(ev->user_id), rl = strlen(rec_id), el = strlen(ev->event_id);
-    size_t ml = strlen(model);
     /* the key, the three strings escaped, ts_ms and 80 bytes of names */
-    text_reserve(r, 4 + ul + 1 + 6 * (rl + el + ml) + 6 + 20 + 128);
+    text_reserve(r, 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128);
     char *o = r->text + r->ntext;
     o = JSON_LIT(o, "rec:");
     memcpy(o, ev->user_id, ul + 1); /* with its NUL: the key ends here */
     o += ul + 1;
     o = JSON_LIT(o, "{\"rec_id\":");
-    o = json_str(o, rec_id, rl);
+    o = json_str(o, rec_id, rl, 0);
     o = JSON_LIT(o, ",\"trigger_event_id\":");
-    o = json_str(o, ev->event_id, el);
+    o = json_str(o, ev->event_id, el, json_escapes(ev->event_id, el));
     o = JSON_LIT(o, ",\"ts_ms\":");
     o = json_i64(o, ev->ts_ms);
     o = JSON_LIT(o, ",\"model\":");
-    o = json_str(o, model, ml);
+    o = json_str(o, r->label, r->label_len, r->label_esc);
     o = JSON_LIT(o, ",\"items\":[");
     for (size_t i = 0; i < n; i++) {
-        const char *id = sp_vocab_id(c->items, top[i].item);
-        size_t il = strlen(id);
+        size_t il = items[i].len;
         r->ntext = (size_t)(o - r->text);
         text_reserve(r, 6 * il + 2 + JSON_SCORE_MAX + 32);
         o = r->text + r->ntext;
         if (i) *o++ = ',';
         o = JSON_LIT(o, "{\"item_id\":");
-        o = json_str(o, id, il);
+        o = json_str(o, items[i].id, il, esc[i]);
         o = JSON_LIT(o, ",\"score\":");
-        o = json_score(o, top[i].score);
+        o = json_score(o, items[i].score);
         *o++ = '}';
     }
     r->ntext = (size_t)(o - r->text);
@@ -512,11 +563,29 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
 
 static size_t str_bound(const char *s) { return s ? strlen(s) + 11 : 0; }
 
+/* The fields other than items: two strings, a varint and a fixed64. */
+static size_t head_bound(const Shopstream__V1__Recommendation *rec) {
+    return str_bound(rec->rec_id) + str_bound(rec->user_id) + str_bound(rec->model) +
+           str_bound(rec->trigger_event_id) + 11 + 9;
+}
+
+/* An item of il id bytes: its tag and length, the id's, and the score. */
+#define ITEM_BOUND(il) (11 + (il) + 11 + 5)
+
 size_t sp_recommend_pack_bound(const Shopstream__V1__Recommendation *rec) {
-    size_t n = str_bound(rec->rec_id) + str_bound(rec->user_id) + str_bound(rec->model) +
-               str_bound(rec->trigger_event_id) + 11 + 9;
-    for (size_t i = 0; i < rec->n_items; i++) n += 11 + str_bound(rec->items[i]->item_id) + 5;
+    size_t n = head_bound(rec);
+    for (size_t i = 0; i < rec->n_items; i++) {
+        const char *id = rec->items[i]->item_id;
+        n += ITEM_BOUND(id ? strlen(id) : 0);
+    }
     return n;
+}
+
+size_t sp_recommend_pack_items_bound(const Shopstream__V1__Recommendation *rec,
+                                     const sp_rec_item *items, size_t n) {
+    size_t b = head_bound(rec);
+    for (size_t i = 0; i < n; i++) b += ITEM_BOUND(items[i].len);
+    return b;
 }
 
 static uint8_t *put_varint(uint8_t *o, uint64_t v) {
@@ -528,14 +597,18 @@ static uint8_t *put_varint(uint8_t *o, uint64_t v) {
     return o;
 }
 
-/* A string field; proto3 leaves "" (and NULL) out, as protobuf-c does. */
-static uint8_t *put_pb_str(uint8_t *o, uint8_t tag, const char *s) {
-    if (!s || !*s) return o;
-    size_t n = strlen(s);
+/* A string field of n bytes; proto3 leaves "" out, as protobuf-c does. */
+static uint8_t *put_pb_bytes(uint8_t *o, uint8_t tag, const char *s, size_t n) {
+    if (!n) return o;
     *o++ = tag;
     o = put_varint(o, n);
     memcpy(o, s, n);
     return o + n;
+}
+
+/* The same for a NUL-terminated s, NULL being "". */
+static uint8_t *put_pb_str(uint8_t *o, uint8_t tag, const char *s) {
+    return s ? put_pb_bytes(o, tag, s, strlen(s)) : o;
 }
 
 static size_t varint_len(uint64_t v) {
@@ -547,23 +620,22 @@ static size_t varint_len(uint64_t v) {
     return n;
 }
 
-size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out) {
-    uint8_t *o = out;
-    o = put_pb_str(o, 0x0a, rec->rec_id);
-    o = put_pb_str(o, 0x12, rec->user_id);
-    for (size_t i = 0; i < rec->n_items; i++) {
-        const Shopstream__V1__ScoredItem *it = rec->items[i];
-        size_t il = it->item_id ? strlen(it->item_id) : 0;
-        size_t len = (il ? 1 + varint_len(il) + il : 0) + (it->score != 0 ? 5 : 0);
-        *o++ = 0x1a; /* field 3, length-delimited */
-        o = put_varint(o, len);
-        o = put_pb_str(o, 0x0a, it->item_id);
-        if (it->score != 0) {
-            *o++ = 0x15; /* field 2, fixed32 */
-            memcpy(o, &it->score, 4); /* little-endian targets only, like the hex codec */
-            o += 4;
-        }
+/* One ScoredItem (il bytes of id) as field 3 of the Recommendation. */
+static uint8_t *put_pb_item(uint8_t *o, const char *id, size_t il, float score) {
+    size_t len = (il ? 1 + varint_len(il) + il : 0) + (score != 0 ? 5 : 0);
+    *o++ = 0x1a; /* field 3, length-delimited */
+    o = put_varint(o, len);
+    o = put_pb_bytes(o, 0x0a, id, il);
+    if (score != 0) {
+        *o++ = 0x15; /* field 2, fixed32 */
+        memcpy(o, &score, 4); /* little-endian targets only, like the hex codec */
+        o += 4;
     }
+    return o;
+}
+
+/* The fields after the items, in field order. */
+static uint8_t *put_pb_tail(uint8_t *o, const Shopstream__V1__Recommendation *rec) {
     o = put_pb_str(o, 0x22, rec->model);
     o = put_pb_str(o, 0x2a, rec->trigger_event_id);
     if (rec->ts_ms) {
@@ -575,7 +647,55 @@ size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out
         memcpy(o, &rec->latency_ms, 8);
         o += 8;
     }
-    return (size_t)(o - out);
+    return o;
+}
+
+size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out) {
+    uint8_t *o = put_pb_str(out, 0x0a, rec->rec_id);
+    o = put_pb_str(o, 0x12, rec->user_id);
+    for (size_t i = 0; i < rec->n_items; i++) {
+        const Shopstream__V1__ScoredItem *it = rec->items[i];
+        o = put_pb_item(o, it->item_id, it->item_id ? strlen(it->item_id) : 0, it->score);
+    }
+    return (size_t)(put_pb_tail(o, rec) - out);
+}
+
+size_t sp_recommend_pack_items(const Shopstream__V1__Recommendation *rec,
+                               const sp_rec_item *items, size_t n, uint8_t *out) {
+    uint8_t *o = put_pb_str(out, 0x0a, rec->rec_id);
+    o = put_pb_str(o, 0x12, rec->user_id);
+    for (size_t i = 0; i < n; i++) o = put_pb_item(o, items[i].id, items[i].len, items[i].score);
+    return (size_t)(put_pb_tail(o, rec) - out);
+}
+
+#define ID_ESC 0x80000000u /* in idinfo: the id has bytes JSON escapes */
+
+/* top[0..n) as items for the two encoders, and in esc whether JSON escapes
+ * each id. An id's length and escape flag are found once per row and kept
+ * in r->idinfo (a row's id never changes: the table only grows; ids are
+ * Redis strings, below 2^31 bytes), not a strlen per encoder and a scan
+ * per list. */
+static void list_items(struct recommend *r, const struct sp_scored *top, size_t n,
+                       sp_rec_item *items, unsigned char *esc) {
+    sp_personal *c = r->ctx;
+    size_t rows = sp_vocab_size(c->items);
+    if (rows > r->idcap) { /* doubled: the table grows an item at a time */
+        size_t cap = rows > 2 * r->idcap ? rows : 2 * r->idcap;
+        r->idinfo = sp_xrealloc(r->idinfo, cap * sizeof *r->idinfo);
+        memset(r->idinfo + r->idcap, 0, (cap - r->idcap) * sizeof *r->idinfo);
+        r->idcap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *id = sp_vocab_id(c->items, top[i].item);
+        uint32_t info = r->idinfo[top[i].item];
+        if (!info) {
+            size_t len = strlen(id);
+            info = (uint32_t)(len + 1) | (json_escapes(id, len) ? ID_ESC : 0);
+            r->idinfo[top[i].item] = info;
+        }
+        items[i] = (sp_rec_item){id, (info & ~ID_ESC) - 1, top[i].score};
+        esc[i] = (info & ID_ESC) != 0;
+    }
 }
 
 static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scored *top, size_t n,
@@ -592,31 +712,24 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scor
     rec_id[17] = '\0';
     double start = e->arrival_us > 0 ? e->arrival_us : t0;
     double latency_ms = (sp_personal_now_us() - start) / 1000.0;
-    const char *model = c->model ? c->model_name : "mf";
 
-    Shopstream__V1__ScoredItem items[K_MAX], *ptrs[K_MAX];
-    for (size_t i = 0; i < n; i++) {
-        shopstream__v1__scored_item__init(&items[i]);
-        items[i].item_id = (char *)sp_vocab_id(c->items, top[i].item);
-        items[i].score = top[i].score;
-        ptrs[i] = &items[i];
-    }
+    sp_rec_item items[K_MAX];
+    unsigned char esc[K_MAX];
+    list_items(r, top, n, items, esc);
     Shopstream__V1__Recommendation rec = SHOPSTREAM__V1__RECOMMENDATION__INIT;
     rec.rec_id = rec_id;
     rec.user_id = ev->user_id;
-    rec.n_items = n;
-    rec.items = ptrs;
-    rec.model = (char *)model;
+    rec.model = (char *)r->label;
     rec.trigger_event_id = ev->event_id;
     rec.ts_ms = ev->ts_ms;
     rec.latency_ms = latency_ms;
     if (c->sink) {
-        size_t bound = sp_recommend_pack_bound(&rec);
+        size_t bound = sp_recommend_pack_items_bound(&rec, items, n);
         if (bound > r->pcap) {
             r->pcap = bound * 2;
             r->pbuf = sp_xrealloc(r->pbuf, r->pcap);
         }
-        size_t len = sp_recommend_pack(&rec, r->pbuf);
+        size_t len = sp_recommend_pack_items(&rec, items, n, r->pbuf);
         sp_sink_produce(c->sink, r->cfg->recommend_topic, ev->user_id, strlen(ev->user_id),
                         r->pbuf, len, NULL, 0);
     }
@@ -625,7 +738,7 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scor
         sp_hist_add(&c->metrics->rec_latency, latency_ms * 1000.0);
     }
     sp_kpi_add_impressions(e->partition, ev->ts_ms, 1);
-    pend_json(r, ev, rec_id, model, top, n);
+    pend_json(r, ev, rec_id, items, esc, n);
 }
 
 /* Candidate mode: the user's recent items (newest first) as rows into
@@ -674,6 +787,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
     sp_personal *c = r->ctx;
     const sp_event *ev = e->ev;
     double t0 = sp_personal_now_us();
+    model_refresh(r);
     char key[256];
     user_key(key, sizeof key, "rs:", ev->user_id);
     sp_obj *rs, *mo;
@@ -702,7 +816,7 @@ static int rec_process(void *priv, const sp_op_event *e) {
             size_t d = sp_model_user_dim(m);
             if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), h, d) != d) memset(h, 0, d * 4);
             have_h = 1;
-            if (sp_gru_step(m, h, idx) == SP_OK) {
+            if (sp_gru_step_with(m, r->gx, h, idx) == SP_OK) {
                 char hex[8 * SP_PERSONAL_MAX_DIM + 1];
                 sp_personal_hex_encode(h, d, hex);
                 sp_obj_set_str(rs, "h", hex);
@@ -762,7 +876,9 @@ static int rec_flush(void *priv, int32_t part) {
 
 static int rec_reload(void *priv) {
     struct recommend *r = priv;
-    return sp_personal_reload(r->ctx);
+    int rc = sp_personal_reload(r->ctx);
+    model_refresh(r);
+    return rc;
 }
 
 static void rec_destroy(void *priv) {
@@ -780,6 +896,8 @@ static void rec_destroy(void *priv) {
     free(r->blend);
     free(r->mf);
     free(r->ban);
+    free(r->gx);
+    free(r->idinfo);
     sp_personal_put(r->ctx);
     free(r);
 }

@@ -19,4 +19,27 @@ size_t sp_recommend_pack_bound(const Shopstream__V1__Recommendation *rec);
  * pass cost more than scoring the list. */
 size_t sp_recommend_pack(const Shopstream__V1__Recommendation *rec, uint8_t *out);
 
+/* One item of a list as the operator holds it: the id with its length,
+ * which the operator looks up once per row instead of once per list and
+ * encoder. */
+typedef struct sp_rec_item {
+    const char *id;  /* not NULL */
+    size_t len;      /* strlen(id) */
+    float score;
+} sp_rec_item;
+
+/* sp_recommend_pack_bound and sp_recommend_pack for rec with items[0..n)
+ * in place of rec->items (which they ignore): the same bytes as packing
+ * rec with those items as ScoredItems. */
+size_t sp_recommend_pack_items_bound(const Shopstream__V1__Recommendation *rec,
+                                     const sp_rec_item *items, size_t n);
+size_t sp_recommend_pack_items(const Shopstream__V1__Recommendation *rec,
+                               const sp_rec_item *items, size_t n, uint8_t *out);
+
+/* The score of a rec:<user> JSON item as the operator writes it: cut (not
+ * rounded) to 4 decimals, trailing zeros dropped, "0" for 0; %.4g beyond
+ * 1e12 in magnitude, 0 for NaN and infinities. Writes at most 40 bytes
+ * (no NUL) and returns the end. */
+char *sp_recommend_json_score(char *out, float score);
+
 #endif

@@ -2,11 +2,14 @@
  * straightforward one it replaced: an sgemv per projection and libm's expf
  * and tanhf per unit. Not bit for bit -- the gates are a polynomial exp --
  * but within a stated tolerance, for dimensions on and off the 8-lane
- * blocks, and over a sequence long enough for errors to build up. */
+ * blocks, and over a sequence long enough for errors to build up. And the
+ * step from a precomputed input row against the step itself, bit for bit. */
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "models/scorer.h"
@@ -108,6 +111,36 @@ Test(models_gru, step_within_1e5_of_the_sgemv_libm_step) {
         float norm = 0.0f;
         for (size_t k = 0; k < d; k++) norm += fabsf(h[k]);
         cr_assert_gt(norm, 0.01f * (float)d, "d=%u: state stayed near zero", d);
+        sp_model_destroy(m);
+    }
+}
+
+/* recommend steps users through the input table (models/scorer.h): a step
+ * through the table must be sp_gru_step's bit for bit, for every size the
+ * matvec blocks differently, over random items (the table's row is the
+ * item's) and states that wander far from zero. */
+Test(models_gru, step_through_the_input_table_is_sp_gru_step_bit_for_bit) {
+    uint32_t dims[] = {1, 3, 8, 13, 32, 40, 64};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        uint32_t d = dims[di], n = 50;
+        sp_model *m = gru_model(d, n);
+        float *gx = sp_gru_input_table(m, SIZE_MAX);
+        cr_assert_not_null(gx);
+        float h[64] = {0}, want[64] = {0};
+        uint64_t r = sp_rng_seed(5 + d);
+        for (int t = 0; t < 300; t++) {
+            int32_t item = (int32_t)sp_rng_below(&r, n);
+            if (t % 50 == 0) /* a restart from an arbitrary state too */
+                for (size_t k = 0; k < d; k++) h[k] = want[k] = sp_rng_normal(&r);
+            cr_assert_eq(sp_gru_step(m, want, item), 0);
+            cr_assert_eq(sp_gru_step_with(m, gx, h, item), 0);
+            cr_assert(!memcmp(h, want, d * sizeof(float)), "d=%u step %d item %d: %a, want %a",
+                      d, t, item, h[0], want[0]);
+        }
+        /* the size cap: one byte short of the table is no table */
+        float *none = sp_gru_input_table(m, (size_t)n * 3 * d * sizeof(float) - 1);
+        cr_assert_null(none);
+        free(gx);
         sp_model_destroy(m);
     }
 }

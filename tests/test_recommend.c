@@ -1,14 +1,17 @@
-/* The recommend operator's hand-written protobuf encoder must give the
- * bytes protobuf-c gives for the same message (the list topic's consumers
+/* The recommend operator's hand-written protobuf encoder, from
+ * ScoredItems or from the operator's own items, must give the bytes
+ * protobuf-c gives for the same message (the list topic's consumers
  * decode it with protobuf-c or any other library); its batched dot
  * products must give sp_dot's bits. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/dot.h"
 #include "models/model.h"
+#include "models/scorer.h"
 #include "operators/recommend.h"
 
 /* "", NULL, short, and 127/128/300-byte strings (one and two-byte lengths). */
@@ -55,6 +58,24 @@ Test(recommend, pack_is_byte_identical_to_protobuf_c) {
         cr_assert_eq(got_len, want_len, "trial %d: %zu bytes, protobuf-c %zu", trial, got_len,
                      want_len);
         cr_assert_eq(memcmp(got, want, want_len), 0, "trial %d: bytes differ", trial);
+        /* the operator's path: the items as ids with their lengths (NULL as
+         * "", which proto3 leaves out alike), rec's own items ignored */
+        sp_rec_item fast[130];
+        for (size_t i = 0; i < n; i++) {
+            const char *id = items[i].item_id ? items[i].item_id : "";
+            fast[i] = (sp_rec_item){id, strlen(id), items[i].score};
+        }
+        Shopstream__V1__Recommendation bare = rec;
+        bare.n_items = 0;
+        bare.items = NULL;
+        size_t bound = sp_recommend_pack_items_bound(&bare, fast, n);
+        uint8_t *fgot = malloc(bound);
+        size_t fgot_len = sp_recommend_pack_items(&bare, fast, n, fgot);
+        cr_assert_leq(fgot_len, bound);
+        cr_assert_eq(fgot_len, want_len, "trial %d: %zu bytes from items, protobuf-c %zu", trial,
+                     fgot_len, want_len);
+        cr_assert_eq(memcmp(fgot, want, want_len), 0, "trial %d: bytes from items differ", trial);
+        free(fgot);
         free(want);
         free(got);
     }
@@ -127,5 +148,95 @@ Test(recommend, batched_dot_products_equal_the_documented_order_bit_for_bit) {
             cr_assert(!memcmp(&out[lane_of[i]], &want[i], 4),
                       "round %d product %d (AVX): %a, the reference %a", round, i,
                       out[lane_of[i]], want[i]);
+    }
+}
+
+/* Best first, ties to the lower item: the order a top-k list must have. */
+static int best_first(const void *pa, const void *pb) {
+    const struct sp_scored *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->item > b->item) - (a->item < b->item);
+}
+
+/* recommend offers its candidates' scores eight at a time
+ * (sp_topk_offer_finite) and sorts its ten by insertion (sp_topk_finish):
+ * the list must be the k best finite scores, best first, ties to the lower
+ * item -- here sorted out of all of them by qsort. Scores repeat often
+ * (ties, 0 and -0), and NaN and infinities come in; k runs past 32 (the
+ * heap sort) and past the number of scores. */
+Test(recommend, topk_offers_in_blocks_and_finish_equal_a_sorted_reference) {
+    static const float common[] = {-1.0f, 0.0f, -0.0f, 0.5f, 2.0f};
+    uint64_t rng = sp_rng_seed(17);
+    for (int trial = 0; trial < 3000; trial++) {
+        size_t count = sp_rng_below(&rng, 300), k = sp_rng_below(&rng, 42), m = 0, got = 0;
+        int32_t items[300];
+        float scores[300];
+        struct sp_scored h[42], want[300];
+        for (size_t j = 0; j < count; j++) {
+            items[j] = (int32_t)((j * 7919 + (size_t)trial) % 1000); /* distinct, unordered */
+            uint32_t pick = sp_rng_below(&rng, 20);
+            scores[j] = pick < 8    ? sp_rng_normal(&rng)
+                        : pick < 16 ? common[sp_rng_below(&rng, 5)]
+                        : pick < 18 ? NAN
+                                    : (pick == 18 ? INFINITY : -INFINITY);
+            if (isfinite(scores[j])) want[m++] = (struct sp_scored){items[j], scores[j]};
+        }
+        qsort(want, m, sizeof *want, best_first);
+        sp_topk_offer_finite(h, &got, k, items, scores, count);
+        sp_topk_finish(h, got);
+        cr_assert_eq(got, m < k ? m : k, "trial %d: %zu entries", trial, got);
+        for (size_t i = 0; i < got; i++)
+            cr_assert(h[i].item == want[i].item && !memcmp(&h[i].score, &want[i].score, 4),
+                      "trial %d rank %zu: item %d %a, want %d %a", trial, i, h[i].item,
+                      h[i].score, want[i].item, want[i].score);
+    }
+}
+
+/* The rec:<user> score as it was written before the digit pairs: the
+ * integer part, then the four decimals one at a time with the zeros at
+ * the end dropped (snprintf's %.4g out of range). */
+static void json_score_reference(char *out, float score) {
+    double v = (double)score;
+    if (!(fabs(v) < 1e12)) {
+        snprintf(out, 41, "%.4g", isfinite(v) ? v : 0.0);
+        return;
+    }
+    long long q = (long long)(v * 1e4);
+    const char *sign = q < 0 ? "-" : "";
+    if (q < 0) q = -q;
+    int frac = (int)(q % 10000), digits = 4;
+    if (!frac) {
+        snprintf(out, 41, "%s%lld", sign, q / 10000);
+        return;
+    }
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(out, 41, "%s%lld.%0*d", sign, q / 10000, digits, frac);
+}
+
+Test(recommend, json_scores_equal_the_digit_by_digit_reference) {
+    static const float edges[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 0.0001f, -0.0001f, 0.00009f,
+                                  9.9999f, 10.0f, 123456.7f, 1e12f, -1e12f, 9.9e11f, 1e30f,
+                                  INFINITY, -INFINITY, NAN};
+    uint64_t rng = sp_rng_seed(41);
+    for (int i = 0; i < 200000; i++) {
+        float s;
+        uint32_t pick = sp_rng_below(&rng, 4);
+        if (i < (int)(sizeof edges / sizeof *edges))
+            s = edges[i];
+        else if (pick == 0) /* exact ten-thousandths and neighbours: zeros to drop */
+            s = (float)((int)sp_rng_below(&rng, 2000000) - 1000000) / 10000.0f;
+        else if (pick == 1)
+            s = sp_rng_normal(&rng);
+        else
+            s = wide_float(&rng);
+        char got[64], want[64];
+        char *e = sp_recommend_json_score(got, s);
+        cr_assert_leq(e - got, 40);
+        *e = '\0';
+        json_score_reference(want, s);
+        cr_assert_str_eq(got, want, "score %a", s);
     }
 }
