@@ -19,12 +19,14 @@ struct sp_cands {
     sp_cands_conf conf;
     size_t cap;           /* rows reserved */
     int32_t *next;        /* cap x conf.next rows, best first, -1 padded */
+    uint32_t *nnext;      /* cap: the rows before the first -1 of each next list */
     struct slot *cv;      /* cap x conf.covisit Space-Saving slots */
+    uint32_t *ncv;        /* cap: the slots in use (a prefix: slots are never freed) */
     int32_t *pop;         /* the conf.popular most seen rows, most seen first */
     float *popc;          /* their counts */
     size_t npop;
     int32_t *popos;       /* cap: index in pop, or -1 */
-    int32_t *prior;       /* highest-bias model rows, best first */
+    int32_t *prior;       /* highest-bias model rows, best first (none negative) */
     size_t nprior;
     uint32_t *stamp;      /* cap: the collect call that last listed the row */
     uint32_t gen;
@@ -51,7 +53,9 @@ sp_cands *sp_cands_new(const sp_cands_conf *conf) {
 void sp_cands_destroy(sp_cands *c) {
     if (!c) return;
     free(c->next);
+    free(c->nnext);
     free(c->cv);
+    free(c->ncv);
     free(c->pop);
     free(c->popc);
     free(c->popos);
@@ -65,18 +69,23 @@ void sp_cands_reserve(sp_cands *c, size_t rows) {
     size_t n = c->cap ? c->cap : 1024, M = c->conf.next, C = c->conf.covisit;
     while (n < rows) n *= 2;
     c->next = sp_xrealloc(c->next, (M ? n * M : 1) * sizeof *c->next);
+    c->nnext = sp_xrealloc(c->nnext, n * sizeof *c->nnext);
     c->cv = sp_xrealloc(c->cv, (C ? n * C : 1) * sizeof *c->cv);
+    c->ncv = sp_xrealloc(c->ncv, n * sizeof *c->ncv);
     c->popos = sp_xrealloc(c->popos, n * sizeof *c->popos);
     c->stamp = sp_xrealloc(c->stamp, n * sizeof *c->stamp);
     for (size_t i = c->cap * M; i < n * M; i++) c->next[i] = -1;
     for (size_t i = c->cap * C; i < n * C; i++) c->cv[i] = (struct slot){-1, 0};
     for (size_t i = c->cap; i < n; i++) c->popos[i] = -1;
+    memset(c->nnext + c->cap, 0, (n - c->cap) * sizeof *c->nnext);
+    memset(c->ncv + c->cap, 0, (n - c->cap) * sizeof *c->ncv);
     memset(c->stamp + c->cap, 0, (n - c->cap) * sizeof *c->stamp);
     c->cap = n;
 }
 
 void sp_cands_clear_model(sp_cands *c) {
     for (size_t i = 0; i < c->cap * c->conf.next; i++) c->next[i] = -1;
+    if (c->cap) memset(c->nnext, 0, c->cap * sizeof *c->nnext);
     c->nprior = 0;
 }
 
@@ -107,8 +116,9 @@ int sp_cands_build_model(sp_cands *c, const sp_model *m, sp_scorer *scorer,
     const float *E = m->params + m->lay.emb, *bias = m->params + m->lay.bias;
     size_t kk = M > c->conf.prior ? M : c->conf.prior;
     struct sp_scored *h = sp_xmalloc((kk ? kk : 1) * sizeof *h);
-    c->nprior = sp_scores_topk(bias, NULL, n, c->conf.prior, h);
-    for (size_t j = 0; j < c->nprior; j++) c->prior[j] = model2row[h[j].item];
+    size_t got = sp_scores_topk(bias, NULL, n, c->conf.prior, h);
+    for (size_t j = 0; j < got; j++) /* collect would skip a negative row */
+        if (model2row[h[j].item] >= 0) c->prior[c->nprior++] = model2row[h[j].item];
     int rc = SP_OK;
     if (M) {
         float *U = sp_xmalloc(BUILD_BLOCK * d * sizeof(float));
@@ -123,8 +133,11 @@ int sp_cands_build_model(sp_cands *c, const sp_model *m, sp_scorer *scorer,
                         (int)d, E, (int)d, 0.0f, S, (int)n);
             for (size_t r = 0; r < b; r++) {
                 size_t got = sp_scores_topk(S + r * n, bias, n, M, h);
-                int32_t *dst = c->next + (size_t)model2row[i0 + r] * M;
+                size_t row = (size_t)model2row[i0 + r], len = 0;
+                int32_t *dst = c->next + row * M;
                 for (size_t j = 0; j < got; j++) dst[j] = model2row[h[j].item];
+                while (len < got && dst[len] >= 0) len++;
+                c->nnext[row] = (uint32_t)len;
             }
         }
         free(U);
@@ -151,6 +164,7 @@ void sp_cands_covisit(sp_cands *c, int32_t from, int32_t to) {
         }
         if (s[j].row < 0) {
             s[j] = (struct slot){to, 1};
+            c->ncv[from] = (uint32_t)j + 1;
             return;
         }
         if (s[j].count < s[min].count) min = j;
@@ -196,17 +210,53 @@ void sp_cands_seen(sp_cands *c, int32_t row, float count) {
  * reload them from the table for every row. */
 struct out {
     uint32_t *stamp, gen;
-    size_t cap;
     int32_t *v;
     size_t n, max;
 };
 
-/* Inlined in each of collect's loops: it runs for every row listed. The
- * unsigned compare also turns away negative rows. */
-static inline __attribute__((always_inline)) void add(struct out *o, int32_t row) {
-    if ((size_t)(uint32_t)row >= o->cap || o->n == o->max || o->stamp[row] == o->gen) return;
+/* Lists row (in [0, cap)) unless listed already. Inlined in each of
+ * collect's loops: it runs for every row of every source. Without a
+ * budget (the caller knows the sources hold at most max rows, so v[n] is
+ * room), it has no branch: the row is written at v[n] in any case and n
+ * moves past it only when its stamp was not this call's. */
+static inline __attribute__((always_inline)) void add(struct out *o, int32_t row, int budget) {
+    if (budget && o->n == o->max) return;
+    o->v[o->n] = row;
+    o->n += o->stamp[row] != o->gen;
     o->stamp[row] = o->gen;
-    o->v[o->n++] = row;
+}
+
+/* The sources in order, into o. Inlined twice, with and without the budget
+ * test: the usual budget (SP_PERSONAL_CANDIDATES) holds every source, and
+ * then no row pays for it. The tables' rows need no range test: every row
+ * they hold was reserved (sp_cands_reserve) before it was stored; only the
+ * caller's seeds are checked. Unrolled: the loop's own test and step cost
+ * about as much as a row's listing. */
+static inline __attribute__((always_inline)) void
+collect_into(const sp_cands *c, const int32_t *seeds, size_t nseeds, struct out *o, int budget) {
+    size_t M = c->conf.next, C = c->conf.covisit;
+    for (size_t s = 0; s < nseeds; s++)
+        if ((size_t)(uint32_t)seeds[s] < c->cap) add(o, seeds[s], budget);
+    for (size_t s = 0; s < nseeds; s++) {
+        int32_t r = seeds[s];
+        if ((size_t)(uint32_t)r >= c->cap) continue;
+        /* the newest item's neighbours in full, older ones' best half */
+        size_t take = s == 0 ? M : (M + 1) / 2;
+        if (take > c->nnext[r]) take = c->nnext[r];
+        const int32_t *nx = c->next + (size_t)r * M;
+#pragma GCC unroll 4
+        for (size_t j = 0; j < take; j++) add(o, nx[j], budget);
+        const struct slot *cv = c->cv + (size_t)r * C;
+        size_t ncv = c->ncv[r]; /* read once: the stores to stamp[] might alias it */
+#pragma GCC unroll 4
+        for (size_t j = 0; j < ncv; j++) add(o, cv[j].row, budget);
+    }
+    const int32_t *pop = c->pop, *prior = c->prior;
+    size_t npop = c->npop, nprior = c->nprior;
+#pragma GCC unroll 4
+    for (size_t j = 0; j < npop; j++) add(o, pop[j], budget);
+#pragma GCC unroll 4
+    for (size_t j = 0; j < nprior; j++) add(o, prior[j], budget);
 }
 
 size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_t *out,
@@ -215,21 +265,15 @@ size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_
         memset(c->stamp, 0, c->cap * sizeof *c->stamp);
         c->gen = 1;
     }
-    struct out o = {c->stamp, c->gen, c->cap, out, 0, max};
-    size_t M = c->conf.next, C = c->conf.covisit;
-    for (size_t s = 0; s < nseeds; s++) add(&o, seeds[s]);
-    for (size_t s = 0; s < nseeds; s++) {
-        int32_t r = seeds[s];
-        if (r < 0 || (size_t)r >= c->cap) continue;
-        /* the newest item's neighbours in full, older ones' best half */
-        size_t take = s == 0 ? M : (M + 1) / 2;
-        const int32_t *nx = c->next + (size_t)r * M;
-        for (size_t j = 0; j < take && nx[j] >= 0; j++) add(&o, nx[j]);
-        const struct slot *cv = c->cv + (size_t)r * C;
-        for (size_t j = 0; j < C && cv[j].row >= 0; j++) add(&o, cv[j].row);
-    }
-    for (size_t j = 0; j < c->npop; j++) add(&o, c->pop[j]);
-    for (size_t j = 0; j < c->nprior; j++) add(&o, c->prior[j]);
+    struct out o = {c->stamp, c->gen, out, 0, max};
+    /* the most rows the sources can hold for these seeds */
+    size_t most = nseeds + c->npop + c->nprior;
+    for (size_t s = 0; s < nseeds; s++)
+        most += (s == 0 ? c->conf.next : (c->conf.next + 1) / 2) + c->conf.covisit;
+    if (most <= max)
+        collect_into(c, seeds, nseeds, &o, 0);
+    else
+        collect_into(c, seeds, nseeds, &o, 1);
     return o.n;
 }
 

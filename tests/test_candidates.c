@@ -26,6 +26,19 @@ static sp_cands *small(size_t next, size_t covisit, size_t popular, size_t prior
     return c;
 }
 
+/* An untrained GRU of dimension 8 over items "i0".."i<n-1>". */
+static sp_model *small_gru(int n, uint64_t seed) {
+    struct sp_model_config cfg;
+    sp_model_config_default(&cfg, SP_MODEL_GRU);
+    cfg.dim = 8;
+    sp_vocab *v = sp_vocab_new();
+    char id[16], err[256];
+    for (int i = 0; i < n; i++) sp_vocab_add(v, id, (size_t)snprintf(id, sizeof id, "i%d", i));
+    sp_model *m = sp_model_new(&cfg, v, seed, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    return m;
+}
+
 Test(candidates, a_planted_covisited_item_survives_noise_and_is_a_candidate) {
     sp_cands *c = small(0, 4, 0, 0);
     /* item 5 is followed by 9 three times, and by 40 other items once each:
@@ -89,15 +102,8 @@ Test(candidates, collect_respects_the_budget_and_lists_a_row_once) {
  * of that item alone, i.e. what exhaustive scoring ranks first for a user
  * whose only event is that item; the prior list is the highest biases. */
 Test(candidates, next_lists_are_the_models_top_items_after_the_item) {
-    struct sp_model_config cfg;
-    sp_model_config_default(&cfg, SP_MODEL_GRU);
-    cfg.dim = 8;
-    sp_vocab *v = sp_vocab_new();
-    char id[16];
-    for (int i = 0; i < 300; i++) sp_vocab_add(v, id, (size_t)snprintf(id, sizeof id, "i%d", i));
+    sp_model *m = small_gru(300, 7);
     char err[256];
-    sp_model *m = sp_model_new(&cfg, v, 7, err, sizeof err);
-    cr_assert_not_null(m, "%s", err);
     float *b = m->params + m->lay.bias;
     for (int i = 0; i < 300; i++) b[i] = 0.001f * (float)((i * 37) % 300);
     sp_scorer *s = sp_scorer_new(m, 1, err, sizeof err);
@@ -126,6 +132,126 @@ Test(candidates, next_lists_are_the_models_top_items_after_the_item) {
     cr_assert_eq(sp_cands_next_of(c, 2, out, 64), 0);
     sp_cands_clear_model(c);
     cr_assert_eq(sp_cands_next_of(c, 5, out, 64), 0);
+    sp_cands_destroy(c);
+    sp_scorer_destroy(s);
+    sp_model_destroy(m);
+}
+
+/* The collect described in operators/candidates.h, written the plain way:
+ * each source read through the accessors (pop and prior as the test knows
+ * them), a row listed when it is a row of the table, the budget has room
+ * and a linear search does not find it listed already. */
+struct sources {
+    const sp_cands *c;
+    size_t cap, next;           /* rows reserved, conf.next */
+    const int32_t *pop, *prior; /* the most seen rows and the model's favourites, best first */
+    size_t npop, nprior;
+};
+
+static void ref_add(int32_t *out, size_t *n, size_t max, size_t cap, int32_t row) {
+    if (row < 0 || (size_t)row >= cap || *n == max || contains(out, *n, row)) return;
+    out[(*n)++] = row;
+}
+
+static size_t ref_collect(const struct sources *src, const int32_t *seeds, size_t nseeds,
+                          int32_t *out, size_t max) {
+    size_t n = 0, cap = src->cap;
+    int32_t rows[256];
+    for (size_t s = 0; s < nseeds; s++) ref_add(out, &n, max, cap, seeds[s]);
+    for (size_t s = 0; s < nseeds; s++) {
+        int32_t r = seeds[s];
+        if (r < 0 || (size_t)r >= cap) continue;
+        size_t take = s == 0 ? src->next : (src->next + 1) / 2;
+        size_t got = sp_cands_next_of(src->c, r, rows, 256);
+        for (size_t j = 0; j < got && j < take; j++) ref_add(out, &n, max, cap, rows[j]);
+        got = sp_cands_covisit_of(src->c, r, rows, NULL, 256);
+        for (size_t j = 0; j < got; j++) ref_add(out, &n, max, cap, rows[j]);
+    }
+    for (size_t j = 0; j < src->npop; j++) ref_add(out, &n, max, cap, src->pop[j]);
+    for (size_t j = 0; j < src->nprior; j++) ref_add(out, &n, max, cap, src->prior[j]);
+    return n;
+}
+
+/* Sorts rows[0..n) by key[] descending (distinct keys): insertion sort. */
+static void sort_by(int32_t *rows, size_t n, const float *key, const int32_t *key_of_row) {
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && key[key_of_row[rows[j]]] > key[key_of_row[rows[j - 1]]]; j--) {
+            int32_t t = rows[j];
+            rows[j] = rows[j - 1];
+            rows[j - 1] = t;
+        }
+}
+
+/* collect skips the budget test when the sources cannot fill the budget,
+ * and reads the next and co-visit lists by their lengths: it must list
+ * what the plain collect lists, in the same order, for random tables where
+ * the sources share rows (co-visits among the popular rows and the model's
+ * next items, favourites among both), for seeds out of range, repeated or
+ * without lists, and for budgets on both sides of the sources' size. The
+ * output buffer is exactly max rows, guarded after. */
+Test(candidates, collect_equals_the_plain_collect_on_random_tables) {
+    enum { ITEMS = 200, SHIFT = 5, NEXT = 12, COVISIT = 4, POPULAR = 8, PRIOR = 6, GUARD = 4 };
+    sp_model *m = small_gru(ITEMS, 11);
+    char err[256];
+    uint64_t rng = sp_rng_seed(5);
+    float *b = m->params + m->lay.bias;
+    for (int i = 0; i < ITEMS; i++) b[i] = 0.001f * (float)((i * 71) % ITEMS); /* distinct */
+    sp_scorer *s = sp_scorer_new(m, 1, err, sizeof err);
+    int32_t map[ITEMS], item_of[1024];
+    for (int i = 0; i < ITEMS; i++) map[i] = i + SHIFT, item_of[i + SHIFT] = i;
+    sp_cands *c = small(NEXT, COVISIT, POPULAR, PRIOR);
+    cr_assert_eq(sp_cands_build_model(c, m, s, map), 0);
+
+    /* the popular rows: every row of 0..299 seen once with a distinct count */
+    float count[300];
+    int32_t row_of[300], pop[300], prior[ITEMS];
+    for (int32_t r = 0; r < 300; r++) count[r] = (float)((r * 113) % 300 + 1), row_of[r] = r;
+    for (int32_t r = 0; r < 300; r++) pop[r] = (r * 7) % 300; /* the order seen */
+    for (int r = 0; r < 300; r++) sp_cands_seen(c, pop[r], count[pop[r]]);
+    sort_by(pop, 300, count, row_of);
+    for (int i = 0; i < ITEMS; i++) prior[i] = map[i];
+    sort_by(prior, ITEMS, b, item_of);
+    struct sources src = {c, 1024, NEXT, pop, prior, POPULAR, PRIOR};
+
+    /* co-visits: from anywhere below 320 to the popular rows, the
+     * favourites or a few others, more neighbours than slots */
+    for (int i = 0; i < 6000; i++) {
+        int32_t to = sp_rng_below(&rng, 3) == 0   ? pop[sp_rng_below(&rng, POPULAR)]
+                     : sp_rng_below(&rng, 2) == 0 ? prior[sp_rng_below(&rng, PRIOR)]
+                                                  : (int32_t)sp_rng_below(&rng, 40);
+        sp_cands_covisit(c, (int32_t)sp_rng_below(&rng, 320), to);
+    }
+
+    int32_t seeds[5], want[400], got[400 + GUARD];
+    for (int trial = 0; trial < 4000; trial++) {
+        if (trial == 3000) sp_cands_clear_model(c); /* no next lists, no favourites */
+        if (trial == 3000) src.nprior = 0;
+        size_t nseeds = sp_rng_below(&rng, 6);
+        for (size_t i = 0; i < nseeds; i++) {
+            uint32_t pick = sp_rng_below(&rng, 10);
+            seeds[i] = pick == 0   ? -1 - (int32_t)sp_rng_below(&rng, 3)     /* negative */
+                       : pick == 1 ? 1024 + (int32_t)sp_rng_below(&rng, 50) /* past cap */
+                       : pick == 2 && i ? seeds[i - 1]                      /* repeated */
+                       : pick == 3 ? pop[sp_rng_below(&rng, POPULAR)]       /* shared */
+                                   : (int32_t)sp_rng_below(&rng, 330);
+        }
+        /* the sources' size for these seeds, as collect bounds it */
+        size_t most = nseeds + src.npop + src.nprior;
+        for (size_t i = 0; i < nseeds; i++) most += (i ? (NEXT + 1) / 2 : NEXT) + COVISIT;
+        size_t pick = sp_rng_below(&rng, 6), max;
+        max = pick == 0 ? most : pick == 1 ? most - (most > 0) : pick == 2 ? most + 1
+              : pick == 3 ? 256 : sp_rng_below(&rng, (uint32_t)most + 2);
+        for (size_t i = 0; i < max + GUARD; i++) got[i] = -7;
+        size_t nw = ref_collect(&src, seeds, nseeds, want, max);
+        size_t ng = sp_cands_collect(c, seeds, nseeds, got, max);
+        cr_assert_eq(ng, nw, "trial %d (max %zu, most %zu): %zu rows, want %zu", trial, max, most,
+                     ng, nw);
+        for (size_t i = 0; i < nw; i++)
+            cr_assert_eq(got[i], want[i], "trial %d: row %zu is %d, want %d", trial, i, got[i],
+                         want[i]);
+        for (size_t i = max; i < max + GUARD; i++)
+            cr_assert_eq(got[i], -7, "trial %d: written past the budget", trial);
+    }
     sp_cands_destroy(c);
     sp_scorer_destroy(s);
     sp_model_destroy(m);
