@@ -57,6 +57,12 @@
  * at d = 32 computes each step's projection instead. */
 #define GX_TABLE_MAX (64u << 20)
 
+struct pend {
+    size_t key;      /* offset of "rec:<user_id>" in text; its JSON follows its NUL */
+    size_t keylen;
+    size_t jsonlen;
+};
+
 struct recommend {
     sp_store *store;
     sp_personal *ctx;
@@ -70,11 +76,17 @@ struct recommend {
     float *cand_score;        /* score_rows32: their scores */
     size_t candcap;
     /* rec:<user> writes of the batch: "key\0json\0" back to back in text,
-     * pend[i] the offset of the i-th key (offsets: text may move) */
+     * pend[i] where the i-th is (offsets: text may move) */
     char *text;
     size_t ntext, captext;
-    size_t *pend;
+    struct pend *pend;
     size_t npend, cappend;
+    /* rec_flush's commands, cappend of them, SET key json EX ttl with
+     * their lengths (5 a command): the constant parts are filled in when
+     * the arrays grow, not at each flush */
+    int *set_argc;
+    const char **set_argv, ***set_argvs;
+    size_t *set_len, **set_lens;
     uint8_t *pbuf;            /* the packed Recommendation */
     size_t pcap;
     float maxpop;
@@ -515,18 +527,43 @@ char *sp_recommend_json_score(char *out, float score) { return json_score(out, s
 
 #define JSON_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
+#define SET_ARGC 5 /* SET key json EX ttl */
+
+/* Doubles pend and rec_flush's command arrays, and fills in the commands'
+ * constant parts. */
+static void pend_grow(struct recommend *r) {
+    size_t cap = r->cappend ? r->cappend * 2 : 64;
+    r->pend = sp_xrealloc(r->pend, cap * sizeof *r->pend);
+    r->set_argc = sp_xrealloc(r->set_argc, cap * sizeof *r->set_argc);
+    r->set_argvs = sp_xrealloc(r->set_argvs, cap * sizeof *r->set_argvs);
+    r->set_lens = sp_xrealloc(r->set_lens, cap * sizeof *r->set_lens);
+    r->set_argv = sp_xrealloc(r->set_argv, SET_ARGC * cap * sizeof *r->set_argv);
+    r->set_len = sp_xrealloc(r->set_len, SET_ARGC * cap * sizeof *r->set_len);
+    for (size_t i = 0; i < cap; i++) { /* all of them: set_argv and set_len may have moved */
+        const char **argv = r->set_argv + SET_ARGC * i;
+        size_t *len = r->set_len + SET_ARGC * i;
+        r->set_argc[i] = SET_ARGC;
+        r->set_argvs[i] = argv;
+        r->set_lens[i] = len;
+        argv[0] = "SET";
+        len[0] = 3;
+        argv[3] = "EX";
+        len[3] = 2;
+    }
+    r->cappend = cap;
+}
+
 /* rec:<user_id> and its JSON, for rec_flush; esc[i]: items[i]'s id has
  * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
                       const sp_rec_item *items, const unsigned char *esc, size_t n) {
-    if (r->npend == r->cappend) {
-        r->cappend = r->cappend ? r->cappend * 2 : 64;
-        r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
-    }
-    r->pend[r->npend++] = r->ntext;
+    if (r->npend == r->cappend) pend_grow(r);
+    struct pend *p = &r->pend[r->npend++];
     size_t ul = strlen(ev->user_id), rl = strlen(rec_id), el = strlen(ev->event_id);
     /* the key, the three strings escaped, ts_ms and 80 bytes of names */
     text_reserve(r, 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128);
+    p->key = r->ntext;
+    p->keylen = 4 + ul;
     char *o = r->text + r->ntext;
     o = JSON_LIT(o, "rec:");
     memcpy(o, ev->user_id, ul + 1); /* with its NUL: the key ends here */
@@ -557,6 +594,7 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     o = r->text + r->ntext;
     memcpy(o, "]}", 3); /* and the NUL */
     r->ntext += 3;
+    p->jsonlen = r->ntext - 1 - (p->key + p->keylen + 1);
 }
 
 /* ---------------------------------------------------------------- protobuf */
@@ -845,32 +883,31 @@ static int rec_process(void *priv, const sp_op_event *e) {
 }
 
 /* Writes the batch's rec:<user> lists (SET with a TTL: idempotent) in one
- * round trip, before the commit like every output. */
+ * round trip, before the commit like every output. The commands are
+ * pend_grow's, with the lengths pend_json noted: no allocation and no
+ * strlen of a list here. */
 static int rec_flush(void *priv, int32_t part) {
     (void)part;
     struct recommend *r = priv;
     if (!r->npend) return SP_OK;
     char ttl[24];
-    snprintf(ttl, sizeof ttl, "%d", r->cfg->recommend_ttl_s);
-    int *argcs = sp_xmalloc(r->npend * sizeof *argcs);
-    const char ***argvs = sp_xmalloc(r->npend * sizeof *argvs);
-    const char **argv = sp_xmalloc(5 * r->npend * sizeof *argv);
+    size_t tl = (size_t)snprintf(ttl, sizeof ttl, "%d", r->cfg->recommend_ttl_s);
     for (size_t i = 0; i < r->npend; i++) {
-        const char *k = r->text + r->pend[i];
-        argcs[i] = 5;
-        argvs[i] = argv + 5 * i;
-        argv[5 * i] = "SET";
-        argv[5 * i + 1] = k;
-        argv[5 * i + 2] = k + strlen(k) + 1;
-        argv[5 * i + 3] = "EX";
-        argv[5 * i + 4] = ttl;
+        const struct pend *p = &r->pend[i];
+        const char **argv = r->set_argv + SET_ARGC * i;
+        size_t *len = r->set_len + SET_ARGC * i;
+        argv[1] = r->text + p->key;
+        len[1] = p->keylen;
+        argv[2] = r->text + p->key + p->keylen + 1;
+        len[2] = p->jsonlen;
+        argv[4] = ttl;
+        len[4] = tl;
     }
-    int rc = sp_store_side(r->store, r->npend, argcs, (const char *const *const *)argvs, NULL);
+    int rc = sp_store_side_bin(r->store, r->npend, r->set_argc,
+                               (const char *const *const *)r->set_argvs,
+                               (const size_t *const *)r->set_lens, NULL);
     r->npend = 0;
     r->ntext = 0;
-    free(argcs);
-    free(argvs);
-    free(argv);
     return rc;
 }
 
@@ -888,6 +925,11 @@ static void rec_destroy(void *priv) {
     sp_op_hints_release(&r->mfu);
     free(r->text);
     free(r->pend);
+    free(r->set_argc);
+    free(r->set_argv);
+    free(r->set_argvs);
+    free(r->set_len);
+    free(r->set_lens);
     free(r->pbuf);
     free(r->cands);
     free(r->cand_mi);

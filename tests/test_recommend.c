@@ -4,6 +4,8 @@
  * decode it with protobuf-c or any other library); its batched dot
  * products must give sp_dot's bits. */
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <hiredis.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,12 @@
 #include "models/dot.h"
 #include "models/model.h"
 #include "models/scorer.h"
+#include "operators/operator.h"
 #include "operators/recommend.h"
+#include "state/store.h"
+#include "stream/config.h"
+#include "stream/error.h"
+#include "tests/support/harness.h"
 
 /* "", NULL, short, and 127/128/300-byte strings (one and two-byte lengths). */
 static char *random_str(uint64_t *rng, char *buf) {
@@ -239,4 +246,124 @@ Test(recommend, json_scores_equal_the_digit_by_digit_reference) {
         json_score_reference(want, s);
         cr_assert_str_eq(got, want, "score %a", s);
     }
+}
+
+/* ---------------------------------------------------------------- rec:<user> writes */
+
+static sp_t_redis redis;
+static void start(void) { cr_assert_eq(sp_t_redis_start(&redis, 0), 0); }
+static void stop(void) { sp_t_redis_stop(&redis); }
+
+/* The user id of list i: lengths 2 to 9, some with a quote (escaped in the
+ * JSON, not in the key). */
+static void user_of(int i, char *user) {
+    int n = snprintf(user, 16, "u%d", i);
+    for (int j = 0; j < i % 7; j++) user[n++] = i % 10 == 0 && j == 0 ? '"' : 'x';
+    user[n] = '\0';
+}
+
+/* A view of item by user as event event_id, through the pipeline. */
+static void view(sp_pipeline *pl, sp_store *st, int64_t *off, const char *user, const char *item,
+                 const char *event_id) {
+    Shopstream__V1__Event ev = SHOPSTREAM__V1__EVENT__INIT;
+    Shopstream__V1__Click c = SHOPSTREAM__V1__CLICK__INIT;
+    c.kind = (Shopstream__V1__ClickKind)(SP_KIND_VIEW + 1);
+    c.item_id = (char *)item;
+    c.category = "c";
+    c.price = 10;
+    ev.event_id = (char *)event_id;
+    ev.ts_ms = 1767225600000LL + *off;
+    ev.user_id = (char *)user;
+    ev.body_case = SHOPSTREAM__V1__EVENT__BODY_CLICK;
+    ev.click = &c;
+    sp_op_event e = {&ev, SP_KIND_VIEW, 0, "t", (*off)++, 0, 0};
+    sp_pipeline_prefetch(pl, &e);
+    cr_assert_eq(sp_store_prefetch(st), SP_OK);
+    cr_assert_eq(sp_pipeline_process(pl, &e, NULL), SP_OK);
+}
+
+static void commit(sp_pipeline *pl, sp_store *st, int64_t *off) {
+    const char *topics[] = {"t"};
+    cr_assert_eq(sp_pipeline_flush(pl, 0), SP_OK);
+    cr_assert_eq(sp_pipeline_before_commit(pl), SP_OK);
+    cr_assert_eq(sp_store_commit(st, 0, topics, off, 1), SP_OK);
+    sp_store_end_batch(st);
+}
+
+/* rec:<user> holds exactly one whole JSON object (no byte more, none less),
+ * triggered by event_id, and expires within (ttl - 60, ttl] seconds. */
+static void check_rec(redisContext *rc, const char *user, const char *event_id, int ttl) {
+    redisReply *rep = redisCommand(rc, "GET rec:%s", user);
+    cr_assert_eq(rep->type, REDIS_REPLY_STRING, "no rec:%s", user);
+    cr_assert_eq(rep->len, strlen(rep->str), "rec:%s: a NUL inside", user);
+    cr_assert(rep->len > 2 && rep->str[rep->len - 1] == '}', "rec:%s: cut: %s", user, rep->str);
+    cJSON *j = cJSON_Parse(rep->str);
+    cr_assert_not_null(j, "rec:%s: not JSON: %s", user, rep->str);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "trigger_event_id")->valuestring, event_id);
+    cr_assert_gt(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
+    cJSON_Delete(j);
+    freeReplyObject(rep);
+    rep = redisCommand(rc, "TTL rec:%s", user);
+    cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
+    cr_assert(rep->integer > ttl - 60 && rep->integer <= ttl, "rec:%s: TTL %lld, want %d", user,
+              rep->integer, ttl);
+    freeReplyObject(rep);
+}
+
+/* rec_flush sends the batch's lists with the lengths pend_json noted, in
+ * command arrays kept across flushes: every list must arrive whole under
+ * its own key with its TTL -- for a batch of 300 lists (the arrays grow
+ * three times, moving), users written twice in it, then a smaller batch reusing
+ * the arrays. */
+Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .fini = stop) {
+    enum { USERS = 150, TTL = 777 };
+    sp_config cfg;
+    sp_config_init(&cfg);
+    char err[256];
+    const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
+                            {"recommend.ttl_s", "777"}, {"mf.dim", "8"}};
+    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
+        cr_assert_eq(sp_config_set(&cfg, set[i][0], set[i][1], err, sizeof err), SP_OK, "%s", err);
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    sp_op_env env = {st, NULL, &cfg, NULL};
+    sp_pipeline *pl = sp_pipeline_new("mf,recommend", &env, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off = 0, from;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &from), SP_OK);
+    cr_assert_eq(sp_pipeline_assign(pl, 0), SP_OK);
+    redisContext *rc = redisConnect("127.0.0.1", redis.port);
+    cr_assert(rc && !rc->err);
+
+    char user[16], item[16], eid[32];
+    for (int round = 0; round < 2; round++) /* each user's second list is the one kept */
+        for (int i = 0; i < USERS; i++) {
+            user_of(i, user);
+            snprintf(item, sizeof item, "i%d", (i * 7 + round) % 40);
+            snprintf(eid, sizeof eid, "e%d-%d", round, i);
+            view(pl, st, &off, user, item, eid);
+        }
+    commit(pl, st, &off);
+    for (int i = 0; i < USERS; i++) {
+        user_of(i, user);
+        snprintf(eid, sizeof eid, "e1-%d", i);
+        check_rec(rc, user, eid, TTL);
+    }
+    for (int i = 0; i < 3; i++) { /* a smaller batch: the arrays' old entries unused */
+        user_of(i * 10, user);
+        snprintf(eid, sizeof eid, "e2-%d", i);
+        view(pl, st, &off, user, "i3", eid);
+    }
+    commit(pl, st, &off);
+    for (int i = 0; i < 3; i++) {
+        user_of(i * 10, user);
+        snprintf(eid, sizeof eid, "e2-%d", i);
+        check_rec(rc, user, eid, TTL);
+    }
+    redisFree(rc);
+    sp_pipeline_destroy(pl);
+    sp_store_destroy(st);
+    sp_config_release(&cfg);
 }
