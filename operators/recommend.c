@@ -471,15 +471,31 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     return o;
 }
 
+/* "00" to "99": decimals written two at a time. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 /* Decimal v: 20 bytes at most. One digit (a score's integer part, as a
- * rule) is one store, not a copy of a variable length. */
+ * rule) is one store, not a copy of a variable length; longer numbers (a
+ * list's ts_ms) go two digits a division. */
 static char *json_u64(char *o, uint64_t u) {
     if (u < 10) {
         *o = (char)('0' + u);
         return o + 1;
     }
     char buf[20], *e = buf + sizeof buf, *p = e;
-    do *--p = (char)('0' + u % 10); while (u /= 10);
+    for (; u >= 100; u /= 100) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * (u % 100), 2);
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
     memcpy(o, p, (size_t)(e - p));
     return o + (e - p);
 }
@@ -488,12 +504,6 @@ static char *json_i64(char *o, int64_t v) {
     if (v < 0) *o++ = '-';
     return json_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
-
-/* "00" to "99": the decimals of a score written two at a time. */
-static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                     "25262728293031323334353637383940414243444546474849"
-                                     "50515253545556575859606162636465666768697071727374"
-                                     "75767778798081828384858687888990919293949596979899";
 
 /* A score cut to 4 decimals (what the JSON carried before: trailing zeros
  * dropped), without printf: the four decimals as two pairs, then the
@@ -736,17 +746,24 @@ static void list_items(struct recommend *r, const struct sp_scored *top, size_t 
     }
 }
 
+#define HEX_ROW(h) \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+/* "00" to "ff": a rec_id's bytes. */
+static const char hex_pairs[513] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3") HEX_ROW("4")
+    HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+    HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
+
 static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scored *top, size_t n,
                  double t0) {
     sp_personal *c = r->ctx;
     const sp_event *ev = e->ev;
     char rec_id[40];
-    static const char hex[] = "0123456789abcdef";
-    /* hash of "user_id/event_id", as before */
+    /* hash of "user_id/event_id", as before, in hex a byte at a time */
     uint64_t h = sp_personal_hash("/", sp_personal_hash(ev->user_id, 0));
     h = sp_personal_hash(ev->event_id, h);
     rec_id[0] = 'r';
-    for (int i = 0; i < 16; i++) rec_id[1 + i] = hex[(h >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++)
+        memcpy(rec_id + 1 + 2 * i, hex_pairs + 2 * ((h >> (56 - 8 * i)) & 255), 2);
     rec_id[17] = '\0';
     double start = e->arrival_us > 0 ? e->arrival_us : t0;
     double latency_ms = (sp_personal_now_us() - start) / 1000.0;

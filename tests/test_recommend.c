@@ -15,6 +15,7 @@
 #include "models/model.h"
 #include "models/scorer.h"
 #include "operators/operator.h"
+#include "operators/personal.h"
 #include "operators/recommend.h"
 #include "state/store.h"
 #include "stream/config.h"
@@ -291,8 +292,11 @@ static void commit(sp_pipeline *pl, sp_store *st, int64_t *off) {
 }
 
 /* rec:<user> holds exactly one whole JSON object (no byte more, none less),
- * triggered by event_id, and expires within (ttl - 60, ttl] seconds. */
-static void check_rec(redisContext *rc, const char *user, const char *event_id, int ttl) {
+ * triggered by event_id at ts_ms, with the rec_id "r" and the 16 hex
+ * digits of the hash of "user/event_id" (printf's), and expires within
+ * (ttl - 60, ttl] seconds. */
+static void check_rec(redisContext *rc, const char *user, const char *event_id, int64_t ts_ms,
+                      int ttl) {
     redisReply *rep = redisCommand(rc, "GET rec:%s", user);
     cr_assert_eq(rep->type, REDIS_REPLY_STRING, "no rec:%s", user);
     cr_assert_eq(rep->len, strlen(rep->str), "rec:%s: a NUL inside", user);
@@ -300,6 +304,12 @@ static void check_rec(redisContext *rc, const char *user, const char *event_id, 
     cJSON *j = cJSON_Parse(rep->str);
     cr_assert_not_null(j, "rec:%s: not JSON: %s", user, rep->str);
     cr_assert_str_eq(cJSON_GetObjectItem(j, "trigger_event_id")->valuestring, event_id);
+    char want[32];
+    uint64_t h = sp_personal_hash(event_id, sp_personal_hash("/", sp_personal_hash(user, 0)));
+    snprintf(want, sizeof want, "r%016llx", (unsigned long long)h);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "rec_id")->valuestring, want);
+    snprintf(want, sizeof want, "\"ts_ms\":%lld,", (long long)ts_ms);
+    cr_assert_not_null(strstr(rep->str, want), "rec:%s: no %s in %s", user, want, rep->str);
     cr_assert_gt(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
     cJSON_Delete(j);
     freeReplyObject(rep);
@@ -349,7 +359,7 @@ Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .
     for (int i = 0; i < USERS; i++) {
         user_of(i, user);
         snprintf(eid, sizeof eid, "e1-%d", i);
-        check_rec(rc, user, eid, TTL);
+        check_rec(rc, user, eid, 1767225600000LL + USERS + i, TTL);
     }
     for (int i = 0; i < 3; i++) { /* a smaller batch: the arrays' old entries unused */
         user_of(i * 10, user);
@@ -360,7 +370,7 @@ Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .
     for (int i = 0; i < 3; i++) {
         user_of(i * 10, user);
         snprintf(eid, sizeof eid, "e2-%d", i);
-        check_rec(rc, user, eid, TTL);
+        check_rec(rc, user, eid, 1767225600000LL + 2 * USERS + i, TTL);
     }
     redisFree(rc);
     sp_pipeline_destroy(pl);
