@@ -535,10 +535,22 @@ static void cache_remove_if(sp_store *st, int (*pred)(const sp_obj *, const void
 }
 
 /* "{p<part>}:<suffix>", cut to len - 1 bytes (keys are far shorter).
- * Returns its length. */
+ * Returns its length. Every cache lookup makes a key, several an event: a
+ * partition number under a hundred -- nearly all of them -- is written
+ * directly, as sp_i64toa's general case cost about 60 instructions. */
 static size_t make_key(char *buf, size_t len, int32_t part, const char *suffix) {
     char num[24];
-    size_t n = sp_i64toa(part, num), s = strlen(suffix);
+    size_t n, s = strlen(suffix);
+    if (part >= 0 && part < 10) {
+        num[0] = (char)('0' + part);
+        n = 1;
+    } else if (part >= 10 && part < 100) {
+        memcpy(num, sp_digit_pairs + 2 * part, 2);
+        n = 2;
+    } else {
+        n = sp_i64toa(part, num);
+    }
+    num[n] = '\0'; /* for snprintf below */
     if (4 + n + s >= len) {
         snprintf(buf, len, "{p%s}:%s", num, suffix);
         return strlen(buf);

@@ -1553,3 +1553,24 @@ Test(store, a_commit_sends_exactly_the_dirty_fields_and_commands, .init = start,
     monitor_stop(&m);
     sp_store_destroy(st);
 }
+
+/* Regression test for make_key's partition numbers written digit by digit
+ * (under 10, under 100) or by sp_i64toa: on both sides of each bound, the
+ * cache reads the hash Redis holds under "{p<part>}:<suffix>", written here
+ * by hiredis's formatting of "%d". */
+Test(store, keys_of_one_two_and_many_digit_partitions, .init = start, .fini = stop) {
+    static const int32_t parts[] = {0, 1, 9, 10, 11, 42, 99, 100, 101, 12345};
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        redisReply *r = redisCommand(c, "HSET {p%d}:u:a part %d", (int)parts[i], (int)parts[i]);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    sp_store *st = open_store(1000, NULL);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, parts[i], "u:a", &o), SP_OK);
+        cr_assert_eq(sp_obj_get_int(o, "part", -1), parts[i], "partition %d", (int)parts[i]);
+    }
+    sp_store_destroy(st);
+}
