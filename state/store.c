@@ -535,10 +535,22 @@ static void cache_remove_if(sp_store *st, int (*pred)(const sp_obj *, const void
 }
 
 /* "{p<part>}:<suffix>", cut to len - 1 bytes (keys are far shorter).
- * Returns its length. */
+ * Returns its length. Every cache lookup makes a key, several an event: a
+ * partition number under a hundred -- nearly all of them -- is written
+ * directly, as sp_i64toa's general case cost about 60 instructions. */
 static size_t make_key(char *buf, size_t len, int32_t part, const char *suffix) {
     char num[24];
-    size_t n = sp_i64toa(part, num), s = strlen(suffix);
+    size_t n, s = strlen(suffix);
+    if (part >= 0 && part < 10) {
+        num[0] = (char)('0' + part);
+        n = 1;
+    } else if (part >= 10 && part < 100) {
+        memcpy(num, sp_digit_pairs + 2 * part, 2);
+        n = 2;
+    } else {
+        n = sp_i64toa(part, num);
+    }
+    num[n] = '\0'; /* for snprintf below */
     if (4 + n + s >= len) {
         snprintf(buf, len, "{p%s}:%s", num, suffix);
         return strlen(buf);
@@ -1371,86 +1383,8 @@ static const char fence_lua[] =
     "end\n"
     "return 1\n";
 
-/* The commands of one commit, sized before they are filled (build_commit
- * counts). Integer arguments are written into `ints`, one allocation for all
- * of them; should the count ever fall short, arrays grow and an integer gets
- * an allocation of its own (owned), so a miscount costs time, not memory
- * safety. cmd[k] is where command k starts in v/l. */
-struct argbuf {
-    const char **v;
-    size_t *l;
-    char **owned;
-    size_t n, cap, nowned;
-    char *ints;
-    size_t iused, icap;
-    size_t *cmd;
-    size_t ncmd, capcmd;
-};
-
-/* The text of an integer argument: at most 20 digits, a sign, a NUL. */
-#define ARG_INT_MAX 24
-
-static void arg_reserve(struct argbuf *a, size_t nargs, size_t nints, size_t ncmds) {
-    a->cap = nargs ? nargs : 1;
-    a->v = sp_xmalloc(a->cap * sizeof *a->v);
-    a->l = sp_xmalloc(a->cap * sizeof *a->l);
-    a->owned = sp_xmalloc(a->cap * sizeof *a->owned);
-    a->icap = nints * ARG_INT_MAX;
-    a->ints = sp_xmalloc(a->icap ? a->icap : 1);
-    a->capcmd = ncmds ? ncmds : 1;
-    a->cmd = sp_xmalloc(a->capcmd * sizeof *a->cmd);
-}
-
-static void arg_push(struct argbuf *a, const char *s, size_t len) {
-    if (a->n == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 64;
-        a->v = sp_xrealloc(a->v, a->cap * sizeof *a->v);
-        a->l = sp_xrealloc(a->l, a->cap * sizeof *a->l);
-        a->owned = sp_xrealloc(a->owned, a->cap * sizeof *a->owned);
-    }
-    a->v[a->n] = s;
-    a->l[a->n++] = len;
-}
-
-/* Pushes an argument that must be copied (owned). */
-static void arg_pushcat(struct argbuf *a, const char *prefix, const char *s) {
-    size_t pl = strlen(prefix), sl = strlen(s);
-    char *c = sp_xmalloc(pl + sl + 1);
-    memcpy(c, prefix, pl);
-    memcpy(c + pl, s, sl + 1);
-    arg_push(a, c, pl + sl);
-    a->owned[a->nowned++] = c; /* fewer owned than pushed: room */
-}
-
-static void arg_pushi(struct argbuf *a, long long v) {
-    int pooled = a->iused + ARG_INT_MAX <= a->icap;
-    char *s = pooled ? a->ints + a->iused : sp_xmalloc(ARG_INT_MAX);
-    size_t n = sp_i64toa(v, s);
-    if (pooled) a->iused += n + 1;
-    arg_push(a, s, n);
-    if (!pooled) a->owned[a->nowned++] = s;
-}
-
-/* Starts the next command at the next argument. */
-static void arg_cmd(struct argbuf *a) {
-    if (a->ncmd == a->capcmd) {
-        a->capcmd = a->capcmd ? a->capcmd * 2 : 16;
-        a->cmd = sp_xrealloc(a->cmd, a->capcmd * sizeof *a->cmd);
-    }
-    a->cmd[a->ncmd++] = a->n;
-}
-
-static void arg_free(struct argbuf *a) {
-    for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
-    free(a->v);
-    free(a->l);
-    free(a->owned);
-    free(a->ints);
-    free(a->cmd);
-}
-
-/* A built commit, its arguments copied into one buffer: the batch goes on
- * changing the objects while it waits to be sent. */
+/* A built commit: its arguments copied into one buffer, NUL-terminated, the
+ * batch goes on changing the objects while it waits to be sent. */
 struct built {
     const char **v;
     size_t *l;
@@ -1460,6 +1394,9 @@ struct built {
     long long epoch;  /* the partition's epoch it was built with */
 };
 
+/* The text of an integer argument: at most 20 digits, a sign, a NUL. */
+#define ARG_INT_MAX 24
+
 static void built_free(struct built *b) {
     free(b->v);
     free(b->l);
@@ -1467,79 +1404,111 @@ static void built_free(struct built *b) {
     free(b->buf);
 }
 
-/* Builds the transaction of one partition's commit (see fence_lua) into b. */
+/* Filling a built whose arrays and buffer were sized beforehand: `at` is
+ * where the next argument's bytes go. */
+struct filler {
+    struct built *b;
+    size_t n;         /* arguments so far */
+    char *at;
+};
+
+static void fill_cmd(struct filler *f) { f->b->cmd[f->b->ncmd++] = f->n; }
+
+/* One argument: prefix (plen bytes) then s (len bytes). */
+static void fill2(struct filler *f, const char *prefix, size_t plen, const char *s, size_t len) {
+    memcpy(f->at, prefix, plen);
+    memcpy(f->at + plen, s, len);
+    f->at[plen + len] = '\0';
+    f->b->v[f->n] = f->at;
+    f->b->l[f->n++] = plen + len;
+    f->at += plen + len + 1;
+}
+
+static void fill(struct filler *f, const char *s, size_t len) { fill2(f, "", 0, s, len); }
+
+static void fill_int(struct filler *f, long long v) {
+    size_t len = sp_i64toa(v, f->at); /* and its NUL */
+    f->b->v[f->n] = f->at;
+    f->b->l[f->n++] = len;
+    f->at += len + 1;
+}
+
+/* Builds the transaction of one partition's commit (see fence_lua) into b.
+ * A first pass counts the commands and arguments and sizes their bytes (and
+ * writes the text of every dirty number, which the second needs anyway);
+ * the second copies each argument once, straight into b's buffer. Building
+ * a list of pointers to the arguments first and copying them after, the
+ * previous way, cost a third pass and five more allocations a commit. */
 static void build_commit(struct part *p, int32_t part, const sp_commit *c, struct built *b) {
     char meta[64];
-    make_key(meta, sizeof meta, part, "meta");
-    size_t ncmds = 5, nargs = 10 + 2 * (size_t)c->n, nints = 3 + (size_t)c->n;
+    size_t mlen = make_key(meta, sizeof meta, part, "meta");
+    /* WATCH, EVAL (7), MULTI, HSET of the meta hash (4), EXEC */
+    size_t ncmd = 5 + p->ncmds, nargs = 14 + 2 * (size_t)c->n;
+    size_t bytes = 3 * (mlen + 1) + sizeof fence_lua + 3 * ARG_INT_MAX + 64;
+    for (int i = 0; i < c->n; i++) bytes += 4 + strlen(c->topics[i]) + 1 + ARG_INT_MAX;
     for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        ncmds++;
+        ncmd++;
         nargs += 2 + 2 * o->ndirty;
-    }
-    for (size_t i = 0; i < p->ncmds; i++) nargs += (size_t)p->cmds[i].argc;
-    ncmds += p->ncmds;
-    struct argbuf a = {0};
-    arg_reserve(&a, nargs, nints, ncmds);
-    size_t mlen = strlen(meta);
-    long long seq = ++p->cseq;
-    arg_cmd(&a);
-    arg_push(&a, "WATCH", 5);
-    arg_push(&a, meta, mlen);
-    arg_cmd(&a);
-    arg_push(&a, "EVAL", 4);
-    arg_push(&a, fence_lua, sizeof fence_lua - 1);
-    arg_push(&a, "1", 1);
-    arg_push(&a, meta, mlen);
-    arg_pushi(&a, p->epoch);
-    arg_pushi(&a, seq);
-    arg_cmd(&a);
-    arg_push(&a, "MULTI", 5);
-    arg_cmd(&a);
-    arg_push(&a, "HSET", 4);
-    arg_push(&a, meta, mlen);
-    arg_push(&a, "cseq", 4);
-    arg_pushi(&a, seq);
-    for (int i = 0; i < c->n; i++) {
-        arg_pushcat(&a, "off:", c->topics[i]);
-        arg_pushi(&a, (long long)c->offsets[i]);
-    }
-    for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
-        arg_cmd(&a);
-        arg_push(&a, "HSET", 4);
-        arg_push(&a, o->key, o->klen);
-        for (size_t i = 0; i < o->nfields; i++)
-            if (o->fields[i].dirty) {
-                arg_push(&a, o->fields[i].name->s, o->fields[i].name->len);
-                const char *text = field_text(&o->fields[i]); /* sets tlen */
-                arg_push(&a, text, o->fields[i].tlen);
-            }
+        bytes += 5 + o->klen + 1;
+        for (size_t i = 0; i < o->nfields; i++) {
+            struct field *fd = &o->fields[i];
+            if (!fd->dirty) continue;
+            field_text(fd); /* sets tlen */
+            bytes += fd->name->len + 1 + fd->tlen + 1;
+        }
     }
     for (size_t i = 0; i < p->ncmds; i++) {
-        arg_cmd(&a);
-        for (int j = 0; j < p->cmds[i].argc; j++)
-            arg_push(&a, p->cmds[i].argv[j], p->cmds[i].lens[j]);
+        nargs += (size_t)p->cmds[i].argc;
+        for (int j = 0; j < p->cmds[i].argc; j++) bytes += p->cmds[i].lens[j] + 1;
     }
-    arg_cmd(&a);
-    arg_push(&a, "EXEC", 4);
-    /* The copy. */
-    size_t total = 0;
-    for (size_t k = 0; k < a.n; k++) total += a.l[k] + 1;
-    char *w = b->buf = sp_xmalloc(total ? total : 1);
-    b->v = sp_xmalloc(a.n * sizeof *b->v);
-    b->l = sp_xmalloc(a.n * sizeof *b->l);
-    for (size_t k = 0; k < a.n; k++) {
-        memcpy(w, a.v[k], a.l[k]);
-        w[a.l[k]] = '\0';
-        b->v[k] = w;
-        b->l[k] = a.l[k];
-        w += a.l[k] + 1;
-    }
-    b->ncmd = a.ncmd;
-    b->cmd = sp_xmalloc((a.ncmd + 1) * sizeof *b->cmd);
-    memcpy(b->cmd, a.cmd, a.ncmd * sizeof *b->cmd);
-    b->cmd[a.ncmd] = a.n;
+    b->v = sp_xmalloc(nargs * sizeof *b->v);
+    b->l = sp_xmalloc(nargs * sizeof *b->l);
+    b->cmd = sp_xmalloc((ncmd + 1) * sizeof *b->cmd);
+    b->buf = sp_xmalloc(bytes);
+    b->ncmd = 0;
     b->epoch = p->epoch;
-    arg_free(&a);
+    struct filler f = {.b = b, .at = b->buf};
+    long long seq = ++p->cseq;
+    fill_cmd(&f);
+    fill(&f, "WATCH", 5);
+    fill(&f, meta, mlen);
+    fill_cmd(&f);
+    fill(&f, "EVAL", 4);
+    fill(&f, fence_lua, sizeof fence_lua - 1);
+    fill(&f, "1", 1);
+    fill(&f, meta, mlen);
+    fill_int(&f, p->epoch);
+    fill_int(&f, seq);
+    fill_cmd(&f);
+    fill(&f, "MULTI", 5);
+    fill_cmd(&f);
+    fill(&f, "HSET", 4);
+    fill(&f, meta, mlen);
+    fill(&f, "cseq", 4);
+    fill_int(&f, seq);
+    for (int i = 0; i < c->n; i++) {
+        fill2(&f, "off:", 4, c->topics[i], strlen(c->topics[i]));
+        fill_int(&f, (long long)c->offsets[i]);
+    }
+    for (sp_obj *o = p->dirty; o; o = o->dirty_next) {
+        fill_cmd(&f);
+        fill(&f, "HSET", 4);
+        fill(&f, o->key, o->klen);
+        for (size_t i = 0; i < o->nfields; i++) {
+            const struct field *fd = &o->fields[i];
+            if (!fd->dirty) continue;
+            fill(&f, fd->name->s, fd->name->len);
+            fill(&f, fd->text, fd->tlen); /* written by the first pass */
+        }
+    }
+    for (size_t i = 0; i < p->ncmds; i++) {
+        fill_cmd(&f);
+        for (int j = 0; j < p->cmds[i].argc; j++)
+            fill(&f, p->cmds[i].argv[j], p->cmds[i].lens[j]);
+    }
+    fill_cmd(&f);
+    fill(&f, "EXEC", 4);
+    b->cmd[b->ncmd] = f.n;
 }
 
 /* The partition's changes have left the batch (committed, or copied into

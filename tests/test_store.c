@@ -1457,3 +1457,120 @@ Test(store_mem, fields_past_the_index_bound_are_found, .init = start, .fini = st
     sp_store_destroy(st2);
     sp_store_destroy(st);
 }
+
+/* What a commit sends, as Redis saw it: MONITOR's lines, each a command's
+ * arguments quoted, read until the commit's EXEC. The fence script's own
+ * calls ("[0 lua]") are left out. */
+struct monitor {
+    redisContext *c;
+};
+
+static void monitor_start(struct monitor *m) {
+    m->c = redisConnect("127.0.0.1", redis.port);
+    cr_assert(m->c && !m->c->err);
+    redisReply *r = redisCommand(m->c, "MONITOR");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK"));
+    freeReplyObject(r);
+}
+
+/* The next n commands the monitor saw (the fence script's calls aside),
+ * each "<quoted arguments>", into lines[] (the caller frees them). */
+static void monitor_read(struct monitor *m, char **lines, size_t n) {
+    for (size_t i = 0; i < n;) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(m->c, (void **)&r), REDIS_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_STATUS);
+        if (!strstr(r->str, " lua] ")) lines[i++] = strdup(strstr(r->str, "] ") + 2);
+        freeReplyObject(r);
+    }
+}
+
+static void monitor_stop(struct monitor *m) { redisFree(m->c); }
+
+/* A command line as MONITOR quotes it; the arguments here are printable. */
+static void expect_line(const char *got, const char *want) {
+    cr_assert(!strcmp(got, want), "sent\n  %s\nwant\n  %s", got, want);
+}
+
+/* Regression test for build_commit, which sizes a commit and then copies
+ * each argument straight into one buffer: every command and every byte of
+ * every argument -- dirty fields of each type only, names and texts of one
+ * and three-digit lengths, offsets of two topics, an operator's command --
+ * as sent, written out here by hand. */
+Test(store, a_commit_sends_exactly_the_dirty_fields_and_commands, .init = start, .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    const char *topics[] = {"t", "orders"};
+    int64_t offs[2];
+    cr_assert_eq(sp_store_assign(st, 1, topics, 2, offs), SP_OK);
+    sp_obj *bob, *item;
+    cr_assert_eq(sp_store_get(st, 1, "u:bob", &bob), SP_OK);
+    sp_obj_set_str(bob, "kept", "old");
+    int64_t next0[] = {5, 6};
+    cr_assert_eq(sp_store_commit(st, 1, topics, next0, 2), SP_OK);
+
+    char longtext[151];
+    memset(longtext, 'x', 150);
+    longtext[150] = '\0';
+    sp_obj_incr(bob, "view", 3);
+    sp_obj_set_str(bob, "last", "shoes");
+    sp_obj_set_double(bob, "score", 2.5);
+    sp_obj_set_int(bob, "neg", -42);
+    cr_assert_eq(sp_store_get(st, 1, "i:x", &item), SP_OK);
+    sp_obj_set_str(item, "long", longtext);
+    sp_obj_set_str(item, "empty", "");
+    const char *app[] = {"APPEND", "{p1}:log", "b1;"};
+    sp_store_tx_cmd(st, 1, 3, app);
+    int64_t next1[] = {100, 2000000000000};
+    sp_commit c = {1, topics, next1, 2, SP_OK};
+    struct monitor m;
+    monitor_start(&m);
+    sp_txn *t = sp_store_prepare(st, &c, 1);
+    sp_store_submit(st, t);
+    sp_txn *r = reap(st);
+    cr_assert_eq(r->rc, SP_OK);
+    cr_assert_eq(r->commits[0].result, SP_OK);
+    sp_txn_free(r);
+
+    char *lines[8], want_item[256];
+    monitor_read(&m, lines, 8);
+    expect_line(lines[0], "\"WATCH\" \"{p1}:meta\"");
+    cr_assert(!strncmp(lines[1], "\"EVAL\" \"local e", 15), "%s", lines[1]);
+    const char *eval_end = "\" \"1\" \"{p1}:meta\" \"1\" \"2\"";
+    cr_assert(strlen(lines[1]) > strlen(eval_end) &&
+                  !strcmp(lines[1] + strlen(lines[1]) - strlen(eval_end), eval_end),
+              "%s", lines[1]);
+    expect_line(lines[2], "\"MULTI\"");
+    expect_line(lines[3], "\"HSET\" \"{p1}:meta\" \"cseq\" \"2\" \"off:t\" \"100\" "
+                          "\"off:orders\" \"2000000000000\"");
+    snprintf(want_item, sizeof want_item, "\"HSET\" \"{p1}:i:x\" \"long\" \"%s\" \"empty\" \"\"",
+             longtext);
+    expect_line(lines[4], want_item);
+    expect_line(lines[5], "\"HSET\" \"{p1}:u:bob\" \"view\" \"3\" \"last\" \"shoes\" "
+                          "\"score\" \"2.5\" \"neg\" \"-42\"");
+    expect_line(lines[6], "\"APPEND\" \"{p1}:log\" \"b1;\"");
+    expect_line(lines[7], "\"EXEC\"");
+    for (int i = 0; i < 8; i++) free(lines[i]);
+    monitor_stop(&m);
+    sp_store_destroy(st);
+}
+
+/* Regression test for make_key's partition numbers written digit by digit
+ * (under 10, under 100) or by sp_i64toa: on both sides of each bound, the
+ * cache reads the hash Redis holds under "{p<part>}:<suffix>", written here
+ * by hiredis's formatting of "%d". */
+Test(store, keys_of_one_two_and_many_digit_partitions, .init = start, .fini = stop) {
+    static const int32_t parts[] = {0, 1, 9, 10, 11, 42, 99, 100, 101, 12345};
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        redisReply *r = redisCommand(c, "HSET {p%d}:u:a part %d", (int)parts[i], (int)parts[i]);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    sp_store *st = open_store(1000, NULL);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, parts[i], "u:a", &o), SP_OK);
+        cr_assert_eq(sp_obj_get_int(o, "part", -1), parts[i], "partition %d", (int)parts[i]);
+    }
+    sp_store_destroy(st);
+}
