@@ -471,12 +471,6 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     return o;
 }
 
-/* "00" to "99": decimals written two at a time. */
-static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                     "25262728293031323334353637383940414243444546474849"
-                                     "50515253545556575859606162636465666768697071727374"
-                                     "75767778798081828384858687888990919293949596979899";
-
 /* Decimal v: 20 bytes at most. One digit (a score's integer part, as a
  * rule) is one store, not a copy of a variable length; longer numbers (a
  * list's ts_ms) go two digits a division. */
@@ -488,11 +482,11 @@ static char *json_u64(char *o, uint64_t u) {
     char buf[20], *e = buf + sizeof buf, *p = e;
     for (; u >= 100; u /= 100) {
         p -= 2;
-        memcpy(p, digit_pairs + 2 * (u % 100), 2);
+        memcpy(p, sp_digit_pairs + 2 * (u % 100), 2);
     }
     if (u >= 10) {
         p -= 2;
-        memcpy(p, digit_pairs + 2 * u, 2);
+        memcpy(p, sp_digit_pairs + 2 * u, 2);
     } else {
         *--p = (char)('0' + u);
     }
@@ -526,8 +520,8 @@ static char *json_score(char *o, float score) {
     unsigned frac = (unsigned)(q % 10000);
     if (!frac) return o;
     o[0] = '.';
-    memcpy(o + 1, digit_pairs + 2 * (frac / 100), 2);
-    memcpy(o + 3, digit_pairs + 2 * (frac % 100), 2);
+    memcpy(o + 1, sp_digit_pairs + 2 * (frac / 100), 2);
+    memcpy(o + 3, sp_digit_pairs + 2 * (frac % 100), 2);
     size_t digits = 4;
     while (o[digits] == '0') digits--; /* stops at a digit: frac is not 0 */
     return o + digits + 1;
