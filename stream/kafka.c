@@ -59,11 +59,10 @@ struct sp_sink {
     sp_metrics *metrics;
     uint64_t gen;                        /* current generation (sp_sink_next_gen) */
     int64_t outstanding[SP_SINK_GENS];   /* queued, not yet settled, per gen % SP_SINK_GENS */
-    rd_kafka_topic_t *checked[8];        /* topics looked up by sp_sink_check_topic */
-    int nchecked;
-    /* Handles of the topics produced to, so that a record names its topic
-     * by handle: by name, rd_kafka_producev takes the client's write lock
-     * to look the topic up and drops its reference again, every record. */
+    /* Handles of the topics checked and produced to, so that a record
+     * names its topic by handle: by name, rd_kafka_producev takes the
+     * client's write lock to look the topic up and drops its reference
+     * again, every record. */
     rd_kafka_topic_t *topics[SP_SINK_TOPICS];
     int ntopics;
 };
@@ -155,7 +154,6 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
 void sp_sink_destroy(sp_sink *sk) {
     if (!sk) return;
     sp_sink_flush(sk, 10000);
-    for (int i = 0; i < sk->nchecked; i++) rd_kafka_topic_destroy(sk->checked[i]);
     for (int i = 0; i < sk->ntopics; i++) rd_kafka_topic_destroy(sk->topics[i]);
     rd_kafka_destroy(sk->rk);
     free(sk);
@@ -241,7 +239,8 @@ void sp_sink_poll(sp_sink *sk, int timeout_ms) { rd_kafka_poll(sk->rk, timeout_m
 
 int sp_sink_check_topic(sp_sink *sk, const char *topic, int timeout_ms, char *err,
                         size_t errlen) {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(sk->rk, topic, NULL);
+    rd_kafka_topic_t *own = NULL, *rkt = topic_handle(sk, topic);
+    if (!rkt) rkt = own = rd_kafka_topic_new(sk->rk, topic, NULL); /* the table is full */
     if (!rkt) {
         snprintf(err, errlen, "output topic '%s': %s", topic,
                  rd_kafka_err2str(rd_kafka_last_error()));
@@ -267,9 +266,6 @@ int sp_sink_check_topic(sp_sink *sk, const char *topic, int timeout_ms, char *er
         rc = te == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ? SP_ERR_RETRY : SP_ERR_NOTFOUND;
     }
     if (md) rd_kafka_metadata_destroy(md);
-    if (sk->nchecked < (int)(sizeof sk->checked / sizeof sk->checked[0]))
-        sk->checked[sk->nchecked++] = rkt;
-    else
-        rd_kafka_topic_destroy(rkt);
+    if (own) rd_kafka_topic_destroy(own);
     return rc;
 }
