@@ -1183,6 +1183,17 @@ const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *n) {
     return f ? field_text(f) : NULL;
 }
 
+const char *sp_obj_get_strn_f(const sp_obj *o, const sp_fname *n, size_t *len) {
+    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
+    if (!f) {
+        *len = 0;
+        return NULL;
+    }
+    const char *t = field_text(f);
+    *len = f->tlen;
+    return t;
+}
+
 void sp_obj_set_int_f(sp_obj *o, const sp_fname *n, int64_t v) {
     struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
     f->kind = F_INT;

@@ -116,6 +116,8 @@ void sp_obj_incr_f(sp_obj *o, const sp_fname *f, int64_t by);
 int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *f, int64_t def);
 double sp_obj_get_double_f(const sp_obj *o, const sp_fname *f, double def);
 const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *f);
+/* get_str_f with the text's length in *len (0 when absent): no strlen. */
+const char *sp_obj_get_strn_f(const sp_obj *o, const sp_fname *f, size_t *len);
 void sp_obj_set_int_f(sp_obj *o, const sp_fname *f, int64_t v);
 void sp_obj_set_double_f(sp_obj *o, const sp_fname *f, double v);
 /* v is len bytes (no NUL inside), as the caller measured it: no strlen. */

@@ -892,6 +892,24 @@ Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .ini
     cr_assert_str_eq(sp_obj_get_str_f(o, &s), "x");
     sp_obj_set_str_f(o, &s, "", 0);
     cr_assert_str_eq(sp_obj_get_str(o, "recent_sessions_ts"), "");
+    /* get_strn_f: the same text, and its length without a strlen */
+    size_t len = 99;
+    cr_assert_eq(sp_obj_get_strn_f(o, &s, &len), sp_obj_get_str(o, "recent_sessions_ts"));
+    cr_assert_eq(len, 0);
+    sp_obj_set_str_f(o, &s, "abc def", 7);
+    cr_assert_str_eq(sp_obj_get_strn_f(o, &s, &len), "abc def");
+    cr_assert_eq(len, 7);
+    sp_obj_set_int_f(o, &n, -12345); /* a number's text, written on demand */
+    cr_assert_str_eq(sp_obj_get_strn_f(o, &n, &len), "-12345");
+    cr_assert_eq(len, 6);
+    sp_obj_set_double_f(o, &d, 0.1);
+    cr_assert_str_eq(sp_obj_get_strn_f(o, &d, &len), "0.10000000000000001");
+    cr_assert_eq(len, 19);
+    cr_assert_null(sp_obj_get_strn_f(o, &absent, &len));
+    cr_assert_eq(len, 0);
+    sp_obj_set_int_f(o, &n, 42);
+    sp_obj_set_double_f(o, &d, 2.75);
+    sp_obj_set_str_f(o, &s, "", 0);
     cr_assert_eq(sp_obj_nfields(o), 4);
     commit5(st, 1);
     expect_field("{p5}:u:typed", "n_view", "42");
