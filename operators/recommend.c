@@ -81,12 +81,6 @@ struct recommend {
     size_t ntext, captext;
     struct pend *pend;
     size_t npend, cappend;
-    /* rec_flush's commands, cappend of them, SET key json EX ttl with
-     * their lengths (5 a command): the constant parts are filled in when
-     * the arrays grow, not at each flush */
-    int *set_argc;
-    const char **set_argv, ***set_argvs;
-    size_t *set_len, **set_lens;
     uint8_t *pbuf;            /* the packed Recommendation */
     size_t pcap;
     float maxpop;
@@ -531,30 +525,10 @@ char *sp_recommend_json_score(char *out, float score) { return json_score(out, s
 
 #define JSON_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
-#define SET_ARGC 5 /* SET key json EX ttl */
-
-/* Doubles pend and rec_flush's command arrays, and fills in the commands'
- * constant parts. */
+/* Grows pend by doubling. */
 static void pend_grow(struct recommend *r) {
-    size_t cap = r->cappend ? r->cappend * 2 : 64;
-    r->pend = sp_xrealloc(r->pend, cap * sizeof *r->pend);
-    r->set_argc = sp_xrealloc(r->set_argc, cap * sizeof *r->set_argc);
-    r->set_argvs = sp_xrealloc(r->set_argvs, cap * sizeof *r->set_argvs);
-    r->set_lens = sp_xrealloc(r->set_lens, cap * sizeof *r->set_lens);
-    r->set_argv = sp_xrealloc(r->set_argv, SET_ARGC * cap * sizeof *r->set_argv);
-    r->set_len = sp_xrealloc(r->set_len, SET_ARGC * cap * sizeof *r->set_len);
-    for (size_t i = 0; i < cap; i++) { /* all of them: set_argv and set_len may have moved */
-        const char **argv = r->set_argv + SET_ARGC * i;
-        size_t *len = r->set_len + SET_ARGC * i;
-        r->set_argc[i] = SET_ARGC;
-        r->set_argvs[i] = argv;
-        r->set_lens[i] = len;
-        argv[0] = "SET";
-        len[0] = 3;
-        argv[3] = "EX";
-        len[3] = 2;
-    }
-    r->cappend = cap;
+    r->cappend = r->cappend ? r->cappend * 2 : 64;
+    r->pend = sp_xrealloc(r->pend, r->cappend * sizeof *r->pend);
 }
 
 /* rec:<user_id> and its JSON, for rec_flush; esc[i]: items[i]'s id has
@@ -897,29 +871,83 @@ static int rec_process(void *priv, const sp_op_event *e) {
  * round trip, before the commit like every output. The commands are
  * pend_grow's, with the lengths pend_json noted: no allocation and no
  * strlen of a list here. */
+/* A batch's rec:<user> writes, handed to the store's committer: the text
+ * and pend arrays rec_flush gave up, and the TTL. */
+struct rec_writes {
+    char *text;
+    struct pend *pend;
+    size_t n;
+    char ttl[24];
+    size_t tl;
+};
+
+#define SET_ARGC 5 /* SET key json EX ttl */
+
+/* On the committer's connection, just before the batch's commits: one
+ * pipeline of SETs, retried as a whole (each SET is idempotent). */
+static int rec_writes_run(sp_store *conn, void *ctx) {
+    struct rec_writes *w = ctx;
+    int *argc = sp_xmalloc(w->n * sizeof *argc);
+    const char **argv = sp_xmalloc(SET_ARGC * w->n * sizeof *argv), ***argvs =
+        sp_xmalloc(w->n * sizeof *argvs);
+    size_t *len = sp_xmalloc(SET_ARGC * w->n * sizeof *len), **lens =
+        sp_xmalloc(w->n * sizeof *lens);
+    for (size_t i = 0; i < w->n; i++) {
+        const struct pend *p = &w->pend[i];
+        const char **a = argv + SET_ARGC * i;
+        size_t *l = len + SET_ARGC * i;
+        a[0] = "SET";
+        l[0] = 3;
+        a[1] = w->text + p->key;
+        l[1] = p->keylen;
+        a[2] = w->text + p->key + p->keylen + 1;
+        l[2] = p->jsonlen;
+        a[3] = "EX";
+        l[3] = 2;
+        a[4] = w->ttl;
+        l[4] = w->tl;
+        argc[i] = SET_ARGC;
+        argvs[i] = a;
+        lens[i] = l;
+    }
+    int rc = sp_store_side_bin(conn, w->n, argc, (const char *const *const *)argvs,
+                               (const size_t *const *)lens, NULL);
+    free(argc);
+    free(argv);
+    free(argvs);
+    free(len);
+    free(lens);
+    return rc;
+}
+
+static void rec_writes_free(void *ctx) {
+    struct rec_writes *w = ctx;
+    free(w->text);
+    free(w->pend);
+    free(w);
+}
+
+/* The batch's rec:<user> writes go to Redis from the store's committer
+ * thread with the batch's commit (sp_store_tx_job), not here: the consumer
+ * loop does not wait a round trip to Redis for a cache the web tier reads
+ * on a later page. A list is in Redis once its batch commits, after the
+ * batch's Recommendations are acknowledged by Kafka. The text and pend
+ * arrays go with the job; the next batch starts new ones of the same size. */
 static int rec_flush(void *priv, int32_t part) {
     (void)part;
     struct recommend *r = priv;
     if (!r->npend) return SP_OK;
-    char ttl[24];
-    size_t tl = (size_t)snprintf(ttl, sizeof ttl, "%d", r->cfg->recommend_ttl_s);
-    for (size_t i = 0; i < r->npend; i++) {
-        const struct pend *p = &r->pend[i];
-        const char **argv = r->set_argv + SET_ARGC * i;
-        size_t *len = r->set_len + SET_ARGC * i;
-        argv[1] = r->text + p->key;
-        len[1] = p->keylen;
-        argv[2] = r->text + p->key + p->keylen + 1;
-        len[2] = p->jsonlen;
-        argv[4] = ttl;
-        len[4] = tl;
-    }
-    int rc = sp_store_side_bin(r->store, r->npend, r->set_argc,
-                               (const char *const *const *)r->set_argvs,
-                               (const size_t *const *)r->set_lens, NULL);
+    struct rec_writes *w = sp_xmalloc(sizeof *w);
+    w->text = r->text;
+    w->pend = r->pend;
+    w->n = r->npend;
+    w->tl = (size_t)snprintf(w->ttl, sizeof w->ttl, "%d", r->cfg->recommend_ttl_s);
+    sp_store_tx_job(r->store, rec_writes_run, rec_writes_free, w);
+    r->text = sp_xmalloc(r->captext);
+    r->pend = sp_xmalloc(r->cappend * sizeof *r->pend);
     r->npend = 0;
     r->ntext = 0;
-    return rc;
+    return SP_OK;
 }
 
 static int rec_reload(void *priv) {
@@ -936,11 +964,6 @@ static void rec_destroy(void *priv) {
     sp_op_hints_release(&r->mfu);
     free(r->text);
     free(r->pend);
-    free(r->set_argc);
-    free(r->set_argv);
-    free(r->set_argvs);
-    free(r->set_len);
-    free(r->set_lens);
     free(r->pbuf);
     free(r->cands);
     free(r->cand_mi);

@@ -13,6 +13,7 @@
  * So the kill -9 case consumes the clicks topic only, where a partition's
  * order is fixed. */
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,24 @@ Test(personalize_e2e, sighup_mid_stream_reloads_and_keeps_every_event) {
     cr_assert(strstr(text, "reload: keeping the current model"), "the bad file was not refused");
     cr_assert(strstr(text, "reload: model"), "the good file was not loaded");
     cr_assert(strstr(dump, "}:prof:") && strstr(dump, "}:mfu:") && strstr(dump, "}:rs:"));
+    /* the lists' rec:<user> keys, written from the committer thread with
+     * each batch's commit: there, as JSON, with their TTL */
+    redisContext *rc = redisConnect("127.0.0.1", w.redis.port);
+    cr_assert(rc && !rc->err);
+    redisReply *keys = redisCommand(rc, "KEYS rec:*");
+    cr_assert_eq(keys->type, REDIS_REPLY_ARRAY);
+    cr_assert_gt(keys->elements, 0, "no rec:<user> in Redis");
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *v = redisCommand(rc, "GET %s", keys->element[i]->str);
+        cr_assert(v->type == REDIS_REPLY_STRING && strstr(v->str, "\"rec_id\":\"r"), "%s",
+                  keys->element[i]->str);
+        freeReplyObject(v);
+        v = redisCommand(rc, "TTL %s", keys->element[i]->str);
+        cr_assert_gt(v->integer, 0, "%s has no TTL", keys->element[i]->str);
+        freeReplyObject(v);
+    }
+    freeReplyObject(keys);
+    redisFree(rc);
     free(text);
     free(dump);
     free(good);

@@ -320,11 +320,72 @@ static void check_rec(redisContext *rc, const char *user, const char *event_id, 
     freeReplyObject(rep);
 }
 
-/* rec_flush sends the batch's lists with the lengths pend_json noted, in
- * command arrays kept across flushes: every list must arrive whole under
- * its own key with its TTL -- for a batch of 300 lists (the arrays grow
- * three times, moving), users written twice in it, then a smaller batch reusing
- * the arrays. */
+static int rec_exists(redisContext *rc, const char *user) {
+    redisReply *rep = redisCommand(rc, "EXISTS rec:%s", user);
+    int n = (int)rep->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* rec_flush hands its batch's lists to the store as a job of the next
+ * commit: none is in Redis before that commit, and with two flushes before
+ * one commit (commit.interval_ms > 0), the jobs run in order, so each
+ * user's rec:<user> is the list of the second batch. */
+Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = start,
+     .fini = stop) {
+    enum { USERS = 40, TTL = 600 };
+    sp_config cfg;
+    sp_config_init(&cfg);
+    char err[256];
+    const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
+                            {"recommend.ttl_s", "600"}, {"mf.dim", "8"}};
+    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
+        cr_assert_eq(sp_config_set(&cfg, set[i][0], set[i][1], err, sizeof err), SP_OK, "%s", err);
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
+    sp_store *st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(st, "%s", err);
+    sp_op_env env = {st, NULL, &cfg, NULL};
+    sp_pipeline *pl = sp_pipeline_new("mf,recommend", &env, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t off = 0, from;
+    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &from), SP_OK);
+    cr_assert_eq(sp_pipeline_assign(pl, 0), SP_OK);
+    redisContext *rc = redisConnect("127.0.0.1", redis.port);
+    cr_assert(rc && !rc->err);
+
+    char user[16], item[16], eid[32];
+    for (int batch = 0; batch < 2; batch++) {
+        for (int i = 0; i < USERS; i++) {
+            user_of(i, user);
+            snprintf(item, sizeof item, "i%d", (i + batch) % 30);
+            snprintf(eid, sizeof eid, "b%d-%d", batch, i);
+            view(pl, st, &off, user, item, eid);
+        }
+        cr_assert_eq(sp_pipeline_flush(pl, 0), SP_OK);
+        sp_store_end_batch(st);
+        for (int i = 0; i < USERS; i++) {
+            user_of(i, user);
+            cr_assert_eq(rec_exists(rc, user), 0, "rec:%s written before its commit", user);
+        }
+    }
+    cr_assert_eq(sp_pipeline_before_commit(pl), SP_OK);
+    cr_assert_eq(sp_store_commit(st, 0, topics, &off, 1), SP_OK);
+    for (int i = 0; i < USERS; i++) {
+        user_of(i, user);
+        snprintf(eid, sizeof eid, "b1-%d", i);
+        check_rec(rc, user, eid, 1767225600000LL + USERS + i, TTL);
+    }
+    redisFree(rc);
+    sp_pipeline_destroy(pl);
+    sp_store_destroy(st);
+    sp_config_release(&cfg);
+}
+
+/* rec_flush sends the batch's lists with the lengths pend_json noted:
+ * every list must arrive whole under its own key with its TTL -- for a
+ * batch of 300 lists (the arrays grow three times, moving), users written
+ * twice in it, then a smaller batch in arrays of the first one's size. */
 Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .fini = stop) {
     enum { USERS = 150, TTL = 777 };
     sp_config cfg;
