@@ -320,6 +320,45 @@ static void check_rec(redisContext *rc, const char *user, const char *event_id, 
     freeReplyObject(rep);
 }
 
+/* mf and recommend on partition 0 of a store on the test's redis-server,
+ * lists at every view and rec:<user> kept ttl seconds; rc: a connection
+ * of the test's own to read them. */
+struct flush_rig {
+    sp_config cfg;
+    sp_store *st;
+    sp_pipeline *pl;
+    redisContext *rc;
+};
+
+static void rig_open(struct flush_rig *g, const char *ttl) {
+    sp_config_init(&g->cfg);
+    char err[256];
+    const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
+                            {"recommend.ttl_s", ttl}, {"mf.dim", "8"}};
+    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
+        cr_assert_eq(sp_config_set(&g->cfg, set[i][0], set[i][1], err, sizeof err), SP_OK, "%s",
+                     err);
+    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
+    g->st = sp_store_new(&sc, err, sizeof err);
+    cr_assert_not_null(g->st, "%s", err);
+    sp_op_env env = {g->st, NULL, &g->cfg, NULL};
+    g->pl = sp_pipeline_new("mf,recommend", &env, err, sizeof err);
+    cr_assert_not_null(g->pl, "%s", err);
+    const char *topics[] = {"t"};
+    int64_t from;
+    cr_assert_eq(sp_store_assign(g->st, 0, topics, 1, &from), SP_OK);
+    cr_assert_eq(sp_pipeline_assign(g->pl, 0), SP_OK);
+    g->rc = redisConnect("127.0.0.1", redis.port);
+    cr_assert(g->rc && !g->rc->err);
+}
+
+static void rig_close(struct flush_rig *g) {
+    redisFree(g->rc);
+    sp_pipeline_destroy(g->pl);
+    sp_store_destroy(g->st);
+    sp_config_release(&g->cfg);
+}
+
 static int rec_exists(redisContext *rc, const char *user) {
     redisReply *rep = redisCommand(rc, "EXISTS rec:%s", user);
     int n = (int)rep->integer;
@@ -334,25 +373,13 @@ static int rec_exists(redisContext *rc, const char *user) {
 Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = start,
      .fini = stop) {
     enum { USERS = 40, TTL = 600 };
-    sp_config cfg;
-    sp_config_init(&cfg);
-    char err[256];
-    const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
-                            {"recommend.ttl_s", "600"}, {"mf.dim", "8"}};
-    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
-        cr_assert_eq(sp_config_set(&cfg, set[i][0], set[i][1], err, sizeof err), SP_OK, "%s", err);
-    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
-    sp_store *st = sp_store_new(&sc, err, sizeof err);
-    cr_assert_not_null(st, "%s", err);
-    sp_op_env env = {st, NULL, &cfg, NULL};
-    sp_pipeline *pl = sp_pipeline_new("mf,recommend", &env, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    struct flush_rig g;
+    rig_open(&g, "600");
+    sp_pipeline *pl = g.pl;
+    sp_store *st = g.st;
+    redisContext *rc = g.rc;
     const char *topics[] = {"t"};
-    int64_t off = 0, from;
-    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &from), SP_OK);
-    cr_assert_eq(sp_pipeline_assign(pl, 0), SP_OK);
-    redisContext *rc = redisConnect("127.0.0.1", redis.port);
-    cr_assert(rc && !rc->err);
+    int64_t off = 0;
 
     char user[16], item[16], eid[32];
     for (int batch = 0; batch < 2; batch++) {
@@ -376,10 +403,7 @@ Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = 
         snprintf(eid, sizeof eid, "b1-%d", i);
         check_rec(rc, user, eid, 1767225600000LL + USERS + i, TTL);
     }
-    redisFree(rc);
-    sp_pipeline_destroy(pl);
-    sp_store_destroy(st);
-    sp_config_release(&cfg);
+    rig_close(&g);
 }
 
 /* rec_flush sends the batch's lists with the lengths pend_json noted:
@@ -388,25 +412,12 @@ Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = 
  * twice in it, then a smaller batch in arrays of the first one's size. */
 Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .fini = stop) {
     enum { USERS = 150, TTL = 777 };
-    sp_config cfg;
-    sp_config_init(&cfg);
-    char err[256];
-    const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
-                            {"recommend.ttl_s", "777"}, {"mf.dim", "8"}};
-    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
-        cr_assert_eq(sp_config_set(&cfg, set[i][0], set[i][1], err, sizeof err), SP_OK, "%s", err);
-    sp_store_conf sc = {.url = redis.url, .timeout_ms = 1000, .max_entries = 100000};
-    sp_store *st = sp_store_new(&sc, err, sizeof err);
-    cr_assert_not_null(st, "%s", err);
-    sp_op_env env = {st, NULL, &cfg, NULL};
-    sp_pipeline *pl = sp_pipeline_new("mf,recommend", &env, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
-    const char *topics[] = {"t"};
-    int64_t off = 0, from;
-    cr_assert_eq(sp_store_assign(st, 0, topics, 1, &from), SP_OK);
-    cr_assert_eq(sp_pipeline_assign(pl, 0), SP_OK);
-    redisContext *rc = redisConnect("127.0.0.1", redis.port);
-    cr_assert(rc && !rc->err);
+    struct flush_rig g;
+    rig_open(&g, "777");
+    sp_pipeline *pl = g.pl;
+    sp_store *st = g.st;
+    redisContext *rc = g.rc;
+    int64_t off = 0;
 
     char user[16], item[16], eid[32];
     for (int round = 0; round < 2; round++) /* each user's second list is the one kept */
@@ -433,8 +444,5 @@ Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .
         snprintf(eid, sizeof eid, "e2-%d", i);
         check_rec(rc, user, eid, 1767225600000LL + 2 * USERS + i, TTL);
     }
-    redisFree(rc);
-    sp_pipeline_destroy(pl);
-    sp_store_destroy(st);
-    sp_config_release(&cfg);
+    rig_close(&g);
 }
