@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "models/scorer.h"
 #include "models/seq.h"
@@ -117,21 +120,29 @@ void sp_topk_push(struct sp_scored *h, size_t *n, size_t k, int32_t item, float 
  * one, as sp_topk_offer alone would. The list is the same as offering
  * each finite score in turn: a block is skipped only when sp_topk_offer
  * would have turned each of its scores away. */
+/* Some of the 8 scores at s could enter a heap of root score `root`: one
+ * is >= it (NaN never is). With SSE (every x86-64) two compares and a
+ * movemask: GCC's generic 8-wide vectors, in this file built for the
+ * baseline, came out as a scalar compare and a stack store per lane. */
+static inline int block_may_enter(const float *s, float root) {
+#if defined(__SSE__)
+    __m128 r = _mm_set1_ps(root);
+    __m128 ge = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(s), r), _mm_cmpge_ps(_mm_loadu_ps(s + 4), r));
+    return _mm_movemask_ps(ge) != 0;
+#else
+    int any = 0;
+    for (int i = 0; i < 8; i++) any |= s[i] >= root;
+    return any;
+#endif
+}
+
 void sp_topk_offer_finite(struct sp_scored *h, size_t *n, size_t k, const int32_t *items,
                           const float *scores, size_t count) {
-    typedef float v8f __attribute__((vector_size(32)));
-    typedef int32_t v8i __attribute__((vector_size(32)));
     size_t j = 0;
     for (; j < count && (*n < k || !k); j++)
         if (isfinite(scores[j])) sp_topk_offer(h, n, k, items[j], scores[j]);
     for (; j + 8 <= count; j += 8) {
-        v8f v, root = {0};
-        memcpy(&v, scores + j, sizeof v);
-        root += h[0].score;
-        v8i ge = v >= root;
-        uint64_t any[4];
-        memcpy(any, &ge, sizeof any);
-        if (!(any[0] | any[1] | any[2] | any[3])) continue;
+        if (!block_may_enter(scores + j, h[0].score)) continue;
         for (size_t i = j; i < j + 8; i++)
             if (isfinite(scores[i])) sp_topk_offer(h, n, k, items[i], scores[i]);
     }
