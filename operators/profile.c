@@ -69,7 +69,8 @@ struct profile {
     sp_personal *ctx;
     int recent, top;
     sp_fname f[PF__COUNT];
-    char n_name[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
+    char n_name[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once; +2: the kind's name */
+    size_t kind_len[SP_KIND__COUNT + 1];  /* of the kind's name: no strlen per event */
     sp_fname n_field[SP_KIND__COUNT + 1]; /* of n_name */
     struct list sessions, devices, ips;
     sp_op_hints users;    /* the event's prof:<user> entry, prefetch to process */
@@ -94,6 +95,7 @@ static int profile_init(void **priv, const sp_op_env *env, char *err, size_t err
         snprintf(p->n_name[k], sizeof p->n_name[k], "n_%s",
                  sp_event_kind_name((enum sp_event_kind)k));
         p->n_field[k] = sp_fname_of(p->n_name[k]);
+        p->kind_len[k] = strlen(p->n_name[k]) - 2;
     }
     list_init(&p->sessions, "recent_sessions", "recent_sessions_ts", SESSIONS_MAX);
     list_init(&p->devices, "devices", "devices_ts", LIST_MAX);
@@ -194,8 +196,48 @@ static const char *when_text(struct when *t) {
     return t->text;
 }
 
-/* Whether a list takes `word`: a word, not nothing and not two. */
-static int list_word(const char *word) { return word && *word && !strchr(word, ' '); }
+/* A field's text and its length, as sp_obj_get_strn_f gives them (s NULL:
+ * absent): the lists and the ring are scanned word by word, and knowing
+ * where the text ends spares a strlen at each word. The length is where
+ * the text's NUL is: only this operator writes these fields, never a NUL. */
+struct span {
+    const char *s;
+    size_t len;
+};
+
+static struct span span_get(const sp_obj *o, const sp_fname *f) {
+    struct span t;
+    t.s = sp_obj_get_strn_f(o, f, &t.len);
+    return t;
+}
+
+/* The length of the word at s: up to the next space, or to end. */
+static inline size_t word_len(const char *s, const char *end) {
+    const char *sp = memchr(s, ' ', (size_t)(end - s));
+    return sp ? (size_t)(sp - s) : (size_t)(end - s);
+}
+
+/* The length of `word` if a list takes it (a word: not nothing and not
+ * two), else 0. */
+static size_t list_word(const char *word) {
+    size_t wl = word ? strlen(word) : 0;
+    return wl && !memchr(word, ' ', wl) ? wl : 0;
+}
+
+/* The time text [s, end) that strtoll read, if it is byte for byte what
+ * sp_i64toa writes for the value read (as every time this operator wrote
+ * is): its start, and its length in *len; else NULL. A list rebuilt
+ * copies such a text instead of writing the number again. Up to 18 bytes
+ * only, so that strtoll's clamp at overflow never passes for a number. */
+static const char *time_as_written(const char *s, const char *end, size_t *len) {
+    while (s < end && (*s == ' ' || (*s >= '\t' && *s <= '\r'))) s++; /* strtoll's spaces */
+    size_t n = (size_t)(end - s);
+    if (!n || n > 18 || *s == '+') return NULL;
+    const char *d = s + (*s == '-');
+    if (d == end || (*d == '0' && (d != s || n != 1))) return NULL; /* "-0", "007" */
+    *len = n;
+    return s;
+}
 
 /* Keeps l->field as the l->max distinct words with the newest event
  * times, newest first (ties by word), and their times in l->tsfield. The
@@ -204,33 +246,38 @@ static int list_word(const char *word) { return word && *word && !strchr(word, '
  * topics were interleaved: a restarted run and a clean one end with the
  * same text (an order of arrival would not; `make soak` caught that). A
  * list written before the times were kept reads as time 0. `old` is
- * l->field's text as the caller read it (NULL if absent): the sessions
+ * l->field's text as the caller read it (s NULL if absent): the sessions
  * list is read once per event, for this and for counting sessions. The
- * caller has checked the word with list_word. */
-static void list_push(sp_obj *o, const struct list *l, const char *old, const char *word,
+ * word is one list_word took. */
+static void list_push(sp_obj *o, const struct list *l, const struct span *old, struct span word,
                       struct when *when) {
     enum { CAP = 32 };
-    struct { const char *w; size_t len; int64_t ts; } e[CAP + 1];
+    struct {
+        const char *w;
+        size_t len;
+        int64_t ts;
+        const char *tt; /* ts as sp_i64toa writes it, tl bytes, or NULL: write it */
+        size_t tl;
+    } e[CAP + 1];
     int n = 0;
     int64_t ts = when->ms;
-    size_t wl = strlen(word);
-    const char *oldts = sp_obj_get_str_f(o, &l->tsfield);
+    size_t wl = word.len, tslen;
+    const char *os = old->s, *oldts = sp_obj_get_strn_f(o, &l->tsfield, &tslen);
     char *tp = (char *)oldts;
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
      * they were, and the times get a new first one. */
-    if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
-        const char *sp = strchr(tp, ' ');
-        size_t hl = sp ? (size_t)(sp - tp) : strlen(tp);
+    if (os && old->len >= wl && !memcmp(os, word.s, wl) && (old->len == wl || os[wl] == ' ') &&
+        tp && *tp) {
+        size_t hl = word_len(tp, oldts + tslen);
         char *rest;
         if (sp_profile_parse_time(tp, hl, &rest) >= ts) return;
         const char *now = when_text(when);
         size_t kt = when->len;
         char outts[CAP * 21 + 1];
         memcpy(outts, now, sizeof when->text);
-        /* one time only (no space): nothing follows the head's */
-        size_t rl = !sp && rest == tp + hl ? 0 : strlen(rest);
+        size_t rl = tslen - (size_t)(rest - oldts); /* what follows the head's time */
         tp = rest;
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
@@ -239,16 +286,29 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         }
         tp = (char *)oldts;
     }
-    for (const char *s = old; s && *s && n < CAP;) {
-        const char *sp = strchr(s, ' ');
-        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+    const char *wtt = when_text(when); /* the word's time text, unless an older one is later */
+    size_t wtl = when->len;
+    const char *end = os ? os + old->len : NULL;
+    for (const char *s = os; s && *s && n < CAP;) {
+        size_t len = word_len(s, end), tl = 0;
         int64_t t = 0;
-        if (tp && *tp) t = sp_profile_parse_i64(tp, &tp);
-        if (len == wl && !strncmp(s, word, len)) {
-            if (t > ts) ts = t; /* the word's latest time */
+        const char *tt = NULL;
+        if (tp && *tp) {
+            const char *t0 = tp;
+            t = sp_profile_parse_i64(tp, &tp);
+            tt = time_as_written(t0, tp, &tl);
+        }
+        if (len == wl && !memcmp(s, word.s, len)) {
+            if (t > ts) { /* the word's latest time */
+                ts = t;
+                wtt = tt;
+                wtl = tl;
+            }
         } else if (len) {
             e[n].w = s;
             e[n].len = len;
+            e[n].tt = tt;
+            e[n].tl = tl;
             e[n++].ts = t;
         }
         s += len;
@@ -260,16 +320,18 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         int c = e[at].ts != ts ? (e[at].ts > ts ? -1 : 1) : 0;
         if (!c) {
             size_t m = e[at].len < wl ? e[at].len : wl;
-            c = memcmp(e[at].w, word, m);
+            c = memcmp(e[at].w, word.s, m);
             if (!c) c = e[at].len < wl ? -1 : 1;
         }
         if (c > 0) break;
         at++;
     }
     memmove(e + at + 1, e + at, (size_t)(n - at) * sizeof e[0]);
-    e[at].w = word;
+    e[at].w = word.s;
     e[at].len = wl;
     e[at].ts = ts;
+    e[at].tt = wtt;
+    e[at].tl = wtl;
     n++;
     if (n > l->max) n = l->max;
     char out[TEXT_MAX], outts[CAP * 21 + 1];
@@ -282,29 +344,43 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         }
         memcpy(out + k, e[i].w, e[i].len);
         k += e[i].len;
-        kt += sp_i64toa(e[i].ts, outts + kt);
+        if (e[i].tt) {
+            memcpy(outts + kt, e[i].tt, e[i].tl);
+            kt += e[i].tl;
+        } else {
+            kt += sp_i64toa(e[i].ts, outts + kt);
+        }
     }
     out[k] = '\0';
     outts[kt] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &l->field, out, k);
-    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str_f(o, &l->tsfield, outts, kt);
+    if (!os || old->len != k || memcmp(os, out, k)) sp_obj_set_str_f(o, &l->field, out, k);
+    if (!oldts || tslen != kt || memcmp(oldts, outts, kt))
+        sp_obj_set_str_f(o, &l->tsfield, outts, kt);
+}
+
+/* list_push of an event's word, if a list takes it. */
+static void list_offer(sp_obj *o, const struct list *l, const char *w, struct when *when) {
+    struct span word = {w, list_word(w)};
+    if (!word.len) return;
+    struct span old = span_get(o, &l->field);
+    list_push(o, l, &old, word, when);
 }
 
 /* The length of the first `words` words of a ring whose words are one
  * space apart, or -1 if they are not (a leading space, two in a row):
  * recent_push's loop copies words one by one and would not copy such a
  * text as it stands. A trailing space is left out, as that loop leaves it. */
-static long ring_prefix(const char *ring, int words) {
-    const char *s = ring, *end = ring;
+static long ring_prefix(const char *ring, const char *end, int words) {
+    const char *s = ring, *stop = ring;
     if (*s == ' ') return -1;
     for (int k = 0; k < words && *s; k++) {
-        const char *sp = strchr(s, ' ');
-        if (!sp) return (long)(s - ring) + (long)strlen(s);
-        end = sp;
+        const char *sp = memchr(s, ' ', (size_t)(end - s));
+        if (!sp) return (long)(end - ring);
+        stop = sp;
         s = sp + 1;
         if (*s == ' ') return -1;
     }
-    return (long)(end - ring);
+    return (long)(stop - ring);
 }
 
 /* The time of a ring entry w (len bytes, ending at a space or the ring's
@@ -320,12 +396,14 @@ static int64_t entry_time(const char *w, size_t len) {
  * newest first by event time (then by text), so that the ring holds the
  * profile.recent_items newest events whatever order the input topics were
  * interleaved in. */
-static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
+static void recent_push(struct profile *p, sp_obj *o, const char *item, int k,
                         struct when *when) {
     int64_t ts = when->ms;
-    const char *old = sp_obj_get_str_f(o, &p->f[PF_RECENT]);
+    size_t oldlen;
+    const char *old = sp_obj_get_strn_f(o, &p->f[PF_RECENT], &oldlen);
+    const char *kind = p->n_name[k] + 2; /* "n_<kind>" */
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
-    size_t il = strlen(item), kl = strlen(kind), mlen;
+    size_t il = strlen(item), kl = p->kind_len[k], mlen;
     if (il + kl + 23 <= sizeof mine) { /* "item:kind:ts", as snprintf wrote it */
         memcpy(mine, item, il);
         mine[il] = ':';
@@ -343,11 +421,10 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
      * then copy the ring's first recent_items - 1 words as they are: one
      * copy does the same. A time equal to the head's or older takes the
      * loop, which compares texts and finds the event's place. */
-    const char *ring = old ? old : "";
+    const char *ring = old ? old : "", *end = ring + oldlen;
     if (p->recent >= 1 && *ring != ' ') {
-        const char *sp = strchr(ring, ' ');
-        size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
-        long keep = !hl || entry_time(ring, hl) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        size_t hl = word_len(ring, end);
+        long keep = !hl || entry_time(ring, hl) < ts ? ring_prefix(ring, end, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -357,16 +434,17 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
                 n += (size_t)keep;
             }
             out[n] = '\0';
-            if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
+            if (!old || oldlen != n || memcmp(old, out, n))
+                sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
             return;
         }
     }
     size_t n = 0;
     int count = 0, placed = 0;
-    const char *s = old ? old : "";
+    const char *s = ring;
     while (count < p->recent && (*s || !placed)) {
-        const char *w = s, *sp = strchr(s, ' ');
-        size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
+        const char *w = s;
+        size_t len = *s ? word_len(s, end) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
             int64_t wts = entry_time(w, len);
@@ -389,7 +467,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         }
     }
     out[n] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
+    if (!old || oldlen != n || memcmp(old, out, n)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
 }
 
 /* v as printf's "%.6g" writes it, without printf for the values an
@@ -532,10 +610,12 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     if (!cl || w <= 0 || cl > SP_EVENT_MAX_ID) return;
     struct aff a[101];
     int n = 0;
-    const char *s = sp_obj_get_str_f(o, &p->f[PF_AFF]); /* valid until "aff" is set, below */
+    size_t alen;
+    const char *s = sp_obj_get_strn_f(o, &p->f[PF_AFF], &alen); /* valid until "aff" is set */
+    const char *end = s ? s + alen : NULL;
     while (s && *s && n < p->top) {
-        const char *comma = strchr(s, ',');
-        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
         const char *colon = memrchr(s, ':', len);
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
             a[n].cat = s;
@@ -613,7 +693,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     /* a new profile gets most of its fields now: room for all of them */
     if (!sp_obj_nfields(o)) sp_obj_reserve(o, PF__COUNT + 6 + SP_KIND__COUNT + 1);
-    const char *kind = sp_event_kind_name(e->kind);
+    int k = e->kind <= SP_KIND__COUNT ? (int)e->kind : SP_KIND__COUNT;
     int64_t ts = ev->ts_ms;
     struct when when = {.ms = ts};
     const sp_fname *f = p->f;
@@ -622,33 +702,32 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (ts > sp_obj_get_int_f(o, &f[PF_LAST_MS], INT64_MIN))
         sp_obj_set_int_f(o, &f[PF_LAST_MS], ts);
     sp_obj_incr_f(o, &f[PF_EVENTS], 1);
-    sp_obj_incr_f(o, &p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
-    if (list_word(ev->session_id)) {
+    sp_obj_incr_f(o, &p->n_field[k], 1);
+    struct span word = {ev->session_id, list_word(ev->session_id)};
+    if (word.len) {
         /* distinct session ids among the SESSIONS_MAX newest (by event
          * time): a session counts once unless it has dropped out of them */
-        const char *seen = sp_obj_get_str_f(o, &p->sessions.field);
-        size_t sl = strlen(ev->session_id);
+        struct span seen = span_get(o, &p->sessions.field);
+        const char *end = seen.s ? seen.s + seen.len : NULL;
         int known = 0;
-        for (const char *c = seen; c && *c && !known;) {
-            const char *sp = strchr(c, ' ');
-            size_t len = sp ? (size_t)(sp - c) : strlen(c);
-            known = len == sl && !strncmp(c, ev->session_id, len);
+        for (const char *c = seen.s; c && *c && !known;) {
+            size_t len = word_len(c, end);
+            known = len == word.len && !memcmp(c, word.s, len);
             c += len;
             while (*c == ' ') c++;
         }
         if (!known) sp_obj_incr_f(o, &f[PF_SESSIONS], 1); /* leaves `seen` as it is */
-        list_push(o, &p->sessions, seen, ev->session_id, &when);
+        list_push(o, &p->sessions, &seen, word, &when);
     }
-    if (ev->context && list_word(ev->context->device_id))
-        list_push(o, &p->devices, sp_obj_get_str_f(o, &p->devices.field),
-                  ev->context->device_id, &when);
-    if (ev->context && list_word(ev->context->ip))
-        list_push(o, &p->ips, sp_obj_get_str_f(o, &p->ips.field), ev->context->ip, &when);
+    if (ev->context) {
+        list_offer(o, &p->devices, ev->context->device_id, &when);
+        list_offer(o, &p->ips, ev->context->ip, &when);
+    }
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {
         const Shopstream__V1__Click *c = ev->click;
         if (c->item_id && *c->item_id) {
-            recent_push(p, o, c->item_id, kind, &when);
+            recent_push(p, o, c->item_id, k, &when);
             price_add(p, o, c->price);
         }
         affinity_add(p, o, c->category, w, ts);
@@ -662,7 +741,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         set_shown(o, &f[PF_AOV], spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
-            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, &when);
+            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, k, &when);
             affinity_add(p, o, li->category, w, ts);
         }
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review) {
@@ -672,7 +751,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         sp_obj_set_int_f(o, &f[PF_RATINGS_SUM], sum);
         set_shown(o, &f[PF_RATINGS_MEAN], (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
-            recent_push(p, o, ev->review->item_id, kind, &when);
+            recent_push(p, o, ev->review->item_id, k, &when);
     }
     return SP_OK;
 }

@@ -1518,6 +1518,151 @@ Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
     rig_close(&r);
 }
 
+/* The devices list after `word` at ts, from its two texts as they stand,
+ * read the plain way: words at spaces, their times one after another by
+ * strtoll (0 past the last), the word at its latest time put before the
+ * first entry that is older (or as old and greater), cut to 8, every time
+ * printed "%lld" -- but a word already at the head, older there than ts,
+ * only changes the first time, the rest of the times text kept as it was. */
+static void model_list_texts(const char *words, const char *times, const char *word, int64_t ts,
+                             char *ow, char *ot, size_t size) {
+    size_t wl = strlen(word);
+    char *tp = (char *)times;
+    snprintf(ow, size, "%s", words);
+    snprintf(ot, size, "%s", times);
+    if (!strncmp(words, word, wl) && (!words[wl] || words[wl] == ' ') && *times) {
+        char *rest;
+        long long head = strtoll(times, &rest, 10);
+        if (head < ts) snprintf(ot, size, "%lld%s", (long long)ts, rest);
+        return;
+    }
+    struct {
+        char w[32];
+        long long t;
+    } e[40];
+    int n = 0;
+    for (const char *s = words; *s && n < 32;) {
+        size_t len = strcspn(s, " ");
+        long long t = *tp ? strtoll(tp, &tp, 10) : 0;
+        if (len == wl && !strncmp(s, word, len)) {
+            if (t > ts) ts = t;
+        } else if (len) {
+            snprintf(e[n].w, sizeof e[n].w, "%.*s", (int)len, s);
+            e[n++].t = t;
+        }
+        s += len;
+        s += strspn(s, " ");
+    }
+    int at = 0;
+    while (at < n && (e[at].t > ts || (e[at].t == ts && strcmp(e[at].w, word) < 0))) at++;
+    memmove(&e[at + 1], &e[at], (size_t)(n - at) * sizeof e[0]);
+    snprintf(e[at].w, sizeof e[at].w, "%s", word);
+    e[at].t = ts;
+    if (++n > 8) n = 8;
+    size_t a = 0, b = 0;
+    for (int i = 0; i < n; i++) {
+        a += (size_t)snprintf(ow + a, size - a, "%s%s", i ? " " : "", e[i].w);
+        b += (size_t)snprintf(ot + b, size - b, "%s%lld", i ? " " : "", e[i].t);
+    }
+}
+
+/* A list rebuilt copies each time's text instead of printing its number
+ * again, when the text is what "%lld" prints. Lists whose times were
+ * written otherwise (by hand, by an older build: leading zeros, signs,
+ * tabs, "-0", 19 and 20 digits past INT64_MAX, junk, too few times,
+ * doubled and leading spaces) must come out as if every time were
+ * printed, and the head's fast path keep the rest as it was: random such
+ * lists, put in the cache as the profile's texts, then one event. */
+Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    static const char *odd[] = {"0",   "00",   "007", "+5",  "-0",  "-12", "\t42", "\n 9",
+                                "9223372036854775807", "9999999999999999999",
+                                "99999999999999999999", "-9223372036854775808", "x1", "12x",
+                                "123456789012345678", "0123456789012345678", "+0", "-"};
+    uint64_t rng = sp_rng_seed(91);
+    char words[512], times[512], want_w[512], want_t[512], word[8], user[16];
+    for (int i = 0; i < 3000; i++) {
+        size_t a = 0, b = 0;
+        int nw = (int)sp_rng_below(&rng, 11);
+        words[0] = times[0] = '\0';
+        if (nw && !sp_rng_below(&rng, 20)) words[a++] = ' '; /* a leading space */
+        for (int k = 0; k < nw; k++) {
+            const char *sep = !k ? "" : sp_rng_below(&rng, 10) ? " " : "  ";
+            a += (size_t)snprintf(words + a, sizeof words - a, "%sd%u", sep,
+                                  sp_rng_below(&rng, 12));
+            if (sp_rng_below(&rng, 12) == 0) continue; /* fewer times than words */
+            uint32_t form = sp_rng_below(&rng, 4);
+            if (form < 2)
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%lld", k ? " " : "",
+                                      T0 - (long long)sp_rng_below(&rng, 20000));
+            else if (form == 2)
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%u", k ? " " : "",
+                                      sp_rng_below(&rng, 1000));
+            else
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%s", k ? " " : "",
+                                      odd[sp_rng_below(&rng, sizeof odd / sizeof *odd)]);
+        }
+        words[a] = '\0';
+        snprintf(user, sizeof user, "ul%d", i);
+        snprintf(word, sizeof word, "d%u", sp_rng_below(&rng, 12));
+        int64_t ts = T0 - 10000 + (int64_t)sp_rng_below(&rng, 20000);
+        char key[32];
+        snprintf(key, sizeof key, "prof:%s", user);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(r.store, 0, key, &o), SP_OK);
+        sp_obj_set_str(o, "devices", words);
+        sp_obj_set_str(o, "devices_ts", times);
+        model_list_texts(words, times, word, ts, want_w, want_t, sizeof want_w);
+        click_with(&r, user, NULL, word, NULL, "i1", "c", SP_KIND_VIEW, ts);
+        cr_assert_str_eq(prof_field(&r, user, "devices"), want_w, "'%s' / '%s' + %s at %lld",
+                         words, times, word, (long long)ts);
+        cr_assert_str_eq(prof_field(&r, user, "devices_ts"), want_t, "'%s' / '%s' + %s at %lld",
+                         words, times, word, (long long)ts);
+    }
+    rig_close(&r);
+}
+
+/* The ring of recent items read by its length, not to its NUL: rings with
+ * a trailing space, doubled or leading spaces, more entries than it
+ * holds, nothing, or a newer head, put in the cache as the profile's text,
+ * then one event i9 at T0 (three places). What each becomes is what the
+ * ring read up to its NUL gave (the build before reading by length). */
+Test(personalize, profile_recent_ring_of_any_spacing_becomes_what_it_did) {
+    struct rig r;
+    const char *extra[] = {"profile.recent_items", "3", NULL};
+    rig_open(&r, model_path, extra);
+#define I9 "i9:view:1767225600000" /* the event's entry (T0) */
+#define ZN "z:view:1767225600001"  /* newer */
+    static const struct {
+        const char *ring, *want;
+    } cases[] = {
+        {"a:view:1 b:view:2 ", I9 " a:view:1 b:view:2"},                  /* trailing space */
+        {"a:view:1  b:view:2", I9 " a:view:1 b:view:2"},                  /* doubled */
+        {" a:view:1", I9 "  a:view:1"},                                   /* leading: kept */
+        {"a:view:1 b:view:2 c:view:3 d:view:4", I9 " a:view:1 b:view:2"}, /* cut */
+        {"", I9},
+        {"a:view:1", I9 " a:view:1"},
+        {"a:view:1  ", I9 " a:view:1"},
+        {ZN " a:view:1 ", ZN " " I9 " a:view:1"}, /* a newer head */
+        {ZN, ZN " " I9},
+    };
+#undef I9
+#undef ZN
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char user[16], key[32];
+        snprintf(user, sizeof user, "ur%zu", i);
+        snprintf(key, sizeof key, "prof:%s", user);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(r.store, 0, key, &o), SP_OK);
+        sp_obj_set_str(o, "recent", cases[i].ring);
+        click_with(&r, user, NULL, NULL, NULL, "i9", "c", SP_KIND_VIEW, T0);
+        cr_assert_str_eq(prof_field(&r, user, "recent"), cases[i].want, "case %zu: '%s'", i,
+                         cases[i].ring);
+    }
+    rig_close(&r);
+}
+
 /* sp_profile_fmt_g6 is snprintf's "%.6g" byte for byte: random doubles of
  * every magnitude, values next to each power of ten and next to each
  * six-digit tie (where the scaling's rounding decides), values that round
