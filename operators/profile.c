@@ -139,14 +139,19 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
 
 #define EIGHT_ZEROS 0x3030303030303030ULL /* "00000000" */
 
+/* Whether the eight bytes in v are all ASCII digits: each byte's high
+ * nibble is 3, and adding 6 leaves it 3 (no byte carries into the next, as
+ * each is below 0x40 by then). */
+static inline int eight_are_digits(uint64_t v) {
+    const uint64_t high = 0xf0f0f0f0f0f0f0f0ULL;
+    return (v & high) == EIGHT_ZEROS && ((v + 0x0606060606060606ULL) & high) == EIGHT_ZEROS;
+}
+
 /* The value of the eight ASCII digits in v (little-endian: the first digit
  * in the low byte), or -1 when a byte is not a digit: all eight at once
- * (Lemire's parse_eight_digits). The check: each byte's high nibble is 3,
- * and adding 6 leaves it 3 (no byte carries into the next, as each is
- * below 0x40 by then). */
+ * (Lemire's parse_eight_digits). */
 static inline int64_t eight_digits(uint64_t v) {
-    const uint64_t high = 0xf0f0f0f0f0f0f0f0ULL;
-    if ((v & high) != EIGHT_ZEROS || ((v + 0x0606060606060606ULL) & high) != EIGHT_ZEROS) return -1;
+    if (!eight_are_digits(v)) return -1;
     v -= EIGHT_ZEROS;
     v = v * 10 + (v >> 8); /* each pair of digits, as a number, in its first byte */
     v = ((v & 0x000000ff000000ffULL) * (100 + (1000000ULL << 32)) +
@@ -196,6 +201,31 @@ static const char *when_text(struct when *t) {
     return t->text;
 }
 
+/* Whether the time t (len bytes, ending at a space or the text's end) is
+ * before the event's: sp_profile_parse_time(t, len, end) < w->ms, with
+ * *end set as that sets it. A time of 9 to 16 digits, as many as the
+ * event's text has (the 13-digit times of the ring and the lists), is
+ * compared as text, eight bytes at a time, without being read as a number:
+ * the event's text is written once per event in any case. */
+static int time_before(const char *t, size_t len, struct when *w, char **end) {
+    const char *wt = when_text(w);
+    if (len == w->len && len > 8 && len <= 16 && *wt != '-') {
+        uint64_t a, b, x, y;
+        memcpy(&a, t, 8);
+        memcpy(&b, t + len - 8, 8);
+        if (eight_are_digits(a) && eight_are_digits(b)) {
+            memcpy(&x, wt, 8);
+            memcpy(&y, wt + len - 8, 8);
+            *end = (char *)t + len;
+            /* big-endian, the first byte highest: as numbers, as texts */
+            a = __builtin_bswap64(a);
+            x = __builtin_bswap64(x);
+            return a != x ? a < x : __builtin_bswap64(b) < __builtin_bswap64(y);
+        }
+    }
+    return sp_profile_parse_time(t, len, end) < w->ms;
+}
+
 /* A field's text and its length, as sp_obj_get_strn_f gives them (s NULL:
  * absent): the lists and the ring are scanned word by word, and knowing
  * where the text ends spares a strlen at each word. The length is where
@@ -220,8 +250,9 @@ static inline size_t word_len(const char *s, const char *end) {
 /* The length of `word` if a list takes it (a word: not nothing and not
  * two), else 0. */
 static size_t list_word(const char *word) {
-    size_t wl = word ? strlen(word) : 0;
-    return wl && !memchr(word, ' ', wl) ? wl : 0;
+    if (!word) return 0;
+    const char *e = strchrnul(word, ' '); /* one pass for the space and the end */
+    return *e ? 0 : (size_t)(e - word);
 }
 
 /* The time text [s, end) that strtoll read, if it is byte for byte what
@@ -272,7 +303,7 @@ static void list_push(sp_obj *o, const struct list *l, const struct span *old, s
         tp && *tp) {
         size_t hl = word_len(tp, oldts + tslen);
         char *rest;
-        if (sp_profile_parse_time(tp, hl, &rest) >= ts) return;
+        if (!time_before(tp, hl, when, &rest)) return;
         const char *now = when_text(when);
         size_t kt = when->len;
         char outts[CAP * 21 + 1];
@@ -385,11 +416,12 @@ static long ring_prefix(const char *ring, const char *end, int words) {
 
 /* The time of a ring entry w (len bytes, ending at a space or the ring's
  * end): what follows its last colon (all of it without one), as atoll
- * (glibc: strtoll(s, NULL, 10)) reads it. */
-static int64_t entry_time(const char *w, size_t len) {
+ * (glibc: strtoll(s, NULL, 10)) reads it -- its text, and its length in
+ * *tl, for sp_profile_parse_time or time_before. */
+static const char *entry_time(const char *w, size_t len, size_t *tl) {
     const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
-    char *end;
-    return sp_profile_parse_time(c, len - (size_t)(c - w), &end);
+    *tl = len - (size_t)(c - w);
+    return c;
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
@@ -423,8 +455,10 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, int k,
      * loop, which compares texts and finds the event's place. */
     const char *ring = old ? old : "", *end = ring + oldlen;
     if (p->recent >= 1 && *ring != ' ') {
-        size_t hl = word_len(ring, end);
-        long keep = !hl || entry_time(ring, hl) < ts ? ring_prefix(ring, end, p->recent - 1) : -1;
+        size_t hl = word_len(ring, end), tl;
+        const char *tt = hl ? entry_time(ring, hl, &tl) : NULL;
+        char *te;
+        long keep = !hl || time_before(tt, tl, when, &te) ? ring_prefix(ring, end, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -447,7 +481,10 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, int k,
         size_t len = *s ? word_len(s, end) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
-            int64_t wts = entry_time(w, len);
+            size_t tl;
+            const char *tt = entry_time(w, len, &tl);
+            char *te;
+            int64_t wts = sp_profile_parse_time(tt, tl, &te);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
             take_mine = cmp < 0;

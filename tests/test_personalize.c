@@ -1084,12 +1084,16 @@ Test(personalize, new_item_starts_at_its_categorys_mean_as_a_full_scan_gives) {
 
 /* The profile's parsers must be libc's, bit for bit: scores as the
  * profile prints them (%.6g and longer), ties to every digit count, and
- * text that is not a plain number (which goes to libc). */
+ * text that is not a plain number (which goes to libc), and scores
+ * followed by more of the affinity text or by other bytes. */
 Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
     uint64_t rng = sp_rng_seed(51);
     static const char *odd[] = {"", "-", ".", "-0", "0.", ".5", "1e-05", "inf", "nan", "+3",
                                 " 7", "12x", "1.2.3", "1234567890123456", "0.000100000",
-                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5"};
+                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5",
+                                "0.5\xfa\xfa\xfa\xfa\xfa\xfa\xfa", "0.1234\xff" "7,a:1,b:2",
+                                "0.1234567,a:1", "0.12345678,a:1", "1.9/,a:1,b:2", "2.:,a:1,b:2",
+                                "0.00012,c:1", "-0.5,abcdefgh", "3.25e1,c:1,d:2"};
     char buf[64];
     for (int i = 0; i < 20000 + (int)(sizeof odd / sizeof *odd); i++) {
         const char *s = buf;
@@ -1100,6 +1104,7 @@ Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
             static const char *fmt[] = {"%.6g", "%.9g", "%.17g", "%.3f", "%.0f"};
             snprintf(buf, sizeof buf, fmt[i % 5], v);
             if (i % 7 == 0) strcat(buf, ",c1:2");
+            if (i % 7 == 1) strcat(buf, ",c10:0.125,x:1");
         }
         double want = strtod(s, NULL), got = sp_profile_parse_score(s);
         cr_assert(memcmp(&want, &got, sizeof want) == 0 || (isnan(want) && isnan(got)),
@@ -1572,7 +1577,10 @@ static void model_list_texts(const char *words, const char *times, const char *w
  * tabs, "-0", 19 and 20 digits past INT64_MAX, junk, too few times,
  * doubled and leading spaces) must come out as if every time were
  * printed, and the head's fast path keep the rest as it was: random such
- * lists, put in the cache as the profile's texts, then one event. */
+ * lists, put in the cache as the profile's texts, then one event. Times
+ * of 9 to 16 digits too, next to the event's and across a power of ten
+ * from it (the head's time is compared with the event's as text when the
+ * two are as long). */
 Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value) {
     struct rig r;
     rig_open(&r, model_path, NULL);
@@ -1584,6 +1592,12 @@ Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value)
     char words[512], times[512], want_w[512], want_t[512], word[8], user[16];
     for (int i = 0; i < 3000; i++) {
         size_t a = 0, b = 0;
+        long long base = T0; /* 13 digits, or 9 to 16 around a power of ten */
+        if (sp_rng_below(&rng, 3) == 0) {
+            base = 1;
+            for (uint32_t d = 8 + sp_rng_below(&rng, 8); d--;) base *= 10;
+            base += (long long)sp_rng_below(&rng, 20000) - 10000;
+        }
         int nw = (int)sp_rng_below(&rng, 11);
         words[0] = times[0] = '\0';
         if (nw && !sp_rng_below(&rng, 20)) words[a++] = ' '; /* a leading space */
@@ -1595,7 +1609,7 @@ Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value)
             uint32_t form = sp_rng_below(&rng, 4);
             if (form < 2)
                 b += (size_t)snprintf(times + b, sizeof times - b, "%s%lld", k ? " " : "",
-                                      T0 - (long long)sp_rng_below(&rng, 20000));
+                                      base - (long long)sp_rng_below(&rng, 20000));
             else if (form == 2)
                 b += (size_t)snprintf(times + b, sizeof times - b, "%s%u", k ? " " : "",
                                       sp_rng_below(&rng, 1000));
@@ -1606,7 +1620,7 @@ Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value)
         words[a] = '\0';
         snprintf(user, sizeof user, "ul%d", i);
         snprintf(word, sizeof word, "d%u", sp_rng_below(&rng, 12));
-        int64_t ts = T0 - 10000 + (int64_t)sp_rng_below(&rng, 20000);
+        int64_t ts = base - 10000 + (int64_t)sp_rng_below(&rng, 20000);
         char key[32];
         snprintf(key, sizeof key, "prof:%s", user);
         sp_obj *o;
@@ -1620,6 +1634,24 @@ Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value)
         cr_assert_str_eq(prof_field(&r, user, "devices_ts"), want_t, "'%s' / '%s' + %s at %lld",
                          words, times, word, (long long)ts);
     }
+    rig_close(&r);
+}
+
+/* A list takes a word: an id that is empty, or two words (a space at its
+ * start, middle or end), leaves the sessions, devices and ips as they were
+ * and counts no session. */
+Test(personalize, profile_lists_take_no_empty_id_and_no_id_with_a_space) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    click_with(&r, "uw", "s1", "d1", "10.0.0.1", "i1", "c", SP_KIND_VIEW, T0);
+    static const char *bad[] = {"", " ", "s 2", " s2", "s2 "};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        click_with(&r, "uw", bad[i], bad[i], bad[i], "i1", "c", SP_KIND_VIEW, T0 + 1000);
+    static const char *const want[][2] = {{"recent_sessions", "s1"}, {"devices", "d1"},
+                                          {"ips", "10.0.0.1"},        {"sessions", "1"},
+                                          {"devices_ts", "1767225600000"}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_assert_str_eq(prof_field(&r, "uw", want[i][0]), want[i][1], "%s", want[i][0]);
     rig_close(&r);
 }
 
