@@ -1255,7 +1255,7 @@ static const char *prof_field(struct rig *r, const char *user, const char *field
 }
 
 struct model_aff {
-    char cat[16];
+    char cat[32];
     double score;
 };
 
@@ -1450,11 +1450,25 @@ Test(personalize, profile_recent_ring_places_each_event_by_time_at_the_head_and_
     rig_close(&r);
 }
 
+/* id padded with 'x' to width bytes, on the left or the right: ids that
+ * differ only in a byte or two among many the same, at the start or the
+ * end (the operator compares ids eight and four bytes at a time). */
+static const char *padded(char *out, const char *id, int width, int left) {
+    static const char x[] = "xxxxxxxxxxxxxxxxxxxxxxxx";
+    int n = (int)strlen(id);
+    if (left)
+        snprintf(out, 32, "%s%.*s", id, width - n, x);
+    else
+        snprintf(out, 32, "%.*s%s", width - n, x, id);
+    return out;
+}
+
 /* Random events of one user -- repeated and new sessions, devices and ips,
  * at the head of their lists and deeper, equal times, late events, the same
  * event twice, more words than the lists hold -- and after each, every
- * text field equals the slow model's. */
-Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+ * text field equals the slow model's. With `pad`, every id and category
+ * padded (padded) to lengths 5 to 17. */
+static void random_profile_events(int pad) {
     struct rig r;
     const char *extra[] = {"profile.half_life_s", "60", "profile.top_categories", "3",
                            "profile.recent_items", "4", NULL};
@@ -1489,13 +1503,20 @@ Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
             kind = kinds[sp_rng_below(&rng, 4)];
             cat = cats[sp_rng_below(&rng, 5)];
         }
-        click_with(&r, "um", sess, dev, ip, item, cat, kind, evts);
-        const char *words[3] = {sess, dev, ip};
+        char ps[32], pd[32], pi[32], pc[32];
+        const char *words[3] = {sess, dev, ip}, *ecat = cat;
+        if (pad) {
+            words[0] = padded(ps, sess, 17, 0);
+            words[1] = padded(pd, dev, 13, 1);
+            words[2] = padded(pi, ip, 12, 1);
+            ecat = padded(pc, cat, 5, 0);
+        }
+        click_with(&r, "um", words[0], words[1], words[2], item, ecat, kind, evts);
         for (int l = 0; l < 3; l++)
             if (!model_list_push(lists[l], &nl[l], max[l], words[l], evts) && !l) sessions++;
         model_ring_push(ring, &nring, 4, item, sp_event_kind_name(kind), evts);
         if (ctx->mf_weights[kind] > 0)
-            model_aff_add(aff, &aff_ms, &has_aff_ms, cat, ctx->mf_weights[kind], evts, 3,
+            model_aff_add(aff, &aff_ms, &has_aff_ms, ecat, ctx->mf_weights[kind], evts, 3,
                           ctx->half_life_ms);
 
         cr_assert_str_eq(prof_field(&r, "um", "aff"), aff, "event %d", i);
@@ -1521,6 +1542,14 @@ Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
     free(got);
     sp_personal_put(ctx);
     rig_close(&r);
+}
+
+Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+    random_profile_events(0);
+}
+
+Test(personalize, profile_ids_that_differ_in_a_byte_or_two_are_told_apart) {
+    random_profile_events(1);
 }
 
 /* The devices list after `word` at ts, from its two texts as they stand,
