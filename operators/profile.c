@@ -69,7 +69,8 @@ struct profile {
     sp_personal *ctx;
     int recent, top;
     sp_fname f[PF__COUNT];
-    char n_name[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once */
+    char n_name[SP_KIND__COUNT + 1][24]; /* "n_<kind>", built once; +2: the kind's name */
+    size_t kind_len[SP_KIND__COUNT + 1];  /* of the kind's name: no strlen per event */
     sp_fname n_field[SP_KIND__COUNT + 1]; /* of n_name */
     struct list sessions, devices, ips;
     sp_op_hints users;    /* the event's prof:<user> entry, prefetch to process */
@@ -94,6 +95,7 @@ static int profile_init(void **priv, const sp_op_env *env, char *err, size_t err
         snprintf(p->n_name[k], sizeof p->n_name[k], "n_%s",
                  sp_event_kind_name((enum sp_event_kind)k));
         p->n_field[k] = sp_fname_of(p->n_name[k]);
+        p->kind_len[k] = strlen(p->n_name[k]) - 2;
     }
     list_init(&p->sessions, "recent_sessions", "recent_sessions_ts", SESSIONS_MAX);
     list_init(&p->devices, "devices", "devices_ts", LIST_MAX);
@@ -137,14 +139,19 @@ int64_t sp_profile_parse_i64(const char *s, char **end) {
 
 #define EIGHT_ZEROS 0x3030303030303030ULL /* "00000000" */
 
+/* Whether the eight bytes in v are all ASCII digits: each byte's high
+ * nibble is 3, and adding 6 leaves it 3 (no byte carries into the next, as
+ * each is below 0x40 by then). */
+static inline int eight_are_digits(uint64_t v) {
+    const uint64_t high = 0xf0f0f0f0f0f0f0f0ULL;
+    return (v & high) == EIGHT_ZEROS && ((v + 0x0606060606060606ULL) & high) == EIGHT_ZEROS;
+}
+
 /* The value of the eight ASCII digits in v (little-endian: the first digit
  * in the low byte), or -1 when a byte is not a digit: all eight at once
- * (Lemire's parse_eight_digits). The check: each byte's high nibble is 3,
- * and adding 6 leaves it 3 (no byte carries into the next, as each is
- * below 0x40 by then). */
+ * (Lemire's parse_eight_digits). */
 static inline int64_t eight_digits(uint64_t v) {
-    const uint64_t high = 0xf0f0f0f0f0f0f0f0ULL;
-    if ((v & high) != EIGHT_ZEROS || ((v + 0x0606060606060606ULL) & high) != EIGHT_ZEROS) return -1;
+    if (!eight_are_digits(v)) return -1;
     v -= EIGHT_ZEROS;
     v = v * 10 + (v >> 8); /* each pair of digits, as a number, in its first byte */
     v = ((v & 0x000000ff000000ffULL) * (100 + (1000000ULL << 32)) +
@@ -194,8 +201,97 @@ static const char *when_text(struct when *t) {
     return t->text;
 }
 
-/* Whether a list takes `word`: a word, not nothing and not two. */
-static int list_word(const char *word) { return word && *word && !strchr(word, ' '); }
+/* Whether the time t (len bytes, ending at a space or the text's end) is
+ * before the event's: sp_profile_parse_time(t, len, end) < w->ms, with
+ * *end set as that sets it. A time of 9 to 16 digits, as many as the
+ * event's text has (the 13-digit times of the ring and the lists), is
+ * compared as text, eight bytes at a time, without being read as a number:
+ * the event's text is written once per event in any case. */
+static int time_before(const char *t, size_t len, struct when *w, char **end) {
+    const char *wt = when_text(w);
+    if (len == w->len && len > 8 && len <= 16 && *wt != '-') {
+        uint64_t a, b, x, y;
+        memcpy(&a, t, 8);
+        memcpy(&b, t + len - 8, 8);
+        if (eight_are_digits(a) && eight_are_digits(b)) {
+            memcpy(&x, wt, 8);
+            memcpy(&y, wt + len - 8, 8);
+            *end = (char *)t + len;
+            /* big-endian, the first byte highest: as numbers, as texts */
+            a = __builtin_bswap64(a);
+            x = __builtin_bswap64(x);
+            return a != x ? a < x : __builtin_bswap64(b) < __builtin_bswap64(y);
+        }
+    }
+    return sp_profile_parse_time(t, len, end) < w->ms;
+}
+
+/* A field's text and its length, as sp_obj_get_strn_f gives them (s NULL:
+ * absent): the lists and the ring are scanned word by word, and knowing
+ * where the text ends spares a strlen at each word. The length is where
+ * the text's NUL is: only this operator writes these fields, never a NUL. */
+struct span {
+    const char *s;
+    size_t len;
+};
+
+static struct span span_get(const sp_obj *o, const sp_fname *f) {
+    struct span t;
+    t.s = sp_obj_get_strn_f(o, f, &t.len);
+    return t;
+}
+
+/* Whether a[0..n) and b[0..n) are the same bytes. The ids compared here
+ * (sessions, devices, ips, categories) are a few to a few dozen bytes,
+ * where memcmp's call costs more than the compare: eight bytes at a time,
+ * the last load overlapping the one before; four for 4 to 7 bytes. */
+static inline int same_bytes(const char *a, const char *b, size_t n) {
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i]) return 0;
+        return 1;
+    }
+    if (n < 8) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4), memcpy(&y, b, 4), memcpy(&u, a + n - 4, 4), memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    uint64_t x, y;
+    for (size_t i = 0;; i += 8) {
+        size_t at = i + 8 < n ? i : n - 8;
+        memcpy(&x, a + at, 8), memcpy(&y, b + at, 8);
+        if (x != y || at == n - 8) return x == y;
+    }
+}
+
+/* The length of the word at s: up to the next space, or to end. */
+static inline size_t word_len(const char *s, const char *end) {
+    const char *sp = memchr(s, ' ', (size_t)(end - s));
+    return sp ? (size_t)(sp - s) : (size_t)(end - s);
+}
+
+/* The length of `word` if a list takes it (a word: not nothing and not
+ * two), else 0. */
+static size_t list_word(const char *word) {
+    if (!word) return 0;
+    const char *e = strchrnul(word, ' '); /* one pass for the space and the end */
+    return *e ? 0 : (size_t)(e - word);
+}
+
+/* The time text [s, end) that strtoll read, if it is byte for byte what
+ * sp_i64toa writes for the value read (as every time this operator wrote
+ * is): its start, and its length in *len; else NULL. A list rebuilt
+ * copies such a text instead of writing the number again. Up to 18 bytes
+ * only, so that strtoll's clamp at overflow never passes for a number. */
+static const char *time_as_written(const char *s, const char *end, size_t *len) {
+    while (s < end && (*s == ' ' || (*s >= '\t' && *s <= '\r'))) s++; /* strtoll's spaces */
+    size_t n = (size_t)(end - s);
+    if (!n || n > 18 || *s == '+') return NULL;
+    const char *d = s + (*s == '-');
+    if (d == end || (*d == '0' && (d != s || n != 1))) return NULL; /* "-0", "007" */
+    *len = n;
+    return s;
+}
 
 /* Keeps l->field as the l->max distinct words with the newest event
  * times, newest first (ties by word), and their times in l->tsfield. The
@@ -204,33 +300,38 @@ static int list_word(const char *word) { return word && *word && !strchr(word, '
  * topics were interleaved: a restarted run and a clean one end with the
  * same text (an order of arrival would not; `make soak` caught that). A
  * list written before the times were kept reads as time 0. `old` is
- * l->field's text as the caller read it (NULL if absent): the sessions
+ * l->field's text as the caller read it (s NULL if absent): the sessions
  * list is read once per event, for this and for counting sessions. The
- * caller has checked the word with list_word. */
-static void list_push(sp_obj *o, const struct list *l, const char *old, const char *word,
+ * word is one list_word took. */
+static void list_push(sp_obj *o, const struct list *l, const struct span *old, struct span word,
                       struct when *when) {
     enum { CAP = 32 };
-    struct { const char *w; size_t len; int64_t ts; } e[CAP + 1];
+    struct {
+        const char *w;
+        size_t len;
+        int64_t ts;
+        const char *tt; /* ts as sp_i64toa writes it, tl bytes, or NULL: write it */
+        size_t tl;
+    } e[CAP + 1];
     int n = 0;
     int64_t ts = when->ms;
-    size_t wl = strlen(word);
-    const char *oldts = sp_obj_get_str_f(o, &l->tsfield);
+    size_t wl = word.len, tslen;
+    const char *os = old->s, *oldts = sp_obj_get_strn_f(o, &l->tsfield, &tslen);
     char *tp = (char *)oldts;
     /* The common case: the word heads the list already (the same session,
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
      * they were, and the times get a new first one. */
-    if (old && !strncmp(old, word, wl) && (old[wl] == ' ' || !old[wl]) && tp && *tp) {
-        const char *sp = strchr(tp, ' ');
-        size_t hl = sp ? (size_t)(sp - tp) : strlen(tp);
+    if (os && old->len >= wl && same_bytes(os, word.s, wl) && (old->len == wl || os[wl] == ' ') &&
+        tp && *tp) {
+        size_t hl = word_len(tp, oldts + tslen);
         char *rest;
-        if (sp_profile_parse_time(tp, hl, &rest) >= ts) return;
+        if (!time_before(tp, hl, when, &rest)) return;
         const char *now = when_text(when);
         size_t kt = when->len;
         char outts[CAP * 21 + 1];
         memcpy(outts, now, sizeof when->text);
-        /* one time only (no space): nothing follows the head's */
-        size_t rl = !sp && rest == tp + hl ? 0 : strlen(rest);
+        size_t rl = tslen - (size_t)(rest - oldts); /* what follows the head's time */
         tp = rest;
         if (kt + rl < sizeof outts) {
             memcpy(outts + kt, tp, rl + 1);
@@ -239,16 +340,29 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         }
         tp = (char *)oldts;
     }
-    for (const char *s = old; s && *s && n < CAP;) {
-        const char *sp = strchr(s, ' ');
-        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+    const char *wtt = when_text(when); /* the word's time text, unless an older one is later */
+    size_t wtl = when->len;
+    const char *end = os ? os + old->len : NULL;
+    for (const char *s = os; s && *s && n < CAP;) {
+        size_t len = word_len(s, end), tl = 0;
         int64_t t = 0;
-        if (tp && *tp) t = sp_profile_parse_i64(tp, &tp);
-        if (len == wl && !strncmp(s, word, len)) {
-            if (t > ts) ts = t; /* the word's latest time */
+        const char *tt = NULL;
+        if (tp && *tp) {
+            const char *t0 = tp;
+            t = sp_profile_parse_i64(tp, &tp);
+            tt = time_as_written(t0, tp, &tl);
+        }
+        if (len == wl && same_bytes(s, word.s, len)) {
+            if (t > ts) { /* the word's latest time */
+                ts = t;
+                wtt = tt;
+                wtl = tl;
+            }
         } else if (len) {
             e[n].w = s;
             e[n].len = len;
+            e[n].tt = tt;
+            e[n].tl = tl;
             e[n++].ts = t;
         }
         s += len;
@@ -260,16 +374,18 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         int c = e[at].ts != ts ? (e[at].ts > ts ? -1 : 1) : 0;
         if (!c) {
             size_t m = e[at].len < wl ? e[at].len : wl;
-            c = memcmp(e[at].w, word, m);
+            c = memcmp(e[at].w, word.s, m);
             if (!c) c = e[at].len < wl ? -1 : 1;
         }
         if (c > 0) break;
         at++;
     }
     memmove(e + at + 1, e + at, (size_t)(n - at) * sizeof e[0]);
-    e[at].w = word;
+    e[at].w = word.s;
     e[at].len = wl;
     e[at].ts = ts;
+    e[at].tt = wtt;
+    e[at].tl = wtl;
     n++;
     if (n > l->max) n = l->max;
     char out[TEXT_MAX], outts[CAP * 21 + 1];
@@ -282,50 +398,67 @@ static void list_push(sp_obj *o, const struct list *l, const char *old, const ch
         }
         memcpy(out + k, e[i].w, e[i].len);
         k += e[i].len;
-        kt += sp_i64toa(e[i].ts, outts + kt);
+        if (e[i].tt) {
+            memcpy(outts + kt, e[i].tt, e[i].tl);
+            kt += e[i].tl;
+        } else {
+            kt += sp_i64toa(e[i].ts, outts + kt);
+        }
     }
     out[k] = '\0';
     outts[kt] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &l->field, out, k);
-    if (!oldts || strcmp(oldts, outts)) sp_obj_set_str_f(o, &l->tsfield, outts, kt);
+    if (!os || old->len != k || memcmp(os, out, k)) sp_obj_set_str_f(o, &l->field, out, k);
+    if (!oldts || tslen != kt || memcmp(oldts, outts, kt))
+        sp_obj_set_str_f(o, &l->tsfield, outts, kt);
+}
+
+/* list_push of an event's word, if a list takes it. */
+static void list_offer(sp_obj *o, const struct list *l, const char *w, struct when *when) {
+    struct span word = {w, list_word(w)};
+    if (!word.len) return;
+    struct span old = span_get(o, &l->field);
+    list_push(o, l, &old, word, when);
 }
 
 /* The length of the first `words` words of a ring whose words are one
  * space apart, or -1 if they are not (a leading space, two in a row):
  * recent_push's loop copies words one by one and would not copy such a
  * text as it stands. A trailing space is left out, as that loop leaves it. */
-static long ring_prefix(const char *ring, int words) {
-    const char *s = ring, *end = ring;
+static long ring_prefix(const char *ring, const char *end, int words) {
+    const char *s = ring, *stop = ring;
     if (*s == ' ') return -1;
     for (int k = 0; k < words && *s; k++) {
-        const char *sp = strchr(s, ' ');
-        if (!sp) return (long)(s - ring) + (long)strlen(s);
-        end = sp;
+        const char *sp = memchr(s, ' ', (size_t)(end - s));
+        if (!sp) return (long)(end - ring);
+        stop = sp;
         s = sp + 1;
         if (*s == ' ') return -1;
     }
-    return (long)(end - ring);
+    return (long)(stop - ring);
 }
 
 /* The time of a ring entry w (len bytes, ending at a space or the ring's
  * end): what follows its last colon (all of it without one), as atoll
- * (glibc: strtoll(s, NULL, 10)) reads it. */
-static int64_t entry_time(const char *w, size_t len) {
+ * (glibc: strtoll(s, NULL, 10)) reads it -- its text, and its length in
+ * *tl, for sp_profile_parse_time or time_before. */
+static const char *entry_time(const char *w, size_t len, size_t *tl) {
     const char *colon = memrchr(w, ':', len), *c = colon ? colon + 1 : w;
-    char *end;
-    return sp_profile_parse_time(c, len - (size_t)(c - w), &end);
+    *tl = len - (size_t)(c - w);
+    return c;
 }
 
 /* Puts "item:kind:ts" into the ring of recent items, which is kept sorted
  * newest first by event time (then by text), so that the ring holds the
  * profile.recent_items newest events whatever order the input topics were
  * interleaved in. */
-static void recent_push(struct profile *p, sp_obj *o, const char *item, const char *kind,
+static void recent_push(struct profile *p, sp_obj *o, const char *item, int k,
                         struct when *when) {
     int64_t ts = when->ms;
-    const char *old = sp_obj_get_str_f(o, &p->f[PF_RECENT]);
+    size_t oldlen;
+    const char *old = sp_obj_get_strn_f(o, &p->f[PF_RECENT], &oldlen);
+    const char *kind = p->n_name[k] + 2; /* "n_<kind>" */
     char mine[2 * SP_EVENT_MAX_ID + 48], out[TEXT_MAX];
-    size_t il = strlen(item), kl = strlen(kind), mlen;
+    size_t il = strlen(item), kl = p->kind_len[k], mlen;
     if (il + kl + 23 <= sizeof mine) { /* "item:kind:ts", as snprintf wrote it */
         memcpy(mine, item, il);
         mine[il] = ':';
@@ -343,11 +476,12 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
      * then copy the ring's first recent_items - 1 words as they are: one
      * copy does the same. A time equal to the head's or older takes the
      * loop, which compares texts and finds the event's place. */
-    const char *ring = old ? old : "";
+    const char *ring = old ? old : "", *end = ring + oldlen;
     if (p->recent >= 1 && *ring != ' ') {
-        const char *sp = strchr(ring, ' ');
-        size_t hl = sp ? (size_t)(sp - ring) : strlen(ring);
-        long keep = !hl || entry_time(ring, hl) < ts ? ring_prefix(ring, p->recent - 1) : -1;
+        size_t hl = word_len(ring, end), tl;
+        const char *tt = hl ? entry_time(ring, hl, &tl) : NULL;
+        char *te;
+        long keep = !hl || time_before(tt, tl, when, &te) ? ring_prefix(ring, end, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;
@@ -357,19 +491,23 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
                 n += (size_t)keep;
             }
             out[n] = '\0';
-            if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
+            if (!old || oldlen != n || memcmp(old, out, n))
+                sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
             return;
         }
     }
     size_t n = 0;
     int count = 0, placed = 0;
-    const char *s = old ? old : "";
+    const char *s = ring;
     while (count < p->recent && (*s || !placed)) {
-        const char *w = s, *sp = strchr(s, ' ');
-        size_t len = *s ? (sp ? (size_t)(sp - s) : strlen(s)) : 0;
+        const char *w = s;
+        size_t len = *s ? word_len(s, end) : 0;
         int take_mine = !placed;
         if (take_mine && len) {
-            int64_t wts = entry_time(w, len);
+            size_t tl;
+            const char *tt = entry_time(w, len, &tl);
+            char *te;
+            int64_t wts = sp_profile_parse_time(tt, tl, &te);
             int cmp = wts != ts ? (wts < ts ? -1 : 1) : strncmp(w, mine, len);
             if (cmp == 0 && len == mlen) return; /* the same event again */
             take_mine = cmp < 0;
@@ -389,7 +527,7 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, const ch
         }
     }
     out[n] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
+    if (!old || oldlen != n || memcmp(old, out, n)) sp_obj_set_str_f(o, &p->f[PF_RECENT], out, n);
 }
 
 /* v as printf's "%.6g" writes it, without printf for the values an
@@ -532,10 +670,12 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     if (!cl || w <= 0 || cl > SP_EVENT_MAX_ID) return;
     struct aff a[101];
     int n = 0;
-    const char *s = sp_obj_get_str_f(o, &p->f[PF_AFF]); /* valid until "aff" is set, below */
+    size_t alen;
+    const char *s = sp_obj_get_strn_f(o, &p->f[PF_AFF], &alen); /* valid until "aff" is set */
+    const char *end = s ? s + alen : NULL;
     while (s && *s && n < p->top) {
-        const char *comma = strchr(s, ',');
-        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
         const char *colon = memrchr(s, ':', len);
         if (colon && (size_t)(colon - s) <= SP_EVENT_MAX_ID) {
             a[n].cat = s;
@@ -555,7 +695,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     }
     int found = 0;
     for (int i = 0; i < n && !found; i++)
-        if (a[i].len == cl && !memcmp(a[i].cat, cat, cl)) {
+        if (a[i].len == cl && same_bytes(a[i].cat, cat, cl)) {
             a[i].score += w;
             found = 1;
         }
@@ -613,7 +753,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     /* a new profile gets most of its fields now: room for all of them */
     if (!sp_obj_nfields(o)) sp_obj_reserve(o, PF__COUNT + 6 + SP_KIND__COUNT + 1);
-    const char *kind = sp_event_kind_name(e->kind);
+    int k = e->kind <= SP_KIND__COUNT ? (int)e->kind : SP_KIND__COUNT;
     int64_t ts = ev->ts_ms;
     struct when when = {.ms = ts};
     const sp_fname *f = p->f;
@@ -622,33 +762,32 @@ static int profile_process(void *priv, const sp_op_event *e) {
     if (ts > sp_obj_get_int_f(o, &f[PF_LAST_MS], INT64_MIN))
         sp_obj_set_int_f(o, &f[PF_LAST_MS], ts);
     sp_obj_incr_f(o, &f[PF_EVENTS], 1);
-    sp_obj_incr_f(o, &p->n_field[e->kind <= SP_KIND__COUNT ? e->kind : SP_KIND__COUNT], 1);
-    if (list_word(ev->session_id)) {
+    sp_obj_incr_f(o, &p->n_field[k], 1);
+    struct span word = {ev->session_id, list_word(ev->session_id)};
+    if (word.len) {
         /* distinct session ids among the SESSIONS_MAX newest (by event
          * time): a session counts once unless it has dropped out of them */
-        const char *seen = sp_obj_get_str_f(o, &p->sessions.field);
-        size_t sl = strlen(ev->session_id);
+        struct span seen = span_get(o, &p->sessions.field);
+        const char *end = seen.s ? seen.s + seen.len : NULL;
         int known = 0;
-        for (const char *c = seen; c && *c && !known;) {
-            const char *sp = strchr(c, ' ');
-            size_t len = sp ? (size_t)(sp - c) : strlen(c);
-            known = len == sl && !strncmp(c, ev->session_id, len);
+        for (const char *c = seen.s; c && *c && !known;) {
+            size_t len = word_len(c, end);
+            known = len == word.len && same_bytes(c, word.s, len);
             c += len;
             while (*c == ' ') c++;
         }
         if (!known) sp_obj_incr_f(o, &f[PF_SESSIONS], 1); /* leaves `seen` as it is */
-        list_push(o, &p->sessions, seen, ev->session_id, &when);
+        list_push(o, &p->sessions, &seen, word, &when);
     }
-    if (ev->context && list_word(ev->context->device_id))
-        list_push(o, &p->devices, sp_obj_get_str_f(o, &p->devices.field),
-                  ev->context->device_id, &when);
-    if (ev->context && list_word(ev->context->ip))
-        list_push(o, &p->ips, sp_obj_get_str_f(o, &p->ips.field), ev->context->ip, &when);
+    if (ev->context) {
+        list_offer(o, &p->devices, ev->context->device_id, &when);
+        list_offer(o, &p->ips, ev->context->ip, &when);
+    }
     float w = e->kind < SP_KIND__COUNT ? p->ctx->mf_weights[e->kind] : 0;
     if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_CLICK && ev->click) {
         const Shopstream__V1__Click *c = ev->click;
         if (c->item_id && *c->item_id) {
-            recent_push(p, o, c->item_id, kind, &when);
+            recent_push(p, o, c->item_id, k, &when);
             price_add(p, o, c->price);
         }
         affinity_add(p, o, c->category, w, ts);
@@ -662,7 +801,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         set_shown(o, &f[PF_AOV], spend / (double)orders);
         for (size_t i = 0; i < ord->n_items; i++) {
             const Shopstream__V1__LineItem *li = ord->items[i];
-            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, kind, &when);
+            if (li->item_id && *li->item_id) recent_push(p, o, li->item_id, k, &when);
             affinity_add(p, o, li->category, w, ts);
         }
     } else if (ev->body_case == SHOPSTREAM__V1__EVENT__BODY_REVIEW && ev->review) {
@@ -672,7 +811,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         sp_obj_set_int_f(o, &f[PF_RATINGS_SUM], sum);
         set_shown(o, &f[PF_RATINGS_MEAN], (double)sum / (double)n);
         if (ev->review->item_id && *ev->review->item_id)
-            recent_push(p, o, ev->review->item_id, kind, &when);
+            recent_push(p, o, ev->review->item_id, k, &when);
     }
     return SP_OK;
 }

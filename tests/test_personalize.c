@@ -1084,12 +1084,16 @@ Test(personalize, new_item_starts_at_its_categorys_mean_as_a_full_scan_gives) {
 
 /* The profile's parsers must be libc's, bit for bit: scores as the
  * profile prints them (%.6g and longer), ties to every digit count, and
- * text that is not a plain number (which goes to libc). */
+ * text that is not a plain number (which goes to libc), and scores
+ * followed by more of the affinity text or by other bytes. */
 Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
     uint64_t rng = sp_rng_seed(51);
     static const char *odd[] = {"", "-", ".", "-0", "0.", ".5", "1e-05", "inf", "nan", "+3",
                                 " 7", "12x", "1.2.3", "1234567890123456", "0.000100000",
-                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5"};
+                                "99999999999999999999", "-9223372036854775808", "1 2", "12,5",
+                                "0.5\xfa\xfa\xfa\xfa\xfa\xfa\xfa", "0.1234\xff" "7,a:1,b:2",
+                                "0.1234567,a:1", "0.12345678,a:1", "1.9/,a:1,b:2", "2.:,a:1,b:2",
+                                "0.00012,c:1", "-0.5,abcdefgh", "3.25e1,c:1,d:2"};
     char buf[64];
     for (int i = 0; i < 20000 + (int)(sizeof odd / sizeof *odd); i++) {
         const char *s = buf;
@@ -1100,6 +1104,7 @@ Test(personalize, profile_parsers_equal_strtod_and_strtoll) {
             static const char *fmt[] = {"%.6g", "%.9g", "%.17g", "%.3f", "%.0f"};
             snprintf(buf, sizeof buf, fmt[i % 5], v);
             if (i % 7 == 0) strcat(buf, ",c1:2");
+            if (i % 7 == 1) strcat(buf, ",c10:0.125,x:1");
         }
         double want = strtod(s, NULL), got = sp_profile_parse_score(s);
         cr_assert(memcmp(&want, &got, sizeof want) == 0 || (isnan(want) && isnan(got)),
@@ -1250,7 +1255,7 @@ static const char *prof_field(struct rig *r, const char *user, const char *field
 }
 
 struct model_aff {
-    char cat[16];
+    char cat[32];
     double score;
 };
 
@@ -1445,11 +1450,25 @@ Test(personalize, profile_recent_ring_places_each_event_by_time_at_the_head_and_
     rig_close(&r);
 }
 
+/* id padded with 'x' to width bytes, on the left or the right: ids that
+ * differ only in a byte or two among many the same, at the start or the
+ * end (the operator compares ids eight and four bytes at a time). */
+static const char *padded(char *out, const char *id, int width, int left) {
+    static const char x[] = "xxxxxxxxxxxxxxxxxxxxxxxx";
+    int n = (int)strlen(id);
+    if (left)
+        snprintf(out, 32, "%s%.*s", id, width - n, x);
+    else
+        snprintf(out, 32, "%.*s%s", width - n, x, id);
+    return out;
+}
+
 /* Random events of one user -- repeated and new sessions, devices and ips,
  * at the head of their lists and deeper, equal times, late events, the same
  * event twice, more words than the lists hold -- and after each, every
- * text field equals the slow model's. */
-Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+ * text field equals the slow model's. With `pad`, every id and category
+ * padded (padded) to lengths 5 to 17. */
+static void random_profile_events(int pad) {
     struct rig r;
     const char *extra[] = {"profile.half_life_s", "60", "profile.top_categories", "3",
                            "profile.recent_items", "4", NULL};
@@ -1484,13 +1503,20 @@ Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
             kind = kinds[sp_rng_below(&rng, 4)];
             cat = cats[sp_rng_below(&rng, 5)];
         }
-        click_with(&r, "um", sess, dev, ip, item, cat, kind, evts);
-        const char *words[3] = {sess, dev, ip};
+        char ps[32], pd[32], pi[32], pc[32];
+        const char *words[3] = {sess, dev, ip}, *ecat = cat;
+        if (pad) {
+            words[0] = padded(ps, sess, 17, 0);
+            words[1] = padded(pd, dev, 13, 1);
+            words[2] = padded(pi, ip, 12, 1);
+            ecat = padded(pc, cat, 5, 0);
+        }
+        click_with(&r, "um", words[0], words[1], words[2], item, ecat, kind, evts);
         for (int l = 0; l < 3; l++)
             if (!model_list_push(lists[l], &nl[l], max[l], words[l], evts) && !l) sessions++;
         model_ring_push(ring, &nring, 4, item, sp_event_kind_name(kind), evts);
         if (ctx->mf_weights[kind] > 0)
-            model_aff_add(aff, &aff_ms, &has_aff_ms, cat, ctx->mf_weights[kind], evts, 3,
+            model_aff_add(aff, &aff_ms, &has_aff_ms, ecat, ctx->mf_weights[kind], evts, 3,
                           ctx->half_life_ms);
 
         cr_assert_str_eq(prof_field(&r, "um", "aff"), aff, "event %d", i);
@@ -1515,6 +1541,186 @@ Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
     cr_assert_str_eq(got, aff);
     free(got);
     sp_personal_put(ctx);
+    rig_close(&r);
+}
+
+Test(personalize, profile_text_fields_equal_a_slow_model_after_random_events) {
+    random_profile_events(0);
+}
+
+Test(personalize, profile_ids_that_differ_in_a_byte_or_two_are_told_apart) {
+    random_profile_events(1);
+}
+
+/* The devices list after `word` at ts, from its two texts as they stand,
+ * read the plain way: words at spaces, their times one after another by
+ * strtoll (0 past the last), the word at its latest time put before the
+ * first entry that is older (or as old and greater), cut to 8, every time
+ * printed "%lld" -- but a word already at the head, older there than ts,
+ * only changes the first time, the rest of the times text kept as it was. */
+static void model_list_texts(const char *words, const char *times, const char *word, int64_t ts,
+                             char *ow, char *ot, size_t size) {
+    size_t wl = strlen(word);
+    char *tp = (char *)times;
+    snprintf(ow, size, "%s", words);
+    snprintf(ot, size, "%s", times);
+    if (!strncmp(words, word, wl) && (!words[wl] || words[wl] == ' ') && *times) {
+        char *rest;
+        long long head = strtoll(times, &rest, 10);
+        if (head < ts) snprintf(ot, size, "%lld%s", (long long)ts, rest);
+        return;
+    }
+    struct {
+        char w[32];
+        long long t;
+    } e[40];
+    int n = 0;
+    for (const char *s = words; *s && n < 32;) {
+        size_t len = strcspn(s, " ");
+        long long t = *tp ? strtoll(tp, &tp, 10) : 0;
+        if (len == wl && !strncmp(s, word, len)) {
+            if (t > ts) ts = t;
+        } else if (len) {
+            snprintf(e[n].w, sizeof e[n].w, "%.*s", (int)len, s);
+            e[n++].t = t;
+        }
+        s += len;
+        s += strspn(s, " ");
+    }
+    int at = 0;
+    while (at < n && (e[at].t > ts || (e[at].t == ts && strcmp(e[at].w, word) < 0))) at++;
+    memmove(&e[at + 1], &e[at], (size_t)(n - at) * sizeof e[0]);
+    snprintf(e[at].w, sizeof e[at].w, "%s", word);
+    e[at].t = ts;
+    if (++n > 8) n = 8;
+    size_t a = 0, b = 0;
+    for (int i = 0; i < n; i++) {
+        a += (size_t)snprintf(ow + a, size - a, "%s%s", i ? " " : "", e[i].w);
+        b += (size_t)snprintf(ot + b, size - b, "%s%lld", i ? " " : "", e[i].t);
+    }
+}
+
+/* A list rebuilt copies each time's text instead of printing its number
+ * again, when the text is what "%lld" prints. Lists whose times were
+ * written otherwise (by hand, by an older build: leading zeros, signs,
+ * tabs, "-0", 19 and 20 digits past INT64_MAX, junk, too few times,
+ * doubled and leading spaces) must come out as if every time were
+ * printed, and the head's fast path keep the rest as it was: random such
+ * lists, put in the cache as the profile's texts, then one event. Times
+ * of 9 to 16 digits too, next to the event's and across a power of ten
+ * from it (the head's time is compared with the event's as text when the
+ * two are as long). */
+Test(personalize, profile_lists_rebuilt_from_any_time_text_print_strtolls_value) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    static const char *odd[] = {"0",   "00",   "007", "+5",  "-0",  "-12", "\t42", "\n 9",
+                                "9223372036854775807", "9999999999999999999",
+                                "99999999999999999999", "-9223372036854775808", "x1", "12x",
+                                "123456789012345678", "0123456789012345678", "+0", "-"};
+    uint64_t rng = sp_rng_seed(91);
+    char words[512], times[512], want_w[512], want_t[512], word[8], user[16];
+    for (int i = 0; i < 3000; i++) {
+        size_t a = 0, b = 0;
+        long long base = T0; /* 13 digits, or 9 to 16 around a power of ten */
+        if (sp_rng_below(&rng, 3) == 0) {
+            base = 1;
+            for (uint32_t d = 8 + sp_rng_below(&rng, 8); d--;) base *= 10;
+            base += (long long)sp_rng_below(&rng, 20000) - 10000;
+        }
+        int nw = (int)sp_rng_below(&rng, 11);
+        words[0] = times[0] = '\0';
+        if (nw && !sp_rng_below(&rng, 20)) words[a++] = ' '; /* a leading space */
+        for (int k = 0; k < nw; k++) {
+            const char *sep = !k ? "" : sp_rng_below(&rng, 10) ? " " : "  ";
+            a += (size_t)snprintf(words + a, sizeof words - a, "%sd%u", sep,
+                                  sp_rng_below(&rng, 12));
+            if (sp_rng_below(&rng, 12) == 0) continue; /* fewer times than words */
+            uint32_t form = sp_rng_below(&rng, 4);
+            if (form < 2)
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%lld", k ? " " : "",
+                                      base - (long long)sp_rng_below(&rng, 20000));
+            else if (form == 2)
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%u", k ? " " : "",
+                                      sp_rng_below(&rng, 1000));
+            else
+                b += (size_t)snprintf(times + b, sizeof times - b, "%s%s", k ? " " : "",
+                                      odd[sp_rng_below(&rng, sizeof odd / sizeof *odd)]);
+        }
+        words[a] = '\0';
+        snprintf(user, sizeof user, "ul%d", i);
+        snprintf(word, sizeof word, "d%u", sp_rng_below(&rng, 12));
+        int64_t ts = base - 10000 + (int64_t)sp_rng_below(&rng, 20000);
+        char key[32];
+        snprintf(key, sizeof key, "prof:%s", user);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(r.store, 0, key, &o), SP_OK);
+        sp_obj_set_str(o, "devices", words);
+        sp_obj_set_str(o, "devices_ts", times);
+        model_list_texts(words, times, word, ts, want_w, want_t, sizeof want_w);
+        click_with(&r, user, NULL, word, NULL, "i1", "c", SP_KIND_VIEW, ts);
+        cr_assert_str_eq(prof_field(&r, user, "devices"), want_w, "'%s' / '%s' + %s at %lld",
+                         words, times, word, (long long)ts);
+        cr_assert_str_eq(prof_field(&r, user, "devices_ts"), want_t, "'%s' / '%s' + %s at %lld",
+                         words, times, word, (long long)ts);
+    }
+    rig_close(&r);
+}
+
+/* A list takes a word: an id that is empty, or two words (a space at its
+ * start, middle or end), leaves the sessions, devices and ips as they were
+ * and counts no session. */
+Test(personalize, profile_lists_take_no_empty_id_and_no_id_with_a_space) {
+    struct rig r;
+    rig_open(&r, model_path, NULL);
+    click_with(&r, "uw", "s1", "d1", "10.0.0.1", "i1", "c", SP_KIND_VIEW, T0);
+    static const char *bad[] = {"", " ", "s 2", " s2", "s2 "};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        click_with(&r, "uw", bad[i], bad[i], bad[i], "i1", "c", SP_KIND_VIEW, T0 + 1000);
+    static const char *const want[][2] = {{"recent_sessions", "s1"}, {"devices", "d1"},
+                                          {"ips", "10.0.0.1"},        {"sessions", "1"},
+                                          {"devices_ts", "1767225600000"}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_assert_str_eq(prof_field(&r, "uw", want[i][0]), want[i][1], "%s", want[i][0]);
+    rig_close(&r);
+}
+
+/* The ring of recent items read by its length, not to its NUL: rings with
+ * a trailing space, doubled or leading spaces, more entries than it
+ * holds, nothing, or a newer head, put in the cache as the profile's text,
+ * then one event i9 at T0 (three places). What each becomes is what the
+ * ring read up to its NUL gave (the build before reading by length). */
+Test(personalize, profile_recent_ring_of_any_spacing_becomes_what_it_did) {
+    struct rig r;
+    const char *extra[] = {"profile.recent_items", "3", NULL};
+    rig_open(&r, model_path, extra);
+#define I9 "i9:view:1767225600000" /* the event's entry (T0) */
+#define ZN "z:view:1767225600001"  /* newer */
+    static const struct {
+        const char *ring, *want;
+    } cases[] = {
+        {"a:view:1 b:view:2 ", I9 " a:view:1 b:view:2"},                  /* trailing space */
+        {"a:view:1  b:view:2", I9 " a:view:1 b:view:2"},                  /* doubled */
+        {" a:view:1", I9 "  a:view:1"},                                   /* leading: kept */
+        {"a:view:1 b:view:2 c:view:3 d:view:4", I9 " a:view:1 b:view:2"}, /* cut */
+        {"", I9},
+        {"a:view:1", I9 " a:view:1"},
+        {"a:view:1  ", I9 " a:view:1"},
+        {ZN " a:view:1 ", ZN " " I9 " a:view:1"}, /* a newer head */
+        {ZN, ZN " " I9},
+    };
+#undef I9
+#undef ZN
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char user[16], key[32];
+        snprintf(user, sizeof user, "ur%zu", i);
+        snprintf(key, sizeof key, "prof:%s", user);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(r.store, 0, key, &o), SP_OK);
+        sp_obj_set_str(o, "recent", cases[i].ring);
+        click_with(&r, user, NULL, NULL, NULL, "i9", "c", SP_KIND_VIEW, T0);
+        cr_assert_str_eq(prof_field(&r, user, "recent"), cases[i].want, "case %zu: '%s'", i,
+                         cases[i].ring);
+    }
     rig_close(&r);
 }
 
