@@ -387,17 +387,6 @@ void sp_personal_seen(sp_personal *p, int32_t row) {
     if (p->cands) sp_cands_seen(p->cands, row, p->pop[row]);
 }
 
-/* Puts row on the batch's dirty list, once, and adds dbias to its bias:
- * what both kinds of change do besides the factors. */
-static inline void delta_bias(sp_personal *p, int32_t row, float dbias) {
-    if (!p->dirty[row]) {
-        p->dirty[row] = 1;
-        p->dirty_list[p->ndirty++] = row;
-    }
-    p->dbias[row] += dbias;
-    p->bias[row] += dbias;
-}
-
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
     size_t d = p->dim;
     float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
@@ -411,30 +400,7 @@ void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dv
         dv[k] += dvec[k];
         v[k] += dvec[k];
     }
-    delta_bias(p, row, dbias);
-}
-
-/* sp_personal_delta of s * (a * u + b * q), q the row's factors before the
- * step, worked out element by element as it is added: mf's item step
- * without a buffer for the change and a second pass over it. */
-void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a,
-                      const float *restrict u, float b) {
-    size_t d = p->dim;
-    float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
-    __m128 s4 = _mm_set1_ps(s), a4 = _mm_set1_ps(a), b4 = _mm_set1_ps(b);
-    size_t k = 0;
-    for (; k + 4 <= d; k += 4) {
-        __m128 x = _mm_mul_ps(s4, _mm_add_ps(_mm_mul_ps(a4, _mm_loadu_ps(u + k)),
-                                             _mm_mul_ps(b4, _mm_loadu_ps(v + k))));
-        _mm_storeu_ps(dv + k, _mm_add_ps(_mm_loadu_ps(dv + k), x));
-        _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), x));
-    }
-    for (; k < d; k++) {
-        float x = s * (a * u[k] + b * v[k]);
-        dv[k] += x;
-        v[k] += x;
-    }
-    delta_bias(p, row, dbias);
+    sp_personal_touch(p, row, dbias);
 }
 
 /* Rows of the model's items: initialised from the model's embeddings and

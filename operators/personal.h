@@ -113,10 +113,18 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
-/* The same for the change s * (a * u[k] + b * q[k]) of each factor q[k]
- * of the row (its value before this call), computed in that order. */
-void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a, const float *u,
-                      float b);
+/* What every change to row does besides its factors (which the caller adds
+ * to both p->vec and p->dvec): puts it on the batch's dirty list, once, and
+ * adds dbias to its bias. Inline so that mf's step can change the rows
+ * itself, in the loop that reads them. */
+static inline void sp_personal_touch(sp_personal *p, int32_t row, float dbias) {
+    if (!p->dirty[row]) {
+        p->dirty[row] = 1;
+        p->dirty_list[p->ndirty++] = row;
+    }
+    p->dbias[row] += dbias;
+    p->bias[row] += dbias;
+}
 
 /* Hands the deltas since the last call to the store's next transaction
  * (sp_store_tx_job: the committer adds them to "mf:items" just before that
