@@ -177,7 +177,9 @@ static int mf_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     size_t d = c->dim;
     float u[SP_PERSONAL_MAX_DIM];
-    if (sp_personal_hex_decode(sp_obj_get_str_f(o, &m->v), u, d) != d) {
+    size_t vlen;
+    const char *vtext = sp_obj_get_strn_f(o, &m->v, &vlen);
+    if (sp_personal_hex_decoden(vtext, vlen, u, d) != d) {
         /* new user, or a vector of another dimension (a reloaded model) */
         uint64_t rng = sp_rng_seed(sp_personal_hash(ev->user_id, 0));
         for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&rng);

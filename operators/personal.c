@@ -120,12 +120,14 @@ static inline int hex16_decode(const char *in, unsigned char *out) {
     return 1;
 }
 
-/* Thirty-two hex digits into sixteen bytes. A digit is valid when the
+/* Thirty-two hex digits into sixteen 16-bit lanes of one byte's value
+ * each (eight bytes per 128-bit half, in order). A digit is valid when the
  * classes of its two nibbles share a bit (1: high nibble 3, low 0-9, i.e.
- * '0'-'9'; 2: high nibble 6, low 1-6, i.e. 'a'-'f'): *bad gets 0xff in the
- * bytes of the others. Its value is the character less the offset of its
- * high nibble's class; one maddubs joins each pair, high digit first. */
-__attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *in, __m256i *bad) {
+ * '0'-'9'; 2: high nibble 6, low 1-6, i.e. 'a'-'f'): *ok keeps the least
+ * class of each byte so far, 0 once one was not a digit. Its value is the
+ * character less the offset of its high nibble's class; one maddubs joins
+ * each pair, high digit first. */
+__attribute__((target("avx2"))) static inline __m256i hex32_words(const char *in, __m256i *ok) {
     const __m256i lo_class = _mm256_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 3, 3,
                                               3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0);
     const __m256i hi_class = _mm256_setr_epi8(0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -137,41 +139,62 @@ __attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *i
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
     __m256i lo = _mm256_and_si256(c, nibble);
     __m256i cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_class, lo), _mm256_shuffle_epi8(hi_class, hi));
-    *bad = _mm256_or_si256(*bad, _mm256_cmpeq_epi8(cls, _mm256_setzero_si256()));
+    *ok = _mm256_min_epu8(*ok, cls);
     __m256i v = _mm256_sub_epi8(c, _mm256_shuffle_epi8(hi_offset, hi));
-    __m256i w = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0110)); /* 16 * first + second */
+    return _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0110)); /* 16 * first + second */
+}
+
+/* Thirty-two hex digits into sixteen bytes. */
+__attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *in, __m256i *ok) {
+    __m256i w = hex32_words(in, ok);
     __m256i packed = _mm256_packus_epi16(w, w); /* each 128-bit lane's 8 bytes, twice */
     return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
 }
 
 /* nb bytes (a multiple of 4) from 2 * nb digits; 0 when a digit is not
  * [0-9a-f] or a float is not finite (exponent bits all ones), as the SSE2
- * path. out is undefined then. */
+ * path. out is undefined then. Sixty-four digits a step (a d = 32 vector
+ * in four): one pack of two steps' words, put in order by one permute. */
 __attribute__((target("avx2"))) static int hex_decode_avx2(const char *s, unsigned char *out, size_t nb) {
-    const __m128i expo = _mm_set1_epi32(0x7f800000);
-    __m256i bad = _mm256_setzero_si256();
-    __m128i inf = _mm_setzero_si128();
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    __m256i ok = _mm256_set1_epi8(-1), inf = _mm256_setzero_si256();
     size_t i = 0;
-    for (; i + 16 <= nb; i += 16, s += 32) {
-        __m128i b = hex32_decode(s, &bad);
+    for (; i + 32 <= nb; i += 32, s += 64) {
+        __m256i a = hex32_words(s, &ok), b = hex32_words(s + 32, &ok);
+        /* quarters: bytes 0-7, 16-23, 8-15, 24-31 */
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(out + i), w);
+        inf = _mm256_or_si256(inf, _mm256_cmpeq_epi32(_mm256_and_si256(w, expo), expo));
+    }
+    __m128i inf4 = _mm_or_si128(_mm256_castsi256_si128(inf), _mm256_extracti128_si256(inf, 1));
+    const __m128i expo4 = _mm_set1_epi32(0x7f800000);
+    if (i + 16 <= nb) {
+        __m128i b = hex32_decode(s, &ok);
         _mm_storeu_si128((__m128i *)(out + i), b);
-        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+        inf4 = _mm_or_si128(inf4, _mm_cmpeq_epi32(_mm_and_si128(b, expo4), expo4));
+        i += 16;
+        s += 32;
     }
     if (i < nb) { /* 4, 8 or 12 bytes left: the rest of the step is '0's, zero floats */
         char last[32];
         memset(last, '0', sizeof last);
         memcpy(last, s, 2 * (nb - i));
-        __m128i b = hex32_decode(last, &bad);
+        __m128i b = hex32_decode(last, &ok);
         unsigned char tail[16];
         _mm_storeu_si128((__m128i *)tail, b);
         memcpy(out + i, tail, nb - i);
-        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+        inf4 = _mm_or_si128(inf4, _mm_cmpeq_epi32(_mm_and_si128(b, expo4), expo4));
     }
-    return !_mm256_movemask_epi8(bad) && !_mm_movemask_epi8(inf);
+    return !_mm256_movemask_epi8(_mm256_cmpeq_epi8(ok, _mm256_setzero_si256())) &&
+           !_mm_movemask_epi8(inf4);
 }
 
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
-    if (!s || strlen(s) != 8 * n) return 0;
+    return s ? sp_personal_hex_decoden(s, strlen(s), v, n) : 0;
+}
+
+size_t sp_personal_hex_decoden(const char *s, size_t len, float *v, size_t n) {
+    if (!s || len != 8 * n) return 0;
     unsigned char *out = (unsigned char *)v;
     if (hex_avx2()) return hex_decode_avx2(s, out, 4 * n) ? n : 0;
     size_t i = 0;

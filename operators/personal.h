@@ -146,6 +146,10 @@ int sp_personal_refresh(sp_personal *p);
  * else (SSE2) eight: the same text and bits either way. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out);
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
+/* decode of the len characters at s (no NUL needed), len as the store
+ * gives it (sp_obj_get_strn_f): no strlen of a text whose length is known.
+ * A len other than 8*n is refused, as decode refuses such a text. */
+size_t sp_personal_hex_decoden(const char *s, size_t len, float *v, size_t n);
 
 /* Tests only: on != 0 makes the codec take its SSE2 path on a machine with
  * AVX2 too, so that both are checked (the same bytes and floats). */

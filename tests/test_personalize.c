@@ -852,6 +852,27 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
         }
 }
 
+/* decoden as decode on the same text, given its length: the text
+ * copied to a buffer of exactly that size (no NUL: nothing past it is
+ * read) and then followed by garbage that len leaves out, and refused
+ * when len is one short or one long of 8 * n. */
+static void check_decoden(const char *hex, const float *v, size_t n, int finite) {
+    size_t len = 8 * n;
+    char *exact = malloc(len ? len : 1), tail[8 * 70 + 3];
+    memcpy(exact, hex, len);
+    float back[70];
+    cr_assert_eq(sp_personal_hex_decoden(exact, len, back, n), finite ? n : 0, "decoden n %zu", n);
+    if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "decoden n %zu", n);
+    memcpy(tail, hex, len);
+    memcpy(tail + len, "zz", 3);
+    cr_assert_eq(sp_personal_hex_decoden(tail, len, back, n), finite ? n : 0, "garbage after, n %zu", n);
+    if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "garbage after, n %zu", n);
+    if (n) cr_assert_eq(sp_personal_hex_decoden(exact, len - 1, back, n), 0, "short, n %zu", n);
+    cr_assert_eq(sp_personal_hex_decoden(tail, len + 1, back, n), 0, "long, n %zu", n);
+    cr_assert_eq(sp_personal_hex_decoden(NULL, len, back, n), 0);
+    free(exact);
+}
+
 /* Both codec paths (AVX2, sixteen bytes a step with a padded tail, and
  * SSE2) against the reference, at every length up to 70 floats (d = 32 and
  * 64 and every tail of 4, 8 and 12 bytes): random bits with the edge
@@ -888,6 +909,7 @@ Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text
                 size_t got = sp_personal_hex_decode(hex, back, n);
                 cr_assert_eq(got, finite ? n : 0, "sse2 %d n %zu", sse2, n);
                 if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "sse2 %d n %zu", sse2, n);
+                check_decoden(hex, v, n, finite);
                 if (!finite || !n) continue;
                 char keep = hex[8 * n - 1];
                 hex[8 * n - 1] = '\0';
