@@ -603,6 +603,7 @@ static void known_reserve(struct item_known *k, size_t rows) {
 struct item_job {
     size_t n, d, per;
     char **ids;           /* into idbuf */
+    size_t *idlens;       /* each id's length, measured once (sp_personal_apply) */
     char *idbuf;
     int32_t *rows;        /* each id's row number */
     float *ours, *delta;  /* n rows of d + 1: bias, factors */
@@ -613,6 +614,7 @@ static void item_job_free(void *ctx) {
     struct item_job *j = ctx;
     known_unref(j->known);
     free(j->ids);
+    free(j->idlens);
     free(j->idbuf);
     free(j->rows);
     free(j->ours);
@@ -704,8 +706,8 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             chunk_arg(&rd, c, "HMGET", 5);
             chunk_arg(&rd, c, ITEMS_KEY, strlen(ITEMS_KEY));
         }
-        const char *id = j->ids[pend[readi[x]]];
-        chunk_arg(&rd, c, id, strlen(id));
+        size_t i = pend[readi[x]];
+        chunk_arg(&rd, c, j->ids[i], j->idlens[i]);
     }
     int rc = nread ? chunks_send(conn, &rd) : SP_OK;
     const redisReply **seen = sp_xcalloc(n ? n : 1, sizeof *seen);
@@ -742,7 +744,7 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
         } else {
             memcpy(val, j->ours + i * d1, rowlen); /* none there, or of another size */
         }
-        chunk_arg(&wr, c, j->ids[i], strlen(j->ids[i]));
+        chunk_arg(&wr, c, j->ids[i], j->idlens[i]);
         chunk_arg(&wr, c, was, waslen);
         chunk_arg(&wr, c, val, rowlen);
     }
@@ -804,6 +806,7 @@ int sp_personal_apply(sp_personal *p) {
         j->d = d;
         j->per = p->mf_apply_rows > 0 ? (size_t)p->mf_apply_rows : 128;
         j->ids = sp_xmalloc(j->n * sizeof *j->ids);
+        j->idlens = sp_xmalloc(j->n * sizeof *j->idlens);
         j->rows = sp_xmalloc(j->n * sizeof *j->rows);
         if (p->known && p->known->d != d) { /* a reload changed the dimension */
             known_unref(p->known);
@@ -817,17 +820,21 @@ int sp_personal_apply(sp_personal *p) {
         j->known = known_ref(p->known);
         j->ours = sp_xmalloc(j->n * (d + 1) * sizeof *j->ours);
         j->delta = sp_xmalloc(j->n * (d + 1) * sizeof *j->delta);
+        /* ids point into the vocabulary until they are copied, the
+         * buffer's size known: one lookup and one strlen an id */
         size_t idlen = 0;
-        for (size_t i = 0; i < j->n; i++) idlen += strlen(sp_vocab_id(p->items, p->dirty_list[i])) + 1;
+        for (size_t i = 0; i < j->n; i++) {
+            const char *id = sp_vocab_id(p->items, p->dirty_list[i]);
+            j->ids[i] = (char *)id;
+            idlen += (j->idlens[i] = strlen(id)) + 1;
+        }
         char *w = j->idbuf = sp_xmalloc(idlen);
         for (size_t i = 0; i < j->n; i++) {
             int32_t row = p->dirty_list[i];
-            const char *id = sp_vocab_id(p->items, row);
-            size_t len = strlen(id) + 1;
-            memcpy(w, id, len);
+            memcpy(w, j->ids[i], j->idlens[i] + 1);
             j->ids[i] = w;
             j->rows[i] = row;
-            w += len;
+            w += j->idlens[i] + 1;
             float *o = j->ours + i * (d + 1), *dl = j->delta + i * (d + 1);
             o[0] = p->bias[row];
             memcpy(o + 1, p->vec + (size_t)row * d, d * sizeof(float));

@@ -803,6 +803,44 @@ Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
     rig_close(&r);
 }
 
+/* The item job sends each id with the length sp_personal_apply measured:
+ * ids of every length from 1 to 40 (half of them already in Redis, so
+ * read first; the rest new), in chunks of 3, twice (the second time from
+ * the rows as written), must land under their own names and nowhere else.
+ * A wrong length makes the compare-and-set miss for ever: the timeout. */
+Test(personalize, item_ids_of_every_length_land_under_their_own_names, .timeout = 20) {
+    struct rig r;
+    const char *extra[] = {"mf.apply_rows", "3", NULL};
+    rig_open(&r, model_path, extra);
+    sp_personal *p = rig_personal(&r);
+    freeReplyObject(cmd("DEL %s", "mf:items"));
+    float zero[ROW_FLOATS - 1] = {0};
+    char ids[40][48];
+    int32_t rows[40];
+    for (int i = 0; i < 40; i++) {
+        for (int k = 0; k <= i; k++) ids[i][k] = (char)('a' + (i * 7 + k * 3) % 26);
+        ids[i][i + 1] = '\0';
+        rows[i] = sp_personal_item(p, ids[i], NULL);
+        if (i % 2) set_row(ids[i], 0.5f);
+    }
+    for (int round = 1; round <= 2; round++) {
+        for (int i = 0; i < 40; i++) sp_personal_delta(p, rows[i], 1.0f, zero);
+        cr_assert_eq(sp_personal_apply(p), SP_OK);
+        cr_assert_eq(sp_store_commit_many(r.store, NULL, 0), SP_OK);
+        for (int i = 0; i < 40; i++) {
+            float row[ROW_FLOATS];
+            get_row(ids[i], row);
+            cr_assert_eq(row[0], i % 2 ? 0.5f + (float)round : p->bias[rows[i]], "round %d, %s: %.2f",
+                         round, ids[i], row[0]);
+        }
+        redisReply *n = cmd("HLEN %s", "mf:items");
+        cr_assert_eq(n->integer, 40, "round %d: %lld fields, not one an id", round, n->integer);
+        freeReplyObject(n);
+    }
+    sp_personal_put(p);
+    rig_close(&r);
+}
+
 Test(personalize, hex_vectors_round_trip_exactly_and_reject_garbage) {
     float v[3] = {1.5f, -0.0001234f, 3.4e38f}, back[3];
     char hex[8 * 3 + 1];
