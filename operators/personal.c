@@ -569,13 +569,20 @@ static const char cas_lua[] =
  * without being read first: the common case, and the whole of it with one
  * instance. Touched only by the item jobs, which run one at a time in
  * order (the committer thread); shared by reference count with the jobs,
- * which may outlive the context. */
+ * which may outlive the context. Two slots a row: the new value is built
+ * in the one not holding Redis's (which the script must compare with), and
+ * a write that lands flips at[row] to it, with no copy. */
 struct item_known {
     int refs;
     size_t cap, d;
-    float *rows;          /* cap rows of d + 1 */
-    unsigned char *ok;    /* the row holds Redis's value */
+    float *rows;          /* cap x 2 slots of d + 1 floats */
+    unsigned char *at;    /* 0: Redis's value unknown; 1 + the slot that holds it */
 };
+
+/* Slot s (0 or 1) of row. */
+static inline float *known_slot(const struct item_known *k, int32_t row, int s) {
+    return k->rows + (2 * (size_t)row + (size_t)s) * (k->d + 1);
+}
 
 static struct item_known *known_ref(struct item_known *k) {
     __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
@@ -585,7 +592,7 @@ static struct item_known *known_ref(struct item_known *k) {
 static void known_unref(struct item_known *k) {
     if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL)) return;
     free(k->rows);
-    free(k->ok);
+    free(k->at);
     free(k);
 }
 
@@ -593,9 +600,9 @@ static void known_reserve(struct item_known *k, size_t rows) {
     if (rows <= k->cap) return;
     size_t cap = k->cap ? k->cap : 1024;
     while (cap < rows) cap *= 2;
-    k->rows = sp_xrealloc(k->rows, cap * (k->d + 1) * sizeof *k->rows);
-    k->ok = sp_xrealloc(k->ok, cap);
-    memset(k->ok + k->cap, 0, cap - k->cap);
+    k->rows = sp_xrealloc(k->rows, 2 * cap * (k->d + 1) * sizeof *k->rows);
+    k->at = sp_xrealloc(k->at, cap);
+    memset(k->at + k->cap, 0, cap - k->cap);
     k->cap = cap;
 }
 
@@ -688,15 +695,15 @@ static void row_add(char *out, const char *was, const float *dl, size_t d1) {
 }
 
 /* One round over rows pend[0..n): reads those whose Redis value is not
- * known, builds each new value into vals, and sets them; leaves the rows
- * that changed meanwhile in pend, their count in *left. */
+ * known, builds each new value in the row's free slot, and sets them;
+ * leaves the rows that changed meanwhile in pend, their count in *left. */
 static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size_t n,
-                          size_t *left, char *vals) {
+                          size_t *left) {
     struct item_known *k = j->known;
     size_t d1 = j->d + 1, rowlen = 4 * d1, nread = 0;
     size_t *readi = sp_xmalloc((n ? n : 1) * sizeof *readi); /* pend index of each read */
     for (size_t x = 0; x < n; x++)
-        if (!k->ok[j->rows[pend[x]]]) readi[nread++] = x;
+        if (!k->at[j->rows[pend[x]]]) readi[nread++] = x;
     /* 1. read the rows we do not know */
     struct chunks rd = {0}, wr;
     chunks_init(&rd, nread, j->per, 1);
@@ -727,12 +734,13 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             chunk_arg(&wr, c, "1", 1);
             chunk_arg(&wr, c, ITEMS_KEY, strlen(ITEMS_KEY));
         }
-        char *val = vals + x * rowlen;
+        int at = k->at[row];
+        char *val = (char *)known_slot(k, row, at ? 2 - at : 0); /* the free slot */
         const float *dl = j->delta + i * d1;
         const char *was;
         size_t waslen;
-        if (k->ok[row]) {
-            was = (const char *)(k->rows + (size_t)row * d1);
+        if (at) {
+            was = (const char *)known_slot(k, row, at - 1);
             waslen = rowlen;
         } else {
             const redisReply *e = seen[x];
@@ -761,16 +769,15 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             int32_t row = j->rows[pend[x]];
             if (e < wr.rs[c]->elements && (size_t)wr.rs[c]->element[e]->integer == x - from + 1) {
                 e++;
-                k->ok[row] = 0;
+                k->at[row] = 0;
                 pend[m++] = pend[x];
-            } else {
-                memcpy(k->rows + (size_t)row * d1, vals + x * rowlen, rowlen);
-                k->ok[row] = 1;
+            } else { /* the slot written in step 2 is Redis's value now */
+                k->at[row] = k->at[row] ? (unsigned char)(3 - k->at[row]) : 1;
             }
         }
     }
     if (rc != SP_OK) /* unsure what Redis holds now */
-        for (size_t x = 0; x < n; x++) k->ok[j->rows[pend[x]]] = 0;
+        for (size_t x = 0; x < n; x++) k->at[j->rows[pend[x]]] = 0;
     *left = m;
     free(readi);
     free(seen);
@@ -782,7 +789,6 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
 static int item_job_run(sp_store *conn, void *ctx) {
     struct item_job *j = ctx;
     size_t *pend = sp_xmalloc(j->n * sizeof *pend), n = j->n, maxrow = 0;
-    char *vals = sp_xmalloc(j->n * 4 * (j->d + 1));
     for (size_t i = 0; i < n; i++) {
         pend[i] = i;
         if ((size_t)j->rows[i] + 1 > maxrow) maxrow = (size_t)j->rows[i] + 1;
@@ -790,11 +796,10 @@ static int item_job_run(sp_store *conn, void *ctx) {
     known_reserve(j->known, maxrow);
     int rc = SP_OK;
     for (int round = 0; n && rc == SP_OK; round++) {
-        rc = item_job_round(conn, j, pend, n, &n, vals);
+        rc = item_job_round(conn, j, pend, n, &n);
         if (round == 8 && n) sp_warn("mf: %zu item rows still contended after 8 rounds", n);
     }
     free(pend);
-    free(vals);
     return rc;
 }
 
