@@ -85,8 +85,7 @@ static inline void st4(float *p, v4sf v) { memcpy(p, &v, 16); }
 
 /* One weighted BPR step of user u on row i. The element-wise loops go four
  * floats a step (SSE): the same operations on each element, so the same
- * numbers. The score x is a double sum of float products: the products
- * go four a step into p, the sum stays in order, one element at a time.
+ * numbers. The score x is sp_personal_bpr_score's.
  * The item rows change in the loop that adds up the user's gradient, each
  * element read once: du from the rows before the step, then row i by
  * s * (g * u + MF_L2 * qi) and row j by s * (MF_L2 * qj - g * u) (the
@@ -95,22 +94,13 @@ static inline void st4(float *p, v4sf v) { memcpy(p, &v, 16); }
 static void learn(sp_personal *c, float *u, int32_t i, float w, uint64_t *rng) {
     size_t d = c->dim, d4 = d & ~(size_t)3, k;
     uint32_t nm = c->model ? (uint32_t)sp_model_n_items(c->model) : 0;
-    float du[SP_PERSONAL_MAX_DIM], p[SP_PERSONAL_MAX_DIM];
+    float du[SP_PERSONAL_MAX_DIM];
     memset(du, 0, d * sizeof *du);
     for (int s = 0; s < c->mf_neg; s++) {
         int32_t j = negative(c, nm, rng);
         if (j == i) continue;
         float *qi = c->vec + (size_t)i * d, *qj = c->vec + (size_t)j * d;
-        for (k = 0; k < d4; k += 4) st4(p + k, ld4(u + k) * (ld4(qi + k) - ld4(qj + k)));
-        for (; k < d; k++) p[k] = u[k] * (qi[k] - qj[k]);
-        double x = c->bias[i] - c->bias[j];
-        for (k = 0; k < d4; k += 4) {
-            x += p[k];
-            x += p[k + 1];
-            x += p[k + 2];
-            x += p[k + 3];
-        }
-        for (; k < d; k++) x += p[k];
+        double x = sp_personal_bpr_score(u, qi, qj, c->bias[i] - c->bias[j], d);
         float g = (float)(-w / (1.0 + exp(x)));
         if (c->mf_item_lr <= 0) { /* a frozen table: the user's gradient only */
             for (k = 0; k < d4; k += 4)

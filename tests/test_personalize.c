@@ -968,6 +968,34 @@ Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text
     sp_personal_hex_sse2_only(0);
 }
 
+/* mf's score against the plain loop it stands for, bit for bit: every d
+ * up to 70 (the four-wide steps and each tail), factors of magnitudes from
+ * 1e-3 to 1e3 so that the order of the double adds shows in the last bits
+ * (a sum in another order, or a term widened before its product, differs
+ * there on most inputs). */
+Test(personalize, bpr_score_equals_a_plain_ordered_sum) {
+    uint64_t rng = sp_rng_seed(5);
+    for (size_t d = 0; d <= 70; d++)
+        for (int trial = 0; trial < 50; trial++) {
+            float u[70], qi[70], qj[70];
+            for (size_t k = 0; k < d; k++) {
+                float scale = powf(10.0f, (float)sp_rng_below(&rng, 7) - 3.0f);
+                u[k] = scale * sp_rng_normal(&rng);
+                qi[k] = scale * sp_rng_normal(&rng);
+                qj[k] = sp_rng_normal(&rng);
+            }
+            float b = sp_rng_normal(&rng);
+            double want = b;
+            for (size_t k = 0; k < d; k++) {
+                float t = u[k] * (qi[k] - qj[k]);
+                want += t;
+            }
+            double got = sp_personal_bpr_score(u, qi, qj, b, d);
+            cr_assert_eq(memcmp(&got, &want, sizeof got), 0, "d %zu trial %d: %.17g, not %.17g", d,
+                         trial, got, want);
+        }
+}
+
 /* online_mf.c's step written plainly, one element at a time and the item
  * deltas added at once: the operator's 4-wide loops must give these bits. */
 static void mf_reference_step(const sp_personal *c, float *u, float *vec, float *bias, int32_t i,
