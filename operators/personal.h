@@ -165,8 +165,9 @@ int sp_personal_refresh(sp_personal *p);
 
 /* Hex float codec (see above). encode writes 8*n chars and a NUL; decode
  * returns the number of floats read (0 when the text is not n finite
- * floats; v is then undefined). With AVX2 they go sixteen bytes a step,
- * else (SSE2) eight: the same text and bits either way. */
+ * floats; v is then undefined). With AVX2 they go thirty-two bytes a
+ * step (then sixteen, then a padded tail), else (SSE2) eight: the same
+ * text and bits either way. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out);
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
 /* decode of the len characters at s (no NUL needed), len as the store
