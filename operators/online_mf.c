@@ -169,14 +169,15 @@ static int mf_process(void *priv, const sp_op_event *e) {
     float u[SP_PERSONAL_MAX_DIM];
     size_t vlen;
     const char *vtext = sp_obj_get_strn_f(o, &m->v, &vlen);
+    uint64_t hu = sp_personal_hash(ev->user_id, 0); /* seeds both draws below */
     if (sp_personal_hex_decoden(vtext, vlen, u, d) != d) {
         /* new user, or a vector of another dimension (a reloaded model) */
-        uint64_t rng = sp_rng_seed(sp_personal_hash(ev->user_id, 0));
+        uint64_t rng = sp_rng_seed(hu);
         for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&rng);
     }
     float w = c->mf_weights[e->kind];
     if (e->kind == SP_KIND_REVIEW) w *= (float)ev->review->rating / 5.0f;
-    uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, sp_personal_hash(ev->user_id, 0)));
+    uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, hu));
     for (size_t i = 0; i < n; i++) learn(c, u, sp_personal_item(c, items[i], cats[i]), w, &rng);
     char hex[8 * SP_PERSONAL_MAX_DIM + 1];
     sp_personal_hex_encode(u, d, hex); /* 8 * d characters: no strlen */
