@@ -805,6 +805,54 @@ Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
     rig_close(&r);
 }
 
+/* Each apply hands over the factor deltas since the last one and starts
+ * the next batch from zero: three applies of different deltas on a row
+ * Redis holds must leave it at its value plus the three, added in order,
+ * and a row Redis lacks at our local row (bias and factors) each time.
+ * At d 16 (the model's) and d 13 (the copies' tails). */
+static void factor_deltas_land_once(const char *model, const char *dim) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", dim, "mf.refresh_ms", "0", NULL};
+    rig_open(&r, model, extra);
+    sp_personal *p = rig_personal(&r);
+    size_t d = p->dim;
+    int32_t held = sp_personal_item(p, "held", NULL), fresh = sp_personal_item(p, "fresh", NULL);
+    float want[SP_PERSONAL_MAX_DIM + 1] = {0.5f}, got[SP_PERSONAL_MAX_DIM + 1];
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, "DEL mf:items"));
+    freeReplyObject(redisCommand(c, "HSET mf:items held %b", (const char *)want, 4 * (d + 1)));
+    for (int round = 0; round < 3; round++) {
+        float dv[SP_PERSONAL_MAX_DIM];
+        for (size_t k = 0; k < d; k++) dv[k] = 0.125f * (float)(k + 1) * (float)(round + 1) - 0.3f;
+        sp_personal_delta(p, held, 0.25f, dv);
+        sp_personal_delta(p, fresh, -0.5f, dv);
+        want[0] += 0.25f;
+        for (size_t k = 0; k < d; k++) want[1 + k] += dv[k];
+        cr_assert_eq(sp_personal_apply(p), SP_OK);
+        cr_assert_eq(sp_store_commit_many(r.store, NULL, 0), SP_OK);
+        redisReply *row = redisCommand(c, "HGET mf:items held");
+        cr_assert_eq(row->len, 4 * (d + 1));
+        cr_assert_eq(memcmp(row->str, want, 4 * (d + 1)), 0, "d %zu round %d: held", d, round);
+        freeReplyObject(row);
+        row = redisCommand(c, "HGET mf:items fresh"); /* Redis had none: our row as it is */
+        cr_assert_eq(row->len, 4 * (d + 1));
+        memcpy(got, row->str, 4 * (d + 1));
+        freeReplyObject(row);
+        cr_assert_eq(got[0], p->bias[fresh], "d %zu round %d: fresh bias", d, round);
+        cr_assert_eq(memcmp(got + 1, p->vec + (size_t)fresh * d, 4 * d), 0, "d %zu round %d: fresh", d,
+                     round);
+        freeReplyObject(redisCommand(c, "HDEL mf:items fresh")); /* and none again next time */
+    }
+    redisFree(c);
+    sp_personal_put(p);
+    rig_close(&r);
+}
+
+Test(personalize, item_factor_deltas_land_once_per_apply) {
+    factor_deltas_land_once(model_path, "16");
+    factor_deltas_land_once(NULL, "13");
+}
+
 /* The item job sends each id with the length sp_personal_apply measured:
  * ids of every length from 1 to 40 (half of them already in Redis, so
  * read first; the rest new), in chunks of 3, twice (the second time from
