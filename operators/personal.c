@@ -862,23 +862,11 @@ int sp_personal_apply(sp_personal *p) {
             j->rows[i] = row;
             w += j->idlens[i] + 1;
             float *o = j->ours + i * (d + 1), *dl = j->delta + i * (d + 1);
-            const float *v = p->vec + (size_t)row * d;
-            float *dv = p->dvec + (size_t)row * d;
             o[0] = p->bias[row];
+            memcpy(o + 1, p->vec + (size_t)row * d, d * sizeof(float));
             dl[0] = p->dbias[row];
-            /* the row and its delta copied, the delta zeroed: one pass, four
-             * floats a step, not three calls of the C library a row */
-            size_t k = 0;
-            for (; k + 4 <= d; k += 4) {
-                _mm_storeu_ps(o + 1 + k, _mm_loadu_ps(v + k));
-                _mm_storeu_ps(dl + 1 + k, _mm_loadu_ps(dv + k));
-                _mm_storeu_ps(dv + k, _mm_setzero_ps());
-            }
-            for (; k < d; k++) {
-                o[1 + k] = v[k];
-                dl[1 + k] = dv[k];
-                dv[k] = 0;
-            }
+            memcpy(dl + 1, p->dvec + (size_t)row * d, d * sizeof(float));
+            memset(p->dvec + (size_t)row * d, 0, d * sizeof(float));
             p->dbias[row] = 0;
             p->dirty[row] = 0;
         }
