@@ -68,10 +68,10 @@ static void mf_prefetch(void *priv, const sp_op_event *e) {
 }
 
 /* A random row to contrast with: one of the model's items when a model is
- * loaded (a fixed set, so a replay draws the same), else any row. */
-static int32_t negative(sp_personal *c, uint64_t *rng) {
-    if (c->model && sp_model_n_items(c->model) > 1)
-        return c->model2mf[sp_rng_below(rng, (uint32_t)sp_model_n_items(c->model))];
+ * loaded (a fixed set, so a replay draws the same), else any row. nm is
+ * the model's item count (0 without a model), looked up once per event. */
+static int32_t negative(sp_personal *c, uint32_t nm, uint64_t *rng) {
+    if (nm > 1) return c->model2mf[sp_rng_below(rng, nm)];
     return (int32_t)sp_rng_below(rng, (uint32_t)sp_vocab_size(c->items));
 }
 
@@ -85,35 +85,52 @@ static inline void st4(float *p, v4sf v) { memcpy(p, &v, 16); }
 
 /* One weighted BPR step of user u on row i. The element-wise loops go four
  * floats a step (SSE): the same operations on each element, so the same
- * numbers. The score x is a double sum of float products: the products
- * go four a step into p, the sum stays in order, one element at a time. */
+ * numbers. The score x is sp_personal_bpr_score's.
+ * The item rows change in the loop that adds up the user's gradient, each
+ * element read once: du from the rows before the step, then row i by
+ * s * (g * u + MF_L2 * qi) and row j by s * (MF_L2 * qj - g * u) (the
+ * same bits as s * (-g * u + MF_L2 * qj): negation and the order of an
+ * addition change nothing), as deltas for the commit too. */
 static void learn(sp_personal *c, float *u, int32_t i, float w, uint64_t *rng) {
     size_t d = c->dim, d4 = d & ~(size_t)3, k;
-    float du[SP_PERSONAL_MAX_DIM], p[SP_PERSONAL_MAX_DIM];
+    uint32_t nm = c->model ? (uint32_t)sp_model_n_items(c->model) : 0;
+    float du[SP_PERSONAL_MAX_DIM];
     memset(du, 0, d * sizeof *du);
     for (int s = 0; s < c->mf_neg; s++) {
-        int32_t j = negative(c, rng);
+        int32_t j = negative(c, nm, rng);
         if (j == i) continue;
-        const float *qi = c->vec + (size_t)i * d, *qj = c->vec + (size_t)j * d;
-        for (k = 0; k < d4; k += 4) st4(p + k, ld4(u + k) * (ld4(qi + k) - ld4(qj + k)));
-        for (; k < d; k++) p[k] = u[k] * (qi[k] - qj[k]);
-        double x = c->bias[i] - c->bias[j];
-        for (k = 0; k < d4; k += 4) {
-            x += p[k];
-            x += p[k + 1];
-            x += p[k + 2];
-            x += p[k + 3];
-        }
-        for (; k < d; k++) x += p[k];
+        float *qi = c->vec + (size_t)i * d, *qj = c->vec + (size_t)j * d;
+        double x = sp_personal_bpr_score(u, qi, qj, c->bias[i] - c->bias[j], d);
         float g = (float)(-w / (1.0 + exp(x)));
-        for (k = 0; k < d4; k += 4)
-            st4(du + k, ld4(du + k) + (g * (ld4(qi + k) - ld4(qj + k)) + MF_L2 * ld4(u + k)));
-        for (; k < d; k++) du[k] += g * (qi[k] - qj[k]) + MF_L2 * u[k];
-        if (c->mf_item_lr > 0) { /* q += -lr * (+-g * u + MF_L2 * q), rows i then j */
-            float lr = c->mf_item_lr;
-            sp_personal_step(c, i, -lr * (g + MF_L2 * c->bias[i]), -lr, g, u, MF_L2);
-            sp_personal_step(c, j, -lr * (-g + MF_L2 * c->bias[j]), -lr, -g, u, MF_L2);
+        if (c->mf_item_lr <= 0) { /* a frozen table: the user's gradient only */
+            for (k = 0; k < d4; k += 4)
+                st4(du + k, ld4(du + k) + (g * (ld4(qi + k) - ld4(qj + k)) + MF_L2 * ld4(u + k)));
+            for (; k < d; k++) du[k] += g * (qi[k] - qj[k]) + MF_L2 * u[k];
+            continue;
         }
+        float lr = c->mf_item_lr, sl = -lr;
+        float dbi = -lr * (g + MF_L2 * c->bias[i]), dbj = -lr * (-g + MF_L2 * c->bias[j]);
+        float *dvi = c->dvec + (size_t)i * d, *dvj = c->dvec + (size_t)j * d;
+        for (k = 0; k < d4; k += 4) {
+            v4sf uk = ld4(u + k), a = ld4(qi + k), b = ld4(qj + k), gu = g * uk;
+            st4(du + k, ld4(du + k) + (g * (a - b) + MF_L2 * uk));
+            v4sf xi = sl * (gu + MF_L2 * a), xj = sl * (MF_L2 * b - gu);
+            st4(dvi + k, ld4(dvi + k) + xi);
+            st4(qi + k, a + xi);
+            st4(dvj + k, ld4(dvj + k) + xj);
+            st4(qj + k, b + xj);
+        }
+        for (; k < d; k++) {
+            float a = qi[k], b = qj[k], gu = g * u[k];
+            du[k] += g * (a - b) + MF_L2 * u[k];
+            float xi = sl * (gu + MF_L2 * a), xj = sl * (MF_L2 * b - gu);
+            dvi[k] += xi;
+            qi[k] = a + xi;
+            dvj[k] += xj;
+            qj[k] = b + xj;
+        }
+        sp_personal_touch(c, i, dbi);
+        sp_personal_touch(c, j, dbj);
     }
     for (k = 0; k < d4; k += 4) st4(u + k, ld4(u + k) - c->mf_lr * ld4(du + k));
     for (; k < d; k++) u[k] -= c->mf_lr * du[k];
@@ -150,14 +167,17 @@ static int mf_process(void *priv, const sp_op_event *e) {
     if (rc != SP_OK) return rc;
     size_t d = c->dim;
     float u[SP_PERSONAL_MAX_DIM];
-    if (sp_personal_hex_decode(sp_obj_get_str_f(o, &m->v), u, d) != d) {
+    size_t vlen;
+    const char *vtext = sp_obj_get_strn_f(o, &m->v, &vlen);
+    uint64_t hu = sp_personal_hash(ev->user_id, 0); /* seeds both draws below */
+    if (sp_personal_hex_decoden(vtext, vlen, u, d) != d) {
         /* new user, or a vector of another dimension (a reloaded model) */
-        uint64_t rng = sp_rng_seed(sp_personal_hash(ev->user_id, 0));
+        uint64_t rng = sp_rng_seed(hu);
         for (size_t k = 0; k < d; k++) u[k] = 0.01f * sp_rng_normal(&rng);
     }
     float w = c->mf_weights[e->kind];
     if (e->kind == SP_KIND_REVIEW) w *= (float)ev->review->rating / 5.0f;
-    uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, sp_personal_hash(ev->user_id, 0)));
+    uint64_t rng = sp_rng_seed(sp_personal_hash(ev->event_id, hu));
     for (size_t i = 0; i < n; i++) learn(c, u, sp_personal_item(c, items[i], cats[i]), w, &rng);
     char hex[8 * SP_PERSONAL_MAX_DIM + 1];
     sp_personal_hex_encode(u, d, hex); /* 8 * d characters: no strlen */

@@ -60,10 +60,31 @@ __attribute__((target("avx2"))) static inline void hex32_encode(const unsigned c
     _mm256_storeu_si256((__m256i *)out, _mm256_shuffle_epi8(digits, nib));
 }
 
+/* Sixty-four hex digits of thirty-two bytes: both nibbles of all 32 looked
+ * up at once, interleaved high first within each 128-bit lane (bytes 0-7
+ * and 16-23, then 8-15 and 24-31), and the lanes put back in order. */
+__attribute__((target("avx2"))) static inline void hex64_encode(const unsigned char *in, char *out) {
+    const __m256i digits = _mm256_setr_epi8('0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b',
+                                            'c', 'd', 'e', 'f', '0', '1', '2', '3', '4', '5', '6', '7',
+                                            '8', '9', 'a', 'b', 'c', 'd', 'e', 'f');
+    const __m256i nibble = _mm256_set1_epi8(0x0f);
+    __m256i x = _mm256_loadu_si256((const __m256i *)in);
+    __m256i hi = _mm256_shuffle_epi8(digits, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+    __m256i lo = _mm256_shuffle_epi8(digits, _mm256_and_si256(x, nibble));
+    __m256i a = _mm256_unpacklo_epi8(hi, lo), b = _mm256_unpackhi_epi8(hi, lo);
+    _mm256_storeu_si256((__m256i *)out, _mm256_permute2x128_si256(a, b, 0x20));
+    _mm256_storeu_si256((__m256i *)(out + 32), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
 __attribute__((target("avx2"))) static void hex_encode_avx2(const unsigned char *bytes, size_t nb,
                                                             char *out) {
     size_t i = 0;
-    for (; i + 16 <= nb; i += 16, out += 32) hex32_encode(bytes + i, out);
+    for (; i + 32 <= nb; i += 32, out += 64) hex64_encode(bytes + i, out);
+    if (i + 16 <= nb) {
+        hex32_encode(bytes + i, out);
+        i += 16;
+        out += 32;
+    }
     if (i < nb) { /* 4, 8 or 12 bytes left */
         unsigned char last[16] = {0};
         char tail[32];
@@ -83,7 +104,7 @@ void sp_personal_hex_sse2_only(int on) { hex_sse2_only = on; }
 static int hex_avx2(void) { return !hex_sse2_only && __builtin_cpu_supports("avx2"); }
 
 /* Every event encodes a vector or two (256 characters at d = 32): with
- * AVX2, sixteen bytes a step; else with SSE2 (every x86-64), eight. */
+ * AVX2, thirty-two bytes a step; else with SSE2 (every x86-64), eight. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out) {
     const unsigned char *bytes = (const unsigned char *)v; /* little-endian, as documented */
     if (hex_avx2()) {
@@ -120,12 +141,14 @@ static inline int hex16_decode(const char *in, unsigned char *out) {
     return 1;
 }
 
-/* Thirty-two hex digits into sixteen bytes. A digit is valid when the
+/* Thirty-two hex digits into sixteen 16-bit lanes of one byte's value
+ * each (eight bytes per 128-bit half, in order). A digit is valid when the
  * classes of its two nibbles share a bit (1: high nibble 3, low 0-9, i.e.
- * '0'-'9'; 2: high nibble 6, low 1-6, i.e. 'a'-'f'): *bad gets 0xff in the
- * bytes of the others. Its value is the character less the offset of its
- * high nibble's class; one maddubs joins each pair, high digit first. */
-__attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *in, __m256i *bad) {
+ * '0'-'9'; 2: high nibble 6, low 1-6, i.e. 'a'-'f'): *ok keeps the least
+ * class of each byte so far, 0 once one was not a digit. Its value is the
+ * character less the offset of its high nibble's class; one maddubs joins
+ * each pair, high digit first. */
+__attribute__((target("avx2"))) static inline __m256i hex32_words(const char *in, __m256i *ok) {
     const __m256i lo_class = _mm256_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 3, 3,
                                               3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0);
     const __m256i hi_class = _mm256_setr_epi8(0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -137,41 +160,62 @@ __attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *i
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
     __m256i lo = _mm256_and_si256(c, nibble);
     __m256i cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_class, lo), _mm256_shuffle_epi8(hi_class, hi));
-    *bad = _mm256_or_si256(*bad, _mm256_cmpeq_epi8(cls, _mm256_setzero_si256()));
+    *ok = _mm256_min_epu8(*ok, cls);
     __m256i v = _mm256_sub_epi8(c, _mm256_shuffle_epi8(hi_offset, hi));
-    __m256i w = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0110)); /* 16 * first + second */
+    return _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0110)); /* 16 * first + second */
+}
+
+/* Thirty-two hex digits into sixteen bytes. */
+__attribute__((target("avx2"))) static inline __m128i hex32_decode(const char *in, __m256i *ok) {
+    __m256i w = hex32_words(in, ok);
     __m256i packed = _mm256_packus_epi16(w, w); /* each 128-bit lane's 8 bytes, twice */
     return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
 }
 
 /* nb bytes (a multiple of 4) from 2 * nb digits; 0 when a digit is not
  * [0-9a-f] or a float is not finite (exponent bits all ones), as the SSE2
- * path. out is undefined then. */
+ * path. out is undefined then. Sixty-four digits a step (a d = 32 vector
+ * in four): one pack of two steps' words, put in order by one permute. */
 __attribute__((target("avx2"))) static int hex_decode_avx2(const char *s, unsigned char *out, size_t nb) {
-    const __m128i expo = _mm_set1_epi32(0x7f800000);
-    __m256i bad = _mm256_setzero_si256();
-    __m128i inf = _mm_setzero_si128();
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    __m256i ok = _mm256_set1_epi8(-1), inf = _mm256_setzero_si256();
     size_t i = 0;
-    for (; i + 16 <= nb; i += 16, s += 32) {
-        __m128i b = hex32_decode(s, &bad);
+    for (; i + 32 <= nb; i += 32, s += 64) {
+        __m256i a = hex32_words(s, &ok), b = hex32_words(s + 32, &ok);
+        /* quarters: bytes 0-7, 16-23, 8-15, 24-31 */
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(out + i), w);
+        inf = _mm256_or_si256(inf, _mm256_cmpeq_epi32(_mm256_and_si256(w, expo), expo));
+    }
+    __m128i inf4 = _mm_or_si128(_mm256_castsi256_si128(inf), _mm256_extracti128_si256(inf, 1));
+    const __m128i expo4 = _mm_set1_epi32(0x7f800000);
+    if (i + 16 <= nb) {
+        __m128i b = hex32_decode(s, &ok);
         _mm_storeu_si128((__m128i *)(out + i), b);
-        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+        inf4 = _mm_or_si128(inf4, _mm_cmpeq_epi32(_mm_and_si128(b, expo4), expo4));
+        i += 16;
+        s += 32;
     }
     if (i < nb) { /* 4, 8 or 12 bytes left: the rest of the step is '0's, zero floats */
         char last[32];
         memset(last, '0', sizeof last);
         memcpy(last, s, 2 * (nb - i));
-        __m128i b = hex32_decode(last, &bad);
+        __m128i b = hex32_decode(last, &ok);
         unsigned char tail[16];
         _mm_storeu_si128((__m128i *)tail, b);
         memcpy(out + i, tail, nb - i);
-        inf = _mm_or_si128(inf, _mm_cmpeq_epi32(_mm_and_si128(b, expo), expo));
+        inf4 = _mm_or_si128(inf4, _mm_cmpeq_epi32(_mm_and_si128(b, expo4), expo4));
     }
-    return !_mm256_movemask_epi8(bad) && !_mm_movemask_epi8(inf);
+    return !_mm256_movemask_epi8(_mm256_cmpeq_epi8(ok, _mm256_setzero_si256())) &&
+           !_mm_movemask_epi8(inf4);
 }
 
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n) {
-    if (!s || strlen(s) != 8 * n) return 0;
+    return s ? sp_personal_hex_decoden(s, strlen(s), v, n) : 0;
+}
+
+size_t sp_personal_hex_decoden(const char *s, size_t len, float *v, size_t n) {
+    if (!s || len != 8 * n) return 0;
     unsigned char *out = (unsigned char *)v;
     if (hex_avx2()) return hex_decode_avx2(s, out, 4 * n) ? n : 0;
     size_t i = 0;
@@ -387,17 +431,6 @@ void sp_personal_seen(sp_personal *p, int32_t row) {
     if (p->cands) sp_cands_seen(p->cands, row, p->pop[row]);
 }
 
-/* Puts row on the batch's dirty list, once, and adds dbias to its bias:
- * what both kinds of change do besides the factors. */
-static inline void delta_bias(sp_personal *p, int32_t row, float dbias) {
-    if (!p->dirty[row]) {
-        p->dirty[row] = 1;
-        p->dirty_list[p->ndirty++] = row;
-    }
-    p->dbias[row] += dbias;
-    p->bias[row] += dbias;
-}
-
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec) {
     size_t d = p->dim;
     float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
@@ -411,30 +444,7 @@ void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dv
         dv[k] += dvec[k];
         v[k] += dvec[k];
     }
-    delta_bias(p, row, dbias);
-}
-
-/* sp_personal_delta of s * (a * u + b * q), q the row's factors before the
- * step, worked out element by element as it is added: mf's item step
- * without a buffer for the change and a second pass over it. */
-void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a,
-                      const float *restrict u, float b) {
-    size_t d = p->dim;
-    float *restrict dv = p->dvec + (size_t)row * d, *restrict v = p->vec + (size_t)row * d;
-    __m128 s4 = _mm_set1_ps(s), a4 = _mm_set1_ps(a), b4 = _mm_set1_ps(b);
-    size_t k = 0;
-    for (; k + 4 <= d; k += 4) {
-        __m128 x = _mm_mul_ps(s4, _mm_add_ps(_mm_mul_ps(a4, _mm_loadu_ps(u + k)),
-                                             _mm_mul_ps(b4, _mm_loadu_ps(v + k))));
-        _mm_storeu_ps(dv + k, _mm_add_ps(_mm_loadu_ps(dv + k), x));
-        _mm_storeu_ps(v + k, _mm_add_ps(_mm_loadu_ps(v + k), x));
-    }
-    for (; k < d; k++) {
-        float x = s * (a * u[k] + b * v[k]);
-        dv[k] += x;
-        v[k] += x;
-    }
-    delta_bias(p, row, dbias);
+    sp_personal_touch(p, row, dbias);
 }
 
 /* Rows of the model's items: initialised from the model's embeddings and
@@ -580,13 +590,20 @@ static const char cas_lua[] =
  * without being read first: the common case, and the whole of it with one
  * instance. Touched only by the item jobs, which run one at a time in
  * order (the committer thread); shared by reference count with the jobs,
- * which may outlive the context. */
+ * which may outlive the context. Two slots a row: the new value is built
+ * in the one not holding Redis's (which the script must compare with), and
+ * a write that lands flips at[row] to it, with no copy. */
 struct item_known {
     int refs;
     size_t cap, d;
-    float *rows;          /* cap rows of d + 1 */
-    unsigned char *ok;    /* the row holds Redis's value */
+    float *rows;          /* cap x 2 slots of d + 1 floats */
+    unsigned char *at;    /* 0: Redis's value unknown; 1 + the slot that holds it */
 };
+
+/* Slot s (0 or 1) of row. */
+static inline float *known_slot(const struct item_known *k, int32_t row, int s) {
+    return k->rows + (2 * (size_t)row + (size_t)s) * (k->d + 1);
+}
 
 static struct item_known *known_ref(struct item_known *k) {
     __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
@@ -596,7 +613,7 @@ static struct item_known *known_ref(struct item_known *k) {
 static void known_unref(struct item_known *k) {
     if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL)) return;
     free(k->rows);
-    free(k->ok);
+    free(k->at);
     free(k);
 }
 
@@ -604,9 +621,9 @@ static void known_reserve(struct item_known *k, size_t rows) {
     if (rows <= k->cap) return;
     size_t cap = k->cap ? k->cap : 1024;
     while (cap < rows) cap *= 2;
-    k->rows = sp_xrealloc(k->rows, cap * (k->d + 1) * sizeof *k->rows);
-    k->ok = sp_xrealloc(k->ok, cap);
-    memset(k->ok + k->cap, 0, cap - k->cap);
+    k->rows = sp_xrealloc(k->rows, 2 * cap * (k->d + 1) * sizeof *k->rows);
+    k->at = sp_xrealloc(k->at, cap);
+    memset(k->at + k->cap, 0, cap - k->cap);
     k->cap = cap;
 }
 
@@ -614,6 +631,7 @@ static void known_reserve(struct item_known *k, size_t rows) {
 struct item_job {
     size_t n, d, per;
     char **ids;           /* into idbuf */
+    size_t *idlens;       /* each id's length, measured once (sp_personal_apply) */
     char *idbuf;
     int32_t *rows;        /* each id's row number */
     float *ours, *delta;  /* n rows of d + 1: bias, factors */
@@ -624,6 +642,7 @@ static void item_job_free(void *ctx) {
     struct item_job *j = ctx;
     known_unref(j->known);
     free(j->ids);
+    free(j->idlens);
     free(j->idbuf);
     free(j->rows);
     free(j->ours);
@@ -697,15 +716,15 @@ static void row_add(char *out, const char *was, const float *dl, size_t d1) {
 }
 
 /* One round over rows pend[0..n): reads those whose Redis value is not
- * known, builds each new value into vals, and sets them; leaves the rows
- * that changed meanwhile in pend, their count in *left. */
+ * known, builds each new value in the row's free slot, and sets them;
+ * leaves the rows that changed meanwhile in pend, their count in *left. */
 static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size_t n,
-                          size_t *left, char *vals) {
+                          size_t *left) {
     struct item_known *k = j->known;
     size_t d1 = j->d + 1, rowlen = 4 * d1, nread = 0;
     size_t *readi = sp_xmalloc((n ? n : 1) * sizeof *readi); /* pend index of each read */
     for (size_t x = 0; x < n; x++)
-        if (!k->ok[j->rows[pend[x]]]) readi[nread++] = x;
+        if (!k->at[j->rows[pend[x]]]) readi[nread++] = x;
     /* 1. read the rows we do not know */
     struct chunks rd = {0}, wr;
     chunks_init(&rd, nread, j->per, 1);
@@ -715,8 +734,8 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             chunk_arg(&rd, c, "HMGET", 5);
             chunk_arg(&rd, c, ITEMS_KEY, strlen(ITEMS_KEY));
         }
-        const char *id = j->ids[pend[readi[x]]];
-        chunk_arg(&rd, c, id, strlen(id));
+        size_t i = pend[readi[x]];
+        chunk_arg(&rd, c, j->ids[i], j->idlens[i]);
     }
     int rc = nread ? chunks_send(conn, &rd) : SP_OK;
     const redisReply **seen = sp_xcalloc(n ? n : 1, sizeof *seen);
@@ -736,12 +755,13 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             chunk_arg(&wr, c, "1", 1);
             chunk_arg(&wr, c, ITEMS_KEY, strlen(ITEMS_KEY));
         }
-        char *val = vals + x * rowlen;
+        int at = k->at[row];
+        char *val = (char *)known_slot(k, row, at ? 2 - at : 0); /* the free slot */
         const float *dl = j->delta + i * d1;
         const char *was;
         size_t waslen;
-        if (k->ok[row]) {
-            was = (const char *)(k->rows + (size_t)row * d1);
+        if (at) {
+            was = (const char *)known_slot(k, row, at - 1);
             waslen = rowlen;
         } else {
             const redisReply *e = seen[x];
@@ -753,7 +773,7 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
         } else {
             memcpy(val, j->ours + i * d1, rowlen); /* none there, or of another size */
         }
-        chunk_arg(&wr, c, j->ids[i], strlen(j->ids[i]));
+        chunk_arg(&wr, c, j->ids[i], j->idlens[i]);
         chunk_arg(&wr, c, was, waslen);
         chunk_arg(&wr, c, val, rowlen);
     }
@@ -770,16 +790,15 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
             int32_t row = j->rows[pend[x]];
             if (e < wr.rs[c]->elements && (size_t)wr.rs[c]->element[e]->integer == x - from + 1) {
                 e++;
-                k->ok[row] = 0;
+                k->at[row] = 0;
                 pend[m++] = pend[x];
-            } else {
-                memcpy(k->rows + (size_t)row * d1, vals + x * rowlen, rowlen);
-                k->ok[row] = 1;
+            } else { /* the slot written in step 2 is Redis's value now */
+                k->at[row] = k->at[row] ? (unsigned char)(3 - k->at[row]) : 1;
             }
         }
     }
     if (rc != SP_OK) /* unsure what Redis holds now */
-        for (size_t x = 0; x < n; x++) k->ok[j->rows[pend[x]]] = 0;
+        for (size_t x = 0; x < n; x++) k->at[j->rows[pend[x]]] = 0;
     *left = m;
     free(readi);
     free(seen);
@@ -791,7 +810,6 @@ static int item_job_round(sp_store *conn, struct item_job *j, size_t *pend, size
 static int item_job_run(sp_store *conn, void *ctx) {
     struct item_job *j = ctx;
     size_t *pend = sp_xmalloc(j->n * sizeof *pend), n = j->n, maxrow = 0;
-    char *vals = sp_xmalloc(j->n * 4 * (j->d + 1));
     for (size_t i = 0; i < n; i++) {
         pend[i] = i;
         if ((size_t)j->rows[i] + 1 > maxrow) maxrow = (size_t)j->rows[i] + 1;
@@ -799,11 +817,10 @@ static int item_job_run(sp_store *conn, void *ctx) {
     known_reserve(j->known, maxrow);
     int rc = SP_OK;
     for (int round = 0; n && rc == SP_OK; round++) {
-        rc = item_job_round(conn, j, pend, n, &n, vals);
+        rc = item_job_round(conn, j, pend, n, &n);
         if (round == 8 && n) sp_warn("mf: %zu item rows still contended after 8 rounds", n);
     }
     free(pend);
-    free(vals);
     return rc;
 }
 
@@ -815,6 +832,7 @@ int sp_personal_apply(sp_personal *p) {
         j->d = d;
         j->per = p->mf_apply_rows > 0 ? (size_t)p->mf_apply_rows : 128;
         j->ids = sp_xmalloc(j->n * sizeof *j->ids);
+        j->idlens = sp_xmalloc(j->n * sizeof *j->idlens);
         j->rows = sp_xmalloc(j->n * sizeof *j->rows);
         if (p->known && p->known->d != d) { /* a reload changed the dimension */
             known_unref(p->known);
@@ -828,17 +846,21 @@ int sp_personal_apply(sp_personal *p) {
         j->known = known_ref(p->known);
         j->ours = sp_xmalloc(j->n * (d + 1) * sizeof *j->ours);
         j->delta = sp_xmalloc(j->n * (d + 1) * sizeof *j->delta);
+        /* ids point into the vocabulary until they are copied, the
+         * buffer's size known: one lookup and one strlen an id */
         size_t idlen = 0;
-        for (size_t i = 0; i < j->n; i++) idlen += strlen(sp_vocab_id(p->items, p->dirty_list[i])) + 1;
+        for (size_t i = 0; i < j->n; i++) {
+            const char *id = sp_vocab_id(p->items, p->dirty_list[i]);
+            j->ids[i] = (char *)id;
+            idlen += (j->idlens[i] = strlen(id)) + 1;
+        }
         char *w = j->idbuf = sp_xmalloc(idlen);
         for (size_t i = 0; i < j->n; i++) {
             int32_t row = p->dirty_list[i];
-            const char *id = sp_vocab_id(p->items, row);
-            size_t len = strlen(id) + 1;
-            memcpy(w, id, len);
+            memcpy(w, j->ids[i], j->idlens[i] + 1);
             j->ids[i] = w;
             j->rows[i] = row;
-            w += len;
+            w += j->idlens[i] + 1;
             float *o = j->ours + i * (d + 1), *dl = j->delta + i * (d + 1);
             o[0] = p->bias[row];
             memcpy(o + 1, p->vec + (size_t)row * d, d * sizeof(float));

@@ -21,6 +21,7 @@
  *    struct library in C; parsing text in Lua cost a third of a batch).
  *
  * @locality one thread: the consumer loop's. */
+#include <emmintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,10 +114,40 @@ void sp_personal_seen(sp_personal *p, int32_t row);
 /* Adds a change to row i's factors for the end of the batch. */
 void sp_personal_delta(sp_personal *p, int32_t row, float dbias, const float *dvec);
 
-/* The same for the change s * (a * u[k] + b * q[k]) of each factor q[k]
- * of the row (its value before this call), computed in that order. */
-void sp_personal_step(sp_personal *p, int32_t row, float dbias, float s, float a, const float *u,
-                      float b);
+/* What every change to row does besides its factors (which the caller adds
+ * to both p->vec and p->dvec): puts it on the batch's dirty list, once, and
+ * adds dbias to its bias. Inline so that mf's step can change the rows
+ * itself, in the loop that reads them. */
+static inline void sp_personal_touch(sp_personal *p, int32_t row, float dbias) {
+    if (!p->dirty[row]) {
+        p->dirty[row] = 1;
+        p->dirty_list[p->ndirty++] = row;
+    }
+    p->dbias[row] += dbias;
+    p->bias[row] += dbias;
+}
+
+/* The BPR score x + sum of u[k] * (qi[k] - qj[k]) over k < d: each term a
+ * float, the sum a double, added in order k = 0, 1, ... as one plain loop
+ * would (mf's numbers, and so a replay's, depend on it). The terms go four
+ * a step (SSE), widened two a step (exact); only the adds are one at a
+ * time. Inline: mf calls it for every negative. */
+static inline double sp_personal_bpr_score(const float *u, const float *qi, const float *qj,
+                                           double x, size_t d) {
+    size_t k = 0;
+    __m128d s = _mm_set_sd(x);
+    for (; k + 4 <= d; k += 4) {
+        __m128 t = _mm_mul_ps(_mm_loadu_ps(u + k), _mm_sub_ps(_mm_loadu_ps(qi + k), _mm_loadu_ps(qj + k)));
+        __m128d lo = _mm_cvtps_pd(t), hi = _mm_cvtps_pd(_mm_movehl_ps(t, t));
+        s = _mm_add_sd(s, lo);
+        s = _mm_add_sd(s, _mm_unpackhi_pd(lo, lo));
+        s = _mm_add_sd(s, hi);
+        s = _mm_add_sd(s, _mm_unpackhi_pd(hi, hi));
+    }
+    x = _mm_cvtsd_f64(s);
+    for (; k < d; k++) x += u[k] * (qi[k] - qj[k]);
+    return x;
+}
 
 /* Hands the deltas since the last call to the store's next transaction
  * (sp_store_tx_job: the committer adds them to "mf:items" just before that
@@ -134,10 +165,15 @@ int sp_personal_refresh(sp_personal *p);
 
 /* Hex float codec (see above). encode writes 8*n chars and a NUL; decode
  * returns the number of floats read (0 when the text is not n finite
- * floats; v is then undefined). With AVX2 they go sixteen bytes a step,
- * else (SSE2) eight: the same text and bits either way. */
+ * floats; v is then undefined). With AVX2 they go thirty-two bytes a
+ * step (then sixteen, then a padded tail), else (SSE2) eight: the same
+ * text and bits either way. */
 void sp_personal_hex_encode(const float *v, size_t n, char *out);
 size_t sp_personal_hex_decode(const char *s, float *v, size_t n);
+/* decode of the len characters at s (no NUL needed), len as the store
+ * gives it (sp_obj_get_strn_f): no strlen of a text whose length is known.
+ * A len other than 8*n is refused, as decode refuses such a text. */
+size_t sp_personal_hex_decoden(const char *s, size_t len, float *v, size_t n);
 
 /* Tests only: on != 0 makes the codec take its SSE2 path on a machine with
  * AVX2 too, so that both are checked (the same bytes and floats). */

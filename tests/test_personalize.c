@@ -765,10 +765,12 @@ Test(personalize, item_rows_are_read_only_when_another_writer_moved_them) {
     cr_assert_eq(v[0], 1.5f);
     redisReply *rep = cmd("CONFIG %s", "RESETSTAT");
     freeReplyObject(rep);
-    cr_assert_eq(bump(p, r.store, row), SP_OK);
-    get_row("hot", v);
-    cr_assert_eq(v[0], 2.5f);
-    cr_assert_eq(calls_of("hmget"), 1, "one HMGET (the script's own) for a row we wrote last");
+    for (int i = 1; i <= 3; i++) { /* each write's value must be the next one's known row */
+        cr_assert_eq(bump(p, r.store, row), SP_OK);
+        get_row("hot", v);
+        cr_assert_eq(v[0], 1.5f + (float)i);
+        cr_assert_eq(calls_of("hmget"), i, "one HMGET a write (the script's own) for a row we wrote last");
+    }
     set_row("hot", 10.0f); /* another writer */
     cr_assert_eq(bump(p, r.store, row), SP_OK);
     get_row("hot", v);
@@ -798,6 +800,92 @@ Test(personalize, item_deltas_go_in_chunks_of_apply_rows_each_row_once) {
         snprintf(id, sizeof id, "k%d", i);
         get_row(id, row);
         cr_assert_eq(row[0], 1.5f + (float)i, "%s: bias %.2f", id, row[0]);
+    }
+    sp_personal_put(p);
+    rig_close(&r);
+}
+
+/* Each apply hands over the factor deltas since the last one and starts
+ * the next batch from zero: three applies of different deltas on a row
+ * Redis holds must leave it at its value plus the three, added in order,
+ * and a row Redis lacks at our local row (bias and factors) each time.
+ * At d 16 (the model's) and d 13 (the copies' tails). */
+static void factor_deltas_land_once(const char *model, const char *dim) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", dim, "mf.refresh_ms", "0", NULL};
+    rig_open(&r, model, extra);
+    sp_personal *p = rig_personal(&r);
+    size_t d = p->dim;
+    int32_t held = sp_personal_item(p, "held", NULL), fresh = sp_personal_item(p, "fresh", NULL);
+    float want[SP_PERSONAL_MAX_DIM + 1] = {0.5f}, got[SP_PERSONAL_MAX_DIM + 1];
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    freeReplyObject(redisCommand(c, "DEL mf:items"));
+    freeReplyObject(redisCommand(c, "HSET mf:items held %b", (const char *)want, 4 * (d + 1)));
+    for (int round = 0; round < 3; round++) {
+        float dv[SP_PERSONAL_MAX_DIM];
+        for (size_t k = 0; k < d; k++) dv[k] = 0.125f * (float)(k + 1) * (float)(round + 1) - 0.3f;
+        sp_personal_delta(p, held, 0.25f, dv);
+        sp_personal_delta(p, fresh, -0.5f, dv);
+        want[0] += 0.25f;
+        for (size_t k = 0; k < d; k++) want[1 + k] += dv[k];
+        cr_assert_eq(sp_personal_apply(p), SP_OK);
+        cr_assert_eq(sp_store_commit_many(r.store, NULL, 0), SP_OK);
+        redisReply *row = redisCommand(c, "HGET mf:items held");
+        cr_assert_eq(row->len, 4 * (d + 1));
+        cr_assert_eq(memcmp(row->str, want, 4 * (d + 1)), 0, "d %zu round %d: held", d, round);
+        freeReplyObject(row);
+        row = redisCommand(c, "HGET mf:items fresh"); /* Redis had none: our row as it is */
+        cr_assert_eq(row->len, 4 * (d + 1));
+        memcpy(got, row->str, 4 * (d + 1));
+        freeReplyObject(row);
+        cr_assert_eq(got[0], p->bias[fresh], "d %zu round %d: fresh bias", d, round);
+        cr_assert_eq(memcmp(got + 1, p->vec + (size_t)fresh * d, 4 * d), 0, "d %zu round %d: fresh", d,
+                     round);
+        freeReplyObject(redisCommand(c, "HDEL mf:items fresh")); /* and none again next time */
+    }
+    redisFree(c);
+    sp_personal_put(p);
+    rig_close(&r);
+}
+
+Test(personalize, item_factor_deltas_land_once_per_apply) {
+    factor_deltas_land_once(model_path, "16");
+    factor_deltas_land_once(NULL, "13");
+}
+
+/* The item job sends each id with the length sp_personal_apply measured:
+ * ids of every length from 1 to 40 (half of them already in Redis, so
+ * read first; the rest new), in chunks of 3, twice (the second time from
+ * the rows as written), must land under their own names and nowhere else.
+ * A wrong length makes the compare-and-set miss for ever: the timeout. */
+Test(personalize, item_ids_of_every_length_land_under_their_own_names, .timeout = 20) {
+    struct rig r;
+    const char *extra[] = {"mf.apply_rows", "3", NULL};
+    rig_open(&r, model_path, extra);
+    sp_personal *p = rig_personal(&r);
+    freeReplyObject(cmd("DEL %s", "mf:items"));
+    float zero[ROW_FLOATS - 1] = {0};
+    char ids[40][48];
+    int32_t rows[40];
+    for (int i = 0; i < 40; i++) {
+        for (int k = 0; k <= i; k++) ids[i][k] = (char)('a' + (i * 7 + k * 3) % 26);
+        ids[i][i + 1] = '\0';
+        rows[i] = sp_personal_item(p, ids[i], NULL);
+        if (i % 2) set_row(ids[i], 0.5f);
+    }
+    for (int round = 1; round <= 2; round++) {
+        for (int i = 0; i < 40; i++) sp_personal_delta(p, rows[i], 1.0f, zero);
+        cr_assert_eq(sp_personal_apply(p), SP_OK);
+        cr_assert_eq(sp_store_commit_many(r.store, NULL, 0), SP_OK);
+        for (int i = 0; i < 40; i++) {
+            float row[ROW_FLOATS];
+            get_row(ids[i], row);
+            cr_assert_eq(row[0], i % 2 ? 0.5f + (float)round : p->bias[rows[i]], "round %d, %s: %.2f",
+                         round, ids[i], row[0]);
+        }
+        redisReply *n = cmd("HLEN %s", "mf:items");
+        cr_assert_eq(n->integer, 40, "round %d: %lld fields, not one an id", round, n->integer);
+        freeReplyObject(n);
     }
     sp_personal_put(p);
     rig_close(&r);
@@ -852,6 +940,27 @@ Test(personalize, hex_codec_matches_a_printf_reference_and_refuses_each_bad_digi
         }
 }
 
+/* decoden as decode on the same text, given its length: the text
+ * copied to a buffer of exactly that size (no NUL: nothing past it is
+ * read) and then followed by garbage that len leaves out, and refused
+ * when len is one short or one long of 8 * n. */
+static void check_decoden(const char *hex, const float *v, size_t n, int finite) {
+    size_t len = 8 * n;
+    char *exact = malloc(len ? len : 1), tail[8 * 70 + 3];
+    memcpy(exact, hex, len);
+    float back[70];
+    cr_assert_eq(sp_personal_hex_decoden(exact, len, back, n), finite ? n : 0, "decoden n %zu", n);
+    if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "decoden n %zu", n);
+    memcpy(tail, hex, len);
+    memcpy(tail + len, "zz", 3);
+    cr_assert_eq(sp_personal_hex_decoden(tail, len, back, n), finite ? n : 0, "garbage after, n %zu", n);
+    if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "garbage after, n %zu", n);
+    if (n) cr_assert_eq(sp_personal_hex_decoden(exact, len - 1, back, n), 0, "short, n %zu", n);
+    cr_assert_eq(sp_personal_hex_decoden(tail, len + 1, back, n), 0, "long, n %zu", n);
+    cr_assert_eq(sp_personal_hex_decoden(NULL, len, back, n), 0);
+    free(exact);
+}
+
 /* Both codec paths (AVX2, sixteen bytes a step with a padded tail, and
  * SSE2) against the reference, at every length up to 70 floats (d = 32 and
  * 64 and every tail of 4, 8 and 12 bytes): random bits with the edge
@@ -888,6 +997,7 @@ Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text
                 size_t got = sp_personal_hex_decode(hex, back, n);
                 cr_assert_eq(got, finite ? n : 0, "sse2 %d n %zu", sse2, n);
                 if (finite) cr_assert_eq(memcmp(v, back, 4 * n), 0, "sse2 %d n %zu", sse2, n);
+                check_decoden(hex, v, n, finite);
                 if (!finite || !n) continue;
                 char keep = hex[8 * n - 1];
                 hex[8 * n - 1] = '\0';
@@ -904,6 +1014,34 @@ Test(personalize, hex_codec_paths_agree_with_the_reference_on_edges_and_bad_text
             }
     }
     sp_personal_hex_sse2_only(0);
+}
+
+/* mf's score against the plain loop it stands for, bit for bit: every d
+ * up to 70 (the four-wide steps and each tail), factors of magnitudes from
+ * 1e-3 to 1e3 so that the order of the double adds shows in the last bits
+ * (a sum in another order, or a term widened before its product, differs
+ * there on most inputs). */
+Test(personalize, bpr_score_equals_a_plain_ordered_sum) {
+    uint64_t rng = sp_rng_seed(5);
+    for (size_t d = 0; d <= 70; d++)
+        for (int trial = 0; trial < 50; trial++) {
+            float u[70], qi[70], qj[70];
+            for (size_t k = 0; k < d; k++) {
+                float scale = powf(10.0f, (float)sp_rng_below(&rng, 7) - 3.0f);
+                u[k] = scale * sp_rng_normal(&rng);
+                qi[k] = scale * sp_rng_normal(&rng);
+                qj[k] = sp_rng_normal(&rng);
+            }
+            float b = sp_rng_normal(&rng);
+            double want = b;
+            for (size_t k = 0; k < d; k++) {
+                float t = u[k] * (qi[k] - qj[k]);
+                want += t;
+            }
+            double got = sp_personal_bpr_score(u, qi, qj, b, d);
+            cr_assert_eq(memcmp(&got, &want, sizeof got), 0, "d %zu trial %d: %.17g, not %.17g", d,
+                         trial, got, want);
+        }
 }
 
 /* online_mf.c's step written plainly, one element at a time and the item
