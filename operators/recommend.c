@@ -96,6 +96,8 @@ struct recommend {
      * when JSON escapes it (list_items) */
     uint32_t *idinfo;
     size_t idcap;
+    /* the fields read and written at every event: named once (sp_fname) */
+    sp_fname f_h, f_seen, f_last, f_bought, f_v;
 };
 
 static int json_escapes(const char *s, size_t n);
@@ -123,6 +125,11 @@ static int rec_init(void **priv, const sp_op_env *env, char *err, size_t errlen)
     r->store = env->store;
     r->ctx = ctx;
     r->cfg = env->cfg;
+    r->f_h = sp_fname_of("h");
+    r->f_seen = sp_fname_of("seen");
+    r->f_last = sp_fname_of("last_ms");
+    r->f_bought = sp_fname_of("bought");
+    r->f_v = sp_fname_of("v");
     model_refresh(r);
     *priv = r;
     return SP_OK;
@@ -182,6 +189,14 @@ static void list_append(sp_obj *o, const char *field, const char *word, int max,
 
 /* The user representation for the sequence part; 0 when there is none.
  * h: the GRU state this event left, when the caller has it decoded. */
+/* A vector field of n floats (sp_personal_hex_decoden: its length from
+ * the store, no strlen); n when read. */
+static size_t decode_field(const sp_obj *o, const sp_fname *f, float *v, size_t n) {
+    size_t len;
+    const char *s = sp_obj_get_strn_f(o, f, &len);
+    return sp_personal_hex_decoden(s, len, v, n);
+}
+
 static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float *mfu,
                     int have_mfu, float *u) {
     sp_personal *c = r->ctx;
@@ -191,7 +206,7 @@ static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float
     case SP_MODEL_GRU:
         if (h)
             memcpy(u, h, d * sizeof(float));
-        else if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), u, d) != d)
+        else if (decode_field(rs, &r->f_h, u, d) != d)
             memset(u, 0, d * 4);
         return 1;
     case SP_MODEL_SASREC: {
@@ -770,12 +785,14 @@ static void emit(struct recommend *r, const sp_op_event *e, const struct sp_scor
 static size_t update_seeds(struct recommend *r, sp_obj *rs, const char *item, int32_t row,
                            int32_t *seeds) {
     sp_personal *c = r->ctx;
-    const char *old = sp_obj_get_str(rs, "seen");
+    size_t oldlen;
+    const char *old = sp_obj_get_strn_f(rs, &r->f_seen, &oldlen);
     const char *w[SEEDS];
     size_t wl[SEEDS], nw = 0, il = strlen(item);
+    const char *end = old ? old + oldlen : NULL;
     for (const char *s = old; s && *s && nw < SEEDS;) {
-        const char *sp = strchr(s, ' ');
-        size_t len = sp ? (size_t)(sp - s) : strlen(s);
+        const char *sp = memchr(s, ' ', (size_t)(end - s));
+        size_t len = sp ? (size_t)(sp - s) : (size_t)(end - s);
         w[nw] = s;
         wl[nw++] = len;
         s += len;
@@ -801,7 +818,7 @@ static size_t update_seeds(struct recommend *r, sp_obj *rs, const char *item, in
         o += wl[i];
     }
     out[o] = '\0';
-    if (!old || strcmp(old, out)) sp_obj_set_str(rs, "seen", out);
+    if (!old || oldlen != o || memcmp(old, out, o)) sp_obj_set_str_f(rs, &r->f_seen, out, o);
     return n;
 }
 
@@ -837,12 +854,12 @@ static int rec_process(void *priv, const sp_op_event *e) {
     if (m && idx >= 0 && e->kind <= SP_KIND_ADD_TO_CART) {
         if (sp_model_kind_of(m) == SP_MODEL_GRU) {
             size_t d = sp_model_user_dim(m);
-            if (sp_personal_hex_decode(sp_obj_get_str(rs, "h"), h, d) != d) memset(h, 0, d * 4);
+            if (decode_field(rs, &r->f_h, h, d) != d) memset(h, 0, d * 4);
             have_h = 1;
             if (sp_gru_step_with(m, r->gx, h, idx) == SP_OK) {
                 char hex[8 * SP_PERSONAL_MAX_DIM + 1];
                 sp_personal_hex_encode(h, d, hex);
-                sp_obj_set_str(rs, "h", hex);
+                sp_obj_set_str_f(rs, &r->f_h, hex, 8 * d);
             }
         } else if (sp_model_kind_of(m) == SP_MODEL_SASREC) {
             list_append(rs, "ring", item, (int)sp_model_max_len(m), 0);
@@ -852,16 +869,16 @@ static int rec_process(void *priv, const sp_op_event *e) {
     size_t nseeds = 1;
     if (c->cands && e->kind <= SP_KIND_ADD_TO_CART) nseeds = update_seeds(r, rs, item, row, seeds);
     if (!c->rec_on[e->kind]) return SP_OK;
-    int64_t last = sp_obj_get_int(rs, "last_ms", INT64_MIN);
+    int64_t last = sp_obj_get_int_f(rs, &r->f_last, INT64_MIN);
     if (last != INT64_MIN && ev->ts_ms - last < r->cfg->recommend_rate_limit_ms) return SP_OK;
-    sp_obj_set_int(rs, "last_ms", ev->ts_ms);
+    sp_obj_set_int_f(rs, &r->f_last, ev->ts_ms);
 
     user_key(key, sizeof key, "mfu:", ev->user_id);
     if ((rc = sp_op_get(&r->mfu, r->store, e, key, &mo)) != SP_OK) return rc;
     float mfu[SP_PERSONAL_MAX_DIM];
-    int have_mfu = sp_personal_hex_decode(sp_obj_get_str(mo, "v"), mfu, c->dim) == c->dim;
+    int have_mfu = decode_field(mo, &r->f_v, mfu, c->dim) == c->dim;
     struct sp_scored top[K_MAX];
-    size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str(rs, "bought"), row,
+    size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str_f(rs, &r->f_bought), row,
                     seeds, nseeds, top);
     emit(r, e, top, n, t0);
     return SP_OK;

@@ -570,6 +570,26 @@ Test(personalize, rec_json_escapes_quotes_backslashes_and_control_bytes) {
     rig_close(&r);
 }
 
+/* recommend keeps the user's last SEEDS (3) distinct items in rs "seen",
+ * newest first, read back by length at each view: an item seen again moves
+ * to the front, the oldest drops out, and an id with a space is not kept. */
+Test(personalize, seen_keeps_the_last_three_distinct_items_newest_first) {
+    struct rig r;
+    const char *extra[] = {"mf.dim", "8", NULL};
+    rig_open(&r, NULL, extra);
+    const char *views[] = {"a", "bb", "a", "ccc", "dddd", "x y", "ccc", "eeeee-long-id"};
+    const char *want[] = {"a",          "bb a",       "a bb",       "ccc a bb",
+                          "dddd ccc a", "dddd ccc a", "ccc dddd a", "eeeee-long-id ccc dddd"};
+    for (int i = 0; i < 8; i++) {
+        click(&r, "sv", views[i], "c", SP_KIND_VIEW, T0 + i);
+        commit(&r);
+        char *seen = hget("{p0}:rs:sv", "seen");
+        cr_assert_str_eq(seen, want[i], "after %s", views[i]);
+        free(seen);
+    }
+    rig_close(&r);
+}
+
 Test(personalize, rate_limit_is_per_user_in_event_time) {
     struct rig r;
     const char *extra[] = {"recommend.rate_limit_ms", "1000", NULL};
