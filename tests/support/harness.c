@@ -86,13 +86,19 @@ const char *sp_t_tmpdir(void) {
 /* A child dies with the test process that spawned it (PR_SET_PDEATHSIG):
  * a test that crashes or is killed at its timeout runs neither its .fini
  * nor atexit, and its redis-servers and processors stayed behind, holding
- * memory and ports for the rest of the run. */
+ * memory and ports for the rest of the run. Only for a spawn from the
+ * main thread: the signal comes when the *thread* that forked ends, and a
+ * test that restarts redis from a thread of its own (test_store's outage
+ * tests) would lose that redis when the thread returns. */
 pid_t sp_t_spawn(char *const argv[], const char *logfile) {
     pid_t parent = getpid();
+    int main_thread = gettid() == parent;
     pid_t pid = fork();
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127); /* it died before the prctl */
+        if (main_thread) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) _exit(127); /* it died before the prctl */
+        }
         setpgid(0, 0);
         if (logfile) {
             int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
