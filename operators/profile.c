@@ -481,7 +481,8 @@ static void recent_push(struct profile *p, sp_obj *o, const char *item, int k,
         size_t hl = word_len(ring, end), tl;
         const char *tt = hl ? entry_time(ring, hl, &tl) : NULL;
         char *te;
-        long keep = !hl || time_before(tt, tl, when, &te) ? ring_prefix(ring, end, p->recent - 1) : -1;
+        long keep =
+            !hl || time_before(tt, tl, when, &te) ? ring_prefix(ring, end, p->recent - 1) : -1;
         if (keep >= 0 && mlen + (size_t)keep + 3 < sizeof out) {
             memcpy(out, mine, mlen);
             size_t n = mlen;

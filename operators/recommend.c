@@ -187,8 +187,6 @@ static void list_append(sp_obj *o, const char *field, const char *word, int max,
     sp_obj_set_str(o, field, out);
 }
 
-/* The user representation for the sequence part; 0 when there is none.
- * h: the GRU state this event left, when the caller has it decoded. */
 /* A vector field of n floats (sp_personal_hex_decoden: its length from
  * the store, no strlen); n when read. */
 static size_t decode_field(const sp_obj *o, const sp_fname *f, float *v, size_t n) {
@@ -197,6 +195,8 @@ static size_t decode_field(const sp_obj *o, const sp_fname *f, float *v, size_t 
     return sp_personal_hex_decoden(s, len, v, n);
 }
 
+/* The user representation for the sequence part; 0 when there is none.
+ * h: the GRU state this event left, when the caller has it decoded. */
 static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float *mfu,
                     int have_mfu, float *u) {
     sp_personal *c = r->ctx;
@@ -878,16 +878,12 @@ static int rec_process(void *priv, const sp_op_event *e) {
     float mfu[SP_PERSONAL_MAX_DIM];
     int have_mfu = decode_field(mo, &r->f_v, mfu, c->dim) == c->dim;
     struct sp_scored top[K_MAX];
-    size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str_f(rs, &r->f_bought), row,
-                    seeds, nseeds, top);
+    size_t n = rank(r, rs, have_h ? h : NULL, mfu, have_mfu, sp_obj_get_str_f(rs, &r->f_bought),
+                    row, seeds, nseeds, top);
     emit(r, e, top, n, t0);
     return SP_OK;
 }
 
-/* Writes the batch's rec:<user> lists (SET with a TTL: idempotent) in one
- * round trip, before the commit like every output. The commands are
- * pend_grow's, with the lengths pend_json noted: no allocation and no
- * strlen of a list here. */
 /* A batch's rec:<user> writes, handed to the store's committer: the text
  * and pend arrays rec_flush gave up, and the TTL. */
 struct rec_writes {
