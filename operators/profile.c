@@ -241,29 +241,6 @@ static struct span span_get(const sp_obj *o, const sp_fname *f) {
     return t;
 }
 
-/* Whether a[0..n) and b[0..n) are the same bytes. The ids compared here
- * (sessions, devices, ips, categories) are a few to a few dozen bytes,
- * where memcmp's call costs more than the compare: eight bytes at a time,
- * the last load overlapping the one before; four for 4 to 7 bytes. */
-static inline int same_bytes(const char *a, const char *b, size_t n) {
-    if (n < 4) {
-        for (size_t i = 0; i < n; i++)
-            if (a[i] != b[i]) return 0;
-        return 1;
-    }
-    if (n < 8) {
-        uint32_t x, y, u, v;
-        memcpy(&x, a, 4), memcpy(&y, b, 4), memcpy(&u, a + n - 4, 4), memcpy(&v, b + n - 4, 4);
-        return x == y && u == v;
-    }
-    uint64_t x, y;
-    for (size_t i = 0;; i += 8) {
-        size_t at = i + 8 < n ? i : n - 8;
-        memcpy(&x, a + at, 8), memcpy(&y, b + at, 8);
-        if (x != y || at == n - 8) return x == y;
-    }
-}
-
 /* The length of the word at s: up to the next space, or to end. */
 static inline size_t word_len(const char *s, const char *end) {
     const char *sp = memchr(s, ' ', (size_t)(end - s));
@@ -322,7 +299,7 @@ static void list_push(sp_obj *o, const struct list *l, const struct span *old, s
      * device or ip as the user's newest event). Only its time can change,
      * to the later of the two, and it stays at the head: the words are as
      * they were, and the times get a new first one. */
-    if (os && old->len >= wl && same_bytes(os, word.s, wl) && (old->len == wl || os[wl] == ' ') &&
+    if (os && old->len >= wl && sp_bytes_eq(os, word.s, wl) && (old->len == wl || os[wl] == ' ') &&
         tp && *tp) {
         size_t hl = word_len(tp, oldts + tslen);
         char *rest;
@@ -352,7 +329,7 @@ static void list_push(sp_obj *o, const struct list *l, const struct span *old, s
             t = sp_profile_parse_i64(tp, &tp);
             tt = time_as_written(t0, tp, &tl);
         }
-        if (len == wl && same_bytes(s, word.s, len)) {
+        if (len == wl && sp_bytes_eq(s, word.s, len)) {
             if (t > ts) { /* the word's latest time */
                 ts = t;
                 wtt = tt;
@@ -696,7 +673,7 @@ static void affinity_add(struct profile *p, sp_obj *o, const char *cat, double w
     }
     int found = 0;
     for (int i = 0; i < n && !found; i++)
-        if (a[i].len == cl && same_bytes(a[i].cat, cat, cl)) {
+        if (a[i].len == cl && sp_bytes_eq(a[i].cat, cat, cl)) {
             a[i].score += w;
             found = 1;
         }
@@ -773,7 +750,7 @@ static int profile_process(void *priv, const sp_op_event *e) {
         int known = 0;
         for (const char *c = seen.s; c && *c && !known;) {
             size_t len = word_len(c, end);
-            known = len == word.len && same_bytes(c, word.s, len);
+            known = len == word.len && sp_bytes_eq(c, word.s, len);
             c += len;
             while (*c == ' ') c++;
         }

@@ -668,27 +668,6 @@ static uint32_t text_cap(size_t n) {
 /* The arena bytes a first text buffer of cap bytes takes. */
 static size_t arena_room(uint32_t cap) { return cap > TEXT_APART ? 0 : cap; }
 
-static uint64_t load8(const char *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-/* Whether the len bytes at a and b are the same, in eight-byte loads (the
- * last one overlapping the one before) and no call: field names are short,
- * and a call to memcmp cost more than the rest of a lookup. Reads only
- * a[0..len) and b[0..len). */
-static inline int name_eq(const char *a, const char *b, uint32_t len) {
-    if (len >= 8) {
-        for (uint32_t i = 0; i + 8 < len; i += 8)
-            if (load8(a + i) != load8(b + i)) return 0;
-        return load8(a + len - 8) == load8(b + len - 8);
-    }
-    for (uint32_t i = 0; i < len; i++)
-        if (a[i] != b[i]) return 0;
-    return 1;
-}
-
 /* Rebuilds the name table with room for its names in use, and frees the
  * ones no field uses any more. */
 static void names_rebuild(sp_store *st) {
@@ -721,7 +700,7 @@ static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32
     if (2 * (st->nnames + 1) > st->capnames) names_rebuild(st);
     uint32_t mask = st->capnames - 1, j = h & mask;
     for (struct iname *n; (n = st->names[j]); j = (j + 1) & mask)
-        if (n->hash == h && n->len == len && name_eq(n->s, s, len)) {
+        if (n->hash == h && n->len == len && sp_bytes_eq(n->s, s, len)) {
             st->nunused -= !n->refs;
             n->refs++;
             return n;
@@ -740,7 +719,7 @@ static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32
 static void name_release(sp_store *st, struct iname *n) { st->nunused += !--n->refs; }
 
 static inline int field_is(const struct field *f, const char *name, uint32_t h, uint32_t len) {
-    return f->hash == h && f->name->len == len && name_eq(f->name->s, name, len);
+    return f->hash == h && f->name->len == len && sp_bytes_eq(f->name->s, name, len);
 }
 
 /* The fields past the index's first INDEX_MAX, one by one. */

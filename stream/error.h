@@ -29,6 +29,26 @@ size_t sp_i64toa(int64_t v, char *out);
 /* "00" "01" ... "99": the two digits of n at sp_digit_pairs + 2 * n. */
 extern const char sp_digit_pairs[201];
 
+/* Whether the n bytes at a and b are the same, in eight-byte loads (the
+ * last one overlapping the one before) and no call: for the short strings
+ * of the hot paths (field names, ids), where a call to memcmp costs more
+ * than the compare. Reads only a[0..n) and b[0..n). */
+#include <string.h>
+static inline int sp_bytes_eq(const char *a, const char *b, size_t n) {
+    uint64_t x, y;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8), memcpy(&y, b + i, 8);
+            if (x != y) return 0;
+        }
+        memcpy(&x, a + n - 8, 8), memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
 /* A 64-bit hash of n bytes for in-memory hash tables (not stable across
  * versions: never store it). */
 uint64_t sp_hash_bytes(const void *data, size_t n);

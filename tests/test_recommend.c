@@ -321,7 +321,7 @@ static void check_rec(redisContext *rc, const char *user, const char *event_id, 
 }
 
 /* mf and recommend on partition 0 of a store on the test's redis-server,
- * lists at every view and rec:<user> kept ttl seconds; rc: a connection
+ * lists at every view and rec:<user> kept ttl_s seconds; rc: a connection
  * of the test's own to read them. */
 struct flush_rig {
     sp_config cfg;
@@ -330,9 +330,10 @@ struct flush_rig {
     redisContext *rc;
 };
 
-static void rig_open(struct flush_rig *g, const char *ttl) {
+static void rig_open(struct flush_rig *g, int ttl_s) {
     sp_config_init(&g->cfg);
-    char err[256];
+    char err[256], ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", ttl_s);
     const char *set[][2] = {{"redis.url", redis.url}, {"recommend.rate_limit_ms", "0"},
                             {"recommend.ttl_s", ttl}, {"mf.dim", "8"}};
     for (size_t i = 0; i < sizeof set / sizeof *set; i++)
@@ -374,10 +375,7 @@ Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = 
      .fini = stop) {
     enum { USERS = 40, TTL = 600 };
     struct flush_rig g;
-    rig_open(&g, "600");
-    sp_pipeline *pl = g.pl;
-    sp_store *st = g.st;
-    redisContext *rc = g.rc;
+    rig_open(&g, TTL);
     const char *topics[] = {"t"};
     int64_t off = 0;
 
@@ -387,21 +385,21 @@ Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = 
             user_of(i, user);
             snprintf(item, sizeof item, "i%d", (i + batch) % 30);
             snprintf(eid, sizeof eid, "b%d-%d", batch, i);
-            view(pl, st, &off, user, item, eid);
+            view(g.pl, g.st, &off, user, item, eid);
         }
-        cr_assert_eq(sp_pipeline_flush(pl, 0), SP_OK);
-        sp_store_end_batch(st);
+        cr_assert_eq(sp_pipeline_flush(g.pl, 0), SP_OK);
+        sp_store_end_batch(g.st);
         for (int i = 0; i < USERS; i++) {
             user_of(i, user);
-            cr_assert_eq(rec_exists(rc, user), 0, "rec:%s written before its commit", user);
+            cr_assert_eq(rec_exists(g.rc, user), 0, "rec:%s written before its commit", user);
         }
     }
-    cr_assert_eq(sp_pipeline_before_commit(pl), SP_OK);
-    cr_assert_eq(sp_store_commit(st, 0, topics, &off, 1), SP_OK);
+    cr_assert_eq(sp_pipeline_before_commit(g.pl), SP_OK);
+    cr_assert_eq(sp_store_commit(g.st, 0, topics, &off, 1), SP_OK);
     for (int i = 0; i < USERS; i++) {
         user_of(i, user);
         snprintf(eid, sizeof eid, "b1-%d", i);
-        check_rec(rc, user, eid, 1767225600000LL + USERS + i, TTL);
+        check_rec(g.rc, user, eid, 1767225600000LL + USERS + i, TTL);
     }
     rig_close(&g);
 }
@@ -413,10 +411,7 @@ Test(recommend_flush, lists_reach_redis_with_the_commit_in_batch_order, .init = 
 Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .fini = stop) {
     enum { USERS = 150, TTL = 777 };
     struct flush_rig g;
-    rig_open(&g, "777");
-    sp_pipeline *pl = g.pl;
-    sp_store *st = g.st;
-    redisContext *rc = g.rc;
+    rig_open(&g, TTL);
     int64_t off = 0;
 
     char user[16], item[16], eid[32];
@@ -425,24 +420,24 @@ Test(recommend_flush, every_list_is_written_whole_with_its_ttl, .init = start, .
             user_of(i, user);
             snprintf(item, sizeof item, "i%d", (i * 7 + round) % 40);
             snprintf(eid, sizeof eid, "e%d-%d", round, i);
-            view(pl, st, &off, user, item, eid);
+            view(g.pl, g.st, &off, user, item, eid);
         }
-    commit(pl, st, &off);
+    commit(g.pl, g.st, &off);
     for (int i = 0; i < USERS; i++) {
         user_of(i, user);
         snprintf(eid, sizeof eid, "e1-%d", i);
-        check_rec(rc, user, eid, 1767225600000LL + USERS + i, TTL);
+        check_rec(g.rc, user, eid, 1767225600000LL + USERS + i, TTL);
     }
     for (int i = 0; i < 3; i++) { /* a smaller batch: the arrays' old entries unused */
         user_of(i * 10, user);
         snprintf(eid, sizeof eid, "e2-%d", i);
-        view(pl, st, &off, user, "i3", eid);
+        view(g.pl, g.st, &off, user, "i3", eid);
     }
-    commit(pl, st, &off);
+    commit(g.pl, g.st, &off);
     for (int i = 0; i < 3; i++) {
         user_of(i * 10, user);
         snprintf(eid, sizeof eid, "e2-%d", i);
-        check_rec(rc, user, eid, 1767225600000LL + 2 * USERS + i, TTL);
+        check_rec(g.rc, user, eid, 1767225600000LL + 2 * USERS + i, TTL);
     }
     rig_close(&g);
 }
