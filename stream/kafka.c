@@ -65,6 +65,23 @@ struct sp_sink {
      * again, every record. */
     rd_kafka_topic_t *topics[SP_SINK_TOPICS];
     int ntopics;
+    /* Records held before librdkafka sees them (sp_sink_produce): their
+     * topic, key and value bytes side by side in bytes. */
+    struct held *held;
+    size_t nheld, capheld;
+    char *bytes;
+    size_t nbytes, capbytes;
+    double held_since_us; /* when the oldest held record came */
+    double hold_us;       /* 0: hand each record over at once */
+    unsigned ticks;
+    int failed; /* a record librdkafka refused: SP_ERR_RETRY from then on */
+};
+
+struct held {
+    rd_kafka_topic_t *rkt; /* NULL: by name, at topic_off in bytes */
+    size_t topic_off, key_off, keylen, value_off, len;
+    rd_kafka_headers_t *hdrs;
+    uint64_t gen;
 };
 
 /* The message opaque: generation << 8 | retries so far. */
@@ -129,15 +146,24 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
     sk->metrics = metrics;
     char sub[256];
     rd_kafka_conf_set(conf, "enable.idempotence", "true", sub, sizeof sub);
-    /* 1 ms, not librdkafka's 5: outputs are produced one by one as events
-     * are processed (a recommendation every ~20 us at full speed), and with
-     * linger.ms=0 each one wakes the broker thread and goes out in its own
-     * ProduceRequest - measured at ~15% of the processor's CPU with
-     * personalization on (bench/RESULTS.md). 1 ms gathers them into a
-     * request per millisecond and adds at most 1 ms before a batch's
-     * outputs are acknowledged. A kafka.linger.ms setting wins. */
-    if (!user_set(cfg, "linger.ms") && !user_set(cfg, "queue.buffering.max.ms"))
+    /* Outputs are produced one by one as events are processed (a
+     * recommendation every ~20 us at full speed). With librdkafka's linger
+     * of 5 ms, or 0, each wakes the broker thread and goes out in its own
+     * ProduceRequest (~15% of the processor's CPU with personalization on).
+     * With linger.ms 1 alone the broker thread of librdkafka 2.0.2 is still
+     * woken many times a millisecond: it takes a partition's queue over on
+     * every wake-up, so the next record produced to that partition wakes it
+     * again (~130k syscalls and ~200 ms of its CPU per 100k messages,
+     * bench/RESULTS.md). So the sink also holds records itself for up to
+     * SP_SINK_HOLD_US and hands them over together: the broker thread is
+     * woken by a burst instead of a trickle (~40-75k syscalls, ~130 ms).
+     * A record is sent at most ~2 ms after it was produced, and a batch's
+     * last ones are handed over at the batch's end. A kafka.linger.ms
+     * setting wins, and records are then handed over at once. */
+    if (!user_set(cfg, "linger.ms") && !user_set(cfg, "queue.buffering.max.ms")) {
         rd_kafka_conf_set(conf, "linger.ms", SP_SINK_LINGER_MS, sub, sizeof sub);
+        sk->hold_us = SP_SINK_HOLD_US;
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_log_cb(conf, sp_kafka_log_cb);
     rd_kafka_conf_set_opaque(conf, sk);
@@ -156,6 +182,8 @@ void sp_sink_destroy(sp_sink *sk) {
     sp_sink_flush(sk, 10000);
     for (int i = 0; i < sk->ntopics; i++) rd_kafka_topic_destroy(sk->topics[i]);
     rd_kafka_destroy(sk->rk);
+    free(sk->held);
+    free(sk->bytes);
     free(sk);
 }
 
@@ -171,43 +199,94 @@ static rd_kafka_topic_t *topic_handle(sp_sink *sk, const char *topic) {
     return rkt;
 }
 
-int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
-                    const void *value, size_t len, const sp_header *hdrs, size_t nhdrs) {
-    rd_kafka_headers_t *h = nhdrs ? rd_kafka_headers_new(nhdrs) : NULL;
-    for (size_t i = 0; i < nhdrs; i++)
-        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+/* Hands one record to librdkafka. Returns 0, or SP_ERR_RETRY when
+ * librdkafka refuses it (logged and counted; its generation stays
+ * outstanding, so the commit that depends on it is never made). */
+static int hand_over(sp_sink *sk, const struct held *r) {
     rd_kafka_vu_t vu[6] = {
-        {.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = topic_handle(sk, topic)},
-        {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {(void *)value, len}},
-        {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {(void *)key, keylen}},
+        {.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = r->rkt},
+        {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {sk->bytes + r->value_off, r->len}},
+        {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {sk->bytes + r->key_off, r->keylen}},
         {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
-        {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = h},
-        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = OPAQUE(sk->gen, 0)},
+        {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = r->hdrs},
+        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = OPAQUE(r->gen, 0)},
     };
-    if (!vu[0].u.rkt) vu[0] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = topic};
+    const char *topic = r->rkt ? rd_kafka_topic_name(r->rkt) : sk->bytes + r->topic_off;
+    if (!r->rkt) vu[0] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = topic};
     for (;;) {
         rd_kafka_error_t *err = rd_kafka_produceva(sk->rk, vu, 6);
         rd_kafka_resp_err_t e = err ? rd_kafka_error_code(err) : RD_KAFKA_RESP_ERR_NO_ERROR;
         if (err) rd_kafka_error_destroy(err);
-        if (!e) {
-            sk->outstanding[sk->gen % SP_SINK_GENS]++;
-            return SP_OK;
-        }
+        if (!e) return SP_OK;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(sk->rk, 50);
             continue;
         }
-        if (h) rd_kafka_headers_destroy(h);
+        if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
         sk->metrics->produce_failed++;
         sp_error("sink: cannot produce to %s: %s", topic, rd_kafka_err2str(e));
         return SP_ERR_RETRY;
     }
 }
 
+int sp_sink_send(sp_sink *sk) {
+    for (size_t i = 0; i < sk->nheld; i++)
+        if (hand_over(sk, &sk->held[i]) != SP_OK) sk->failed = SP_ERR_RETRY;
+    sk->nheld = sk->nbytes = 0;
+    return sk->failed;
+}
+
+size_t sp_sink_held(const sp_sink *sk) { return sk->nheld; }
+
+int sp_sink_tick(sp_sink *sk) {
+    /* The clock is read every 8th call: events take microseconds each. */
+    if (!sk->nheld || (++sk->ticks & 7)) return sk->failed;
+    return sp_now_us() - sk->held_since_us >= sk->hold_us ? sp_sink_send(sk) : sk->failed;
+}
+
+/* Copies n bytes to the end of the held bytes; returns their offset. */
+static size_t keep_bytes(sp_sink *sk, const void *p, size_t n) {
+    if (sk->nbytes + n > sk->capbytes) {
+        sk->capbytes = sk->capbytes * 2 > sk->nbytes + n ? sk->capbytes * 2 : sk->nbytes + n + 4096;
+        sk->bytes = sp_xrealloc(sk->bytes, sk->capbytes);
+    }
+    if (n) memcpy(sk->bytes + sk->nbytes, p, n);
+    sk->nbytes += n;
+    return sk->nbytes - n;
+}
+
+int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
+                    const void *value, size_t len, const sp_header *hdrs, size_t nhdrs) {
+    if (sk->failed) return sk->failed;
+    rd_kafka_headers_t *h = nhdrs ? rd_kafka_headers_new(nhdrs) : NULL;
+    for (size_t i = 0; i < nhdrs; i++)
+        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+    struct held r = {.rkt = topic_handle(sk, topic), .keylen = keylen, .len = len, .hdrs = h,
+                     .gen = sk->gen};
+    if (!r.rkt) r.topic_off = keep_bytes(sk, topic, strlen(topic) + 1);
+    r.key_off = keep_bytes(sk, key, keylen);
+    r.value_off = keep_bytes(sk, value, len);
+    if (!sk->hold_us) {
+        sk->nbytes = 0;
+        int rc = hand_over(sk, &r);
+        if (rc == SP_OK) sk->outstanding[sk->gen % SP_SINK_GENS]++;
+        return rc;
+    }
+    if (sk->nheld == sk->capheld) {
+        sk->capheld = sk->capheld ? sk->capheld * 2 : 256;
+        sk->held = sp_xrealloc(sk->held, sk->capheld * sizeof *sk->held);
+    }
+    if (!sk->nheld) sk->held_since_us = sp_now_us();
+    sk->held[sk->nheld++] = r;
+    sk->outstanding[sk->gen % SP_SINK_GENS]++;
+    return sp_sink_tick(sk);
+}
+
 int sp_sink_flush(sp_sink *sk, int timeout_ms) {
+    sp_sink_send(sk);
     if (rd_kafka_outq_len(sk->rk) == 0) {
         rd_kafka_poll(sk->rk, 0);
-        return SP_OK;
+        return sk->failed;
     }
     /* Not rd_kafka_flush(): in librdkafka 2.0.2 it waits in 10 ms steps
      * (about 10 ms per batch measured on the mock cluster, against about
@@ -220,7 +299,7 @@ int sp_sink_flush(sp_sink *sk, int timeout_ms) {
         if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= timeout_ms)
             return SP_ERR_RETRY;
     }
-    return SP_OK;
+    return sk->failed;
 }
 
 int sp_sink_conf_get(const sp_sink *sk, const char *name, char *buf, size_t len) {
@@ -235,7 +314,10 @@ int64_t sp_sink_outstanding(const sp_sink *sk, uint64_t gen) {
     return sk->outstanding[gen % SP_SINK_GENS];
 }
 
-void sp_sink_poll(sp_sink *sk, int timeout_ms) { rd_kafka_poll(sk->rk, timeout_ms); }
+void sp_sink_poll(sp_sink *sk, int timeout_ms) {
+    sp_sink_send(sk);
+    rd_kafka_poll(sk->rk, timeout_ms);
+}
 
 int sp_sink_check_topic(sp_sink *sk, const char *topic, int timeout_ms, char *err,
                         size_t errlen) {

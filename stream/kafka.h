@@ -39,9 +39,11 @@ void sp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
  * metrics->produce_failed. */
 #define SP_SINK_MAX_RETRIES 3
 
-/* The producer's linger.ms unless kafka.linger.ms (or
+/* The producer's linger.ms, and how long the sink holds records before
+ * handing them to librdkafka together, unless kafka.linger.ms (or
  * kafka.queue.buffering.max.ms) is set: see sp_sink_new. */
 #define SP_SINK_LINGER_MS "1"
+#define SP_SINK_HOLD_US 1000
 
 typedef struct sp_sink sp_sink;
 
@@ -59,9 +61,27 @@ void sp_sink_destroy(sp_sink *sk);
  * too small. */
 int sp_sink_conf_get(const sp_sink *sk, const char *name, char *buf, size_t len);
 
-/* Queues one message (payload, key and headers are copied). */
+/* Queues one message (payload, key and headers are copied). The sink holds
+ * it until SP_SINK_HOLD_US have passed since the oldest record it holds
+ * (checked here and in sp_sink_tick), or until sp_sink_send, sp_sink_poll
+ * or sp_sink_flush; a held record counts as outstanding for its
+ * generation. Returns 0, or SP_ERR_RETRY once librdkafka has refused a
+ * record: the caller stops without committing. */
 int sp_sink_produce(sp_sink *sk, const char *topic, const void *key, size_t keylen,
                     const void *value, size_t len, const sp_header *hdrs, size_t nhdrs);
+
+/* Hands every held record to librdkafka, in the order produced. Returns 0,
+ * or SP_ERR_RETRY when librdkafka has refused one, now or before (logged,
+ * counted in metrics->produce_failed; its generation never settles, so no
+ * commit that depends on it is made). */
+int sp_sink_send(sp_sink *sk);
+
+/* sp_sink_send once the oldest held record has waited SP_SINK_HOLD_US; for
+ * the consumer loop, once per event. Returns as sp_sink_send. */
+int sp_sink_tick(sp_sink *sk);
+
+/* How many records the sink holds (not yet handed to librdkafka). */
+size_t sp_sink_held(const sp_sink *sk);
 
 /* Waits until every queued message is delivered or has failed for good.
  * Returns 0, or SP_ERR_RETRY if messages are still in flight after

@@ -398,7 +398,7 @@ static int process_batch(struct runner *r) {
             rc = SP_OK;
             continue;
         }
-        if (rc != SP_OK) goto out;
+        if (rc != SP_OK || (rc = sp_sink_tick(r->sink)) != SP_OK) goto out;
         r->metrics.events[oes[i].kind]++;
     }
     /* Operators flush (they may produce outputs, e.g. KPI windows); the
@@ -409,6 +409,7 @@ static int process_batch(struct runner *r) {
             r->parts[p].touched = 0;
             if ((rc = sp_pipeline_flush(r->pl, (int32_t)p)) != SP_OK) goto out;
         }
+    if ((rc = sp_sink_send(r->sink)) != SP_OK) goto out;
     r->metrics.batches++;
     sp_hist_add(&r->metrics.batch_latency, now_us() - t0);
     if (now_ms() - r->last_prepare_ms >= r->cfg.commit_interval_ms) rc = commit_now(r);

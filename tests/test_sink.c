@@ -3,6 +3,7 @@
  * instead of hanging. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <time.h>
 #include <librdkafka/rdkafka.h>
 
 #include "stream/config.h"
@@ -84,6 +85,75 @@ Test(sink, the_producer_lingers_a_millisecond_unless_configured) {
         sp_config_release(&cfg);
     }
     cr_assert_str_eq(SP_SINK_LINGER_MS, "1");
+}
+
+/* By default the sink holds records (SP_SINK_HOLD_US) and hands them to
+ * librdkafka together; meanwhile they count as outstanding, so the commit
+ * that depends on them waits. With kafka.linger.ms set they go at once. */
+Test(sink, records_are_held_a_moment_and_count_as_outstanding) {
+    sp_t_mock mock;
+    sp_config cfg;
+    sp_metrics m;
+    sp_sink *sk = mock_sink(&mock, &cfg, &m);
+    uint64_t gen = sp_sink_next_gen(sk) + 1; /* the generation records now get */
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(sp_sink_produce(sk, "sink.held", "k", 1, "v", 1, NULL, 0), SP_OK);
+    cr_assert_eq(sp_sink_held(sk), 5);
+    cr_assert_eq(sp_sink_outstanding(sk, gen), 5);
+    struct timespec ts = {0, 3 * SP_SINK_HOLD_US * 1000};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < 8 && sp_sink_held(sk); i++) cr_assert_eq(sp_sink_tick(sk), SP_OK);
+    cr_assert_eq(sp_sink_held(sk), 0, "the hold ran out and the records stayed");
+    cr_assert_eq(sp_sink_flush(sk, 20000), SP_OK);
+    cr_assert_eq(m.produced, 5);
+    cr_assert_eq(sp_sink_outstanding(sk, gen), 0);
+    sp_sink_destroy(sk);
+    sp_config_release(&cfg);
+
+    char err[256];
+    sp_config_init(&cfg);
+    cr_assert_eq(sp_config_set(&cfg, "brokers", mock.bootstrap, err, sizeof err), SP_OK);
+    cr_assert_eq(sp_config_set(&cfg, "kafka.linger.ms", "1", err, sizeof err), SP_OK);
+    sk = sp_sink_new(&cfg, &m, err, sizeof err);
+    cr_assert_not_null(sk, "%s", err);
+    cr_assert_eq(sp_sink_produce(sk, "sink.held", "k", 1, "v", 1, NULL, 0), SP_OK);
+    cr_assert_eq(sp_sink_held(sk), 0, "kafka.linger.ms set: nothing is held");
+    sp_sink_destroy(sk);
+    sp_config_release(&cfg);
+    sp_t_mock_stop(&mock);
+}
+
+/* A held record librdkafka refuses when it is handed over (here: larger
+ * than message.max.bytes) is counted and logged, its generation never
+ * settles (no commit can count on it), and the sink refuses every record
+ * after it: the consumer loop stops with the batch uncommitted, as it did
+ * when produce refused the record directly. */
+Test(sink, a_record_refused_at_hand_over_stops_the_sink) {
+    sp_t_mock mock;
+    cr_assert_eq(sp_t_mock_start(&mock, 1), 0);
+    sp_config cfg;
+    sp_config_init(&cfg);
+    char err[256];
+    cr_assert_eq(sp_config_set(&cfg, "brokers", mock.bootstrap, err, sizeof err), SP_OK);
+    cr_assert_eq(sp_config_set(&cfg, "kafka.message.max.bytes", "1000", err, sizeof err), SP_OK);
+    sp_metrics m;
+    memset(&m, 0, sizeof m);
+    sp_sink *sk = sp_sink_new(&cfg, &m, err, sizeof err);
+    cr_assert_not_null(sk, "%s", err);
+    uint64_t gen = sp_sink_next_gen(sk) + 1;
+    static char big[4000];
+    cr_assert_eq(sp_sink_produce(sk, "sink.big", "k", 1, "small", 5, NULL, 0), SP_OK);
+    cr_assert_eq(sp_sink_produce(sk, "sink.big", "k", 1, big, sizeof big, NULL, 0), SP_OK);
+    cr_assert_eq(sp_sink_send(sk), SP_ERR_RETRY);
+    cr_assert_eq(m.produce_failed, 1);
+    cr_assert_eq(sp_sink_produce(sk, "sink.big", "k", 1, "later", 5, NULL, 0), SP_ERR_RETRY);
+    cr_assert_eq(sp_sink_tick(sk), SP_ERR_RETRY);
+    sp_sink_flush(sk, 20000);
+    cr_assert_eq(m.produced, 1, "the record before the refused one is delivered");
+    cr_assert_eq(sp_sink_outstanding(sk, gen), 1, "the refused record's generation settled");
+    sp_sink_destroy(sk);
+    sp_config_release(&cfg);
+    sp_t_mock_stop(&mock);
 }
 
 /* Reads topic's partitions from the start until `want` records came (or
