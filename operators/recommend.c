@@ -71,6 +71,8 @@ struct recommend {
     size_t cap;
     unsigned char *ban;       /* per-row flags, all zero between calls */
     size_t bancap;
+    int32_t banned[BOUGHT_MAX + 2]; /* the rows flagged in ban during a call */
+    size_t nbanned;
     int32_t *cands;           /* candidate rows of one list */
     int32_t *cand_mi;         /* score_rows32: their model indices */
     float *cand_score;        /* score_rows32: their scores */
@@ -236,10 +238,10 @@ static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float
 }
 
 /* Marks the rows the user must not get (the item in view with
- * recommend.exclude_viewed, the items bought) in r->ban; returns how many
- * went into banned[] (for unmarking). */
-static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_row,
-                       int32_t *banned) {
+ * recommend.exclude_viewed, the items bought) in r->ban and lists them in
+ * r->banned (for unmarking, and for the candidates to skip). */
+static void ban_rows(struct recommend *r, const char *bought, int32_t viewed_row) {
+    int32_t *banned = r->banned;
     sp_personal *c = r->ctx;
     size_t rows = sp_vocab_size(c->items), nb = 0;
     if (rows > r->bancap) { /* doubled: the item table grows an item at a time */
@@ -260,7 +262,7 @@ static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_r
         while (*s == ' ') s++;
     }
     for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 1;
-    return nb;
+    r->nbanned = nb;
 }
 
 /* Scores every item (the model's, else the MF table's): two sgemvs. */
@@ -318,27 +320,19 @@ score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, 
 }
 
 /* score_rows for the usual case, d = 32 with both the sequence and the MF
- * part, in three passes over the candidates: drop the rows not scored,
- * score the rest four at a time (their eight dot products finished
- * together, sp_dot_sum8, and u and mfu loaded once, not once a row), then
- * offer the scores to the heap in candidate order. The scores are score_rows'
- * bit for bit (the same operations in the same order), and so is the list. */
+ * part, over the nv candidates that are scored (r->cands, their model items
+ * in r->cand_mi: sp_cands_collect_kept dropped the others), in two passes:
+ * score them four at a time (their eight dot products finished together,
+ * sp_dot_sum8, and u and mfu loaded once, not once a row), then offer the
+ * scores to the heap in candidate order. The scores are score_rows' bit for
+ * bit (the same operations in the same order), and so is the list. */
 static inline __attribute__((always_inline)) void
-score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t n,
+score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t nv,
              struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     const float *E = m->params + m->lay.emb, *eb = m->params + m->lay.bias;
-    int32_t *rows = r->cands, *mis = r->cand_mi;
-    size_t nv = 0;
-    for (size_t j = 0; j < n; j++) { /* in place: nv <= j */
-        int32_t row = rows[j];
-        if ((size_t)row < r->bancap && r->ban[row]) continue;
-        int32_t mi = c->mf2model[row];
-        if (mi < 0) continue;
-        rows[nv] = row;
-        mis[nv++] = mi;
-    }
+    const int32_t *rows = r->cands, *mis = r->cand_mi;
     float *sc = r->cand_score;
     sp_v8sf U[4], V[4];
     memcpy(U, u, sizeof U);
@@ -389,10 +383,15 @@ score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu,
         r->cand_mi = sp_xrealloc(r->cand_mi, r->candcap * sizeof *r->cand_mi);
         r->cand_score = sp_xrealloc(r->cand_score, r->candcap * sizeof *r->cand_score);
     }
+    if (c->dim == 32 && c->model && have_seq && use_mf) {
+        sp_cands_keep keep = {r->banned, r->nbanned, c->mf2model};
+        size_t nv = sp_cands_collect_kept(c->cands, seeds, nseeds, &keep, r->cands, r->cand_mi,
+                                          c->n_cands);
+        score_rows32(r, u, mfu, w, nv, top, got, k);
+        return;
+    }
     size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
-    if (c->dim == 32 && c->model && have_seq && use_mf)
-        score_rows32(r, u, mfu, w, n, top, got, k);
-    else if (c->dim == 32)
+    if (c->dim == 32)
         score_rows(r, u, have_seq, mfu, use_mf, w, n, 32, top, got, k);
     else
         score_rows(r, u, have_seq, mfu, use_mf, w, n, c->dim, top, got, k);
@@ -411,14 +410,13 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float 
     float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
     int use_mf = have_mfu && c->blend[1] != 0;
     float w[3] = {have_seq ? c->blend[0] : 0, c->blend[1], c->blend[2] * lp};
-    int32_t banned[BOUGHT_MAX + 2];
-    size_t nb = ban_rows(r, bought, viewed_row, banned);
+    ban_rows(r, bought, viewed_row);
     size_t k = (size_t)r->cfg->recommend_k, got = 0;
     if (c->cands)
         score_cands(r, u, have_seq, mfu, use_mf, w, seeds, nseeds, top, &got, k);
     else
         score_all(r, u, have_seq, mfu, use_mf, w, top, &got, k);
-    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 0;
+    for (size_t i = 0; i < r->nbanned; i++) r->ban[r->banned[i]] = 0;
     sp_topk_finish(top, got);
     return got;
 }
