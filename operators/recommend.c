@@ -265,7 +265,8 @@ static void ban_rows(struct recommend *r, const char *bought, int32_t viewed_row
     r->nbanned = nb;
 }
 
-/* Scores every item (the model's, else the MF table's): two sgemvs. */
+/* Scores every item (the model's, else the MF table's): two sgemvs. The
+ * list in top[0..*got) best first. */
 static void score_all(struct recommend *r, const float *u, int have_seq, const float *mfu,
                       int use_mf, const float w[3], struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
@@ -297,10 +298,12 @@ static void score_all(struct recommend *r, const float *u, int have_seq, const f
         if (r->ban[row] || !isfinite(r->blend[i])) continue;
         sp_topk_offer(top, got, k, row, r->blend[i]);
     }
+    sp_topk_finish(top, *got);
 }
 
-/* The scoring loop of score_cands over n rows with d floats a vector;
- * inlined twice, once with d = 32 (the usual size, unrolled). */
+/* The scoring loop of score_cands over n rows with d floats a vector, the
+ * list best first; inlined twice, once with d = 32 (the usual size,
+ * unrolled). */
 static inline __attribute__((always_inline)) void
 score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, int use_mf,
            const float w[3], size_t n, size_t d, struct sp_scored *top, size_t *got, size_t k) {
@@ -317,14 +320,15 @@ score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, 
         s += w[2] * c->lpop[row];
         if (isfinite(s)) sp_topk_offer(top, got, k, row, s);
     }
+    sp_topk_finish(top, *got);
 }
 
 /* score_rows for the usual case, d = 32 with both the sequence and the MF
  * part, over the nv candidates that are scored (r->cands, their model items
  * in r->cand_mi: sp_cands_collect_kept dropped the others), in two passes:
  * score them four at a time (their eight dot products finished together,
- * sp_dot_sum8, and u and mfu loaded once, not once a row), then offer the
- * scores to the heap in candidate order. The scores are score_rows' bit for
+ * sp_dot_sum8, and u and mfu loaded once, not once a row), then select the
+ * best in candidate order (sp_topk_select_finite). The scores are score_rows' bit for
  * bit (the same operations in the same order), and so is the list. */
 static inline __attribute__((always_inline)) void
 score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t nv,
@@ -364,7 +368,7 @@ score_rows32(struct recommend *r, const float *u, const float *mfu, const float 
         s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * 32, 32) + c->bias[row]);
         sc[j] = s + w[2] * c->lpop[row];
     }
-    sp_topk_offer_finite(top, got, k, rows, sc, nv);
+    *got = sp_topk_select_finite(top, k, rows, sc, nv);
 }
 
 /* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
@@ -417,7 +421,6 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float 
     else
         score_all(r, u, have_seq, mfu, use_mf, w, top, &got, k);
     for (size_t i = 0; i < r->nbanned; i++) r->ban[r->banned[i]] = 0;
-    sp_topk_finish(top, got);
     return got;
 }
 
