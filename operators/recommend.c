@@ -327,9 +327,10 @@ score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, 
  * part, over the nv candidates that are scored (r->cands, their model items
  * in r->cand_mi: sp_cands_collect_kept dropped the others), in two passes:
  * score them four at a time (their eight dot products finished together,
- * sp_dot_sum8, and u and mfu loaded once, not once a row), then select the
- * best in candidate order (sp_topk_select_finite). The scores are score_rows' bit for
- * bit (the same operations in the same order), and so is the list. */
+ * sp_dot_sum8, u and mfu loaded once, not once a row, and the blend in
+ * 4-wide vectors), then select the best in candidate order
+ * (sp_topk_select_finite). The scores are score_rows' bit for bit (the same
+ * operations in the same order, no FMA), and so is the list. */
 static inline __attribute__((always_inline)) void
 score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t nv,
              struct sp_scored *top, size_t *got, size_t k) {
@@ -341,26 +342,33 @@ score_rows32(struct recommend *r, const float *u, const float *mfu, const float 
     sp_v8sf U[4], V[4];
     memcpy(U, u, sizeof U);
     memcpy(V, mfu, sizeof V);
+    const sp_v4sf W0 = {w[0], w[0], w[0], w[0]}, W1 = {w[1], w[1], w[1], w[1]},
+                  W2 = {w[2], w[2], w[2], w[2]};
     size_t j = 0;
     for (; j + 4 <= nv; j += 4) {
+        /* candidate i's sequence dot in acc[2i], its MF dot in acc[2i + 1]:
+         * sp_dot_sum8's order puts the four sequence dots in the low half
+         * of sum, the four MF dots in the high one */
         sp_v8sf acc[8];
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            sp_dot32_lanes(U, E + (size_t)mis[j + i] * 32, &acc[i]);
-            sp_dot32_lanes(V, c->vec + (size_t)rows[j + i] * 32, &acc[4 + i]);
+            sp_dot32_lanes(U, E + (size_t)mis[j + i] * 32, &acc[2 * i]);
+            sp_dot32_lanes(V, c->vec + (size_t)rows[j + i] * 32, &acc[2 * i + 1]);
         }
-        float d[8]; /* candidate i: sequence dot d[lane(i)], MF dot d[lane(4 + i)] */
         sp_v8sf sum;
         sp_dot_sum8(acc, &sum);
-        memcpy(d, &sum, sizeof d);
-        static const int lane[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            int32_t row = rows[j + i], mi = mis[j + i];
-            float s = w[0] * (d[lane[i]] + eb[mi]);
-            s += w[1] * (d[lane[4 + i]] + c->bias[row]);
-            sc[j + i] = s + w[2] * c->lpop[row];
-        }
+        sp_v4sf ds = __builtin_shufflevector(sum, sum, 0, 1, 2, 3);
+        sp_v4sf dm = __builtin_shufflevector(sum, sum, 4, 5, 6, 7);
+        const int32_t *rw = rows + j, *mw = mis + j;
+        sp_v4sf eb4 = {eb[mw[0]], eb[mw[1]], eb[mw[2]], eb[mw[3]]};
+        sp_v4sf b4 = {c->bias[rw[0]], c->bias[rw[1]], c->bias[rw[2]], c->bias[rw[3]]};
+        sp_v4sf lp4 = {c->lpop[rw[0]], c->lpop[rw[1]], c->lpop[rw[2]], c->lpop[rw[3]]};
+        /* the blend of the loop below, four lanes at once: the same
+         * roundings in the same order */
+        sp_v4sf s4 = W0 * (ds + eb4);
+        s4 += W1 * (dm + b4);
+        s4 += W2 * lp4;
+        memcpy(sc + j, &s4, sizeof s4);
     }
     for (; j < nv; j++) {
         int32_t row = rows[j], mi = mis[j];
