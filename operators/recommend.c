@@ -460,6 +460,38 @@ static int json_escapes(const char *s, size_t n) {
     return any;
 }
 
+/* The first and the last w (a constant: one load and one store each)
+ * of n bytes, w <= n <= 2 w: all n bytes, the middle ones twice. */
+static inline __attribute__((always_inline)) void copy_ends(unsigned char *d,
+                                                            const unsigned char *p, size_t n,
+                                                            size_t w) {
+    unsigned char a[8], b[8];
+    memcpy(a, p, w);
+    memcpy(b, p + n - w, w);
+    memcpy(d, a, w);
+    memcpy(d + n - w, b, w);
+}
+
+/* memcpy of n bytes without its call for n <= 16 (an item id, as a rule):
+ * two overlapping copies of the widest size that fits, or for n < 4 the
+ * first, middle and last bytes. Reads only [s, s + n), writes only
+ * [o, o + n); the two must not overlap. */
+static inline void copy_short(void *o, const void *s, size_t n) {
+    unsigned char *d = o;
+    const unsigned char *p = s;
+    if (n > 16) {
+        memcpy(d, p, n);
+    } else if (n >= 8) {
+        copy_ends(d, p, n, 8);
+    } else if (n >= 4) {
+        copy_ends(d, p, n, 4);
+    } else if (n) {
+        d[0] = p[0];
+        d[n / 2] = p[n / 2];
+        d[n - 1] = p[n - 1];
+    }
+}
+
 /* A JSON string of s (n bytes): quotes, backslashes and control characters
  * escaped, as cJSON did. esc is json_escapes(s, n), which the caller may
  * know already. Needs 6 n + 2 bytes at worst. */
@@ -467,7 +499,7 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     static const char hex[] = "0123456789abcdef";
     *o++ = '"';
     if (!esc) {
-        memcpy(o, s, n);
+        copy_short(o, s, n);
         o += n;
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -556,14 +588,19 @@ static void pend_grow(struct recommend *r) {
 }
 
 /* rec:<user_id> and its JSON, for rec_flush; esc[i]: items[i]'s id has
- * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. */
+ * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. The
+ * room for the whole record is reserved at once (its items' ids at worst
+ * escaped), not an item at a time. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
                       const sp_rec_item *items, const unsigned char *esc, size_t n) {
     if (r->npend == r->cappend) pend_grow(r);
     struct pend *p = &r->pend[r->npend++];
     size_t ul = strlen(ev->user_id), rl = strlen(rec_id), el = strlen(ev->event_id);
-    /* the key, the three strings escaped, ts_ms and 80 bytes of names */
-    text_reserve(r, 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128);
+    /* the key, the three strings escaped, ts_ms and 80 bytes of names; an
+     * item's id escaped, its score and 32 bytes of names and punctuation */
+    size_t room = 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128 + 3;
+    for (size_t i = 0; i < n; i++) room += 6 * items[i].len + 2 + JSON_SCORE_MAX + 32;
+    text_reserve(r, room);
     p->key = r->ntext;
     p->keylen = 4 + ul;
     char *o = r->text + r->ntext;
@@ -580,22 +617,15 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     o = json_str(o, r->label, r->label_len, r->label_esc);
     o = JSON_LIT(o, ",\"items\":[");
     for (size_t i = 0; i < n; i++) {
-        size_t il = items[i].len;
-        r->ntext = (size_t)(o - r->text);
-        text_reserve(r, 6 * il + 2 + JSON_SCORE_MAX + 32);
-        o = r->text + r->ntext;
         if (i) *o++ = ',';
         o = JSON_LIT(o, "{\"item_id\":");
-        o = json_str(o, items[i].id, il, esc[i]);
+        o = json_str(o, items[i].id, items[i].len, esc[i]);
         o = JSON_LIT(o, ",\"score\":");
         o = json_score(o, items[i].score);
         *o++ = '}';
     }
-    r->ntext = (size_t)(o - r->text);
-    text_reserve(r, 3);
-    o = r->text + r->ntext;
     memcpy(o, "]}", 3); /* and the NUL */
-    r->ntext += 3;
+    r->ntext = (size_t)(o + 3 - r->text);
     p->jsonlen = r->ntext - 1 - (p->key + p->keylen + 1);
 }
 
@@ -660,13 +690,25 @@ static size_t varint_len(uint64_t v) {
     return n;
 }
 
-/* One ScoredItem (il bytes of id) as field 3 of the Recommendation. */
+/* One ScoredItem (il bytes of id) as field 3 of the Recommendation. An id
+ * of 1 to ITEM_SHORT bytes (every id, as a rule) has one-byte lengths, the
+ * item's and the id's: four bytes stored, no varint loops. */
+#define ITEM_SHORT 120 /* the item's length, 2 + il + 5, stays below 128 */
 static uint8_t *put_pb_item(uint8_t *o, const char *id, size_t il, float score) {
-    size_t len = (il ? 1 + varint_len(il) + il : 0) + (score != 0 ? 5 : 0);
-    *o++ = 0x1a; /* field 3, length-delimited */
-    o = put_varint(o, len);
-    o = put_pb_bytes(o, 0x0a, id, il);
-    if (score != 0) {
+    size_t sl = score != 0 ? 5 : 0;
+    if (il - 1 < ITEM_SHORT) { /* il in [1, ITEM_SHORT] */
+        o[0] = 0x1a; /* field 3, length-delimited */
+        o[1] = (uint8_t)(2 + il + sl);
+        o[2] = 0x0a; /* field 1 of the item, length-delimited */
+        o[3] = (uint8_t)il;
+        copy_short(o + 4, id, il);
+        o += 4 + il;
+    } else {
+        *o++ = 0x1a;
+        o = put_varint(o, (il ? 1 + varint_len(il) + il : 0) + sl);
+        o = put_pb_bytes(o, 0x0a, id, il);
+    }
+    if (sl) {
         *o++ = 0x15; /* field 2, fixed32 */
         memcpy(o, &score, 4); /* little-endian targets only, like the hex codec */
         o += 4;

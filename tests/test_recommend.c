@@ -22,11 +22,14 @@
 #include "stream/error.h"
 #include "tests/support/harness.h"
 
-/* "", NULL, short, and 127/128/300-byte strings (one and two-byte lengths). */
+/* "", NULL, 1 to 17 bytes (each way recommend copies a short id),
+ * 120/121-byte strings (an item's length, 2 + 121 + 5, passes 127 there)
+ * and 127/128/300-byte ones (one and two-byte lengths). */
 static char *random_str(uint64_t *rng, char *buf) {
-    static const size_t lens[] = {0, 1, 5, 17, 127, 128, 300};
-    uint32_t pick = sp_rng_below(rng, 8);
-    if (pick == 7) return NULL;
+    static const size_t lens[] = {0,  1,  2,  3,  4,  5,   6,   7,   8,   9,  10,
+                                  15, 16, 17, 120, 121, 127, 128, 300};
+    uint32_t pick = sp_rng_below(rng, 20);
+    if (pick == 19) return NULL;
     size_t n = lens[pick];
     for (size_t i = 0; i < n; i++) buf[i] = (char)('a' + sp_rng_below(rng, 26));
     buf[n] = '\0';
