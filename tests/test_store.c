@@ -920,14 +920,16 @@ Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .ini
 }
 
 /* Pairs of names of one length with the same hash (FNV-1a 32, found by
- * search): a long name differing in bytes only the second eight-byte
- * comparison sees, a name shorter than eight bytes (compared byte by byte)
- * and one of ten. The probe compares the names themselves, and each of a
- * pair is its own field. */
+ * search): a long name differing in bytes only the compare past the first
+ * eight sees, a name shorter than eight bytes and one of exactly eight
+ * (each compared as its first eight bytes, zero-padded) and one of ten
+ * differing in its first eight. The probe compares the names themselves,
+ * and each of a pair is its own field. */
 Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .init = start,
      .fini = stop) {
     static const char *const pairs[][2] = {{"prefix__yCao_suffix__", "prefix__Aaia_suffix__"},
                                            {"n_jCxh", "n_v2la"},
+                                           {"n_4FmOyU", "n_zFkqku"},
                                            {"aboBxj_sfx", "abC1la_sfx"}};
     sp_store *st = open_store(1000, NULL);
     sp_obj *o = typed_obj(st);
@@ -941,7 +943,7 @@ Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .ini
         cr_assert_eq(sp_obj_get_int(o, pairs[i][0], -1), (int64_t)i);
         cr_assert_str_eq(sp_obj_get_str_f(o, &b), pairs[i][1]);
     }
-    cr_assert_eq(sp_obj_nfields(o), 6);
+    cr_assert_eq(sp_obj_nfields(o), 8);
     sp_store_destroy(st);
 }
 
