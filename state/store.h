@@ -130,7 +130,9 @@ void sp_obj_set_str(sp_obj *o, const char *field, const char *v);
 size_t sp_obj_nfields(const sp_obj *o);
 /* Room for n fields in all, so that an object about to get many fields at
  * once (a new profile: some twenty at its first event) grows its field
- * array and index once, not one doubling after another. Changes no field. */
+ * array and index once, not one doubling after another; for an object with
+ * no text yet, room for the new fields' texts as numbers too, in one piece.
+ * Changes no field. */
 void sp_obj_reserve(sp_obj *o, size_t n);
 const char *sp_obj_field_name(const sp_obj *o, size_t i);
 const char *sp_obj_field_value(const sp_obj *o, size_t i);
