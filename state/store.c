@@ -499,7 +499,7 @@ static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, size_t 
                             int create) {
     uint64_t h = sp_hash_bytes(key, klen);
     for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
-        if (o->hash == h && o->klen == klen && !memcmp(o->key, key, klen)) return o;
+        if (o->hash == h && o->klen == klen && sp_bytes_eq(o->key, key, klen)) return o;
     if (!create) return NULL;
     /* One allocation for the entry and its key: a batch meets thousands of
      * new users, and calloc plus strndup of each was most of creating one. */
@@ -558,7 +558,10 @@ static size_t make_key(char *buf, size_t len, int32_t part, const char *suffix) 
     }
     buf[0] = '{';
     buf[1] = 'p';
-    memcpy(buf + 2, num, n);
+    if (n <= 2) /* a fixed two-byte move, not a call: the byte past n is overwritten below */
+        memcpy(buf + 2, num, 2);
+    else
+        memcpy(buf + 2, num, n);
     buf[2 + n] = '}';
     buf[3 + n] = ':';
     memcpy(buf + 4 + n, suffix, s + 1);

@@ -984,6 +984,31 @@ Test(store_typed, reserving_room_keeps_every_field_and_text, .init = start, .fin
     sp_store_destroy(st);
 }
 
+/* Keys carry their partition in decimal, on both sides of each width
+ * make_key writes apart (one digit, two, more): each object lands under
+ * its own hash tag, and the cache tells them apart. */
+Test(store_typed, keys_of_every_partition_width, .init = start, .fini = stop) {
+    static const int32_t parts[] = {0, 9, 10, 99, 100, 12345};
+    static const char *topics[] = {"t"};
+    sp_store *st = open_store(1000, NULL);
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        int64_t offs[1], next = 1;
+        cr_assert_eq(sp_store_assign(st, parts[i], topics, 1, offs), SP_OK);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, parts[i], "u:w", &o), SP_OK);
+        cr_assert_eq(sp_obj_nfields(o), 0, "p%d", parts[i]);
+        sp_obj_set_int(o, "p", parts[i]);
+        cr_assert_eq(sp_store_commit(st, parts[i], topics, &next, 1), SP_OK);
+    }
+    char key[64], want[16];
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        snprintf(key, sizeof key, "{p%d}:u:w", parts[i]);
+        snprintf(want, sizeof want, "%d", parts[i]);
+        expect_field(key, "p", want);
+    }
+    sp_store_destroy(st);
+}
+
 /* sp_obj_reserve on an object with no text yet takes one piece of arena
  * for the reserved fields' numbers: twenty numbers set after it have their
  * texts SP_G17_MAX bytes apart, in order (without it they took three
