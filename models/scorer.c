@@ -112,15 +112,7 @@ void sp_topk_push(struct sp_scored *h, size_t *n, size_t k, int32_t item, float 
     }
 }
 
-/* Offers in blocks of eight: once the heap is full a score can enter only
- * when it is at least the root's (a tie then goes by item), and most are
- * not, so eight are compared with the root at once and skipped together
- * when none is. NaN compares false and -inf never reaches the root (the
- * heap holds finite scores only); a block with a candidate goes one by
- * one, as sp_topk_offer alone would. The list is the same as offering
- * each finite score in turn: a block is skipped only when sp_topk_offer
- * would have turned each of its scores away. */
-/* Some of the 8 scores at s could enter a heap of root score `root`: one
+/* Some of the 8 scores at s could enter a list whose worst score is `root`: one
  * is >= it (NaN never is). With SSE (every x86-64) two compares and a
  * movemask: GCC's generic 8-wide vectors, in this file built for the
  * baseline, came out as a scalar compare and a stack store per lane. */
@@ -134,20 +126,6 @@ static inline int block_may_enter(const float *s, float root) {
     for (int i = 0; i < 8; i++) any |= s[i] >= root;
     return any;
 #endif
-}
-
-void sp_topk_offer_finite(struct sp_scored *h, size_t *n, size_t k, const int32_t *items,
-                          const float *scores, size_t count) {
-    size_t j = 0;
-    for (; j < count && (*n < k || !k); j++)
-        if (isfinite(scores[j])) sp_topk_offer(h, n, k, items[j], scores[j]);
-    for (; j + 8 <= count; j += 8) {
-        if (!block_may_enter(scores + j, h[0].score)) continue;
-        for (size_t i = j; i < j + 8; i++)
-            if (isfinite(scores[i])) sp_topk_offer(h, n, k, items[i], scores[i]);
-    }
-    for (; j < count; j++)
-        if (isfinite(scores[j])) sp_topk_offer(h, n, k, items[j], scores[j]);
 }
 
 /* Heap sort: the worst goes to the end, one at a time. */
@@ -176,6 +154,63 @@ void sp_topk_finish(struct sp_scored *h, size_t n) {
         for (; j > 0 && worse(&h[j - 1], &x); j--) h[j] = h[j - 1];
         h[j] = x;
     }
+}
+
+/* Inserts c into the best-first list h[0..*n) of at most k (> 0) entries
+ * when it is among the k best: the short lists' form of the heap, whose
+ * last entry is its worst. */
+static inline void sorted_offer(struct sp_scored *h, size_t *n, size_t k, struct sp_scored c) {
+    size_t i = *n;
+    if (i == k) {
+        if (!worse(&h[k - 1], &c)) return;
+        i = k - 1;
+    } else {
+        (*n)++;
+    }
+    for (; i > 0 && worse(&h[i - 1], &c); i--) h[i] = h[i - 1];
+    h[i] = c;
+}
+
+static inline __attribute__((always_inline)) void offer(struct sp_scored *h, size_t *n, size_t k,
+                                                        int32_t item, float score, int sorted) {
+    if (sorted)
+        sorted_offer(h, n, k, (struct sp_scored){item, score});
+    else
+        sp_topk_offer(h, n, k, item, score);
+}
+
+/* Offers each finite score in turn, into the sorted list or the heap. Once
+ * full, a score can enter only when it is at least the worst kept's (a tie
+ * then goes by item), and most are not, so eight are compared with the
+ * worst at once and skipped together when none is (NaN compares false,
+ * -inf is never kept): a block is skipped only when each of its scores
+ * would have been turned away. */
+static inline __attribute__((always_inline)) size_t
+select_finite(struct sp_scored *h, size_t k, const int32_t *items, const float *scores,
+              size_t count, int sorted) {
+    size_t n = 0, j = 0, worst = sorted ? k - 1 : 0;
+    for (; j < count && n < k; j++)
+        if (isfinite(scores[j])) offer(h, &n, k, items[j], scores[j], sorted);
+    for (; j + 8 <= count; j += 8) {
+        if (!block_may_enter(scores + j, h[worst].score)) continue;
+        for (size_t i = j; i < j + 8; i++)
+            if (isfinite(scores[i])) offer(h, &n, k, items[i], scores[i], sorted);
+    }
+    for (; j < count; j++)
+        if (isfinite(scores[j])) offer(h, &n, k, items[j], scores[j], sorted);
+    return n;
+}
+
+/* Up to TOPK_INSERTION_MAX places, a list kept sorted: an entry that gets
+ * in moves about k/2 others (recommend's ten: fewer instructions than a
+ * sift down, and no sort at the end); past it, the heap and its sort. */
+size_t sp_topk_select_finite(struct sp_scored *h, size_t k, const int32_t *items,
+                             const float *scores, size_t count) {
+    if (!k) return 0;
+    if (k <= TOPK_INSERTION_MAX) return select_finite(h, k, items, scores, count, 1);
+    size_t n = select_finite(h, k, items, scores, count, 0);
+    sp_topk_finish(h, n);
+    return n;
 }
 
 static void ban_set(sp_scorer *s, const struct sp_exclude *e, unsigned char v) {

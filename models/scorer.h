@@ -107,10 +107,12 @@ static inline void sp_topk_offer(struct sp_scored *h, size_t *n, size_t k, int32
     sp_topk_push(h, n, k, item, score);
 }
 
-/* sp_topk_offer for each finite scores[j] with items[j], j < count, in
- * order: the same heap, for fewer instructions a score once it is full. */
-void sp_topk_offer_finite(struct sp_scored *h, size_t *n, size_t k, const int32_t *items,
-                          const float *scores, size_t count);
+/* The k best finite scores[j] with their items[j], j < count, into h,
+ * best first (ties to the lower item, as the heap): what offering each in
+ * turn and sp_topk_finish give, for fewer instructions a score. Returns the
+ * number written (<= k). */
+size_t sp_topk_select_finite(struct sp_scored *h, size_t k, const int32_t *items,
+                             const float *scores, size_t count);
 
 /* Scratch space for up to max_batch users per call. */
 sp_scorer *sp_scorer_new(const sp_model *m, size_t max_batch, char *err, size_t errlen);

@@ -212,6 +212,8 @@ struct out {
     uint32_t *stamp, gen;
     int32_t *v;
     size_t n, max;
+    const int32_t *row2model; /* kept: the model item of each row */
+    int32_t *mi;              /* kept: the model items of v[] */
 };
 
 /* Lists row (in [0, cap)) unless listed already. Inlined in each of
@@ -219,10 +221,17 @@ struct out {
  * budget (the caller knows the sources hold at most max rows, so v[n] is
  * room), it has no branch: the row is written at v[n] in any case and n
  * moves past it only when its stamp was not this call's. */
-static inline __attribute__((always_inline)) void add(struct out *o, int32_t row, int budget) {
+static inline __attribute__((always_inline)) void add(struct out *o, int32_t row, int budget,
+                                                      int kept) {
     if (budget && o->n == o->max) return;
     o->v[o->n] = row;
-    o->n += o->stamp[row] != o->gen;
+    if (kept) { /* listed only with a model item; the stamp is set either way */
+        int32_t mi = o->row2model[row];
+        o->mi[o->n] = mi;
+        o->n += (o->stamp[row] != o->gen) & (mi >= 0);
+    } else {
+        o->n += o->stamp[row] != o->gen;
+    }
     o->stamp[row] = o->gen;
 }
 
@@ -233,10 +242,11 @@ static inline __attribute__((always_inline)) void add(struct out *o, int32_t row
  * caller's seeds are checked. Unrolled: the loop's own test and step cost
  * about as much as a row's listing. */
 static inline __attribute__((always_inline)) void
-collect_into(const sp_cands *c, const int32_t *seeds, size_t nseeds, struct out *o, int budget) {
+collect_into(const sp_cands *c, const int32_t *seeds, size_t nseeds, struct out *o, int budget,
+             int kept) {
     size_t M = c->conf.next, C = c->conf.covisit;
     for (size_t s = 0; s < nseeds; s++)
-        if ((size_t)(uint32_t)seeds[s] < c->cap) add(o, seeds[s], budget);
+        if ((size_t)(uint32_t)seeds[s] < c->cap) add(o, seeds[s], budget, kept);
     for (size_t s = 0; s < nseeds; s++) {
         int32_t r = seeds[s];
         if ((size_t)(uint32_t)r >= c->cap) continue;
@@ -245,35 +255,75 @@ collect_into(const sp_cands *c, const int32_t *seeds, size_t nseeds, struct out 
         if (take > c->nnext[r]) take = c->nnext[r];
         const int32_t *nx = c->next + (size_t)r * M;
 #pragma GCC unroll 4
-        for (size_t j = 0; j < take; j++) add(o, nx[j], budget);
+        for (size_t j = 0; j < take; j++) add(o, nx[j], budget, kept);
         const struct slot *cv = c->cv + (size_t)r * C;
         size_t ncv = c->ncv[r]; /* read once: the stores to stamp[] might alias it */
 #pragma GCC unroll 4
-        for (size_t j = 0; j < ncv; j++) add(o, cv[j].row, budget);
+        for (size_t j = 0; j < ncv; j++) add(o, cv[j].row, budget, kept);
     }
     const int32_t *pop = c->pop, *prior = c->prior;
     size_t npop = c->npop, nprior = c->nprior;
 #pragma GCC unroll 4
-    for (size_t j = 0; j < npop; j++) add(o, pop[j], budget);
+    for (size_t j = 0; j < npop; j++) add(o, pop[j], budget, kept);
 #pragma GCC unroll 4
-    for (size_t j = 0; j < nprior; j++) add(o, prior[j], budget);
+    for (size_t j = 0; j < nprior; j++) add(o, prior[j], budget, kept);
+}
+
+/* The next call's stamp; wraps by clearing every stamp, so that no stale
+ * one equals the new gen. */
+static uint32_t next_gen(sp_cands *c) {
+    if (++c->gen == 0) {
+        memset(c->stamp, 0, c->cap * sizeof *c->stamp);
+        c->gen = 1;
+    }
+    return c->gen;
+}
+
+/* Whether the sources hold at most max rows for nseeds seeds: then collect
+ * needs no budget test. */
+static int sources_fit(const sp_cands *c, size_t nseeds, size_t max) {
+    size_t most = nseeds + c->npop + c->nprior;
+    for (size_t s = 0; s < nseeds; s++)
+        most += (s == 0 ? c->conf.next : (c->conf.next + 1) / 2) + c->conf.covisit;
+    return most <= max;
 }
 
 size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_t *out,
                         size_t max) {
-    if (++c->gen == 0) { /* wrapped: no stale stamp may equal the new gen */
-        memset(c->stamp, 0, c->cap * sizeof *c->stamp);
-        c->gen = 1;
-    }
-    struct out o = {c->stamp, c->gen, out, 0, max};
-    /* the most rows the sources can hold for these seeds */
-    size_t most = nseeds + c->npop + c->nprior;
-    for (size_t s = 0; s < nseeds; s++)
-        most += (s == 0 ? c->conf.next : (c->conf.next + 1) / 2) + c->conf.covisit;
-    if (most <= max)
-        collect_into(c, seeds, nseeds, &o, 0);
+    struct out o = {c->stamp, next_gen(c), out, 0, max, NULL, NULL};
+    if (sources_fit(c, nseeds, max))
+        collect_into(c, seeds, nseeds, &o, 0, 0);
     else
-        collect_into(c, seeds, nseeds, &o, 1);
+        collect_into(c, seeds, nseeds, &o, 1, 0);
+    return o.n;
+}
+
+/* Without a budget to fill, the skipped rows are stamped as listed before
+ * the sources are read and the model items are looked up as rows are
+ * listed: one pass, no filter over the list after. A budget the sources
+ * can fill counts the dropped rows as sp_cands_collect does, so there the
+ * list is collected first and filtered after (rare: not the default
+ * budget). */
+size_t sp_cands_collect_kept(sp_cands *c, const int32_t *seeds, size_t nseeds,
+                             const sp_cands_keep *keep, int32_t *out, int32_t *items, size_t max) {
+    if (!sources_fit(c, nseeds, max)) {
+        size_t n = sp_cands_collect(c, seeds, nseeds, out, max), nk = 0;
+        /* the rows just listed carry this call's stamp; skipped ones get
+         * another (gen - 1 is never the next call's) */
+        for (size_t i = 0; i < keep->nskip; i++)
+            if ((size_t)(uint32_t)keep->skip[i] < c->cap) c->stamp[keep->skip[i]] = c->gen - 1;
+        for (size_t i = 0; i < n; i++) {
+            int32_t row = out[i], mi = keep->row2model[row];
+            if (c->stamp[row] != c->gen || mi < 0) continue;
+            out[nk] = row;
+            items[nk++] = mi;
+        }
+        return nk;
+    }
+    struct out o = {c->stamp, next_gen(c), out, 0, max, keep->row2model, items};
+    for (size_t i = 0; i < keep->nskip; i++)
+        if ((size_t)(uint32_t)keep->skip[i] < c->cap) c->stamp[keep->skip[i]] = o.gen;
+    collect_into(c, seeds, nseeds, &o, 0, 1);
     return o.n;
 }
 

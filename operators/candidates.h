@@ -71,6 +71,19 @@ void sp_cands_seen(sp_cands *c, int32_t row, float count);
 size_t sp_cands_collect(sp_cands *c, const int32_t *seeds, size_t nseeds, int32_t *out,
                         size_t max);
 
+/* What a scorer of model items keeps of the candidates. */
+typedef struct sp_cands_keep {
+    const int32_t *skip;      /* rows never listed (the items a user bought), nskip of them */
+    size_t nskip;
+    const int32_t *row2model; /* per row: its model item, negative for none (not listed) */
+} sp_cands_keep;
+
+/* sp_cands_collect, then the rows of keep->skip and those without a model
+ * item dropped: the same rows in the same order, and in items[i] the model
+ * item of out[i]. Saves the scorer a pass over the list. */
+size_t sp_cands_collect_kept(sp_cands *c, const int32_t *seeds, size_t nseeds,
+                             const sp_cands_keep *keep, int32_t *out, int32_t *items, size_t max);
+
 /* The neighbour lists of one row, for tests and `inspect`: the model's next
  * rows (best first) and the co-visited rows with their counts (in slot
  * order). Return the number written, at most max. */

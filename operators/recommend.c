@@ -71,6 +71,8 @@ struct recommend {
     size_t cap;
     unsigned char *ban;       /* per-row flags, all zero between calls */
     size_t bancap;
+    int32_t banned[BOUGHT_MAX + 2]; /* the rows flagged in ban during a call */
+    size_t nbanned;
     int32_t *cands;           /* candidate rows of one list */
     int32_t *cand_mi;         /* score_rows32: their model indices */
     float *cand_score;        /* score_rows32: their scores */
@@ -236,10 +238,10 @@ static int seq_user(struct recommend *r, sp_obj *rs, const float *h, const float
 }
 
 /* Marks the rows the user must not get (the item in view with
- * recommend.exclude_viewed, the items bought) in r->ban; returns how many
- * went into banned[] (for unmarking). */
-static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_row,
-                       int32_t *banned) {
+ * recommend.exclude_viewed, the items bought) in r->ban and lists them in
+ * r->banned (for unmarking, and for the candidates to skip). */
+static void ban_rows(struct recommend *r, const char *bought, int32_t viewed_row) {
+    int32_t *banned = r->banned;
     sp_personal *c = r->ctx;
     size_t rows = sp_vocab_size(c->items), nb = 0;
     if (rows > r->bancap) { /* doubled: the item table grows an item at a time */
@@ -260,10 +262,11 @@ static size_t ban_rows(struct recommend *r, const char *bought, int32_t viewed_r
         while (*s == ' ') s++;
     }
     for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 1;
-    return nb;
+    r->nbanned = nb;
 }
 
-/* Scores every item (the model's, else the MF table's): two sgemvs. */
+/* Scores every item (the model's, else the MF table's): two sgemvs. The
+ * list in top[0..*got) best first. */
 static void score_all(struct recommend *r, const float *u, int have_seq, const float *mfu,
                       int use_mf, const float w[3], struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
@@ -295,10 +298,12 @@ static void score_all(struct recommend *r, const float *u, int have_seq, const f
         if (r->ban[row] || !isfinite(r->blend[i])) continue;
         sp_topk_offer(top, got, k, row, r->blend[i]);
     }
+    sp_topk_finish(top, *got);
 }
 
-/* The scoring loop of score_cands over n rows with d floats a vector;
- * inlined twice, once with d = 32 (the usual size, unrolled). */
+/* The scoring loop of score_cands over n rows with d floats a vector, the
+ * list best first; inlined twice, once with d = 32 (the usual size,
+ * unrolled). */
 static inline __attribute__((always_inline)) void
 score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, int use_mf,
            const float w[3], size_t n, size_t d, struct sp_scored *top, size_t *got, size_t k) {
@@ -315,54 +320,55 @@ score_rows(struct recommend *r, const float *u, int have_seq, const float *mfu, 
         s += w[2] * c->lpop[row];
         if (isfinite(s)) sp_topk_offer(top, got, k, row, s);
     }
+    sp_topk_finish(top, *got);
 }
 
 /* score_rows for the usual case, d = 32 with both the sequence and the MF
- * part, in three passes over the candidates: drop the rows not scored,
- * score the rest four at a time (their eight dot products finished
- * together, sp_dot_sum8, and u and mfu loaded once, not once a row), then
- * offer the scores to the heap in candidate order. The scores are score_rows'
- * bit for bit (the same operations in the same order), and so is the list. */
+ * part, over the nv candidates that are scored (r->cands, their model items
+ * in r->cand_mi: sp_cands_collect_kept dropped the others), in two passes:
+ * score them four at a time (their eight dot products finished together,
+ * sp_dot_sum8, u and mfu loaded once, not once a row, and the blend in
+ * 4-wide vectors), then select the best in candidate order
+ * (sp_topk_select_finite). The scores are score_rows' bit for bit (the same
+ * operations in the same order, no FMA), and so is the list. */
 static inline __attribute__((always_inline)) void
-score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t n,
+score_rows32(struct recommend *r, const float *u, const float *mfu, const float w[3], size_t nv,
              struct sp_scored *top, size_t *got, size_t k) {
     sp_personal *c = r->ctx;
     const sp_model *m = c->model;
     const float *E = m->params + m->lay.emb, *eb = m->params + m->lay.bias;
-    int32_t *rows = r->cands, *mis = r->cand_mi;
-    size_t nv = 0;
-    for (size_t j = 0; j < n; j++) { /* in place: nv <= j */
-        int32_t row = rows[j];
-        if ((size_t)row < r->bancap && r->ban[row]) continue;
-        int32_t mi = c->mf2model[row];
-        if (mi < 0) continue;
-        rows[nv] = row;
-        mis[nv++] = mi;
-    }
+    const int32_t *rows = r->cands, *mis = r->cand_mi;
     float *sc = r->cand_score;
     sp_v8sf U[4], V[4];
     memcpy(U, u, sizeof U);
     memcpy(V, mfu, sizeof V);
+    const sp_v4sf W0 = {w[0], w[0], w[0], w[0]}, W1 = {w[1], w[1], w[1], w[1]},
+                  W2 = {w[2], w[2], w[2], w[2]};
     size_t j = 0;
     for (; j + 4 <= nv; j += 4) {
+        /* candidate i's sequence dot in acc[2i], its MF dot in acc[2i + 1]:
+         * sp_dot_sum8's order puts the four sequence dots in the low half
+         * of sum, the four MF dots in the high one */
         sp_v8sf acc[8];
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            sp_dot32_lanes(U, E + (size_t)mis[j + i] * 32, &acc[i]);
-            sp_dot32_lanes(V, c->vec + (size_t)rows[j + i] * 32, &acc[4 + i]);
+            sp_dot32_lanes(U, E + (size_t)mis[j + i] * 32, &acc[2 * i]);
+            sp_dot32_lanes(V, c->vec + (size_t)rows[j + i] * 32, &acc[2 * i + 1]);
         }
-        float d[8]; /* candidate i: sequence dot d[lane(i)], MF dot d[lane(4 + i)] */
         sp_v8sf sum;
         sp_dot_sum8(acc, &sum);
-        memcpy(d, &sum, sizeof d);
-        static const int lane[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            int32_t row = rows[j + i], mi = mis[j + i];
-            float s = w[0] * (d[lane[i]] + eb[mi]);
-            s += w[1] * (d[lane[4 + i]] + c->bias[row]);
-            sc[j + i] = s + w[2] * c->lpop[row];
-        }
+        sp_v4sf ds = __builtin_shufflevector(sum, sum, 0, 1, 2, 3);
+        sp_v4sf dm = __builtin_shufflevector(sum, sum, 4, 5, 6, 7);
+        const int32_t *rw = rows + j, *mw = mis + j;
+        sp_v4sf eb4 = {eb[mw[0]], eb[mw[1]], eb[mw[2]], eb[mw[3]]};
+        sp_v4sf b4 = {c->bias[rw[0]], c->bias[rw[1]], c->bias[rw[2]], c->bias[rw[3]]};
+        sp_v4sf lp4 = {c->lpop[rw[0]], c->lpop[rw[1]], c->lpop[rw[2]], c->lpop[rw[3]]};
+        /* the blend of the loop below, four lanes at once: the same
+         * roundings in the same order */
+        sp_v4sf s4 = W0 * (ds + eb4);
+        s4 += W1 * (dm + b4);
+        s4 += W2 * lp4;
+        memcpy(sc + j, &s4, sizeof s4);
     }
     for (; j < nv; j++) {
         int32_t row = rows[j], mi = mis[j];
@@ -370,7 +376,7 @@ score_rows32(struct recommend *r, const float *u, const float *mfu, const float 
         s += w[1] * (sp_dot(mfu, c->vec + (size_t)row * 32, 32) + c->bias[row]);
         sc[j] = s + w[2] * c->lpop[row];
     }
-    sp_topk_offer_finite(top, got, k, rows, sc, nv);
+    *got = sp_topk_select_finite(top, k, rows, sc, nv);
 }
 
 /* Scores the candidate rows of seeds[0..nseeds) only: the same blend,
@@ -389,10 +395,15 @@ score_cands(struct recommend *r, const float *u, int have_seq, const float *mfu,
         r->cand_mi = sp_xrealloc(r->cand_mi, r->candcap * sizeof *r->cand_mi);
         r->cand_score = sp_xrealloc(r->cand_score, r->candcap * sizeof *r->cand_score);
     }
+    if (c->dim == 32 && c->model && have_seq && use_mf) {
+        sp_cands_keep keep = {r->banned, r->nbanned, c->mf2model};
+        size_t nv = sp_cands_collect_kept(c->cands, seeds, nseeds, &keep, r->cands, r->cand_mi,
+                                          c->n_cands);
+        score_rows32(r, u, mfu, w, nv, top, got, k);
+        return;
+    }
     size_t n = sp_cands_collect(c->cands, seeds, nseeds, r->cands, c->n_cands);
-    if (c->dim == 32 && c->model && have_seq && use_mf)
-        score_rows32(r, u, mfu, w, n, top, got, k);
-    else if (c->dim == 32)
+    if (c->dim == 32)
         score_rows(r, u, have_seq, mfu, use_mf, w, n, 32, top, got, k);
     else
         score_rows(r, u, have_seq, mfu, use_mf, w, n, c->dim, top, got, k);
@@ -411,15 +422,13 @@ static size_t rank(struct recommend *r, sp_obj *rs, const float *h, const float 
     float lp = 1.0f / log1pf(r->maxpop > POP_FLOOR ? r->maxpop : POP_FLOOR);
     int use_mf = have_mfu && c->blend[1] != 0;
     float w[3] = {have_seq ? c->blend[0] : 0, c->blend[1], c->blend[2] * lp};
-    int32_t banned[BOUGHT_MAX + 2];
-    size_t nb = ban_rows(r, bought, viewed_row, banned);
+    ban_rows(r, bought, viewed_row);
     size_t k = (size_t)r->cfg->recommend_k, got = 0;
     if (c->cands)
         score_cands(r, u, have_seq, mfu, use_mf, w, seeds, nseeds, top, &got, k);
     else
         score_all(r, u, have_seq, mfu, use_mf, w, top, &got, k);
-    for (size_t i = 0; i < nb; i++) r->ban[banned[i]] = 0;
-    sp_topk_finish(top, got);
+    for (size_t i = 0; i < r->nbanned; i++) r->ban[r->banned[i]] = 0;
     return got;
 }
 
@@ -451,6 +460,38 @@ static int json_escapes(const char *s, size_t n) {
     return any;
 }
 
+/* The first and the last w (a constant: one load and one store each)
+ * of n bytes, w <= n <= 2 w: all n bytes, the middle ones twice. */
+static inline __attribute__((always_inline)) void copy_ends(unsigned char *d,
+                                                            const unsigned char *p, size_t n,
+                                                            size_t w) {
+    unsigned char a[8], b[8];
+    memcpy(a, p, w);
+    memcpy(b, p + n - w, w);
+    memcpy(d, a, w);
+    memcpy(d + n - w, b, w);
+}
+
+/* memcpy of n bytes without its call for n <= 16 (an item id, as a rule):
+ * two overlapping copies of the widest size that fits, or for n < 4 the
+ * first, middle and last bytes. Reads only [s, s + n), writes only
+ * [o, o + n); the two must not overlap. */
+static inline void copy_short(void *o, const void *s, size_t n) {
+    unsigned char *d = o;
+    const unsigned char *p = s;
+    if (n > 16) {
+        memcpy(d, p, n);
+    } else if (n >= 8) {
+        copy_ends(d, p, n, 8);
+    } else if (n >= 4) {
+        copy_ends(d, p, n, 4);
+    } else if (n) {
+        d[0] = p[0];
+        d[n / 2] = p[n / 2];
+        d[n - 1] = p[n - 1];
+    }
+}
+
 /* A JSON string of s (n bytes): quotes, backslashes and control characters
  * escaped, as cJSON did. esc is json_escapes(s, n), which the caller may
  * know already. Needs 6 n + 2 bytes at worst. */
@@ -458,7 +499,7 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     static const char hex[] = "0123456789abcdef";
     *o++ = '"';
     if (!esc) {
-        memcpy(o, s, n);
+        copy_short(o, s, n);
         o += n;
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -547,14 +588,19 @@ static void pend_grow(struct recommend *r) {
 }
 
 /* rec:<user_id> and its JSON, for rec_flush; esc[i]: items[i]'s id has
- * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. */
+ * bytes to escape. rec_id is 'r' and hex digits: nothing to escape. The
+ * room for the whole record is reserved at once (its items' ids at worst
+ * escaped), not an item at a time. */
 static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_id,
                       const sp_rec_item *items, const unsigned char *esc, size_t n) {
     if (r->npend == r->cappend) pend_grow(r);
     struct pend *p = &r->pend[r->npend++];
     size_t ul = strlen(ev->user_id), rl = strlen(rec_id), el = strlen(ev->event_id);
-    /* the key, the three strings escaped, ts_ms and 80 bytes of names */
-    text_reserve(r, 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128);
+    /* the key, the three strings escaped, ts_ms and 80 bytes of names; an
+     * item's id escaped, its score and 32 bytes of names and punctuation */
+    size_t room = 4 + ul + 1 + 6 * (rl + el + r->label_len) + 6 + 20 + 128 + 3;
+    for (size_t i = 0; i < n; i++) room += 6 * items[i].len + 2 + JSON_SCORE_MAX + 32;
+    text_reserve(r, room);
     p->key = r->ntext;
     p->keylen = 4 + ul;
     char *o = r->text + r->ntext;
@@ -571,22 +617,15 @@ static void pend_json(struct recommend *r, const sp_event *ev, const char *rec_i
     o = json_str(o, r->label, r->label_len, r->label_esc);
     o = JSON_LIT(o, ",\"items\":[");
     for (size_t i = 0; i < n; i++) {
-        size_t il = items[i].len;
-        r->ntext = (size_t)(o - r->text);
-        text_reserve(r, 6 * il + 2 + JSON_SCORE_MAX + 32);
-        o = r->text + r->ntext;
         if (i) *o++ = ',';
         o = JSON_LIT(o, "{\"item_id\":");
-        o = json_str(o, items[i].id, il, esc[i]);
+        o = json_str(o, items[i].id, items[i].len, esc[i]);
         o = JSON_LIT(o, ",\"score\":");
         o = json_score(o, items[i].score);
         *o++ = '}';
     }
-    r->ntext = (size_t)(o - r->text);
-    text_reserve(r, 3);
-    o = r->text + r->ntext;
     memcpy(o, "]}", 3); /* and the NUL */
-    r->ntext += 3;
+    r->ntext = (size_t)(o + 3 - r->text);
     p->jsonlen = r->ntext - 1 - (p->key + p->keylen + 1);
 }
 
@@ -651,13 +690,25 @@ static size_t varint_len(uint64_t v) {
     return n;
 }
 
-/* One ScoredItem (il bytes of id) as field 3 of the Recommendation. */
+/* One ScoredItem (il bytes of id) as field 3 of the Recommendation. An id
+ * of 1 to ITEM_SHORT bytes (every id, as a rule) has one-byte lengths, the
+ * item's and the id's: four bytes stored, no varint loops. */
+#define ITEM_SHORT 120 /* the item's length, 2 + il + 5, stays below 128 */
 static uint8_t *put_pb_item(uint8_t *o, const char *id, size_t il, float score) {
-    size_t len = (il ? 1 + varint_len(il) + il : 0) + (score != 0 ? 5 : 0);
-    *o++ = 0x1a; /* field 3, length-delimited */
-    o = put_varint(o, len);
-    o = put_pb_bytes(o, 0x0a, id, il);
-    if (score != 0) {
+    size_t sl = score != 0 ? 5 : 0;
+    if (il - 1 < ITEM_SHORT) { /* il in [1, ITEM_SHORT] */
+        o[0] = 0x1a; /* field 3, length-delimited */
+        o[1] = (uint8_t)(2 + il + sl);
+        o[2] = 0x0a; /* field 1 of the item, length-delimited */
+        o[3] = (uint8_t)il;
+        copy_short(o + 4, id, il);
+        o += 4 + il;
+    } else {
+        *o++ = 0x1a;
+        o = put_varint(o, (il ? 1 + varint_len(il) + il : 0) + sl);
+        o = put_pb_bytes(o, 0x0a, id, il);
+    }
+    if (sl) {
         *o++ = 0x15; /* field 2, fixed32 */
         memcpy(o, &score, 4); /* little-endian targets only, like the hex codec */
         o += 4;

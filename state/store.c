@@ -41,6 +41,7 @@ enum { F_STR, F_INT, F_DBL };
 struct iname {
     uint32_t refs;        /* fields of cached objects with this name */
     uint32_t hash, len;   /* name_hash of s, strlen of s */
+    uint64_t head;        /* name_head of s: field_is compares it first */
     char s[];             /* NUL-terminated */
 };
 
@@ -498,7 +499,7 @@ static sp_obj *cache_lookup(sp_store *st, int32_t part, const char *key, size_t 
                             int create) {
     uint64_t h = sp_hash_bytes(key, klen);
     for (sp_obj *o = st->buckets[h & (st->nbuckets - 1)]; o; o = o->next)
-        if (o->hash == h && o->klen == klen && !memcmp(o->key, key, klen)) return o;
+        if (o->hash == h && o->klen == klen && sp_bytes_eq(o->key, key, klen)) return o;
     if (!create) return NULL;
     /* One allocation for the entry and its key: a batch meets thousands of
      * new users, and calloc plus strndup of each was most of creating one. */
@@ -557,7 +558,10 @@ static size_t make_key(char *buf, size_t len, int32_t part, const char *suffix) 
     }
     buf[0] = '{';
     buf[1] = 'p';
-    memcpy(buf + 2, num, n);
+    if (n <= 2) /* a fixed two-byte move, not a call: the byte past n is overwritten below */
+        memcpy(buf + 2, num, 2);
+    else
+        memcpy(buf + 2, num, n);
     buf[2 + n] = '}';
     buf[3 + n] = ':';
     memcpy(buf + 4 + n, suffix, s + 1);
@@ -696,7 +700,9 @@ static void names_rebuild(sp_store *st) {
  * there, or a new one. A rebuild when the table would be over half full
  * (after one, it is at most a quarter full) is also when names no longer
  * used are freed, so they never outnumber the table's room. */
-static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32_t len) {
+static struct iname *name_intern(sp_store *st, const sp_fname *f) {
+    const char *s = f->name;
+    uint32_t h = f->hash, len = f->len;
     if (2 * (st->nnames + 1) > st->capnames) names_rebuild(st);
     uint32_t mask = st->capnames - 1, j = h & mask;
     for (struct iname *n; (n = st->names[j]); j = (j + 1) & mask)
@@ -709,6 +715,7 @@ static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32
     n->refs = 1;
     n->hash = h;
     n->len = len;
+    n->head = f->head;
     memcpy(n->s, s, len);
     n->s[len] = '\0';
     st->names[j] = n;
@@ -718,15 +725,20 @@ static struct iname *name_intern(sp_store *st, const char *s, uint32_t h, uint32
 
 static void name_release(sp_store *st, struct iname *n) { st->nunused += !--n->refs; }
 
-static inline int field_is(const struct field *f, const char *name, uint32_t h, uint32_t len) {
-    return f->hash == h && f->name->len == len && sp_bytes_eq(f->name->s, name, len);
+/* Whether field f is called n: the hash, then the first eight bytes at
+ * once, then the rest. Most names are shorter than eight bytes ("aff",
+ * "events", "n_click"), which a byte-by-byte compare went through one at a
+ * time, at nearly every lookup (the hash matching means the name does). */
+static inline int field_is(const struct field *f, const sp_fname *n) {
+    const struct iname *in = f->name;
+    return f->hash == n->hash && in->head == n->head && in->len == n->len &&
+           (n->len <= 8 || sp_bytes_eq(in->s + 8, n->name + 8, n->len - 8));
 }
 
 /* The fields past the index's first INDEX_MAX, one by one. */
-static __attribute__((noinline)) struct field *field_scan(const sp_obj *o, const char *name,
-                                                          uint32_t h, uint32_t len) {
+static __attribute__((noinline)) struct field *field_scan(const sp_obj *o, const sp_fname *n) {
     for (uint32_t i = INDEX_MAX; i < o->nfields; i++)
-        if (field_is(&o->fields[i], name, h, len)) return &o->fields[i];
+        if (field_is(&o->fields[i], n)) return &o->fields[i];
     return NULL;
 }
 
@@ -735,15 +747,15 @@ static __attribute__((noinline)) struct field *field_scan(const sp_obj *o, const
  * profile per event, and a strcmp scan over a few dozen names was the
  * store's largest cost. Inline, apart from field_add, so that a lookup of
  * a field that is there pays for no more than the probe. */
-static inline struct field *field_probe(const sp_obj *o, const char *name, uint32_t h,
-                                        uint32_t len) {
+static inline __attribute__((always_inline)) struct field *field_probe(const sp_obj *o,
+                                                                        const sp_fname *n) {
     if (!o->icap) return NULL;
     uint32_t mask = o->icap - 1;
-    for (uint32_t j = h & mask; o->index[j]; j = (j + 1) & mask) {
+    for (uint32_t j = n->hash & mask; o->index[j]; j = (j + 1) & mask) {
         struct field *f = &o->fields[o->index[j] - 1];
-        if (field_is(f, name, h, len)) return f;
+        if (field_is(f, n)) return f;
     }
-    return o->nfields > INDEX_MAX ? field_scan(o, name, h, len) : NULL;
+    return o->nfields > INDEX_MAX ? field_scan(o, n) : NULL;
 }
 
 /* A new field called `name` (not there yet), without a value, which the
@@ -751,35 +763,39 @@ static inline struct field *field_probe(const sp_obj *o, const char *name, uint3
  * number's), carved from the arena unless it is long. The field array may
  * move when it grows; names and texts live apart, so the pointers callers
  * hold do not. */
-static __attribute__((noinline)) struct field *field_add(sp_obj *o, const char *name, uint32_t h,
-                                                         uint32_t len, size_t create) {
+static __attribute__((noinline)) struct field *field_add(sp_obj *o, const sp_fname *n,
+                                                         size_t create) {
     if (o->nfields == o->cap) fields_reserve(o, o->cap ? 2 * o->cap : 4);
     struct field *f = &o->fields[o->nfields];
     memset(f, 0, sizeof *f);
-    f->name = name_intern(o->st, name, h, len);
-    f->hash = h;
+    f->name = name_intern(o->st, n);
+    f->hash = n->hash;
     f->cap = text_cap(create);
     f->text_apart = f->cap > TEXT_APART;
     f->text = f->text_apart ? sp_xmalloc(f->cap) : arena_alloc(o, f->cap);
-    index_put(o, h, o->nfields++);
+    index_put(o, n->hash, o->nfields++);
     return f;
 }
 
 /* The field called `name`, or NULL; if absent and `create` > 0, a new one
- * (field_add). */
-static inline struct field *field_lookup(sp_obj *o, const char *name, uint32_t h, uint32_t len,
-                                         size_t create) {
-    struct field *f = field_probe(o, name, h, len);
-    return f || !create ? f : field_add(o, name, h, len, create);
+ * (field_add). Inline in every caller, as field_probe is: left to itself
+ * the compiler made it a call of its own (the head compare made field_is
+ * larger), some ten instructions a lookup. */
+static inline __attribute__((always_inline)) struct field *field_lookup(sp_obj *o,
+                                                                        const sp_fname *n,
+                                                                        size_t create) {
+    struct field *f = field_probe(o, n);
+    return f || !create ? f : field_add(o, n, create);
 }
 
 /* Room for a text of len bytes. Every field starts with room for a
  * number's longest text, so no numeric value ever moves it. What it held
  * is lost when it has to grow: the caller is replacing it. It grows with
  * half again as much room: a list that gains an item per event (profile's
- * recent ring, until full) would otherwise move at nearly every event. */
-static void text_reserve(sp_obj *o, struct field *f, size_t len) {
-    if (len + 1 <= f->cap) return;
+ * recent ring, until full) would otherwise move at nearly every event.
+ * Apart from text_set's check, which is inline: nearly every set fits in
+ * the room the text has, and the call alone cost as much as that check. */
+static __attribute__((noinline)) void text_grow(sp_obj *o, struct field *f, size_t len) {
     uint32_t cap = text_cap(len + 1 + len / 2);
     if (f->text_apart)
         free(f->text);
@@ -793,8 +809,8 @@ static void text_reserve(sp_obj *o, struct field *f, size_t len) {
 }
 
 /* Makes the field the string v (len bytes). */
-static void text_set(sp_obj *o, struct field *f, const char *v, size_t len) {
-    text_reserve(o, f, len);
+static inline void text_set(sp_obj *o, struct field *f, const char *v, size_t len) {
+    if (len + 1 > f->cap) text_grow(o, f, len);
     memmove(f->text, v, len); /* v may be the field's own text */
     f->text[len] = '\0';
     f->tlen = (uint32_t)len;
@@ -857,16 +873,17 @@ static void obj_load(sp_obj *o, const redisReply *r) {
     }
     /* Sized once, not field by field: the array, and a chunk that holds
      * every text. */
-    sp_obj_reserve(o, o->nfields + r->elements / 2);
+    size_t nf = o->nfields + r->elements / 2;
+    if (nf >= UINT32_MAX / 4) too_long(nf);
+    fields_reserve(o, (uint32_t)nf);
     size_t room = 0;
     for (size_t i = 0; i + 1 < r->elements; i += 2)
         room += arena_room(text_cap(r->element[i + 1]->len + 1));
     if (room) arena_reserve(o, room);
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *name = r->element[i]->str;
-        uint32_t len, h = name_hash(name, &len);
+        sp_fname n = sp_fname_of(r->element[i]->str);
         const redisReply *v = r->element[i + 1];
-        struct field *f = field_lookup(o, name, h, len, v->len + 1);
+        struct field *f = field_lookup(o, &n, v->len + 1);
         text_set(o, f, v->str, v->len);
     }
     o->loaded = 1;
@@ -1137,8 +1154,9 @@ static void obj_mark(sp_obj *o, struct field *f) {
 }
 
 sp_fname sp_fname_of(const char *name) {
-    sp_fname n = {name, 0, 0};
+    sp_fname n = {name, 0, 0, 0};
     n.hash = name_hash(name, &n.len);
+    memcpy(&n.head, name, n.len < 8 ? n.len : 8);
     return n;
 }
 
@@ -1148,22 +1166,22 @@ sp_fname sp_fname_of(const char *name) {
  * underneath; the readers' `const` promises no change of value, while they
  * may still parse or format into the cache. */
 int64_t sp_obj_get_int_f(const sp_obj *o, const sp_fname *n, int64_t def) {
-    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
+    struct field *f = field_lookup((sp_obj *)o, n, 0);
     return f ? field_int(f) : def;
 }
 
 double sp_obj_get_double_f(const sp_obj *o, const sp_fname *n, double def) {
-    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
+    struct field *f = field_lookup((sp_obj *)o, n, 0);
     return f ? field_double(f) : def;
 }
 
 const char *sp_obj_get_str_f(const sp_obj *o, const sp_fname *n) {
-    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
+    struct field *f = field_lookup((sp_obj *)o, n, 0);
     return f ? field_text(f) : NULL;
 }
 
 const char *sp_obj_get_strn_f(const sp_obj *o, const sp_fname *n, size_t *len) {
-    struct field *f = field_lookup((sp_obj *)o, n->name, n->hash, n->len, 0);
+    struct field *f = field_lookup((sp_obj *)o, n, 0);
     if (!f) {
         *len = 0;
         return NULL;
@@ -1174,7 +1192,7 @@ const char *sp_obj_get_strn_f(const sp_obj *o, const sp_fname *n, size_t *len) {
 }
 
 void sp_obj_set_int_f(sp_obj *o, const sp_fname *n, int64_t v) {
-    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
+    struct field *f = field_lookup(o, n, SP_G17_MAX);
     f->kind = F_INT;
     f->num.i = v;
     f->text_ok = 0;
@@ -1182,7 +1200,7 @@ void sp_obj_set_int_f(sp_obj *o, const sp_fname *n, int64_t v) {
 }
 
 void sp_obj_set_double_f(sp_obj *o, const sp_fname *n, double v) {
-    struct field *f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
+    struct field *f = field_lookup(o, n, SP_G17_MAX);
     f->kind = F_DBL;
     f->num.d = v;
     f->text_ok = 0;
@@ -1190,7 +1208,7 @@ void sp_obj_set_double_f(sp_obj *o, const sp_fname *n, double v) {
 }
 
 void sp_obj_set_str_f(sp_obj *o, const sp_fname *n, const char *v, size_t len) {
-    struct field *f = field_lookup(o, n->name, n->hash, n->len, len + 1);
+    struct field *f = field_lookup(o, n, len + 1);
     text_set(o, f, v, len);
     obj_mark(o, f);
 }
@@ -1228,9 +1246,9 @@ void sp_obj_set_double(sp_obj *o, const char *field, double v) {
 
 /* One lookup for the read and the write; an absent field counts from 0. */
 void sp_obj_incr_f(sp_obj *o, const sp_fname *n, int64_t by) {
-    struct field *f = field_lookup(o, n->name, n->hash, n->len, 0);
+    struct field *f = field_lookup(o, n, 0);
     int64_t v = f ? field_int(f) : 0;
-    if (!f) f = field_lookup(o, n->name, n->hash, n->len, SP_G17_MAX);
+    if (!f) f = field_add(o, n, SP_G17_MAX); /* known absent */
     f->kind = F_INT;
     f->num.i = v + by;
     f->text_ok = 0;
@@ -1243,10 +1261,10 @@ void sp_obj_incr(sp_obj *o, const char *field, int64_t by) {
 }
 
 void sp_obj_incrf(sp_obj *o, const char *field, double by) {
-    uint32_t len, h = name_hash(field, &len);
-    struct field *f = field_lookup(o, field, h, len, 0);
+    sp_fname n = sp_fname_of(field);
+    struct field *f = field_lookup(o, &n, 0);
     double v = f ? field_double(f) : 0;
-    if (!f) f = field_lookup(o, field, h, len, SP_G17_MAX);
+    if (!f) f = field_add(o, &n, SP_G17_MAX); /* known absent */
     f->kind = F_DBL;
     f->num.d = v + by;
     f->text_ok = 0;
@@ -1255,8 +1273,12 @@ void sp_obj_incrf(sp_obj *o, const char *field, double by) {
 
 size_t sp_obj_nfields(const sp_obj *o) { return o->nfields; }
 
+/* A new object's texts get one piece of arena for the fields reserved:
+ * the twenty-odd numbers' texts of a new profile's first event took three
+ * chunks (and their mallocs and frees) one after the other. */
 void sp_obj_reserve(sp_obj *o, size_t n) {
     if (n >= UINT32_MAX / 4) too_long(n);
+    if (!o->arena && n > o->nfields) arena_reserve(o, (n - o->nfields) * SP_G17_MAX);
     fields_reserve(o, (uint32_t)n);
 }
 
@@ -1404,23 +1426,32 @@ struct filler {
 
 static void fill_cmd(struct filler *f) { f->b->cmd[f->b->ncmd++] = f->n; }
 
+/* Ends the argument of len bytes written at f->at. */
+static inline __attribute__((always_inline)) void fill_end(struct filler *f, size_t len) {
+    f->at[len] = '\0';
+    f->b->v[f->n] = f->at;
+    f->b->l[f->n++] = len;
+    f->at += len + 1;
+}
+
+/* One argument: s (len bytes). Inline: a commit fills two arguments per
+ * dirty field, and the call and an empty prefix's copy cost more than the
+ * copy of a short name or number. */
+static inline __attribute__((always_inline)) void fill(struct filler *f, const char *s,
+                                                       size_t len) {
+    memcpy(f->at, s, len);
+    fill_end(f, len);
+}
+
 /* One argument: prefix (plen bytes) then s (len bytes). */
 static void fill2(struct filler *f, const char *prefix, size_t plen, const char *s, size_t len) {
     memcpy(f->at, prefix, plen);
     memcpy(f->at + plen, s, len);
-    f->at[plen + len] = '\0';
-    f->b->v[f->n] = f->at;
-    f->b->l[f->n++] = plen + len;
-    f->at += plen + len + 1;
+    fill_end(f, plen + len);
 }
 
-static void fill(struct filler *f, const char *s, size_t len) { fill2(f, "", 0, s, len); }
-
 static void fill_int(struct filler *f, long long v) {
-    size_t len = sp_i64toa(v, f->at); /* and its NUL */
-    f->b->v[f->n] = f->at;
-    f->b->l[f->n++] = len;
-    f->at += len + 1;
+    fill_end(f, sp_i64toa(v, f->at)); /* which writes the NUL too */
 }
 
 /* Builds the transaction of one partition's commit (see fence_lua) into b.

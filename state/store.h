@@ -104,12 +104,13 @@ double sp_obj_get_double(const sp_obj *o, const char *field, double def);
 const char *sp_obj_get_str(const sp_obj *o, const char *field); /* NULL if absent */
 void sp_obj_incr(sp_obj *o, const char *field, int64_t by);
 
-/* A field name with its length and hash worked out once, for a field an
- * operator touches at every event: the _f calls skip hashing the name.
- * name is borrowed and must outlive it. */
+/* A field name with its length, hash and first bytes worked out once, for
+ * a field an operator touches at every event: the _f calls skip hashing
+ * the name. name is borrowed and must outlive it. */
 typedef struct sp_fname {
     const char *name;
     uint32_t len, hash;
+    uint64_t head;        /* the name's first eight bytes, zeros past a shorter one */
 } sp_fname;
 sp_fname sp_fname_of(const char *name);
 void sp_obj_incr_f(sp_obj *o, const sp_fname *f, int64_t by);
@@ -129,7 +130,9 @@ void sp_obj_set_str(sp_obj *o, const char *field, const char *v);
 size_t sp_obj_nfields(const sp_obj *o);
 /* Room for n fields in all, so that an object about to get many fields at
  * once (a new profile: some twenty at its first event) grows its field
- * array and index once, not one doubling after another. Changes no field. */
+ * array and index once, not one doubling after another; for an object with
+ * no text yet, room for the new fields' texts as numbers too, in one piece.
+ * Changes no field. */
 void sp_obj_reserve(sp_obj *o, size_t n);
 const char *sp_obj_field_name(const sp_obj *o, size_t i);
 const char *sp_obj_field_value(const sp_obj *o, size_t i);

@@ -184,7 +184,8 @@ static void sort_by(int32_t *rows, size_t n, const float *key, const int32_t *ke
 
 /* collect skips the budget test when the sources cannot fill the budget,
  * and reads the next and co-visit lists by their lengths: it must list
- * what the plain collect lists, in the same order, for random tables where
+ * what the plain collect lists (the kept collect: less its skipped rows and
+ * those without a model item), in the same order, for random tables where
  * the sources share rows (co-visits among the popular rows and the model's
  * next items, favourites among both), for seeds out of range, repeated or
  * without lists, and for budgets on both sides of the sources' size. The
@@ -222,7 +223,9 @@ Test(candidates, collect_equals_the_plain_collect_on_random_tables) {
         sp_cands_covisit(c, (int32_t)sp_rng_below(&rng, 320), to);
     }
 
-    int32_t seeds[5], want[400], got[400 + GUARD];
+    int32_t seeds[5], want[400], got[400 + GUARD], items[400 + GUARD], skip[8];
+    int32_t row2model[1024]; /* the kept collect's: a third of the rows without a model item */
+    for (int32_t r = 0; r < 1024; r++) row2model[r] = (r * 37) % 3 == 0 ? -1 : r + 7;
     for (int trial = 0; trial < 4000; trial++) {
         if (trial == 3000) sp_cands_clear_model(c); /* no next lists, no favourites */
         if (trial == 3000) src.nprior = 0;
@@ -251,6 +254,33 @@ Test(candidates, collect_equals_the_plain_collect_on_random_tables) {
                          want[i]);
         for (size_t i = max; i < max + GUARD; i++)
             cr_assert_eq(got[i], -7, "trial %d: written past the budget", trial);
+
+        /* the kept collect: the same list without the skipped rows and
+         * the rows that have no model item, each with its model item */
+        size_t nskip = sp_rng_below(&rng, 8);
+        for (size_t i = 0; i < nskip; i++) {
+            uint32_t pick = sp_rng_below(&rng, 6);
+            skip[i] = pick == 0   ? -1                                   /* negative */
+                      : pick == 1 ? 1024 + (int32_t)sp_rng_below(&rng, 9) /* past cap */
+                      : pick == 2 && nw ? want[sp_rng_below(&rng, (uint32_t)nw)] /* listed */
+                      : pick == 3 && nseeds ? seeds[0]                    /* the seed */
+                                            : (int32_t)sp_rng_below(&rng, 330);
+        }
+        size_t nk = 0;
+        for (size_t i = 0; i < nw; i++)
+            if (!contains(skip, nskip, want[i]) && row2model[want[i]] >= 0) want[nk++] = want[i];
+        for (size_t i = 0; i < max + GUARD; i++) got[i] = -7, items[i] = -7;
+        sp_cands_keep keep = {skip, nskip, row2model};
+        ng = sp_cands_collect_kept(c, seeds, nseeds, &keep, got, items, max);
+        cr_assert_eq(ng, nk, "trial %d (max %zu, most %zu): %zu kept, want %zu", trial, max, most,
+                     ng, nk);
+        for (size_t i = 0; i < nk; i++) {
+            cr_assert_eq(got[i], want[i], "trial %d: kept row %zu is %d, want %d", trial, i,
+                         got[i], want[i]);
+            cr_assert_eq(items[i], row2model[got[i]], "trial %d: kept row %zu's item", trial, i);
+        }
+        for (size_t i = max; i < max + GUARD; i++)
+            cr_assert(got[i] == -7 && items[i] == -7, "trial %d: kept past the budget", trial);
     }
     sp_cands_destroy(c);
     sp_scorer_destroy(s);

@@ -22,11 +22,14 @@
 #include "stream/error.h"
 #include "tests/support/harness.h"
 
-/* "", NULL, short, and 127/128/300-byte strings (one and two-byte lengths). */
+/* "", NULL, 1 to 17 bytes (each way recommend copies a short id),
+ * 120/121-byte strings (an item's length, 2 + 121 + 5, passes 127 there)
+ * and 127/128/300-byte ones (one and two-byte lengths). */
 static char *random_str(uint64_t *rng, char *buf) {
-    static const size_t lens[] = {0, 1, 5, 17, 127, 128, 300};
-    uint32_t pick = sp_rng_below(rng, 8);
-    if (pick == 7) return NULL;
+    static const size_t lens[] = {0,  1,  2,  3,  4,  5,   6,   7,   8,   9,  10,
+                                  15, 16, 17, 120, 121, 127, 128, 300};
+    uint32_t pick = sp_rng_below(rng, 20);
+    if (pick == 19) return NULL;
     size_t n = lens[pick];
     for (size_t i = 0; i < n; i++) buf[i] = (char)('a' + sp_rng_below(rng, 26));
     buf[n] = '\0';
@@ -166,17 +169,17 @@ static int best_first(const void *pa, const void *pb) {
     return (a->item > b->item) - (a->item < b->item);
 }
 
-/* recommend offers its candidates' scores eight at a time
- * (sp_topk_offer_finite) and sorts its ten by insertion (sp_topk_finish):
- * the list must be the k best finite scores, best first, ties to the lower
- * item -- here sorted out of all of them by qsort. Scores repeat often
- * (ties, 0 and -0), and NaN and infinities come in; k runs past 32 (the
- * heap sort) and past the number of scores. */
-Test(recommend, topk_offers_in_blocks_and_finish_equal_a_sorted_reference) {
+/* recommend selects its ten out of its candidates' scores eight at a
+ * time into a sorted list (sp_topk_select_finite; past 32 places a heap
+ * and its sort): the list must be the k best finite scores, best first,
+ * ties to the lower item -- here sorted out of all of them by qsort.
+ * Scores repeat often (ties, 0 and -0), and NaN and infinities come in; k
+ * runs past 32 (the heap) and past the number of scores. */
+Test(recommend, topk_select_in_blocks_equals_a_sorted_reference) {
     static const float common[] = {-1.0f, 0.0f, -0.0f, 0.5f, 2.0f};
     uint64_t rng = sp_rng_seed(17);
     for (int trial = 0; trial < 3000; trial++) {
-        size_t count = sp_rng_below(&rng, 300), k = sp_rng_below(&rng, 42), m = 0, got = 0;
+        size_t count = sp_rng_below(&rng, 300), k = sp_rng_below(&rng, 42), m = 0;
         int32_t items[300];
         float scores[300];
         struct sp_scored h[42], want[300];
@@ -190,8 +193,7 @@ Test(recommend, topk_offers_in_blocks_and_finish_equal_a_sorted_reference) {
             if (isfinite(scores[j])) want[m++] = (struct sp_scored){items[j], scores[j]};
         }
         qsort(want, m, sizeof *want, best_first);
-        sp_topk_offer_finite(h, &got, k, items, scores, count);
-        sp_topk_finish(h, got);
+        size_t got = sp_topk_select_finite(h, k, items, scores, count);
         cr_assert_eq(got, m < k ? m : k, "trial %d: %zu entries", trial, got);
         for (size_t i = 0; i < got; i++)
             cr_assert(h[i].item == want[i].item && !memcmp(&h[i].score, &want[i].score, 4),

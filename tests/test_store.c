@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/numtext.h"
 #include "state/store.h"
 #include "stream/error.h"
 #include "tests/support/harness.h"
@@ -920,14 +921,16 @@ Test(store_typed, calls_with_a_hashed_name_reach_the_same_field_as_by_name, .ini
 }
 
 /* Pairs of names of one length with the same hash (FNV-1a 32, found by
- * search): a long name differing in bytes only the second eight-byte
- * comparison sees, a name shorter than eight bytes (compared byte by byte)
- * and one of ten. The probe compares the names themselves, and each of a
- * pair is its own field. */
+ * search): a long name differing in bytes only the compare past the first
+ * eight sees, a name shorter than eight bytes and one of exactly eight
+ * (each compared as its first eight bytes, zero-padded) and one of ten
+ * differing in its first eight. The probe compares the names themselves,
+ * and each of a pair is its own field. */
 Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .init = start,
      .fini = stop) {
     static const char *const pairs[][2] = {{"prefix__yCao_suffix__", "prefix__Aaia_suffix__"},
                                            {"n_jCxh", "n_v2la"},
+                                           {"n_4FmOyU", "n_zFkqku"},
                                            {"aboBxj_sfx", "abC1la_sfx"}};
     sp_store *st = open_store(1000, NULL);
     sp_obj *o = typed_obj(st);
@@ -941,7 +944,7 @@ Test(store_typed, names_with_the_same_hash_and_length_are_different_fields, .ini
         cr_assert_eq(sp_obj_get_int(o, pairs[i][0], -1), (int64_t)i);
         cr_assert_str_eq(sp_obj_get_str_f(o, &b), pairs[i][1]);
     }
-    cr_assert_eq(sp_obj_nfields(o), 6);
+    cr_assert_eq(sp_obj_nfields(o), 8);
     sp_store_destroy(st);
 }
 
@@ -978,6 +981,61 @@ Test(store_typed, reserving_room_keeps_every_field_and_text, .init = start, .fin
     cr_assert_eq(sp_obj_get_str(o, "r3"), t);
     commit5(st, 1);
     expect_field("{p5}:u:typed", "r59", "59");
+    sp_store_destroy(st);
+}
+
+/* Keys carry their partition in decimal, on both sides of each width
+ * make_key writes apart (one digit, two, more): each object lands under
+ * its own hash tag, and the cache tells them apart. */
+Test(store_typed, keys_of_every_partition_width, .init = start, .fini = stop) {
+    static const int32_t parts[] = {0, 9, 10, 99, 100, 12345};
+    static const char *topics[] = {"t"};
+    sp_store *st = open_store(1000, NULL);
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        int64_t offs[1], next = 1;
+        cr_assert_eq(sp_store_assign(st, parts[i], topics, 1, offs), SP_OK);
+        sp_obj *o;
+        cr_assert_eq(sp_store_get(st, parts[i], "u:w", &o), SP_OK);
+        cr_assert_eq(sp_obj_nfields(o), 0, "p%d", parts[i]);
+        sp_obj_set_int(o, "p", parts[i]);
+        cr_assert_eq(sp_store_commit(st, parts[i], topics, &next, 1), SP_OK);
+    }
+    char key[64], want[16];
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        snprintf(key, sizeof key, "{p%d}:u:w", parts[i]);
+        snprintf(want, sizeof want, "%d", parts[i]);
+        expect_field(key, "p", want);
+    }
+    sp_store_destroy(st);
+}
+
+/* sp_obj_reserve on an object with no text yet takes one piece of arena
+ * for the reserved fields' numbers: twenty numbers set after it have their
+ * texts SP_G17_MAX bytes apart, in order (without it they took three
+ * chunks); each value stays its own, in the cache and in Redis. */
+Test(store_typed, reserving_room_for_a_new_object_keeps_its_texts_together, .init = start,
+     .fini = stop) {
+    sp_store *st = open_store(1000, NULL);
+    sp_obj *o = typed_obj(st);
+    cr_assert_eq(sp_obj_nfields(o), 0);
+    sp_obj_reserve(o, 20);
+    const char *t[20];
+    char name[32], want[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        sp_obj_set_int(o, name, 1000 + i);
+        t[i] = sp_obj_get_str(o, name);
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        snprintf(want, sizeof want, "%d", 1000 + i);
+        cr_assert_eq(t[i] - t[0], (ptrdiff_t)i * SP_G17_MAX, "n%d", i);
+        cr_assert_str_eq(t[i], want);
+        cr_assert_eq(sp_obj_get_str(o, name), t[i]);
+    }
+    commit5(st, 1);
+    expect_field("{p5}:u:typed", "n0", "1000");
+    expect_field("{p5}:u:typed", "n19", "1019");
     sp_store_destroy(st);
 }
 
