@@ -147,19 +147,19 @@ sp_sink *sp_sink_new(const sp_config *cfg, sp_metrics *metrics, char *err, size_
     char sub[256];
     rd_kafka_conf_set(conf, "enable.idempotence", "true", sub, sizeof sub);
     /* Outputs are produced one by one as events are processed (a
-     * recommendation every ~20 us at full speed). With librdkafka's linger
-     * of 5 ms, or 0, each wakes the broker thread and goes out in its own
-     * ProduceRequest (~15% of the processor's CPU with personalization on).
-     * With linger.ms 1 alone the broker thread of librdkafka 2.0.2 is still
-     * woken many times a millisecond: it takes a partition's queue over on
-     * every wake-up, so the next record produced to that partition wakes it
-     * again (~130k syscalls and ~200 ms of its CPU per 100k messages,
-     * bench/RESULTS.md). So the sink also holds records itself for up to
-     * SP_SINK_HOLD_US and hands them over together: the broker thread is
-     * woken by a burst instead of a trickle (~40-75k syscalls, ~130 ms).
-     * A record is sent at most ~2 ms after it was produced, and a batch's
-     * last ones are handed over at the batch's end. A kafka.linger.ms
-     * setting wins, and records are then handed over at once. */
+     * recommendation every 10-20 us at full speed). With linger.ms 0 each
+     * woke librdkafka's broker thread and went out in its own ProduceRequest
+     * (~15% of the processor's CPU with personalization on). With a linger
+     * of 1 ms alone the broker thread is still woken over and over within
+     * each millisecond (strace: several wake-ups through its pipe between
+     * two requests; perf stat: 35k-190k syscalls and 110-240 ms of its CPU
+     * per 100k messages of the warm bench). So the sink also holds records
+     * for up to SP_SINK_HOLD_US and hands them over together: the broker
+     * thread meets bursts instead of a trickle (bench/RESULTS.md). A record
+     * reaches librdkafka at most ~1 ms after it was produced, or at its
+     * batch's end if sooner, and is sent after the 1 ms linger. A
+     * kafka.linger.ms setting wins, and records are then handed over at
+     * once. */
     if (!user_set(cfg, "linger.ms") && !user_set(cfg, "queue.buffering.max.ms")) {
         rd_kafka_conf_set(conf, "linger.ms", SP_SINK_LINGER_MS, sub, sizeof sub);
         sk->hold_us = SP_SINK_HOLD_US;
