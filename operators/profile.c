@@ -187,6 +187,27 @@ int64_t sp_profile_parse_time(const char *t, size_t len, char **end) {
     return v;
 }
 
+/* sp_i64toa(v, out) for every v; the 13-digit times of events (2001 to
+ * 2286 in ms) written directly, without sp_i64toa's loops and its copy
+ * out of a scratch buffer: the first digit, then two at a time from the
+ * table, in 32-bit arithmetic after one 64-bit division. Every event of a
+ * profile writes one. */
+size_t sp_profile_fmt_time(int64_t v, char *out) {
+    if (v < 1000000000000 || v >= 10000000000000) return sp_i64toa(v, out);
+    uint32_t hi = (uint32_t)(v / 100000000), lo = (uint32_t)(v - (int64_t)hi * 100000000);
+    uint32_t h1 = hi / 10000, h2 = hi - h1 * 10000; /* 1 digit, then 4 */
+    uint32_t l1 = lo / 10000, l2 = lo - l1 * 10000; /* 4 digits, then 4 */
+    out[0] = (char)('0' + h1);
+    memcpy(out + 1, sp_digit_pairs + 2 * (h2 / 100), 2);
+    memcpy(out + 3, sp_digit_pairs + 2 * (h2 % 100), 2);
+    memcpy(out + 5, sp_digit_pairs + 2 * (l1 / 100), 2);
+    memcpy(out + 7, sp_digit_pairs + 2 * (l1 % 100), 2);
+    memcpy(out + 9, sp_digit_pairs + 2 * (l2 / 100), 2);
+    memcpy(out + 11, sp_digit_pairs + 2 * (l2 % 100), 2);
+    out[13] = '\0';
+    return 13;
+}
+
 /* An event's time and its text as sp_i64toa writes it, written the first
  * time something needs it and then shared: the three lists and the ring of
  * recent items all write the same time. */
@@ -197,7 +218,7 @@ struct when {
 };
 
 static const char *when_text(struct when *t) {
-    if (!t->len) t->len = sp_i64toa(t->ms, t->text);
+    if (!t->len) t->len = sp_profile_fmt_time(t->ms, t->text);
     return t->text;
 }
 

@@ -15,6 +15,10 @@ int64_t sp_profile_parse_i64(const char *s, char **end);
  * at once. */
 int64_t sp_profile_parse_time(const char *t, size_t len, char **end);
 
+/* sp_i64toa(v, out), quicker for the 13-digit times of events; out holds
+ * at least 24 bytes. Returns the length written. */
+size_t sp_profile_fmt_time(int64_t v, char *out);
+
 /* strtod(s, NULL) on an affinity score, s ending at ',' or NUL; quicker
  * (and exactly equal) for the fixed-notation text the operator writes. */
 double sp_profile_parse_score(const char *s);
