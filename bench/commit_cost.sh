@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . deploy/lib.sh
 sp_init commitcost
 port=$(sp_free_port)
-sp_redis_start "$port"
+sp_redis_start "$port" port
 COMMITS=${COMMITS:-2000} WRITES=${WRITES:-60} ROUNDS=${ROUNDS:-3}
 cat >"$tmp/old.lua" <<'LUA'
 local e = redis.call('HGET', KEYS[1], 'epoch')

@@ -19,7 +19,7 @@ PARTITIONS=${FRAUD_PARTITIONS:-6}
 . deploy/lib.sh
 sp_init fraud
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 sp_mock_start "$PARTITIONS"
 brokers=$sp_bootstrap
 

@@ -13,7 +13,7 @@ PARTITIONS=${KPI_PARTITIONS:-6}
 . deploy/lib.sh
 sp_init kpibench
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 sp_mock_start "$PARTITIONS"
 brokers=$sp_bootstrap
 "$BIN" gen --events "$EVENTS" --seed 42 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"

@@ -25,7 +25,7 @@ OPS=dedupe,counts,profile,mf,recommend
 . bench/personalize_lib.sh
 sp_init pbench
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 sp_mock_start "$PARTITIONS"
 brokers=$sp_bootstrap
 

@@ -25,7 +25,7 @@ CANDS=${SHOPSTREAM_RECOMMEND_CANDIDATES:-256}
 . bench/personalize_lib.sh
 sp_init pagree
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 model=${MODEL:-$tmp/model.gru}
 pz_model "$model" "$ITEMS"
 pz_events "$tmp/events.pb" "$EVENTS" "$ITEMS"

@@ -30,7 +30,7 @@ OPS=dedupe,counts,profile,mf,recommend
 . bench/personalize_lib.sh
 sp_init plat
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 if [ "$BROKER" = kafka ]; then
   kafka_dir=$tmp/kafka # stopped by sp_cleanup
   brokers=$(bash deploy/local/kafka.sh start --dir "$kafka_dir" --fresh --watch-pid $$ |

@@ -18,7 +18,7 @@ ITEMS=${PROFILE_ITEMS:-10000}
 . bench/personalize_lib.sh
 sp_init pprof
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 sp_mock_start 2
 brokers=$sp_bootstrap
 

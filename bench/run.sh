@@ -18,7 +18,7 @@ BACKENDS=${BENCH_KAFKA:-both}
 . deploy/lib.sh
 sp_init bench
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 "$BIN" gen --events "$EVENTS" --seed 1 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"
 
 # bench_on mock|local: one backend's rounds and its section of RESULTS.md.

@@ -34,8 +34,8 @@ if [ "$events" -gt 900000 ]; then
   echo "soak: $events events would overflow the mock cluster's retention; lower SOAK_SECONDS or SOAK_RATE" >&2
   exit 2
 fi
-rport=$(sp_free_port); sp_redis_start "$rport"
-fport=$(sp_free_port); sp_redis_start "$fport"
+rport=$(sp_free_port); sp_redis_start "$rport" rport
+fport=$(sp_free_port); sp_redis_start "$fport" fport
 sp_mock_start "$PARTITIONS"; brokers=$sp_bootstrap
 "$BIN" gen --events "$events" --seed 7 --format proto --fraud-rate 0.02 --out "$tmp/events.pb" \
   --truth "$tmp/truth.json" 2>/dev/null

@@ -20,7 +20,7 @@ EVENTS=${1:-200000}
 [ $# -gt 0 ] && shift
 . deploy/lib.sh
 sp_init spinecpu
-rport=$(sp_free_port); sp_redis_start "$rport"
+rport=$(sp_free_port); sp_redis_start "$rport" rport
 "$BIN" gen --events "$EVENTS" --seed 1 --format proto --out "$tmp/events.pb" --truth "$tmp/truth.json"
 sp_mock_start 12; brokers=$sp_bootstrap
 "$BIN" replay "$tmp/events.pb" --brokers "$brokers" --quiet 2>"$tmp/replay.log"

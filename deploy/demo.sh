@@ -26,7 +26,7 @@ sp_init demo
 log() { echo "demo: $*" >&2; }
 
 rport=$(sp_free_port)
-sp_redis_start "$rport"
+sp_redis_start "$rport" rport
 log "redis-server on 127.0.0.1:$rport"
 
 if [ "${KAFKA:-}" = local ]; then

@@ -4,7 +4,8 @@
 #
 #   sp_init NAME            tmp=<new dir>, pids=(), kafka_dir=, trap on EXIT
 #   sp_free_port            prints a free port on 127.0.0.1
-#   sp_redis_start PORT     redis-server on 127.0.0.1:PORT in $tmp, no persistence
+#   sp_redis_start PORT [VAR]  redis-server on 127.0.0.1:PORT in $tmp, no persistence;
+#                           with VAR, another free port if PORT was taken meanwhile
 #   sp_mock_start N         mock cluster with N partitions per topic; prints bootstrap
 # A local Kafka broker started by the caller into $kafka_dir is stopped at exit.
 
@@ -33,17 +34,31 @@ sp_free_port() {
 }
 
 sp_redis_start() {
-  redis-server --port "$1" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
-    --logfile "$tmp/redis-$1.log" &
-  pids+=($!)
-  local pid=$!
-  for _ in $(seq 200); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return
-    kill -0 "$pid" 2>/dev/null || break # it exited: a taken port, a bad flag
-    sleep 0.05
+  # With VAR, a port that another job took between sp_free_port and the bind
+  # is replaced by another free one (up to 5 tries), and VAR names the port
+  # used. A server counts as started once the one answering on the port is
+  # this one (its process_id), not another job's.
+  local sp_p=$1 sp_var=${2:-} sp_pid # prefixed: VAR may be "port"
+  for _ in 1 2 3 4 5; do
+    redis-server --port "$sp_p" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
+      --logfile "$tmp/redis-$sp_p.log" &
+    sp_pid=$!
+    pids+=($sp_pid)
+    for _ in $(seq 200); do
+      kill -0 "$sp_pid" 2>/dev/null || break # it exited: a taken port, a bad flag
+      if [ "$(redis-cli -p "$sp_p" info server 2>/dev/null | tr -d '\r' |
+        sed -n 's/^process_id://p')" = "$sp_pid" ]; then
+        [ -z "$sp_var" ] || printf -v "$sp_var" '%s' "$sp_p"
+        return
+      fi
+      sleep 0.05
+    done
+    kill -0 "$sp_pid" 2>/dev/null && break # running, not answering
+    [ -n "$sp_var" ] && grep -q 'Address already in use' "$tmp/redis-$sp_p.log" 2>/dev/null || break
+    sp_p=$(sp_free_port)
   done
-  echo "redis-server on port $1 did not start; its log ($tmp/redis-$1.log) ends:" >&2
-  tail -5 "$tmp/redis-$1.log" >&2 2>/dev/null
+  echo "redis-server on port $sp_p did not start; its log ($tmp/redis-$sp_p.log) ends:" >&2
+  tail -5 "$tmp/redis-$sp_p.log" >&2 2>/dev/null
   exit 1
 }
 
