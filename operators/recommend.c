@@ -460,38 +460,6 @@ static int json_escapes(const char *s, size_t n) {
     return any;
 }
 
-/* The first and the last w (a constant: one load and one store each)
- * of n bytes, w <= n <= 2 w: all n bytes, the middle ones twice. */
-static inline __attribute__((always_inline)) void copy_ends(unsigned char *d,
-                                                            const unsigned char *p, size_t n,
-                                                            size_t w) {
-    unsigned char a[8], b[8];
-    memcpy(a, p, w);
-    memcpy(b, p + n - w, w);
-    memcpy(d, a, w);
-    memcpy(d + n - w, b, w);
-}
-
-/* memcpy of n bytes without its call for n <= 16 (an item id, as a rule):
- * two overlapping copies of the widest size that fits, or for n < 4 the
- * first, middle and last bytes. Reads only [s, s + n), writes only
- * [o, o + n); the two must not overlap. */
-static inline void copy_short(void *o, const void *s, size_t n) {
-    unsigned char *d = o;
-    const unsigned char *p = s;
-    if (n > 16) {
-        memcpy(d, p, n);
-    } else if (n >= 8) {
-        copy_ends(d, p, n, 8);
-    } else if (n >= 4) {
-        copy_ends(d, p, n, 4);
-    } else if (n) {
-        d[0] = p[0];
-        d[n / 2] = p[n / 2];
-        d[n - 1] = p[n - 1];
-    }
-}
-
 /* A JSON string of s (n bytes): quotes, backslashes and control characters
  * escaped, as cJSON did. esc is json_escapes(s, n), which the caller may
  * know already. Needs 6 n + 2 bytes at worst. */
@@ -499,7 +467,7 @@ static char *json_str(char *o, const char *s, size_t n, int esc) {
     static const char hex[] = "0123456789abcdef";
     *o++ = '"';
     if (!esc) {
-        copy_short(o, s, n);
+        sp_copy_short(o, s, n);
         o += n;
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -701,7 +669,7 @@ static uint8_t *put_pb_item(uint8_t *o, const char *id, size_t il, float score) 
         o[1] = (uint8_t)(2 + il + sl);
         o[2] = 0x0a; /* field 1 of the item, length-delimited */
         o[3] = (uint8_t)il;
-        copy_short(o + 4, id, il);
+        sp_copy_short(o + 4, id, il);
         o += 4 + il;
     } else {
         *o++ = 0x1a;

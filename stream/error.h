@@ -49,6 +49,26 @@ static inline int sp_bytes_eq(const char *a, const char *b, size_t n) {
     return 1;
 }
 
+/* memcpy of n bytes without its call for n <= 24 (ids, numbers' texts):
+ * a few fixed-size moves, the last overlapping the one before; longer ones
+ * by memcpy. dst and src must not overlap. */
+static inline void sp_copy_short(void *dst, const void *src, size_t n) {
+    char *d = dst;
+    const char *s = src;
+    if (n > 24) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        if (n > 16) memcpy(d + 8, s + 8, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) d[i] = s[i];
+    }
+}
+
 /* A 64-bit hash of n bytes for in-memory hash tables (not stable across
  * versions: never store it). */
 uint64_t sp_hash_bytes(const void *data, size_t n);

@@ -35,20 +35,6 @@ static char *put_u32(char *end, uint32_t x, int min) {
     return end;
 }
 
-/* n (1..21) bytes from src to dst in a few fixed-size moves, no call. */
-static void copy_short(char *dst, const char *src, size_t n) {
-    if (n >= 8) {
-        memcpy(dst, src, 8);
-        if (n > 16) memcpy(dst + 8, src + 8, 8);
-        memcpy(dst + n - 8, src + n - 8, 8);
-    } else if (n >= 4) {
-        memcpy(dst, src, 4);
-        memcpy(dst + n - 4, src + n - 4, 4);
-    } else {
-        for (size_t i = 0; i < n; i++) dst[i] = src[i];
-    }
-}
-
 /* Eight digits at a time in 32-bit arithmetic, two at a time within them
  * from a table: for the 13-digit timestamps and the counters that the store
  * and dedupe write per event. */
@@ -69,7 +55,7 @@ size_t sp_i64toa(int64_t v, char *out) {
     }
     if (v < 0) *--p = '-';
     size_t len = (size_t)(end - p);
-    copy_short(out, p, len);
+    sp_copy_short(out, p, len);
     out[len] = '\0';
     return len;
 }
